@@ -1,0 +1,207 @@
+//! Property tests: the decoder never panics, and generated events in every shape round-trip
+//! through every output format.
+
+use choria_lifecycle::{LifecycleDecoder, OutputFormat, KNOWN_TYPES};
+use ferry_adapter::{DecodedEvent, Decoder, Input, Payload};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn format_strategy() -> impl Strategy<Value = OutputFormat> {
+    prop_oneof![
+        Just(OutputFormat::AsReceived),
+        Just(OutputFormat::Choria),
+        Just(OutputFormat::CloudEvents),
+    ]
+}
+
+/// How a generated event is put on the wire.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Choria,
+    Legacy,
+    CloudEvent,
+}
+
+#[derive(Debug, Clone)]
+struct Generated {
+    kind: String,
+    identity: String,
+    component: String,
+    timestamp: i64,
+    id: Option<String>,
+    shape: Shape,
+}
+
+fn generated() -> impl Strategy<Value = Generated> {
+    (
+        proptest::sample::select(KNOWN_TYPES.to_vec()),
+        "\\PC{1,40}",
+        "\\PC{1,20}",
+        // Up to the end of year 9999, the RFC 3339 range.
+        0i64..=253_402_300_799,
+        proptest::option::of("[0-9a-f-]{1,36}"),
+        prop_oneof![
+            Just(Shape::Choria),
+            Just(Shape::Legacy),
+            Just(Shape::CloudEvent)
+        ],
+    )
+        .prop_map(
+            |(kind, identity, component, timestamp, id, shape)| Generated {
+                kind: kind.to_string(),
+                identity,
+                component,
+                timestamp,
+                id,
+                shape,
+            },
+        )
+}
+
+impl Generated {
+    /// The event in the current Choria format.
+    fn choria(&self) -> Value {
+        let mut event = json!({
+            "protocol": format!("io.choria.lifecycle.v1.{}", self.kind),
+            "identity": self.identity,
+            "component": self.component,
+            "timestamp": self.timestamp,
+            "version": "0.29.4",
+        });
+        if let Some(id) = &self.id {
+            event["id"] = Value::from(id.as_str());
+        }
+        if self.kind == "governor" {
+            event["governor"] = Value::from("FACTS");
+            event["sequence"] = Value::from(1);
+        }
+        event
+    }
+
+    /// The bytes a fleet would send.
+    fn wire(&self) -> Vec<u8> {
+        let choria = self.choria();
+        let value = match self.shape {
+            Shape::Choria => choria,
+            Shape::Legacy => {
+                let mut legacy = choria;
+                legacy["protocol"] = Value::from(format!("choria:lifecycle:{}:1", self.kind));
+                legacy
+            }
+            Shape::CloudEvent => json!({
+                "specversion": "1.0",
+                "id": self.id.clone().unwrap_or_else(|| "some-id".into()),
+                "source": "io.choria.lifecycle",
+                "type": format!("io.choria.lifecycle.v1.{}", self.kind),
+                "subject": self.identity,
+                "datacontenttype": "application/json",
+                "time": rfc3339(self.timestamp),
+                "data": choria,
+            }),
+        };
+        serde_json::to_vec(&value).expect("serialises")
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC, computed independently of the decoder (days-from-civil inverse,
+/// H. Hinnant's algorithm) so the test does not just repeat the implementation.
+fn rfc3339(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn stored(event: &DecodedEvent, received: &[u8]) -> Value {
+    match &event.payload {
+        Payload::Unchanged => serde_json::from_slice(received).expect("json"),
+        Payload::Replaced(bytes) => serde_json::from_slice(bytes).expect("json"),
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        allow in any::<bool>(),
+        format in format_strategy(),
+    ) {
+        let _ = LifecycleDecoder::new(allow, format).decode(&Input::new("x", &bytes));
+    }
+
+    #[test]
+    fn damaged_events_never_panic(
+        event in generated(),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        format in format_strategy(),
+    ) {
+        let decoder = LifecycleDecoder::new(false, format);
+        let wire = event.wire();
+        let _ = decoder.decode(&Input::new("x", &wire[..cut.index(wire.len())]));
+        let mut flipped = wire.clone();
+        let at = flip.index(flipped.len());
+        flipped[at] = byte;
+        let _ = decoder.decode(&Input::new("x", &flipped));
+    }
+
+    #[test]
+    fn generated_events_round_trip(event in generated(), format in format_strategy()) {
+        let wire = event.wire();
+        let decoded = LifecycleDecoder::new(false, format)
+            .decode(&Input::new("choria.lifecycle.event", &wire))
+            .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        prop_assert_eq!(decoded.field("type"), Some(event.kind.as_str()));
+        prop_assert_eq!(decoded.field("component"), Some(event.component.as_str()));
+        prop_assert_eq!(decoded.field("identity"), Some(event.identity.as_str()));
+        prop_assert_eq!(decoded.field("sender"), Some(event.identity.as_str()));
+        prop_assert_eq!(decoded.sender.as_deref(), Some(event.identity.as_str()));
+
+        let choria = event.choria();
+        let filtered = match &decoded.filter_document {
+            Some(bytes) => serde_json::from_slice(bytes).expect("json"),
+            None => stored(&decoded, &wire),
+        };
+        prop_assert_eq!(&filtered, &choria);
+
+        let stored = stored(&decoded, &wire);
+        let received: Value = serde_json::from_slice(&wire).expect("json");
+        match format {
+            OutputFormat::AsReceived => prop_assert_eq!(&decoded.payload, &Payload::Unchanged),
+            OutputFormat::Choria => prop_assert_eq!(&stored, &choria),
+            OutputFormat::CloudEvents => {
+                if let Shape::CloudEvent = event.shape {
+                    prop_assert_eq!(&decoded.payload, &Payload::Unchanged);
+                } else {
+                    prop_assert_eq!(&stored["data"], &choria);
+                    prop_assert_eq!(&stored["subject"], &Value::from(event.identity.as_str()));
+                    prop_assert_eq!(&stored["time"], &Value::from(rfc3339(event.timestamp)));
+                    prop_assert_eq!(
+                        &stored["type"],
+                        &Value::from(format!("io.choria.lifecycle.v1.{}", event.kind))
+                    );
+                    if let Some(id) = &event.id {
+                        prop_assert_eq!(&stored["id"], &Value::from(id.as_str()));
+                    }
+                }
+            }
+        }
+        if decoded.payload == Payload::Unchanged {
+            prop_assert_eq!(&stored, &received);
+        }
+    }
+}

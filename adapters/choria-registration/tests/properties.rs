@@ -1,0 +1,202 @@
+//! Property tests: the decoder never panics, and generated v1 and v2 registration messages
+//! round-trip to the document Choria's streams adapter would store.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use choria_registration::RegistrationDecoder;
+use ferry_adapter::{Decoder, Input, Payload};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+struct Generated {
+    payload: String,
+    sender: String,
+    request_id: String,
+    agent: String,
+    collective: String,
+    /// Unix seconds for v1, Unix nanoseconds for v2.
+    time: i64,
+    v2: bool,
+}
+
+/// Strings rich in what Go escapes specially.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[<>&\"\\\\\n\t\u{1}\u{2028}a-z{}:,é€😀]{0,40}",
+    ]
+}
+
+fn generated() -> impl Strategy<Value = Generated> {
+    (
+        text(),
+        "[a-z0-9.-]{1,30}",
+        "[0-9a-f]{32}",
+        "[a-z_]{1,12}",
+        "[a-z_]{1,12}",
+        any::<bool>(),
+        // v1: seconds within RFC 3339's years 0000-9999; v2: any int64 nanoseconds.
+        -62_167_219_200i64..=253_402_300_799,
+        any::<i64>(),
+    )
+        .prop_map(
+            |(payload, sender, request_id, agent, collective, v2, seconds, nanos)| Generated {
+                payload,
+                sender,
+                request_id,
+                agent,
+                collective,
+                time: if v2 { nanos } else { seconds },
+                v2,
+            },
+        )
+}
+
+impl Generated {
+    fn wire(&self) -> Vec<u8> {
+        let transport = if self.v2 {
+            let request = json!({
+                "protocol": "io.choria.protocol.v2.request",
+                "message": STANDARD.encode(self.payload.as_bytes()),
+                "id": self.request_id,
+                "sender": self.sender,
+                "caller": format!("choria={}", self.sender),
+                "collective": self.collective,
+                "agent": self.agent,
+                "ttl": 60,
+                "time": self.time,
+            });
+            let secure = json!({
+                "protocol": "io.choria.protocol.v2.secure_request",
+                "request": STANDARD.encode(request.to_string()),
+                "signature": "",
+            });
+            json!({
+                "protocol": "io.choria.protocol.v2.transport",
+                "data": STANDARD.encode(secure.to_string()),
+                "headers": {"sender": self.sender},
+            })
+        } else {
+            let request = json!({
+                "protocol": "choria:request:1",
+                "message": self.payload,
+                "envelope": {
+                    "requestid": self.request_id,
+                    "senderid": self.sender,
+                    "callerid": format!("choria={}", self.sender),
+                    "collective": self.collective,
+                    "agent": self.agent,
+                    "ttl": 60,
+                    "time": self.time,
+                },
+            });
+            let secure = json!({
+                "protocol": "choria:secure:request:1",
+                "message": request.to_string(),
+                "signature": "insecure",
+                "pubcert": "insecure",
+            });
+            json!({
+                "protocol": "choria:transport:1",
+                "data": STANDARD.encode(secure.to_string()),
+                "headers": {"mc_sender": self.sender},
+            })
+        };
+        transport.to_string().into_bytes()
+    }
+
+    /// The expected RFC 3339 time, computed independently of the decoder.
+    fn expected_time(&self) -> String {
+        let (seconds, nanos) = if self.v2 {
+            (
+                self.time.div_euclid(1_000_000_000),
+                self.time.rem_euclid(1_000_000_000),
+            )
+        } else {
+            (self.time, 0)
+        };
+        rfc3339_nano(seconds, nanos)
+    }
+}
+
+/// Go's RFC3339Nano in UTC: civil date by H. Hinnant's algorithm, fraction with trailing zeros cut.
+fn rfc3339_nano(seconds: i64, nanos: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let fraction = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}").trim_end_matches('0').to_string()
+    };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = RegistrationDecoder.decode(&Input::new("x", &bytes));
+    }
+
+    #[test]
+    fn damaged_messages_never_panic(
+        message in generated(),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let wire = message.wire();
+        let _ = RegistrationDecoder.decode(&Input::new("x", &wire[..cut.index(wire.len())]));
+        let mut flipped = wire.clone();
+        let at = flip.index(flipped.len());
+        flipped[at] = byte;
+        let _ = RegistrationDecoder.decode(&Input::new("x", &flipped));
+    }
+
+    #[test]
+    fn generated_messages_round_trip(message in generated()) {
+        let event = RegistrationDecoder
+            .decode(&Input::new("mcollective.broadcast.agent.registration", &message.wire()))
+            .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        prop_assert_eq!(event.sender.as_deref(), Some(message.sender.as_str()));
+        prop_assert_eq!(event.field("sender"), Some(message.sender.as_str()));
+        prop_assert_eq!(event.field("agent"), Some(message.agent.as_str()));
+        prop_assert_eq!(event.field("collective"), Some(message.collective.as_str()));
+
+        let Payload::Replaced(bytes) = &event.payload else {
+            return Err(TestCaseError::fail("payload not replaced"));
+        };
+        let text = std::str::from_utf8(bytes).expect("UTF-8 output");
+        // Go's HTML-safe escaping: these characters only ever appear as \u escapes.
+        let unescaped = text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']);
+        prop_assert!(!unescaped, "unescaped HTML-sensitive character in {}", text);
+        let expected = json!({
+            "protocol": "choria:adapters:choria_streams:output:1",
+            "data": message.payload,
+            "sender": message.sender,
+            "time": message.expected_time(),
+            "requestid": message.request_id,
+        });
+        let output: Value = serde_json::from_str(text).expect("JSON output");
+        prop_assert_eq!(&output, &expected);
+        // Key order as in Choria's Go struct.
+        let keys = ["\"protocol\"", "\"data\"", "\"sender\"", "\"time\"", "\"requestid\""];
+        let positions: Vec<usize> = keys.iter().map(|k| text.rfind(k).unwrap_or(0)).collect();
+        let ordered = text.starts_with(&format!("{{{}:", keys[0])) && positions.windows(2).all(|w| w[0] < w[1]);
+        prop_assert!(ordered, "keys out of order in {}", text);
+    }
+}

@@ -1,0 +1,365 @@
+//! The `ferry` binary under test, run as a child process.
+//!
+//! Running the real binary (rather than calling the library) is the point: these tests check what a
+//! user gets, including signal handling, exit codes, the single-process lock on the state store,
+//! logging and the HTTP monitor.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::{
+    append_file, free_port, http_get, log_len, log_tail, parse_metrics, read_log, read_log_from,
+    signal_child, Metrics,
+};
+
+/// Deadline for `/readyz` to answer 200 in [`Ferry::wait_ready`].
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Fresh monitor ports tried when ferry exits because its picked port was taken.
+const PORT_ATTEMPTS: usize = 3;
+
+/// Path of the ferry binary Cargo built for this test run.
+pub fn ferry_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ferry"))
+}
+
+/// A `Command` for one-shot invocations (`ferry check -c FILE`, `ferry status --json`, ...).
+///
+/// Sets `NO_COLOR=1` so output is plain text to assert on, and `RUST_BACKTRACE=1` so a panic in
+/// the binary explains itself in the test output.
+pub fn ferry_command() -> Command {
+    let mut cmd = Command::new(ferry_bin());
+    cmd.env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Extra knobs for [`Ferry::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct FerryOptions {
+    /// Use this state directory (caller owns it) instead of a fresh temporary one.
+    pub state_dir: Option<PathBuf>,
+    /// Extra environment for the child (e.g. secrets referenced as `${VAR}` in the YAML).
+    pub env: Vec<(String, String)>,
+    /// Extra arguments after `run -c FILE --log-level debug`.
+    pub args: Vec<String>,
+}
+
+impl FerryOptions {
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
+/// A `ferry run` child process with its own config file, state directory, monitor port and log.
+/// Killed (SIGKILL) on drop; if the test is panicking, the tail of ferry's log is printed then, which
+/// is usually the explanation of the failure.
+///
+/// The YAML given to [`Ferry::start`] may use placeholders:
+/// - `{state_dir}`: the state directory (fresh temp dir, or [`FerryOptions::state_dir`]);
+/// - `{monitor}`: `127.0.0.1:<free port>`, e.g. `monitor: { listen: "{monitor}" }`;
+/// - `{work_dir}`: this instance's temp dir (holds the config and log; put creds files here).
+pub struct Ferry {
+    child: Option<Child>,
+    /// Exit status once reaped; `child` stays `Some` so the pid is never signalled after reaping.
+    exit: Option<ExitStatus>,
+    /// Where the current run's output starts in the log file.
+    run_log_start: u64,
+    template: String,
+    opts: FerryOptions,
+    monitor: Option<String>,
+    state_dir: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    work: TempDir,
+    _state_tmp: Option<TempDir>,
+    /// Set once a panic message already carried the log tail, so Drop does not print it again.
+    reported: std::cell::Cell<bool>,
+}
+
+impl Ferry {
+    /// Writes `config_yaml` (placeholders expanded) and starts `ferry run` on it, with a fresh
+    /// temporary state dir. Does not wait: call [`Ferry::wait_ready`].
+    pub fn start(config_yaml: &str) -> Ferry {
+        Self::start_with(config_yaml, FerryOptions::default())
+    }
+
+    /// Like [`Ferry::start`] but on a caller-owned state dir, e.g. to run a second instance against
+    /// the same store (which must fail: one process per store), or to continue from another
+    /// instance's state after it exited. The directory must outlive this `Ferry`.
+    pub fn start_in(state_dir: PathBuf, config_yaml: &str) -> Ferry {
+        Self::start_with(config_yaml, FerryOptions::default().state_dir(state_dir))
+    }
+
+    pub fn start_with(config_yaml: &str, opts: FerryOptions) -> Ferry {
+        let work = tempfile::Builder::new()
+            .prefix("ferry-run-")
+            .tempdir()
+            .expect("create ferry work dir");
+        let (state_dir, state_tmp) = match &opts.state_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("ferry-state-")
+                    .tempdir()
+                    .expect("create ferry state dir");
+                (tmp.path().to_path_buf(), Some(tmp))
+            }
+        };
+        let mut ferry = Ferry {
+            child: None,
+            exit: None,
+            run_log_start: 0,
+            template: config_yaml.to_string(),
+            opts,
+            monitor: None,
+            state_dir,
+            config_path: work.path().join("ferry.yaml"),
+            log_path: work.path().join("ferry.log"),
+            work,
+            _state_tmp: state_tmp,
+            reported: std::cell::Cell::new(false),
+        };
+        if ferry.template.contains("{monitor}") {
+            ferry.monitor = Some(format!("127.0.0.1:{}", free_port()));
+        }
+        ferry.write_config();
+        ferry.spawn();
+        ferry
+    }
+
+    /// `127.0.0.1:PORT` of the monitor. Panics if the YAML did not use `{monitor}`.
+    pub fn monitor_addr(&self) -> &str {
+        self.monitor
+            .as_deref()
+            .expect("this ferry's YAML has no {monitor} placeholder, so the harness knows no monitor address")
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// This instance's temp dir (`{work_dir}`).
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// The child's pid while it has not been reaped.
+    pub fn pid(&self) -> Option<u32> {
+        match (&self.child, self.exit) {
+            (Some(child), None) => Some(child.id()),
+            _ => None,
+        }
+    }
+
+    /// True while the process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.poll_exit().is_none() && self.child.is_some()
+    }
+
+    /// Everything ferry wrote to stdout and stderr so far (all runs: restarts append), ANSI codes
+    /// removed.
+    pub fn log(&self) -> String {
+        read_log(&self.log_path)
+    }
+
+    /// `GET {path}` on the monitor.
+    pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_get(self.monitor_addr(), path).await
+    }
+
+    /// Scrapes `/metrics` once. Panics if the monitor is unreachable or does not answer 200.
+    pub async fn metrics(&self) -> Metrics {
+        match self.get("/metrics").await {
+            Ok((200, body)) => parse_metrics(&body),
+            Ok((code, body)) => self.fail(&format!("GET /metrics answered {code}: {body}")),
+            Err(e) => self.fail(&format!("GET /metrics: {e}")),
+        }
+    }
+
+    /// Polls `/readyz` until it answers 200 (every pipeline connected and running), up to 30 s.
+    /// Panics with the log tail on timeout or if ferry exits meanwhile.
+    ///
+    /// If ferry exits because its monitor port was taken (a free port is only free until someone
+    /// binds it), the config is rewritten with another port and ferry started again.
+    pub async fn wait_ready(&mut self) {
+        let mut port_retries = 0;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.poll_exit() {
+                let log = read_log_from(&self.log_path, self.run_log_start).to_ascii_lowercase();
+                if self.monitor.is_some()
+                    && log.contains("address already in use")
+                    && port_retries < PORT_ATTEMPTS
+                {
+                    port_retries += 1;
+                    self.monitor = Some(format!("127.0.0.1:{}", free_port()));
+                    self.write_config();
+                    self.note("monitor port was taken; restarting on another port");
+                    self.spawn();
+                    continue;
+                }
+                self.fail(&format!("ferry exited ({status}) before becoming ready"));
+            }
+            let last = match self.get("/readyz").await {
+                Ok((200, _)) => return,
+                Ok((code, body)) => format!("/readyz answered {code}: {body}"),
+                Err(e) => format!("/readyz: {e}"),
+            };
+            if Instant::now() >= deadline {
+                self.fail(&format!("not ready after {READY_TIMEOUT:?} (last: {last})"));
+            }
+            tokio::time::sleep(super::POLL_INTERVAL).await;
+        }
+    }
+
+    /// Sends SIGTERM (graceful shutdown). No-op if the process already exited.
+    pub fn sigterm(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends SIGKILL (crash). No-op if the process already exited.
+    pub fn sigkill(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Sends any signal (e.g. `libc::SIGINT`). No-op if the process already exited.
+    pub fn signal(&mut self, signal: libc::c_int) {
+        if self.poll_exit().is_some() {
+            return;
+        }
+        if let Some(child) = &self.child {
+            signal_child(child, signal);
+        }
+    }
+
+    /// Waits for the process to exit and returns its status; panics with the log tail if it is
+    /// still running after `timeout`. Returns the same status again if called after it exited.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.poll_exit() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "still running {timeout:?} later, expected it to exit"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts ferry again with the same config file and state dir (and monitor port). If the
+    /// previous process is still running it is SIGKILLed first: stop it yourself (`sigterm` +
+    /// `wait_exit`) to test a graceful restart. Does not wait: call [`Ferry::wait_ready`].
+    pub fn restart(&mut self) {
+        if self.poll_exit().is_none() {
+            if let Some(child) = self.child.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.note("restart");
+        self.spawn();
+    }
+
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Some(child) = self.child.as_mut() {
+                self.exit = child
+                    .try_wait()
+                    .unwrap_or_else(|e| panic!("waiting for ferry: {e}"));
+            }
+        }
+        self.exit
+    }
+
+    fn write_config(&self) {
+        let mut yaml = self
+            .template
+            .replace("{state_dir}", &self.state_dir.display().to_string())
+            .replace("{work_dir}", &self.work.path().display().to_string());
+        if let Some(monitor) = &self.monitor {
+            yaml = yaml.replace("{monitor}", monitor);
+        }
+        std::fs::write(&self.config_path, yaml).expect("write ferry config");
+    }
+
+    fn spawn(&mut self) {
+        self.run_log_start = log_len(&self.log_path);
+        let log = append_file(&self.log_path);
+        let mut cmd = ferry_command();
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&self.config_path)
+            .args(["--log-level", "debug"])
+            .args(&self.opts.args)
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone().expect("clone log file handle"))
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", ferry_bin().display()));
+        self.child = Some(child);
+        self.exit = None;
+    }
+
+    /// Appends a harness marker to the log, so restarts are visible in it.
+    fn note(&self, what: &str) {
+        use std::io::Write;
+        let _ = writeln!(
+            append_file(&self.log_path),
+            "=== ferry test harness: {what} ==="
+        );
+    }
+
+    fn fail(&self, why: &str) -> ! {
+        self.reported.set(true);
+        panic!(
+            "ferry ({}): {why}\n--- config ---\n{}\n--- ferry log (tail) ---\n{}",
+            self.config_path.display(),
+            std::fs::read_to_string(&self.config_path).unwrap_or_default(),
+            log_tail(&self.log_path, 60)
+        );
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        // No poll_exit() here: it may panic, and a panic while unwinding aborts the test binary.
+        if self.exit.is_none() {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(None) = child.try_wait() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        if std::thread::panicking() && !self.reported.get() {
+            eprintln!(
+                "--- ferry log tail ({}) ---\n{}",
+                self.log_path.display(),
+                log_tail(&self.log_path, 60)
+            );
+        }
+    }
+}

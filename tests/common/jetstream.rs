@@ -1,0 +1,215 @@
+//! JetStream helpers: connect, and read a stream back to check what ferry stored.
+
+use std::str::FromStr;
+
+use async_nats::jetstream::Context;
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+
+/// A message as stored in a stream.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub sequence: u64,
+    pub subject: String,
+    /// All headers (NATS headers may repeat a name); see [`StoredMessage::header`].
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+    /// When the server stored it.
+    pub time: async_nats::datetime::DateTime,
+}
+
+impl StoredMessage {
+    /// The first value of header `name` (exact name, as NATS headers are case-sensitive on the wire).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.as_str())
+    }
+
+    /// Every `(name, value)` pair, sorted by name then value so assertions are deterministic
+    /// (`HeaderMap` iterates in hash order).
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .flat_map(|(name, values)| {
+                values
+                    .iter()
+                    .map(move |v| (name.to_string(), v.as_str().to_string()))
+            })
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    /// The payload as UTF-8 (panics if it is not).
+    pub fn payload_str(&self) -> &str {
+        std::str::from_utf8(&self.payload)
+            .unwrap_or_else(|e| panic!("payload of seq {} is not UTF-8: {e}", self.sequence))
+    }
+}
+
+/// Connects a client to `url` and returns it with a JetStream context on it (default domain; build
+/// other contexts with `async_nats::jetstream::with_domain(client.clone(), ...)`). Panics on failure.
+pub async fn js_client(url: &str) -> (async_nats::Client, Context) {
+    let client = async_nats::ConnectOptions::new()
+        .name("ferry-tests")
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    let js = async_nats::jetstream::new(client.clone());
+    (client, js)
+}
+
+/// Number of messages currently in `stream`. Panics if the stream does not exist.
+pub async fn stream_message_count(js: &Context, stream: &str) -> u64 {
+    let mut s = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("get stream {stream}: {e}"));
+    s.info()
+        .await
+        .unwrap_or_else(|e| panic!("info of stream {stream}: {e}"))
+        .state
+        .messages
+}
+
+/// Every message of `stream` in sequence order, as of the call (messages added meanwhile are not
+/// included). Panics if the stream does not exist.
+///
+/// Uses the JetStream "get message" API (`STREAM.MSG.GET` with `seq` + `next_by_subj: ">"`: the
+/// first message at or after a sequence), which skips gaps left by deleted messages, needs no
+/// consumer (so the stream's consumer count, which tests may assert on, is untouched), and works
+/// whatever the stream's `allow_direct` setting. The response is decoded here rather than by
+/// `Stream::get_raw_message` because async-nats 0.51 keeps only the last value of a repeated header
+/// there, and tests must see exactly what ferry stored. One request per message: fine for
+/// test-sized streams; for very large ones assert on [`stream_message_count`] instead.
+pub async fn stream_messages(js: &Context, stream: &str) -> Vec<StoredMessage> {
+    let mut handle = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("get stream {stream}: {e}"));
+    let state = handle
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("info of stream {stream}: {e}"))
+        .state
+        .clone();
+    let mut out = Vec::with_capacity(state.messages as usize);
+    if state.messages == 0 {
+        return out;
+    }
+    let mut next = state.first_sequence;
+    while next <= state.last_sequence {
+        let Some(msg) = get_message_at_or_after(js, stream, next).await else {
+            break;
+        };
+        if msg.sequence > state.last_sequence {
+            break;
+        }
+        next = msg.sequence + 1;
+        out.push(msg);
+    }
+    out
+}
+
+/// JetStream API error code for "no message found".
+const NO_MESSAGE_FOUND: u64 = 10037;
+
+async fn get_message_at_or_after(js: &Context, stream: &str, seq: u64) -> Option<StoredMessage> {
+    let request = serde_json::json!({ "seq": seq, "next_by_subj": ">" });
+    let response: serde_json::Value = js
+        .request(format!("STREAM.MSG.GET.{stream}"), &request)
+        .await
+        .unwrap_or_else(|e| panic!("get message >= {seq} from stream {stream}: {e}"));
+    if let Some(error) = response.get("error") {
+        if error.get("err_code").and_then(|c| c.as_u64()) == Some(NO_MESSAGE_FOUND) {
+            return None;
+        }
+        panic!("get message >= {seq} from stream {stream}: {error}");
+    }
+    let what = || format!("message >= {seq} of stream {stream}: {response}");
+    let m = response
+        .get("message")
+        .unwrap_or_else(|| panic!("no 'message' in {}", what()));
+    let field = |name: &str| m.get(name).and_then(|v| v.as_str());
+    let subject = field("subject").unwrap_or_else(|| panic!("no subject in {}", what()));
+    let sequence = m
+        .get("seq")
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| panic!("no seq in {}", what()));
+    let payload = match field("data") {
+        Some(data) => base64_decode(data).unwrap_or_else(|e| panic!("{e} in data of {}", what())),
+        None => Vec::new(),
+    };
+    let headers = match field("hdrs") {
+        Some(hdrs) => {
+            let raw = base64_decode(hdrs).unwrap_or_else(|e| panic!("{e} in hdrs of {}", what()));
+            parse_header_block(&raw).unwrap_or_else(|e| panic!("{e} in headers of {}", what()))
+        }
+        None => HeaderMap::new(),
+    };
+    let time = field("time")
+        .map(|t| {
+            async_nats::datetime::parse_rfc3339(t)
+                .unwrap_or_else(|e| panic!("bad time {t:?} ({e}) in {}", what()))
+        })
+        .unwrap_or_else(|| panic!("no time in {}", what()));
+    Some(StoredMessage {
+        sequence,
+        subject: subject.to_string(),
+        headers,
+        payload: Bytes::from(payload),
+        time,
+    })
+}
+
+/// Parses a NATS header block (`NATS/1.0\r\nName: value\r\n...\r\n\r\n`), keeping repeated names.
+pub fn parse_header_block(raw: &[u8]) -> Result<HeaderMap, String> {
+    let text = std::str::from_utf8(raw).map_err(|_| "headers are not UTF-8".to_string())?;
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    if !first.starts_with("NATS/1.0") {
+        return Err(format!("bad header version line {first:?}"));
+    }
+    let mut headers = HeaderMap::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("malformed header line {line:?}"))?;
+        let name = HeaderName::from_str(name.trim())
+            .map_err(|e| format!("bad header name {name:?}: {e}"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|e| format!("bad header value {value:?}: {e}"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// Standard base64 (with or without padding), as the JetStream API encodes `data` and `hdrs`.
+/// Hand-written because the test crates may not add a dependency for it.
+pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let bytes = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        if chunk.len() == 1 {
+            return Err("bad base64 length".into());
+        }
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            let v = value(c).ok_or_else(|| format!("bad base64 character {:?}", c as char))?;
+            acc |= v << (18 - 6 * i);
+        }
+        let produced = chunk.len() - 1;
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + produced]);
+    }
+    Ok(out)
+}
