@@ -3,5 +3,16 @@
 //! The binary in `main.rs` only parses the command line; everything else lives here so the
 //! integration tests, the demo and the benchmarks drive the same code.
 
+pub mod adapter;
+pub mod app;
 pub mod config;
+pub mod connect;
+pub mod demo;
+pub mod filter;
+pub mod logging;
+pub mod metrics;
+pub mod monitor;
+pub mod sim;
+pub mod state;
+pub mod status;
 pub mod subject;
