@@ -9,6 +9,7 @@ pub mod config;
 pub mod connect;
 pub mod demo;
 pub mod filter;
+pub mod local_server;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
