@@ -1,1 +1,206 @@
-//! (in progress)
+//! `ferry run`: opens the state store, the monitor and the connections, starts every pipeline, and
+//! on SIGINT/SIGTERM shuts them down gracefully (SPEC section 2).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::adapter::{Adapter, AdapterContext};
+use crate::config::schema::Config;
+use crate::connect::{self, ConnectError, Connection};
+use crate::metrics::Metrics;
+use crate::monitor::Monitor;
+use crate::state::{SledStore, StateDirLock, StateStore};
+use crate::status::{PipelineKind, PipelineState, StatusBoard};
+
+/// Why `ferry run` stopped with an error; decides the exit code (SPEC section 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config cannot work (exit 1), e.g. a credentials file that does not exist.
+    #[error("{0}")]
+    Config(String),
+    /// Something at runtime failed (exit 2), e.g. the state store is locked or the port is taken.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Config(_) => 1,
+            RunError::Runtime(_) => 2,
+        }
+    }
+}
+
+/// Runs every pipeline of `config` until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    run_until(config, shutdown_signal()).await
+}
+
+/// Runs until `stop` completes, then shuts down gracefully.
+pub async fn run_until(
+    config: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
+    let _lock = StateDirLock::acquire(&config.state_dir)
+        .map_err(|error| RunError::Runtime(error.to_string()))?;
+    let store: Arc<dyn StateStore> = Arc::new(
+        SledStore::open(&config.state_dir).map_err(|error| RunError::Runtime(error.to_string()))?,
+    );
+    let instance = config.instance_name();
+    let metrics = Arc::new(Metrics::new());
+    let board = Arc::new(StatusBoard::new(instance.clone()));
+    let (monitor_stop, monitor_stop_rx) = watch::channel(false);
+    let monitor = match &config.monitor {
+        Some(monitor) => {
+            let bound = Monitor::bind(&monitor.listen)
+                .await
+                .map_err(|error| RunError::Runtime(error.to_string()))?;
+            tracing::info!(listen = %bound.local_addr(), "monitor listening");
+            Some(bound.spawn(metrics.clone(), board.clone(), monitor_stop_rx))
+        }
+        None => None,
+    };
+
+    let connections = open_connections(&config, &instance, &metrics).await?;
+    let mut adapters = Vec::new();
+    for adapter in &config.adapters {
+        let (Some(input), Some(output)) = (
+            connections.get(&adapter.connection),
+            connections.get(adapter.output_connection()),
+        ) else {
+            return Err(RunError::Config(format!(
+                "adapter {}: unknown connection (run `ferry check`)",
+                adapter.name
+            )));
+        };
+        let started = Adapter::start(AdapterContext {
+            config: adapter.clone(),
+            input: input.clone(),
+            output: output.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            board: board.clone(),
+        })
+        .map_err(|error| RunError::Runtime(error.to_string()))?;
+        adapters.push(started);
+    }
+    tracing::info!(
+        instance = %instance,
+        adapters = adapters.len(),
+        state_dir = %config.state_dir.display(),
+        "ferry running"
+    );
+
+    stop.await;
+    tracing::info!(timeout = ?config.shutdown_timeout.0, "shutting down: stopping intake, finishing in-flight events");
+    for adapter in &adapters {
+        board.set_state(adapter.name(), PipelineState::Stopping, None);
+    }
+    let timeout = config.shutdown_timeout.0;
+    futures_util::future::join_all(adapters.into_iter().map(|adapter| adapter.stop(timeout)))
+        .await;
+    if let Err(error) = store.flush() {
+        tracing::error!(%error, "cannot flush the state store");
+    }
+    for connection in connections.values() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), connection.client.flush())
+            .await;
+    }
+    let _ = monitor_stop.send(true);
+    if let Some(monitor) = monitor {
+        let _ = monitor.await;
+    }
+    tracing::info!("ferry stopped");
+    Ok(())
+}
+
+/// One client per connection name that a pipeline uses.
+async fn open_connections(
+    config: &Config,
+    instance: &str,
+    metrics: &Arc<Metrics>,
+) -> Result<BTreeMap<String, Connection>, RunError> {
+    let mut used: Vec<&str> = Vec::new();
+    for adapter in &config.adapters {
+        used.push(&adapter.connection);
+        used.push(adapter.output_connection());
+    }
+    used.sort_unstable();
+    used.dedup();
+    let mut connections = BTreeMap::new();
+    for name in used {
+        let Some(settings) = config.connections.get(name) else {
+            return Err(RunError::Config(format!(
+                "connection {name:?} is not defined under connections (run `ferry check`)"
+            )));
+        };
+        let connection = connect::connect(name, settings, instance, metrics.clone())
+            .await
+            .map_err(|error| match error {
+                ConnectError::File { .. } | ConnectError::Invalid { .. } => {
+                    RunError::Config(error.to_string())
+                }
+                ConnectError::Client { .. } => RunError::Runtime(error.to_string()),
+            })?;
+        connections.insert(name.to_string(), connection);
+    }
+    Ok(connections)
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+/// `ferry status` when no instance is running: the pipelines from the config, with the spool depth
+/// read from the state store (which is only opened when no other process holds it).
+pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
+    let _lock = StateDirLock::acquire(&config.state_dir)
+        .map_err(|error| RunError::Runtime(error.to_string()))?;
+    let store =
+        SledStore::open(&config.state_dir).map_err(|error| RunError::Runtime(error.to_string()))?;
+    let metrics = Metrics::new();
+    let board = StatusBoard::new(config.instance_name());
+    for adapter in &config.adapters {
+        board.register(&adapter.name, PipelineKind::Adapter);
+        let labels = [adapter.name.as_str()];
+        let (spool, _) = crate::adapter::spool::Spool::open(
+            &store,
+            &adapter.name,
+            u64::MAX,
+            metrics.adapter_spool_messages.with_label_values(&labels),
+            metrics.adapter_spool_bytes.with_label_values(&labels),
+        )
+        .map_err(|error| RunError::Runtime(error.to_string()))?;
+        board.set_state(
+            &adapter.name,
+            PipelineState::Stopping,
+            Some("not running".into()),
+        );
+        board.update(&adapter.name, |status| {
+            status.spool_messages = spool.messages();
+            status.spool_bytes = spool.bytes();
+        });
+    }
+    let mut json = board.to_json();
+    json["running"] = serde_json::Value::Bool(false);
+    Ok(json)
+}

@@ -1,1 +1,364 @@
-//! (in progress)
+//! Adapters (SPEC section 4): core NATS subjects → decoder → filter → JetStream, with a disk spool.
+//!
+//! ```text
+//! subscription ─▶ intake (decode, filter, render) ─▶ router ─▶ bounded queue ─▶ publisher ─▶ JetStream
+//!                                                      └──────▶ disk spool ─────┘
+//! ```
+//! Each adapter is two tasks: the [`intake::Intake`] and the [`publisher::Publisher`], joined by the
+//! [`router::Router`]. A third, small task reports the adapter's state to the status board.
+
+pub mod decoders;
+pub mod intake;
+pub mod message;
+pub mod publisher;
+pub mod router;
+pub mod spool;
+pub mod stream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{Histogram, IntCounter, IntCounterVec};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::schema::AdapterConfig;
+use crate::connect::Connection;
+use crate::filter::Filter;
+use crate::metrics::Metrics;
+use crate::state::{StateError, StateStore};
+use crate::status::{PipelineKind, PipelineState, StatusBoard};
+use crate::subject::Template;
+use intake::{Intake, LogLimiter};
+use publisher::Publisher;
+use router::Router;
+use spool::Spool;
+
+/// The in-memory queue between intake and publisher holds this many events per allowed publish in
+/// flight (at least [`MIN_QUEUE`]). It absorbs bursts; beyond it, events go to the disk spool.
+const QUEUE_PER_IN_FLIGHT: usize = 4;
+const MIN_QUEUE: usize = 4096;
+
+/// The capacity of an adapter's in-memory queue (documented: SIGKILL can lose what it holds).
+pub fn queue_capacity(config: &AdapterConfig) -> usize {
+    (config.max_in_flight * QUEUE_PER_IN_FLIGHT).max(MIN_QUEUE)
+}
+
+/// The adapter's metrics with its `pipeline` label already applied, so the hot path does no lookups.
+#[derive(Clone)]
+pub struct AdapterMetrics {
+    pub received: IntCounter,
+    pub published: IntCounter,
+    pub duplicates: IntCounter,
+    pub filtered: IntCounter,
+    pub spooled: IntCounter,
+    pub publish_seconds: Histogram,
+    invalid: IntCounterVec,
+    dropped: IntCounterVec,
+    name: String,
+}
+
+impl AdapterMetrics {
+    pub fn new(metrics: &Metrics, name: &str) -> AdapterMetrics {
+        let labels = [name];
+        let bound = AdapterMetrics {
+            received: metrics.adapter_received.with_label_values(&labels),
+            published: metrics.adapter_published.with_label_values(&labels),
+            duplicates: metrics.adapter_duplicates.with_label_values(&labels),
+            filtered: metrics.adapter_filtered.with_label_values(&labels),
+            spooled: metrics.adapter_spooled.with_label_values(&labels),
+            publish_seconds: metrics.adapter_publish_seconds.with_label_values(&labels),
+            invalid: metrics.adapter_invalid.clone(),
+            dropped: metrics.adapter_dropped.clone(),
+            name: name.to_string(),
+        };
+        // Show the drop counters at zero from the start, so alerts can be written against them.
+        for reason in ["spool_full", "oversize", "no_responders", "rejected"] {
+            bound.dropped(reason);
+        }
+        bound
+    }
+
+    pub fn invalid(&self, reason: &str) -> IntCounter {
+        self.invalid.with_label_values(&[&self.name, reason])
+    }
+
+    pub fn dropped(&self, reason: &str) -> IntCounter {
+        self.dropped.with_label_values(&[&self.name, reason])
+    }
+}
+
+/// What the intake and publisher know about the adapter's health, read by the status task.
+pub struct Health {
+    subscribed: AtomicBool,
+    /// Why JetStream is not taking events, while it is not.
+    output_problem: Mutex<Option<String>>,
+    /// A problem only the operator can fix (e.g. overlapping stream subjects).
+    failure: Mutex<Option<String>>,
+    drops: LogLimiter,
+    invalid: LogLimiter,
+}
+
+impl Health {
+    fn new() -> Health {
+        Health {
+            subscribed: AtomicBool::new(false),
+            output_problem: Mutex::new(None),
+            failure: Mutex::new(None),
+            drops: LogLimiter::new(Duration::from_secs(10)),
+            invalid: LogLimiter::new(Duration::from_secs(10)),
+        }
+    }
+
+    pub fn set_subscribed(&self) {
+        self.subscribed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_output(&self, problem: Option<String>) {
+        *self.output_problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+
+    pub fn set_failed(&self, failure: Option<String>) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+    }
+
+    fn output_problem(&self) -> Option<String> {
+        self.output_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Logs a dropped event, at most once per interval.
+    pub fn warn_drop(&self, adapter: &str, error: &dyn std::fmt::Display) {
+        if let Some(suppressed) = self.drops.allow() {
+            tracing::error!(
+                adapter,
+                %error,
+                suppressed,
+                "event dropped: the spool cannot take it (see ferry_adapter_dropped_total); raise spool.max_bytes or restore JetStream"
+            );
+        }
+    }
+
+    /// Logs an undecodable event, at most once per interval.
+    pub fn note_invalid(&self, adapter: &str, subject: &str, error: &ferry_adapter::DecodeError) {
+        if let Some(suppressed) = self.invalid.allow() {
+            tracing::warn!(adapter, subject, %error, suppressed, "invalid event (counted in ferry_adapter_invalid_total)");
+        } else {
+            tracing::debug!(adapter, subject, %error, "invalid event");
+        }
+    }
+}
+
+/// Everything an adapter needs from the process.
+pub struct AdapterContext {
+    pub config: AdapterConfig,
+    pub input: Connection,
+    pub output: Connection,
+    pub store: Arc<dyn StateStore>,
+    pub metrics: Arc<Metrics>,
+    pub board: Arc<StatusBoard>,
+}
+
+/// Why an adapter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("adapter {adapter}: {source}")]
+    State { adapter: String, source: StateError },
+    #[error("adapter {adapter}: {message}")]
+    Config { adapter: String, message: String },
+}
+
+/// A running adapter.
+pub struct Adapter {
+    name: String,
+    intake: JoinHandle<()>,
+    publisher: JoinHandle<()>,
+    status: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    deadline: watch::Sender<bool>,
+}
+
+impl Adapter {
+    /// Opens the spool and starts the adapter's tasks.
+    pub fn start(context: AdapterContext) -> Result<Adapter, StartError> {
+        let AdapterContext {
+            config,
+            input,
+            output,
+            store,
+            metrics,
+            board,
+        } = context;
+        let name = config.name.clone();
+        let config_error = |message: String| StartError::Config {
+            adapter: name.clone(),
+            message,
+        };
+        let template = Template::parse(&config.output.subject).map_err(config_error)?;
+        let filter = match &config.filter {
+            Some(filter) => Filter::compile(filter).map_err(config_error)?,
+            None => Filter::accept_all(),
+        };
+        let labels = [name.as_str()];
+        let (spool, recovered) = Spool::open(
+            store.as_ref(),
+            &name,
+            config.spool.max_bytes.0,
+            metrics.adapter_spool_messages.with_label_values(&labels),
+            metrics.adapter_spool_bytes.with_label_values(&labels),
+        )
+        .map_err(|source| StartError::State {
+            adapter: name.clone(),
+            source,
+        })?;
+        if recovered.unreadable > 0 {
+            tracing::warn!(adapter = %name, records = recovered.unreadable, "the spool holds records this version cannot read; they are kept untouched");
+        }
+        if !spool.is_empty() {
+            tracing::info!(adapter = %name, events = spool.messages(), bytes = spool.bytes(), "spool holds events from a previous run; they are published first");
+        }
+        let spool = Arc::new(spool);
+        let (queue_tx, queue_rx) = mpsc::channel(queue_capacity(&config));
+        let first_seq = recovered.last_seq.map_or(1, |seq| seq + 1);
+        let router = Arc::new(Router::new(queue_tx.clone(), spool.clone(), first_seq));
+        let adapter_metrics = AdapterMetrics::new(&metrics, &name);
+        let health = Arc::new(Health::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (deadline_tx, deadline_rx) = watch::channel(false);
+        board.register(&name, PipelineKind::Adapter);
+
+        let publisher = Publisher {
+            stream_subjects: config.stream_subjects(),
+            js: output.jetstream(config.max_in_flight),
+            queue: queue_rx,
+            router: router.clone(),
+            spool: spool.clone(),
+            metrics: adapter_metrics.clone(),
+            health: health.clone(),
+            stop: stop_rx.clone(),
+            deadline: deadline_rx,
+            config: config.clone(),
+        };
+        let intake = Intake {
+            decoder: decoders::for_adapter(&config),
+            client: input.client.clone(),
+            filter,
+            template,
+            router: router.clone(),
+            metrics: adapter_metrics,
+            health: health.clone(),
+            stop: stop_rx.clone(),
+            config,
+        };
+        let router_for_status = router;
+        // The router keeps its own sender; dropping this one lets the queue close once intake ends.
+        drop(queue_tx);
+        let status = tokio::spawn(report_status(
+            name.clone(),
+            board,
+            health,
+            spool,
+            router_for_status,
+            input,
+            metrics,
+            stop_rx,
+        ));
+        Ok(Adapter {
+            name,
+            intake: tokio::spawn(intake.run()),
+            publisher: tokio::spawn(publisher.run()),
+            status,
+            stop: stop_tx,
+            deadline: deadline_tx,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Graceful stop: intake unsubscribes and hands over what the client had buffered; the
+    /// publisher finishes the in-memory events. At `timeout` the rest is written to the spool.
+    pub async fn stop(self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut intake = self.intake;
+        let mut publisher = self.publisher;
+        tokio::select! {
+            _ = &mut intake => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(adapter = %self.name, "intake did not finish within shutdown_timeout");
+            }
+        }
+        tokio::select! {
+            _ = &mut publisher => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = self.deadline.send(true);
+                let _ = publisher.await;
+            }
+        }
+        if !intake.is_finished() {
+            intake.abort();
+        }
+        self.status.abort();
+    }
+}
+
+/// Keeps the status board current: state, reason and spool depth.
+#[allow(clippy::too_many_arguments)]
+async fn report_status(
+    name: String,
+    board: Arc<StatusBoard>,
+    health: Arc<Health>,
+    spool: Arc<Spool>,
+    router: Arc<Router>,
+    input: Connection,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let queue_gauge = metrics.adapter_queue_depth.with_label_values(&[&name]);
+    loop {
+        let (state, reason) = if let Some(failure) = health.failure() {
+            (PipelineState::Failed, Some(failure))
+        } else if !input.is_connected() {
+            (
+                PipelineState::Disconnected,
+                Some(format!("connection {} is down", input.name)),
+            )
+        } else if !health.subscribed.load(Ordering::Relaxed) {
+            (
+                PipelineState::Starting,
+                Some("subscribing".to_string()),
+            )
+        } else if let Some(problem) = health.output_problem() {
+            (
+                PipelineState::Disconnected,
+                Some(format!("JetStream not accepting events, spooling: {problem}")),
+            )
+        } else {
+            (PipelineState::Running, None)
+        };
+        if *stop.borrow() {
+            board.set_state(&name, PipelineState::Stopping, None);
+        } else {
+            board.set_state(&name, state, reason);
+        }
+        let (messages, bytes) = (spool.messages(), spool.bytes());
+        board.update(&name, |status| {
+            status.spool_messages = messages;
+            status.spool_bytes = bytes;
+        });
+        queue_gauge.set(router.queue_depth() as i64);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

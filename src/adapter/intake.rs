@@ -1,0 +1,249 @@
+//! The core NATS side of an adapter: subscribe, decode, filter, render, route.
+//!
+//! This task must never wait on JetStream: the router hands every event to the bounded queue or,
+//! when that is full or JetStream is away, to the disk spool. The only waits are the subscription
+//! itself and republishing undecodable messages to `invalid_subject`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, HeaderMap, Message, Subscriber};
+use bytes::Bytes;
+use ferry_adapter::{DecodedEvent, Decoder, HeaderLookup, Input, Payload};
+use futures_util::stream::SelectAll;
+use futures_util::StreamExt;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::message::OutMessage;
+use super::router::{Routed, Router};
+use super::{AdapterMetrics, Health};
+use crate::config::schema::AdapterConfig;
+use crate::filter::{Filter, Verdict};
+use crate::subject::{self, Template};
+
+pub struct Intake {
+    pub config: AdapterConfig,
+    pub client: Client,
+    pub decoder: Box<dyn Decoder>,
+    pub filter: Filter,
+    pub template: Template,
+    pub router: Arc<Router>,
+    pub metrics: AdapterMetrics,
+    pub health: Arc<Health>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// What became of one message.
+enum Step {
+    Invalid(&'static str),
+    Filtered,
+    Out(OutMessage),
+}
+
+/// Headers of a core NATS message, for decoders and filters.
+struct NatsHeaders<'a>(Option<&'a HeaderMap>);
+
+impl HeaderLookup for NatsHeaders<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0?.get(name).map(|value| value.as_str())
+    }
+}
+
+impl Intake {
+    /// Subscribes, then handles messages until ferry stops; on stop it unsubscribes and still
+    /// handles everything the client had already received, so a graceful stop loses nothing.
+    pub async fn run(mut self) {
+        let mut subscriptions = match self.subscribe().await {
+            Some(subscriptions) => subscriptions,
+            None => return,
+        };
+        self.confirm_subscriptions().await;
+        loop {
+            tokio::select! {
+                message = subscriptions.next() => match message {
+                    Some(message) => self.handle(message).await,
+                    None => break,
+                },
+                _ = self.stop.changed() => break,
+            }
+        }
+        for subscriber in subscriptions.iter_mut() {
+            if let Err(error) = subscriber.unsubscribe().await {
+                tracing::debug!(adapter = %self.config.name, %error, "unsubscribe failed");
+            }
+        }
+        while let Some(message) = subscriptions.next().await {
+            self.handle(message).await;
+        }
+        tracing::debug!(adapter = %self.config.name, "intake stopped");
+    }
+
+    async fn subscribe(&self) -> Option<SelectAll<Subscriber>> {
+        let mut all = SelectAll::new();
+        for subject in &self.config.subjects {
+            let result = match &self.config.queue_group {
+                Some(group) => {
+                    self.client
+                        .queue_subscribe(subject.clone(), group.clone())
+                        .await
+                }
+                None => self.client.subscribe(subject.clone()).await,
+            };
+            match result {
+                Ok(subscriber) => all.push(subscriber),
+                Err(error) => {
+                    let text = format!("cannot subscribe to {subject}: {error}");
+                    tracing::error!(adapter = %self.config.name, %text);
+                    self.health.set_failed(Some(text));
+                    return None;
+                }
+            }
+        }
+        Some(all)
+    }
+
+    /// The subscriptions count as established once the server has processed them, which a
+    /// flush round trip proves. While disconnected, the client re-sends them on reconnect.
+    async fn confirm_subscriptions(&self) {
+        let client = self.client.clone();
+        let health = self.health.clone();
+        tokio::spawn(async move {
+            loop {
+                if tokio::time::timeout(Duration::from_secs(5), client.flush())
+                    .await
+                    .is_ok_and(|flushed| flushed.is_ok())
+                {
+                    health.set_subscribed();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+
+    async fn handle(&mut self, message: Message) {
+        self.metrics.received.inc();
+        match self.process(&message) {
+            Step::Invalid(reason) => self.republish_invalid(&message, reason).await,
+            Step::Filtered => self.metrics.filtered.inc(),
+            Step::Out(out) => match self.router.submit(out) {
+                Routed::Queued => {}
+                Routed::Spooled => self.metrics.spooled.inc(),
+                Routed::Dropped(error) => {
+                    self.metrics.dropped("spool_full").inc();
+                    self.health.warn_drop(&self.config.name, &error);
+                }
+            },
+        }
+    }
+
+    /// Decodes and filters one message (no waiting here: decoders and filters are plain functions).
+    fn process(&self, message: &Message) -> Step {
+        let headers = NatsHeaders(message.headers.as_ref());
+        let input = Input::with_headers(message.subject.as_str(), &message.payload, &headers);
+        let event = match self.decoder.decode(&input) {
+            Ok(event) => event,
+            Err(error) => {
+                self.metrics.invalid(error.reason()).inc();
+                self.health
+                    .note_invalid(&self.config.name, &message.subject, &error);
+                return Step::Invalid(error.reason());
+            }
+        };
+        if !self.filter.is_pass_through() {
+            let document: &[u8] = match (&event.filter_document, &event.payload) {
+                (Some(document), _) => document,
+                (None, Payload::Replaced(bytes)) => bytes,
+                (None, Payload::Unchanged) => &message.payload,
+            };
+            if self.filter.check(message.subject.as_str(), document, &headers) != Verdict::Accept {
+                return Step::Filtered;
+            }
+        }
+        Step::Out(self.build(message, event))
+    }
+
+    fn build(&self, message: &Message, event: DecodedEvent) -> OutMessage {
+        let subject = self.template.render(|name| event.field(name));
+        let msg_id = subject::content_digest(message.subject.as_str(), &message.payload);
+        let payload = match event.payload {
+            Payload::Unchanged => message.payload.clone(),
+            Payload::Replaced(bytes) => Bytes::from(bytes),
+        };
+        OutMessage {
+            seq: 0,
+            subject,
+            msg_id,
+            source_subject: subject::sanitize_header_value(message.subject.as_str()),
+            sender: event
+                .sender
+                .as_deref()
+                .map(subject::sanitize_header_value)
+                .filter(|sender| !sender.is_empty()),
+            received: now_rfc3339(),
+            payload,
+        }
+    }
+
+    /// Undecodable messages go, unchanged, to `invalid_subject` for inspection, with headers
+    /// saying where they came from and why they were refused.
+    async fn republish_invalid(&self, message: &Message, reason: &str) {
+        let Some(invalid_subject) = &self.config.invalid_subject else {
+            return;
+        };
+        let mut headers = message.headers.clone().unwrap_or_default();
+        headers.insert("Ferry-Adapter", self.config.name.as_str());
+        headers.insert(
+            "Ferry-Source-Subject",
+            subject::sanitize_header_value(message.subject.as_str()).as_str(),
+        );
+        headers.insert("Ferry-Invalid-Reason", reason);
+        if let Err(error) = self
+            .client
+            .publish_with_headers(invalid_subject.clone(), headers, message.payload.clone())
+            .await
+        {
+            tracing::debug!(adapter = %self.config.name, %error, "cannot republish an invalid event");
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+/// Allows one log line per interval for a noisy condition, counting the ones it held back.
+pub struct LogLimiter {
+    interval: Duration,
+    state: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimiter {
+    pub fn new(interval: Duration) -> LogLimiter {
+        LogLimiter {
+            interval,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(suppressed since last time)` when a line may be written now.
+    pub fn allow(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < self.interval => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let suppressed = state.1;
+                *state = (Some(now), 0);
+                Some(suppressed)
+            }
+        }
+    }
+}

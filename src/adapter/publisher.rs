@@ -1,0 +1,517 @@
+//! The JetStream side of an adapter: publishes with up to `max_in_flight` acks outstanding, first
+//! from the in-memory queue, then from the spool, and rides out outages.
+//!
+//! Every ack is classified:
+//! - stored (maybe as a duplicate of an earlier publish of the same `Nats-Msg-Id`);
+//! - a **reject**, permanent for this event: too large, no stream listening on its subject while
+//!   the output stream itself is fine, or the stream refusing it; counted and logged, never retried;
+//! - an **outage**: timeouts, lost connection, stream missing, storage full. The publisher then
+//!   sends all new events to the spool, moves what it held in memory there too, and probes the
+//!   spool's head with jittered exponential backoff, forever, until JetStream takes it again.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::{self, ErrorCode};
+use backon::BackoffBuilder;
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::message::OutMessage;
+use super::router::Router;
+use super::spool::Spool;
+use super::stream::{self, StreamProblem};
+use super::{AdapterMetrics, Health};
+use crate::config::schema::AdapterConfig;
+use crate::subject;
+
+/// How many spooled events are read from the store at a time.
+const SPOOL_BATCH: usize = 256;
+/// Longest pause between two probes while JetStream is away.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+
+/// What happened to one publish.
+enum Outcome {
+    Stored { duplicate: bool },
+    Rejected { reason: &'static str, detail: String },
+    Outage(String),
+    /// An outage in which the output stream itself could not be found: check (and maybe
+    /// recreate) it before probing again.
+    StreamUnavailable(String),
+    /// The server said no stream listens on the subject: a reject if the stream is there, an
+    /// outage if the stream is gone. Decided by [`Publisher::resolve_no_responders`].
+    NoResponders,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Queue,
+    Spool,
+}
+
+struct InFlight {
+    message: OutMessage,
+    origin: Origin,
+    started: Instant,
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = (InFlight, Outcome)> + Send>>;
+
+pub struct Publisher {
+    pub config: AdapterConfig,
+    pub stream_subjects: Vec<String>,
+    pub js: jetstream::Context,
+    pub queue: mpsc::Receiver<OutMessage>,
+    pub router: Arc<Router>,
+    pub spool: Arc<Spool>,
+    pub metrics: AdapterMetrics,
+    pub health: Arc<Health>,
+    /// Becomes true when ferry is shutting down.
+    pub stop: watch::Receiver<bool>,
+    /// Becomes true when the shutdown deadline passed: spill what is in memory and exit.
+    pub deadline: watch::Receiver<bool>,
+}
+
+/// How the normal loop ended.
+enum Exit {
+    Outage(String),
+    Done,
+}
+
+impl Publisher {
+    pub async fn run(mut self) {
+        let mut stream_ready = false;
+        loop {
+            if !stream_ready {
+                match stream::ensure(&self.js, &self.config, &self.stream_subjects).await {
+                    Ok(()) => stream_ready = true,
+                    Err(problem) => {
+                        if !self.ride_out_outage(problem.to_string(), Some(problem)).await {
+                            return;
+                        }
+                        stream_ready = true;
+                    }
+                }
+            }
+            self.health.set_output(None);
+            match self.publish_loop().await {
+                Exit::Done => return,
+                Exit::Outage(reason) => {
+                    if !self.ride_out_outage(reason, None).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes from the queue, then the spool, until an outage or the end of a shutdown.
+    async fn publish_loop(&mut self) -> Exit {
+        let max = self.config.max_in_flight.max(1);
+        let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+        let mut cursor: Option<u64> = None;
+        let mut queue_closed = false;
+        let mut stopping = *self.stop.borrow();
+        loop {
+            // Fill the pipeline: the queue first (its events are older than the spool's).
+            while in_flight.len() < max {
+                match self.queue.try_recv() {
+                    Ok(message) => match self.start(message, Origin::Queue).await {
+                        Ok(ack) => in_flight.push(ack),
+                        Err(reason) => return self.spill_for_outage(in_flight, reason).await,
+                    },
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        queue_closed = true;
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            // Then the spool, unless shutting down (it stays on disk for the next start).
+            if in_flight.len() < max && !stopping && self.router.is_spooling() {
+                let want = (max - in_flight.len()).min(SPOOL_BATCH);
+                match self.spool.read_after(cursor, want) {
+                    Ok(batch) if batch.is_empty() => {
+                        self.router.finish_spooling(cursor);
+                    }
+                    Ok(batch) => {
+                        for message in batch {
+                            cursor = Some(message.seq);
+                            match self.start(message, Origin::Spool).await {
+                                Ok(ack) => in_flight.push(ack),
+                                Err(reason) => {
+                                    return self.spill_for_outage(in_flight, reason).await
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(adapter = %self.config.name, %error, "cannot read the spool");
+                    }
+                }
+            }
+            if stopping && queue_closed && in_flight.is_empty() {
+                return Exit::Done;
+            }
+
+            let can_take = in_flight.len() < max;
+            let wait_for_spool = can_take && !stopping && self.router.is_spooling();
+            tokio::select! {
+                Some((item, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Some(reason) = self.finish(item, outcome).await {
+                        return self.spill_for_outage(in_flight, reason).await;
+                    }
+                }
+                received = self.queue.recv(), if can_take && !queue_closed => match received {
+                    Some(message) => match self.start(message, Origin::Queue).await {
+                        Ok(ack) => in_flight.push(ack),
+                        Err(reason) => return self.spill_for_outage(in_flight, reason).await,
+                    },
+                    None => queue_closed = true,
+                },
+                _ = self.router.spool_grew.notified(), if wait_for_spool => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)), if wait_for_spool => {}
+                _ = self.stop.changed(), if !stopping => stopping = true,
+                _ = self.deadline.changed() => {
+                    self.spill_at_deadline(in_flight).await;
+                    return Exit::Done;
+                }
+            }
+        }
+    }
+
+    /// Sends one event; the returned future resolves with its ack. `Err` means an outage.
+    async fn start(&self, message: OutMessage, origin: Origin) -> Result<AckFuture, String> {
+        let headers = message.headers(&self.config.name, &self.config.output.stream);
+        let publish = PublishMessage::build()
+            .payload(message.payload.clone())
+            .headers(headers);
+        let started = Instant::now();
+        let item = InFlight {
+            message,
+            origin,
+            started,
+        };
+        match self.js.send_publish(item.message.subject.clone(), publish).await {
+            Ok(ack) => Ok(Box::pin(async move {
+                let outcome = classify(ack.await);
+                (item, outcome)
+            })),
+            Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                let detail = error.to_string();
+                Ok(Box::pin(async move {
+                    (
+                        item,
+                        Outcome::Rejected {
+                            reason: "oversize",
+                            detail,
+                        },
+                    )
+                }))
+            }
+            Err(error) => {
+                // Keep the event: it goes to the spool with everything else in memory.
+                self.spool_or_drop(&item.message, origin);
+                Err(format!("publish failed: {error}"))
+            }
+        }
+    }
+
+    /// Accounts for one completed publish. Returns the reason when it revealed an outage.
+    async fn finish(&mut self, item: InFlight, outcome: Outcome) -> Option<String> {
+        let outcome = match outcome {
+            Outcome::NoResponders => self.resolve_no_responders(&item.message).await,
+            other => other,
+        };
+        match outcome {
+            Outcome::Stored { duplicate } => {
+                self.metrics
+                    .publish_seconds
+                    .observe(item.started.elapsed().as_secs_f64());
+                if duplicate {
+                    self.metrics.duplicates.inc();
+                } else {
+                    self.metrics.published.inc();
+                }
+                self.forget(&item);
+                None
+            }
+            Outcome::Rejected { reason, detail } => {
+                self.metrics.dropped(reason).inc();
+                tracing::warn!(
+                    adapter = %self.config.name,
+                    subject = %item.message.subject,
+                    source_subject = %item.message.source_subject,
+                    bytes = item.message.payload.len(),
+                    reason,
+                    %detail,
+                    "JetStream rejected an event; it is dropped and counted"
+                );
+                self.forget(&item);
+                None
+            }
+            Outcome::Outage(reason) | Outcome::StreamUnavailable(reason) => {
+                self.spool_or_drop(&item.message, item.origin);
+                Some(reason)
+            }
+            // Resolved above; should it ever get here, treat it as the outage it may be.
+            Outcome::NoResponders => {
+                self.spool_or_drop(&item.message, item.origin);
+                Some("no responders".into())
+            }
+        }
+    }
+
+    /// Removes a spooled event that needs no further attempt.
+    fn forget(&self, item: &InFlight) {
+        if item.origin == Origin::Spool {
+            if let Err(error) = self.spool.remove(&item.message) {
+                tracing::error!(adapter = %self.config.name, %error, "cannot remove an event from the spool");
+            }
+        }
+    }
+
+    /// Keeps an event that could not be published: events from the queue go to the spool (where
+    /// they sort by arrival); spooled ones are still there.
+    fn spool_or_drop(&self, message: &OutMessage, origin: Origin) {
+        if origin == Origin::Spool {
+            return;
+        }
+        match self.spool.push(message) {
+            Ok(()) => self.metrics.spooled.inc(),
+            Err(error) => {
+                self.metrics.dropped("spool_full").inc();
+                self.health.warn_drop(&self.config.name, &error);
+            }
+        }
+    }
+
+    /// "No responders" means no stream listens on the subject. If our stream is there and simply
+    /// does not cover this subject, the event can never be stored: a reject. If the stream is
+    /// missing or JetStream is not answering, it is an outage.
+    async fn resolve_no_responders(&self, message: &OutMessage) -> Outcome {
+        match self.js.get_stream(&self.config.output.stream).await {
+            Ok(stream) => {
+                let subjects = &stream.cached_info().config.subjects;
+                if subjects.iter().any(|s| subject::matches(s, &message.subject)) {
+                    Outcome::Outage(format!(
+                        "no responders for {} although stream {} listens on it",
+                        message.subject, self.config.output.stream
+                    ))
+                } else {
+                    Outcome::Rejected {
+                        reason: "no_responders",
+                        detail: format!(
+                            "no stream listens on {} (stream {} has subjects {:?})",
+                            message.subject, self.config.output.stream, subjects
+                        ),
+                    }
+                }
+            }
+            Err(error) => Outcome::StreamUnavailable(format!(
+                "stream {} unavailable: {error}",
+                self.config.output.stream
+            )),
+        }
+    }
+
+    /// An outage: send new events to the spool, wait for the publishes still in flight, and move
+    /// what failed or waits in the queue to the spool as well.
+    async fn spill_for_outage(
+        &mut self,
+        mut in_flight: FuturesUnordered<AckFuture>,
+        reason: String,
+    ) -> Exit {
+        self.router.start_spooling();
+        while let Some((item, outcome)) = in_flight.next().await {
+            let _ = self.finish(item, outcome).await;
+        }
+        self.move_queue_to_spool();
+        Exit::Outage(reason)
+    }
+
+    /// The shutdown deadline passed: stop taking events and let the publishes in flight finish
+    /// (each is bounded by the JetStream ack timeout); failed ones and the queue go to the spool.
+    async fn spill_at_deadline(&mut self, mut in_flight: FuturesUnordered<AckFuture>) {
+        self.router.start_spooling();
+        while let Some((item, outcome)) = in_flight.next().await {
+            let _ = self.finish(item, outcome).await;
+        }
+        let spilled = self.move_queue_to_spool();
+        tracing::warn!(
+            adapter = %self.config.name,
+            spilled,
+            "shutdown timeout reached; events still in memory were written to the spool"
+        );
+    }
+
+    fn move_queue_to_spool(&mut self) -> usize {
+        let mut moved = 0;
+        while let Ok(message) = self.queue.try_recv() {
+            self.spool_or_drop(&message, Origin::Queue);
+            moved += 1;
+        }
+        moved
+    }
+
+    /// Probes JetStream with the spool's head until it accepts events again. Returns false when
+    /// ferry is stopping (everything is in the spool by then).
+    async fn ride_out_outage(&mut self, reason: String, problem: Option<StreamProblem>) -> bool {
+        self.router.start_spooling();
+        self.move_queue_to_spool();
+        tracing::warn!(
+            adapter = %self.config.name,
+            stream = %self.config.output.stream,
+            %reason,
+            "JetStream is not accepting events; spooling to disk until it recovers"
+        );
+        self.health.set_output(Some(reason));
+        if let Some(problem) = &problem {
+            self.report_stream_problem(problem);
+        }
+        let mut check_stream = problem.is_some();
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(MAX_BACKOFF)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            let delay = backoff.next().unwrap_or(MAX_BACKOFF);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.stop.changed() => {}
+            }
+            self.move_queue_to_spool();
+            if *self.stop.borrow() {
+                return false;
+            }
+            if check_stream {
+                match stream::ensure(&self.js, &self.config, &self.stream_subjects).await {
+                    Ok(()) => {
+                        check_stream = false;
+                        self.health.set_failed(None);
+                    }
+                    Err(problem) => {
+                        self.report_stream_problem(&problem);
+                        continue;
+                    }
+                }
+            }
+            match self.probe().await {
+                Probe::Recovered => {
+                    tracing::info!(
+                        adapter = %self.config.name,
+                        spooled = self.spool.messages(),
+                        "JetStream accepts events again; draining the spool"
+                    );
+                    return true;
+                }
+                Probe::StillDown(reason) => self.health.set_output(Some(reason)),
+                Probe::StreamGone(reason) => {
+                    self.health.set_output(Some(reason));
+                    check_stream = true;
+                }
+            }
+        }
+    }
+
+    fn report_stream_problem(&self, problem: &StreamProblem) {
+        match problem {
+            StreamProblem::Refused(text) => {
+                tracing::error!(adapter = %self.config.name, problem = %text, "output stream refused");
+                self.health.set_failed(Some(text.clone()));
+            }
+            StreamProblem::Unavailable(text) => self.health.set_output(Some(text.clone())),
+        }
+    }
+
+    /// Publishes the spool's head (and whatever follows that JetStream rejects outright) and
+    /// waits for the ack.
+    async fn probe(&mut self) -> Probe {
+        loop {
+            let head = match self.spool.read_after(None, 1) {
+                Ok(mut batch) => batch.pop(),
+                Err(error) => return Probe::StillDown(format!("cannot read the spool: {error}")),
+            };
+            let Some(message) = head else {
+                return Probe::Recovered;
+            };
+            let ack = match self.start(message, Origin::Spool).await {
+                Ok(ack) => ack,
+                Err(reason) => return Probe::StillDown(reason),
+            };
+            let (item, outcome) = ack.await;
+            let outcome = match outcome {
+                Outcome::NoResponders => self.resolve_no_responders(&item.message).await,
+                other => other,
+            };
+            match outcome {
+                Outcome::StreamUnavailable(reason) => return Probe::StreamGone(reason),
+                Outcome::Outage(reason) => return Probe::StillDown(reason),
+                Outcome::Rejected { .. } => {
+                    let _ = self.finish(item, outcome).await;
+                }
+                other => {
+                    let _ = self.finish(item, other).await;
+                    return Probe::Recovered;
+                }
+            }
+        }
+    }
+}
+
+enum Probe {
+    Recovered,
+    StillDown(String),
+    StreamGone(String),
+}
+
+/// Sorts a JetStream ack into stored, reject and outage.
+fn classify(result: Result<PublishAck, PublishError>) -> Outcome {
+    let error = match result {
+        Ok(ack) => {
+            return Outcome::Stored {
+                duplicate: ack.duplicate,
+            }
+        }
+        Err(error) => error,
+    };
+    match error.kind() {
+        PublishErrorKind::StreamNotFound => Outcome::NoResponders,
+        PublishErrorKind::MaxPayloadExceeded => Outcome::Rejected {
+            reason: "oversize",
+            detail: error.to_string(),
+        },
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+            Outcome::Outage(format!("publish: {error}"))
+        }
+        _ => {
+            let api = std::error::Error::source(&error)
+                .and_then(|source| source.downcast_ref::<jetstream::Error>());
+            match api.map(|api| api.error_code()) {
+                Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)
+                | Some(ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM) => Outcome::Rejected {
+                    reason: "oversize",
+                    detail: error.to_string(),
+                },
+                Some(ErrorCode::STREAM_NOT_MATCH) => Outcome::Rejected {
+                    reason: "rejected",
+                    detail: format!(
+                        "the subject belongs to another stream ({error}); check output.subject and stream_subjects"
+                    ),
+                },
+                // Storage full, JetStream disabled or restarting, and anything unknown: retry
+                // rather than lose the event.
+                _ => Outcome::Outage(format!("publish: {error}")),
+            }
+        }
+    }
+}

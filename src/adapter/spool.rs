@@ -1,0 +1,210 @@
+//! The disk spool of one adapter: a FIFO of events in the state store (tree `spool:<adapter>`),
+//! keyed by arrival sequence, bounded by `spool.max_bytes`.
+//!
+//! Events enter when JetStream cannot take them (or the in-memory queue is full) and leave only
+//! once JetStream acknowledged them, so a crash while draining replays them (the `Nats-Msg-Id`
+//! makes the replay harmless) rather than losing them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus::IntGauge;
+
+use super::message::OutMessage;
+use crate::state::{StateError, StateStore, StateTree};
+
+/// Why an event could not be spooled.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool is full ({bytes} of {max} bytes used)")]
+    Full { bytes: u64, max: u64 },
+    #[error(transparent)]
+    Store(#[from] StateError),
+}
+
+pub struct Spool {
+    tree: Arc<dyn StateTree>,
+    max_bytes: u64,
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    messages_gauge: IntGauge,
+    bytes_gauge: IntGauge,
+}
+
+/// What the spool held when it was opened.
+pub struct Recovered {
+    /// The highest sequence found, so new events are numbered after it.
+    pub last_seq: Option<u64>,
+    /// Records this version cannot read (kept in place and reported, never deleted).
+    pub unreadable: u64,
+}
+
+impl Spool {
+    /// Opens the adapter's spool tree and rebuilds its counters from what is on disk.
+    pub fn open(
+        store: &dyn StateStore,
+        adapter: &str,
+        max_bytes: u64,
+        messages_gauge: IntGauge,
+        bytes_gauge: IntGauge,
+    ) -> Result<(Spool, Recovered), StateError> {
+        let tree = store.tree(&format!("spool:{adapter}"))?;
+        let mut messages = 0u64;
+        let mut bytes = 0u64;
+        let mut unreadable = 0u64;
+        let mut last_seq = None;
+        tree.for_each(&mut |key, value| match OutMessage::decode(key, value) {
+            Some(message) => {
+                messages += 1;
+                bytes += message.size() as u64;
+                last_seq = Some(message.seq);
+            }
+            None => unreadable += 1,
+        })?;
+        messages_gauge.set(messages as i64);
+        bytes_gauge.set(bytes as i64);
+        let spool = Spool {
+            tree,
+            max_bytes,
+            messages: AtomicU64::new(messages),
+            bytes: AtomicU64::new(bytes),
+            messages_gauge,
+            bytes_gauge,
+        };
+        Ok((
+            spool,
+            Recovered {
+                last_seq,
+                unreadable,
+            },
+        ))
+    }
+
+    /// Appends (or re-inserts, keeping its place) an event.
+    pub fn push(&self, message: &OutMessage) -> Result<(), SpoolError> {
+        let size = message.size() as u64;
+        let used = self.bytes.load(Ordering::Relaxed);
+        if used + size > self.max_bytes {
+            return Err(SpoolError::Full {
+                bytes: used,
+                max: self.max_bytes,
+            });
+        }
+        self.tree.insert(&message.key(), &message.encode())?;
+        self.add(1, size as i64);
+        Ok(())
+    }
+
+    /// Removes an acknowledged (or permanently rejected) event.
+    pub fn remove(&self, message: &OutMessage) -> Result<(), StateError> {
+        self.tree.remove(&message.key())?;
+        self.add(-1, -(message.size() as i64));
+        Ok(())
+    }
+
+    /// Up to `limit` events after sequence `after` (from the head when `None`), in order.
+    pub fn read_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OutMessage>, StateError> {
+        let key = after.map(u64::to_be_bytes);
+        let entries = self.tree.scan_after(key.as_ref().map(|k| &k[..]), limit)?;
+        Ok(entries
+            .iter()
+            .filter_map(|(key, value)| OutMessage::decode(key, value))
+            .collect())
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages() == 0
+    }
+
+    fn add(&self, messages: i64, bytes: i64) {
+        let m = add_signed(&self.messages, messages);
+        let b = add_signed(&self.bytes, bytes);
+        self.messages_gauge.set(m as i64);
+        self.bytes_gauge.set(b as i64);
+    }
+}
+
+fn add_signed(counter: &AtomicU64, delta: i64) -> u64 {
+    if delta >= 0 {
+        counter.fetch_add(delta as u64, Ordering::Relaxed) + delta as u64
+    } else {
+        let sub = delta.unsigned_abs();
+        let previous = counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(sub))
+            })
+            .unwrap_or(0);
+        previous.saturating_sub(sub)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SledStore;
+    use bytes::Bytes;
+
+    fn message(seq: u64, size: usize) -> OutMessage {
+        OutMessage {
+            seq,
+            subject: "s".into(),
+            msg_id: "id".into(),
+            source_subject: "src".into(),
+            sender: None,
+            received: "t".into(),
+            payload: Bytes::from(vec![b'x'; size]),
+        }
+    }
+
+    fn gauges() -> (IntGauge, IntGauge) {
+        (
+            IntGauge::new("m", "m").unwrap(),
+            IntGauge::new("b", "b").unwrap(),
+        )
+    }
+
+    #[test]
+    fn fifo_bounded_and_recovered_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (m, b) = gauges();
+        let (spool, recovered) = Spool::open(&store, "a", 1000, m.clone(), b).unwrap();
+        assert_eq!(recovered.last_seq, None);
+        for seq in [5, 1, 3] {
+            spool.push(&message(seq, 100)).unwrap();
+        }
+        assert_eq!(m.get(), 3);
+        let order: Vec<u64> = spool
+            .read_after(None, 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(order, [1, 3, 5]);
+        assert!(matches!(
+            spool.push(&message(9, 800)),
+            Err(SpoolError::Full { .. })
+        ));
+        spool.remove(&message(1, 100)).unwrap();
+        assert_eq!(spool.messages(), 2);
+        store.flush().unwrap();
+        drop(spool);
+        let (m, b) = gauges();
+        let (spool, recovered) = Spool::open(&store, "a", 1000, m, b).unwrap();
+        assert_eq!(recovered.last_seq, Some(5));
+        assert_eq!(spool.messages(), 2);
+        assert_eq!(spool.read_after(Some(3), 10).unwrap()[0].seq, 5);
+    }
+}
