@@ -1,4 +1,803 @@
-//! Configuration: the YAML schema, humane units, `${ENV}` expansion and validation.
+//! Configuration: the YAML schema, humane units, `${ENV}` expansion and validation (SPEC section 3).
+//!
+//! [`load`] is the one way in: it reads the file, expands `${VAR}` references, turns each section
+//! (the top-level settings, each connection, each adapter) into the schema on its own, and then runs
+//! [`validate`]. Sections are deserialized separately, and within a section an offending key is
+//! removed and the section retried, so a file with several mistakes reports all of them at once,
+//! each with its path (`adapters[1].spool.max_bytes: invalid size "1x" ...`): the user fixes the
+//! file in one pass instead of one error per run.
 
+pub mod expand;
 pub mod schema;
 pub mod units;
+pub mod validate;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_norway::{Mapping, Value};
+
+pub use schema::*;
+pub use validate::{accepted_tokens, validate};
+
+/// One thing wrong with the config: where (`adapters[0].output.stream`) and what, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key's path in the file; empty for the file as a whole (unreadable, not YAML).
+    pub path: String,
+    /// What is wrong and, where there is one, how to fix it.
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one config file. Displays as `FILE: N problems` followed by one
+/// indented `path: message` line per problem, which is what `ferry check` prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file the problems are in.
+    pub file: PathBuf,
+    /// Never empty.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        write!(
+            f,
+            "{}: {count} problem{}",
+            self.file.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads, expands, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem::new(
+            "",
+            format!("cannot read the config file: {error}"),
+        )],
+    })?;
+    parse_str(&text, path)
+}
+
+/// [`load`] for text already in memory; `origin` names it in errors. Variables come from the
+/// process environment.
+pub fn parse_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    parse_with_env(text, origin, &|name| std::env::var(name))
+}
+
+/// [`parse_str`] reading `${VAR}` through `lookup`, so tests need not touch the process environment.
+pub fn parse_with_env(
+    text: &str,
+    origin: &Path,
+    lookup: &dyn Fn(&str) -> Result<String, std::env::VarError>,
+) -> Result<Config, ConfigError> {
+    let fail = |problems: Vec<Problem>| ConfigError {
+        file: origin.to_path_buf(),
+        problems,
+    };
+    let mut root: Value = serde_norway::from_str(text)
+        .map_err(|error| fail(vec![Problem::new("", format!("not valid YAML: {error}"))]))?;
+    root.apply_merge().map_err(|error| {
+        fail(vec![Problem::new(
+            "",
+            format!("invalid YAML merge: {error}"),
+        )])
+    })?;
+    let mut problems = Vec::new();
+    expand::expand_value(&mut root, "", lookup, &mut problems);
+    let Value::Mapping(mut top) = root else {
+        return Err(fail(vec![Problem::new(
+            "",
+            "the file must be a YAML mapping with at least `state_dir:` (see config/ferry.yaml for every key)",
+        )]));
+    };
+    let connections_value = top.shift_remove("connections");
+    let adapters_value = top.shift_remove("adapters");
+
+    // Top-level settings (everything but the connections and adapters).
+    let parsed_top: Option<Config> = deserialize_section(Value::Mapping(top), "", &mut problems);
+
+    // Connections, one by one.
+    let mut connections = std::collections::BTreeMap::new();
+    let mut broken_connections = BTreeSet::new();
+    match connections_value {
+        None | Some(Value::Null) => {}
+        Some(Value::Mapping(entries)) => {
+            for (key, value) in entries {
+                let name = match &key {
+                    Value::String(name) => name.clone(),
+                    Value::Number(number) => number.to_string(),
+                    other => {
+                        problems.push(Problem::new(
+                            "connections",
+                            format!(
+                                "connection names must be strings, not {}",
+                                describe(other)
+                            ),
+                        ));
+                        continue;
+                    }
+                };
+                let path = expand::join_key("connections", &name);
+                match deserialize_section::<ConnectionConfig>(value, &path, &mut problems) {
+                    Some(connection) => {
+                        connections.insert(name, connection);
+                    }
+                    None => {
+                        broken_connections.insert(name);
+                    }
+                }
+            }
+        }
+        Some(other) => problems.push(Problem::new(
+            "connections",
+            format!(
+                "expected a mapping of connection name to settings (e.g. `east: {{ servers: [\"nats://127.0.0.1:4222\"] }}`), not {}",
+                describe(&other)
+            ),
+        )),
+    }
+
+    // Adapters, one by one, remembering their positions in the file.
+    let mut adapters = Vec::new();
+    let mut adapter_indices = Vec::new();
+    match adapters_value {
+        None | Some(Value::Null) => {}
+        Some(Value::Sequence(items)) => {
+            for (index, value) in items.into_iter().enumerate() {
+                let path = format!("adapters[{index}]");
+                if let Some(adapter) =
+                    deserialize_section::<AdapterConfig>(value, &path, &mut problems)
+                {
+                    adapters.push(adapter);
+                    adapter_indices.push(index);
+                }
+            }
+        }
+        Some(other) => problems.push(Problem::new(
+            "adapters",
+            format!(
+                "expected a list of adapters (each entry starting with `- name: ...`), not {}",
+                describe(&other)
+            ),
+        )),
+    }
+
+    // Validate what parsed, so one run reports everything; a section that failed to parse is left
+    // out (and references to a connection that failed are not reported twice), and problems
+    // under a key that already has one are not reported again.
+    let mut config = parsed_top.unwrap_or_else(|| Config {
+        name: None,
+        state_dir: PathBuf::from("."),
+        monitor: None,
+        shutdown_timeout: units::HumanDuration(Duration::from_secs(10)),
+        connections: Default::default(),
+        adapters: Vec::new(),
+        replicators: Vec::new(),
+    });
+    config.connections = connections;
+    config.adapters = adapters;
+    let parse_problems = problems.clone();
+    for problem in validate::validate_parts(&config, &adapter_indices, &broken_connections) {
+        let covered = parse_problems
+            .iter()
+            .any(|seen| !seen.path.is_empty() && within(&problem.path, &seen.path));
+        if !covered && !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(problems))
+    }
+}
+
+/// Whether `path` is `parent` or lies under it (`parent.x`, `parent[0]`).
+fn within(path: &str, parent: &str) -> bool {
+    path == parent
+        || path
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// A YAML value's kind, for messages.
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "an empty value",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Most attempts per section; each removes one key, so this only bounds pathological files.
+const MAX_ATTEMPTS: usize = 64;
+
+/// One step of a path into a YAML value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn render_path(prefix: &str, steps: &[Step]) -> String {
+    let mut out = prefix.to_string();
+    for step in steps {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(index) => out.push_str(&format!("[{index}]")),
+        }
+    }
+    out
+}
+
+/// Deserializes one section at `prefix`, recording every problem found in it. After each error
+/// the offending key is removed and the section tried again, so independent mistakes in one
+/// section are all reported. Returns what parsed in the end, which lacks the removed keys when
+/// problems were recorded (enough to validate the rest of the section), or `None` when a required
+/// key could not be parsed.
+fn deserialize_section<T: DeserializeOwned>(
+    mut value: Value,
+    prefix: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let mut found: Vec<Problem> = Vec::new();
+    for _ in 0..MAX_ATTEMPTS {
+        let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(parsed) => {
+                problems.extend(found);
+                return Some(parsed);
+            }
+            Err(error) => error,
+        };
+        let Some(steps) = error
+            .path()
+            .iter()
+            .map(|segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => Some(Step::Key(variant.clone())),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect::<Option<Vec<Step>>>()
+        else {
+            found.push(Problem::new(
+                render_path(prefix, &[]),
+                friendly(&error.inner().to_string()),
+            ));
+            break;
+        };
+        let message = error.inner().to_string();
+        let removal: Vec<Step> = if let Some(field) = missing_field(&message) {
+            let mut path = steps.clone();
+            path.push(Step::Key(field.to_string()));
+            let full = render_path(prefix, &path);
+            // A required key removed after an earlier error is not reported again; the section
+            // (or sub-section) holding it cannot be parsed further, so it goes next.
+            if !found.iter().any(|p| within(&p.path, &full)) {
+                found.push(Problem::new(
+                    full,
+                    "is required but missing (see config/ferry.yaml for every key)",
+                ));
+            }
+            steps
+        } else {
+            found.push(Problem::new(
+                render_path(prefix, &steps),
+                friendly(&message),
+            ));
+            // Removing a list element would shift the positions of later ones in messages;
+            // remove the whole list instead.
+            match steps.last() {
+                Some(Step::Index(_)) => {
+                    let mut list = steps;
+                    while matches!(list.last(), Some(Step::Index(_))) {
+                        list.pop();
+                    }
+                    list
+                }
+                _ => steps,
+            }
+        };
+        if removal.is_empty() || !remove_at(&mut value, &removal) {
+            break;
+        }
+    }
+    problems.extend(found);
+    None
+}
+
+/// Removes the node at `steps` from `value`; false when there is no such node.
+fn remove_at(value: &mut Value, steps: &[Step]) -> bool {
+    let Some((last, parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for step in parents {
+        node = match (step, node) {
+            (Step::Key(key), Value::Mapping(mapping)) => match find_key(mapping, key) {
+                Some(found) => match mapping.get_mut(&found) {
+                    Some(child) => child,
+                    None => return false,
+                },
+                None => return false,
+            },
+            (Step::Index(index), Value::Sequence(items)) => match items.get_mut(*index) {
+                Some(child) => child,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Step::Key(key), Value::Mapping(mapping)) => match find_key(mapping, key) {
+            Some(found) => mapping.shift_remove(&found).is_some(),
+            None => false,
+        },
+        (Step::Index(index), Value::Sequence(items)) if *index < items.len() => {
+            items.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The mapping key whose text is `key` (keys are usually strings, but `1:` is a number).
+fn find_key(mapping: &Mapping, key: &str) -> Option<Value> {
+    mapping
+        .keys()
+        .find(|candidate| expand::key_text(candidate) == key)
+        .cloned()
+}
+
+/// The field named in serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(field, _)| field)
+}
+
+/// The backquoted names after "expected" in a serde message (`expected one of `a`, `b``).
+fn expected_names(message: &str) -> Vec<&str> {
+    let Some((_, expected)) = message.split_once("expected") else {
+        return Vec::new();
+    };
+    expected.split('`').skip(1).step_by(2).collect()
+}
+
+/// Rewrites serde's messages into ones that say the fix.
+fn friendly(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let Some((field, _)) = rest.split_once('`') else {
+            return message.to_string();
+        };
+        let valid = expected_names(rest);
+        if valid.is_empty() {
+            return format!("unknown key {field:?} (this section takes no keys)");
+        }
+        let suggestion = closest(field, &valid)
+            .map(|name| format!("did you mean {name:?}? "))
+            .unwrap_or_default();
+        return format!(
+            "unknown key {field:?} ({suggestion}valid keys: {})",
+            valid.join(", ")
+        );
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let Some((value, _)) = rest.split_once('`') else {
+            return message.to_string();
+        };
+        let valid = expected_names(rest);
+        let suggestion = closest(value, &valid)
+            .map(|name| format!("did you mean {name:?}? "))
+            .unwrap_or_default();
+        return format!(
+            "unknown value {value:?} ({suggestion}use one of: {})",
+            valid.join(", ")
+        );
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let rest = rest.replace("unit value", "an empty value");
+        let hint = if rest.ends_with("expected a sequence") {
+            " (write a list: [a, b], or one `- item` per line)"
+        } else if rest.contains("expected struct") || rest.ends_with("expected a map") {
+            " (write a mapping of keys, e.g. `key: value` lines indented under it)"
+        } else if rest.ends_with("expected a string") {
+            " (quote it)"
+        } else {
+            ""
+        };
+        let rest = match rest.split_once("expected struct ") {
+            Some((head, _)) => format!("{head}expected a mapping"),
+            None => rest,
+        };
+        return format!("invalid type: {rest}{hint}");
+    }
+    message.to_string()
+}
+
+/// The candidate closest to `word` by edit distance, when close enough to be a likely typo.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(word, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance, with a swap of neighbours counting as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// One line per pipeline for `ferry check`, e.g. `adapter lifecycle: choria_lifecycle on east
+/// [choria.lifecycle.event.>] queue ferry -> stream FERRY_LIFECYCLE on east as
+/// ferry.lifecycle.{type}.{component}`.
+pub fn summary(config: &Config) -> Vec<String> {
+    config
+        .adapters
+        .iter()
+        .map(|adapter| {
+            let queue = adapter
+                .queue_group
+                .as_deref()
+                .map(|group| format!(" queue {group}"))
+                .unwrap_or_default();
+            format!(
+                "adapter {}: {} on {} [{}]{queue} -> stream {} on {} as {}",
+                adapter.name,
+                adapter.kind,
+                adapter.connection,
+                adapter.subjects.join(", "),
+                adapter.output.stream,
+                adapter.output_connection(),
+                adapter.output.subject
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::env::VarError;
+
+    fn env(name: &str) -> Result<String, VarError> {
+        match name {
+            "NATS_TOKEN" => Ok("s3cret".into()),
+            "STATE" => Ok("/tmp/ferry-state".into()),
+            _ => Err(VarError::NotPresent),
+        }
+    }
+
+    fn parse(yaml: &str) -> Result<Config, ConfigError> {
+        parse_with_env(yaml, Path::new("ferry.yaml"), &env)
+    }
+
+    fn paths(result: Result<Config, ConfigError>) -> Vec<String> {
+        match result {
+            Ok(_) => Vec::new(),
+            Err(error) => error.problems.into_iter().map(|p| p.path).collect(),
+        }
+    }
+
+    const MINIMAL: &str = r#"
+state_dir: ${STATE}
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+    token: "${NATS_TOKEN}"
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    queue_group: ferry
+    output:
+      stream: FERRY_LIFECYCLE
+      subject: "ferry.lifecycle.{type}.{component}"
+"#;
+
+    #[test]
+    fn a_minimal_config_loads_with_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.state_dir, PathBuf::from("/tmp/ferry-state"));
+        assert_eq!(
+            config.connections["east"].token.as_ref().unwrap().expose(),
+            "s3cret"
+        );
+        assert_eq!(config.shutdown_timeout.0, Duration::from_secs(10));
+        let adapter = &config.adapters[0];
+        assert_eq!(adapter.max_in_flight, 1024);
+        assert_eq!(adapter.spool.max_bytes.0, 1 << 30);
+        assert_eq!(adapter.output_connection(), "east");
+        assert_eq!(adapter.stream_subjects(), ["ferry.lifecycle.>"]);
+        assert!(adapter.output.create);
+        assert_eq!(
+            summary(&config),
+            ["adapter lifecycle: choria_lifecycle on east [choria.lifecycle.event.>] queue ferry -> stream FERRY_LIFECYCLE on east as ferry.lifecycle.{type}.{component}"]
+        );
+    }
+
+    #[test]
+    fn unset_variables_are_reported_with_their_path() {
+        let error = parse(&MINIMAL.replace("${NATS_TOKEN}", "${NOPE}")).unwrap_err();
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(
+            error.problems[0].to_string(),
+            "connections.east.token: environment variable \"NOPE\" is not set (export it before starting ferry, or write $${NOPE} for a literal ${NOPE})"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_collected_at_once() {
+        let yaml = MINIMAL.replace(
+            "    queue_group: ferry\n",
+            "    queue_group: ferry\n    outptu: x\n",
+        ) + r#"  - name: second
+    kind: choria_registration
+    connection: nowhere
+    subjects: ["mcollective.broadcast.agent.registration"]
+    spool: { max_bytes: 1x }
+    output:
+      stream: REG
+      subject: "choria.stream.input.registration.{sender}"
+  - name: third
+    kind: choria_registration
+    connection: nowhere
+    subjects: ["a.b"]
+    output:
+      stream: REG3
+      subject: "c.{sender}"
+shutdown_timeout: 1x
+replicators:
+  - name: r
+"#;
+        let error = parse(&yaml).unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("ferry.yaml: 6 problems\n  "), "{text}");
+        assert_eq!(
+            error
+                .problems
+                .iter()
+                .map(|p| p.path.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "shutdown_timeout",
+                "adapters[0].outptu",
+                "adapters[1].spool.max_bytes",
+                "adapters[1].connection",
+                "adapters[2].connection",
+                "replicators[0]",
+            ],
+            "{text}"
+        );
+        assert!(text.contains(
+            "  adapters[0].outptu: unknown key \"outptu\" (did you mean \"output\"? valid keys: name, kind,"
+        ), "{text}");
+        assert!(
+            text.contains("  adapters[1].spool.max_bytes: invalid size \"1x\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("  shutdown_timeout: invalid duration \"1x\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn several_problems_in_one_section() {
+        let yaml = MINIMAL.replace(
+            "    queue_group: ferry\n",
+            "    queue_group: ferry\n    bogus: 1\n    max_in_flight: lots\n    spool: { max_bytes: 1x, extra: 2 }\n",
+        );
+        assert_eq!(
+            paths(parse(&yaml)),
+            [
+                "adapters[0].bogus",
+                "adapters[0].max_in_flight",
+                "adapters[0].spool.max_bytes",
+                "adapters[0].spool.extra",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_keys_and_wrong_shapes() {
+        assert_eq!(paths(parse("connections: {}\n")), ["state_dir"]);
+        let error = parse("state_dir: x\nadapters:\n  - name: a\n").unwrap_err();
+        assert_eq!(error.problems[0].path, "adapters[0].kind");
+        assert!(error.problems[0].message.contains("is required"));
+        assert_eq!(
+            paths(parse("state_dir: x\nconnections: [a]\nadapters: {a: 1}\n")),
+            ["connections", "adapters"]
+        );
+        assert_eq!(paths(parse("- a\n")), [""]);
+        assert_eq!(paths(parse("a: [\n")), [""]);
+        assert_eq!(
+            paths(parse(
+                "state_dir: x\nconnections:\n  east:\n    servers: nats://x\n"
+            )),
+            ["connections.east.servers"]
+        );
+        assert_eq!(
+            paths(parse("state_dir: x\nconnections:\n  east:\n")),
+            ["connections.east.servers"]
+        );
+        let error = parse("state_dir: x\nconnections:\n  east: [1]\n").unwrap_err();
+        assert!(
+            error.problems[0].message.contains("expected a mapping"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_say_the_choices() {
+        let error = parse(&MINIMAL.replace("kind: choria_lifecycle", "kind: choria_lifecycel"))
+            .unwrap_err();
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(
+            error.problems[0].to_string(),
+            "adapters[0].kind: unknown value \"choria_lifecycel\" (did you mean \"choria_lifecycle\"? use one of: choria_lifecycle, choria_registration, passthrough)"
+        );
+    }
+
+    #[test]
+    fn a_broken_connection_is_not_reported_again_by_its_users() {
+        let yaml = MINIMAL.replace("    token:", "    tokn:");
+        assert_eq!(paths(parse(&yaml)), ["connections.east.tokn"]);
+    }
+
+    #[test]
+    fn validation_does_not_repeat_expansion_problems() {
+        let yaml = MINIMAL.replace("nats://127.0.0.1:4222", "${NATS_URL}");
+        assert_eq!(paths(parse(&yaml)), ["connections.east.servers[0]"]);
+    }
+
+    #[test]
+    fn merge_keys_work() {
+        let yaml = r#"
+state_dir: x
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+x-output: &output
+  stream: S
+adapters:
+  - name: a
+    kind: passthrough
+    connection: east
+    subjects: ["in.>"]
+    output: { <<: *output, subject: "out.{subject}" }
+"#;
+        // `x-output` is not a key of the schema: extension keys are rejected like any other.
+        assert_eq!(paths(parse(yaml)), ["x-output"]);
+        let yaml = yaml
+            .replace("x-output: &output\n  stream: S\n", "")
+            .replace(
+                "output: { <<: *output, subject",
+                "output: { <<: { stream: S }, subject",
+            );
+        assert_eq!(parse(&yaml).unwrap().adapters[0].output.stream, "S");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let error = load(Path::new("/nonexistent/ferry.yaml")).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.starts_with("/nonexistent/ferry.yaml: 1 problem\n  cannot read the config file:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn edit_distance_suggestions() {
+        assert_eq!(closest("outptu", &["output", "name"]), Some("output"));
+        assert_eq!(closest("subjcts", &["subjects"]), Some("subjects"));
+        assert_eq!(closest("zzz", &["output", "name"]), None);
+    }
+
+    /// Every shipped config file (reference and examples) must be valid; those that reference no
+    /// environment variable must load as they are.
+    #[test]
+    fn shipped_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut files = Vec::new();
+        for dir in [root.clone(), root.join("examples")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        for expected in [
+            "ferry.yaml",
+            "lifecycle.yaml",
+            "registration.yaml",
+            "archive.yaml",
+            "demo.yaml",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "config {expected} is missing"
+            );
+        }
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            if let Err(error) = parse_with_env(&text, &file, &|name| Ok(format!("value-of-{name}")))
+            {
+                panic!("{error}");
+            }
+        }
+        for plain in ["ferry.yaml", "examples/demo.yaml"] {
+            load(&root.join(plain)).unwrap_or_else(|error| panic!("{error}"));
+        }
+    }
+}

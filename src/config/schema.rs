@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::units::{ByteSize, HumanDuration};
+use crate::subject::Template;
 
 /// A secret from the config (token, password). Never printed: `Debug` and `Display` show `***`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -16,6 +17,11 @@ use super::units::{ByteSize, HumanDuration};
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value (tests and programmatic configs).
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
     /// The secret's value, for handing to the NATS client only.
     pub fn expose(&self) -> &str {
         &self.0
@@ -23,6 +29,12 @@ impl Secret {
 }
 
 impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
@@ -48,6 +60,57 @@ pub struct Config {
     /// Parsed as raw YAML until replicators land; `validate` refuses them rather than ignore them.
     #[serde(default)]
     pub replicators: Vec<serde_norway::Value>,
+}
+
+impl Config {
+    /// This instance's name for headers and advisories: `name` when set, else the host name cut at
+    /// its first dot, with characters outside `A-Z a-z 0-9 _ -` replaced by `-` (names appear in
+    /// headers, metric labels and key-value keys), else `ferry`.
+    pub fn instance_name(&self) -> String {
+        if let Some(name) = self.name.as_deref().filter(|name| !name.is_empty()) {
+            return name.to_string();
+        }
+        host_name()
+            .map(|host| sanitize_name(&host))
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "ferry".to_string())
+    }
+}
+
+/// The system's host name: `gethostname(2)`, else `/etc/hostname`.
+fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which outlives the call; the last byte is
+    // never written, so the result is NUL-terminated even when the name is truncated.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast::<libc::c_char>(), buf.len() - 1) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+        if !name.is_empty() {
+            return Some(name);
+        }
+    }
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|name| !name.is_empty())
+}
+
+/// A host name as an instance name: the part before the first dot, other characters outside
+/// `A-Z a-z 0-9 _ -` replaced by `-`.
+fn sanitize_name(host: &str) -> String {
+    host.split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn default_shutdown_timeout() -> HumanDuration {
@@ -114,12 +177,26 @@ pub enum AdapterKind {
 }
 
 impl AdapterKind {
+    /// Every kind, in the order the docs list them (used in "use one of: ..." messages).
+    pub const ALL: [AdapterKind; 3] = [
+        AdapterKind::ChoriaLifecycle,
+        AdapterKind::ChoriaRegistration,
+        AdapterKind::Passthrough,
+    ];
+
+    /// The name used in the config file.
     pub fn as_str(self) -> &'static str {
         match self {
             AdapterKind::ChoriaLifecycle => "choria_lifecycle",
             AdapterKind::ChoriaRegistration => "choria_registration",
             AdapterKind::Passthrough => "passthrough",
         }
+    }
+}
+
+impl fmt::Display for AdapterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -131,6 +208,22 @@ pub enum LifecycleFormat {
     AsReceived,
     Choria,
     Cloudevents,
+}
+
+impl LifecycleFormat {
+    /// The decoder's equivalent, so the runtime need not repeat the mapping.
+    pub fn output_format(self) -> choria_lifecycle::OutputFormat {
+        match self {
+            LifecycleFormat::AsReceived => choria_lifecycle::OutputFormat::AsReceived,
+            LifecycleFormat::Choria => choria_lifecycle::OutputFormat::Choria,
+            LifecycleFormat::Cloudevents => choria_lifecycle::OutputFormat::CloudEvents,
+        }
+    }
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        self.output_format().as_str()
+    }
 }
 
 /// One core NATS → JetStream adapter.
@@ -168,6 +261,35 @@ pub struct AdapterConfig {
 
 pub fn default_max_in_flight() -> usize {
     1024
+}
+
+impl AdapterConfig {
+    /// The connection the output stream lives on: `output.connection`, else the adapter's own.
+    pub fn output_connection(&self) -> &str {
+        self.output
+            .connection
+            .as_deref()
+            .unwrap_or(self.connection.as_str())
+    }
+
+    /// The parsed `output.subject` template. `validate` has checked it for a loaded config, so an
+    /// error here means the config did not come through [`crate::config::load`].
+    pub fn template(&self) -> Result<Template, String> {
+        Template::parse(&self.output.subject)
+    }
+
+    /// The subjects a stream ferry creates listens on: `output.stream_subjects` when given, else the
+    /// template's literal prefix followed by `>` (SPEC section 4). Empty only when the template
+    /// does not parse, which `validate` reports.
+    pub fn stream_subjects(&self) -> Vec<String> {
+        if let Some(subjects) = &self.output.stream_subjects {
+            return subjects.clone();
+        }
+        match self.template() {
+            Ok(template) => vec![template.default_stream_subject()],
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 /// Storage of a stream ferry creates.
@@ -258,4 +380,24 @@ pub struct PredicateConfig {
     pub one_of: Option<Vec<serde_json::Value>>,
     #[serde(default)]
     pub exists: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_become_valid_instance_names() {
+        assert_eq!(sanitize_name("web1.example.com"), "web1");
+        assert_eq!(sanitize_name("my host_1"), "my-host_1");
+        assert_eq!(sanitize_name(""), "");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "***");
+        assert_eq!(secret.to_string(), "***");
+        assert_eq!(secret.expose(), "hunter2");
+    }
 }

@@ -1,0 +1,197 @@
+//! `${VAR}` expansion in the config's string values (SPEC section 3).
+//!
+//! Expansion happens on the parsed YAML tree, before it is turned into the schema, so a secret
+//! never has to be written into the file and every string value can use it the same way. Only
+//! string scalars are expanded (mapping keys, numbers and booleans are not): a key such as a
+//! connection name is an identifier, not a value. `$${` writes a literal `${`; a `$` not followed by
+//! `{` is kept as it is. An unset variable is an error rather than an empty string, because an empty
+//! token or password fails later in a far less obvious way.
+
+use std::env::VarError;
+
+use serde_norway::Value;
+
+use super::Problem;
+
+/// Expands `${VAR}` references in `text`, reading variables through `lookup`. The error is the
+/// message for the key holding `text` (its path is the caller's).
+pub fn expand_str(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Result<String, VarError>,
+) -> Result<String, String> {
+    if !text.contains('$') {
+        return Ok(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let close = tail.find('}').ok_or_else(|| {
+                format!("unterminated \"${{\" in {text:?} (close it with '}}', or write $${{ for a literal ${{)")
+            })?;
+            let name = &tail[..close];
+            if !valid_variable_name(name) {
+                return Err(format!(
+                    "invalid environment variable reference \"${{{name}}}\" in {text:?} (names use A-Z, a-z, 0-9 and _ and do not start with a digit; write $${{ for a literal ${{)"
+                ));
+            }
+            match lookup(name) {
+                Ok(value) => out.push_str(&value),
+                Err(VarError::NotPresent) => {
+                    return Err(format!(
+                        "environment variable {name:?} is not set (export it before starting ferry, or write $${{{name}}} for a literal ${{{name}}})"
+                    ))
+                }
+                Err(VarError::NotUnicode(_)) => {
+                    return Err(format!(
+                        "environment variable {name:?} is not valid UTF-8"
+                    ))
+                }
+            }
+            rest = &tail[close + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn valid_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Expands every string scalar under `value` in place. A value that fails is left unexpanded and
+/// reported at its path (`connections.east.token`, `adapters[0].subjects[1]`), so every bad
+/// reference in the file is reported at once.
+pub fn expand_value(
+    value: &mut Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Result<String, VarError>,
+    problems: &mut Vec<Problem>,
+) {
+    match value {
+        Value::String(text) => match expand_str(text, lookup) {
+            Ok(expanded) => *text = expanded,
+            Err(message) => problems.push(Problem::new(path, message)),
+        },
+        Value::Sequence(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                expand_value(item, &format!("{path}[{index}]"), lookup, problems);
+            }
+        }
+        Value::Mapping(mapping) => {
+            for (key, item) in mapping.iter_mut() {
+                let child = join_key(path, &key_text(key));
+                expand_value(item, &child, lookup, problems);
+            }
+        }
+        Value::Tagged(tagged) => expand_value(&mut tagged.value, path, lookup, problems),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// A mapping key as it appears in a problem's path.
+pub fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Null => "~".to_string(),
+        _ => "?".to_string(),
+    }
+}
+
+/// `parent.key`, or just `key` at the top.
+pub fn join_key(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Result<String, VarError> {
+        match name {
+            "TOKEN" => Ok("s3cret".into()),
+            "EMPTY" => Ok(String::new()),
+            "HOST" => Ok("10.0.0.1".into()),
+            _ => Err(VarError::NotPresent),
+        }
+    }
+
+    #[test]
+    fn references_are_replaced() {
+        assert_eq!(expand_str("${TOKEN}", &env).unwrap(), "s3cret");
+        assert_eq!(
+            expand_str("nats://${HOST}:4222", &env).unwrap(),
+            "nats://10.0.0.1:4222"
+        );
+        assert_eq!(expand_str("a${EMPTY}b", &env).unwrap(), "ab");
+        assert_eq!(
+            expand_str("${HOST}${TOKEN}", &env).unwrap(),
+            "10.0.0.1s3cret"
+        );
+        assert_eq!(expand_str("no refs", &env).unwrap(), "no refs");
+    }
+
+    #[test]
+    fn dollars_and_escapes() {
+        assert_eq!(expand_str("$${TOKEN}", &env).unwrap(), "${TOKEN}");
+        assert_eq!(expand_str("cost $5", &env).unwrap(), "cost $5");
+        assert_eq!(expand_str("a$", &env).unwrap(), "a$");
+        assert_eq!(expand_str("$$", &env).unwrap(), "$$");
+    }
+
+    #[test]
+    fn errors_explain_the_fix() {
+        let unset = expand_str("${NATS_TOKEN}", &env).unwrap_err();
+        assert!(
+            unset.starts_with("environment variable \"NATS_TOKEN\" is not set"),
+            "{unset}"
+        );
+        assert!(expand_str("${TOKEN", &env)
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(expand_str("${1X}", &env)
+            .unwrap_err()
+            .contains("invalid environment variable reference"));
+        assert!(expand_str("${}", &env).is_err());
+        let not_unicode = |_: &str| Err(VarError::NotUnicode(Default::default()));
+        assert!(expand_str("${X}", &not_unicode)
+            .unwrap_err()
+            .contains("UTF-8"));
+    }
+
+    #[test]
+    fn every_bad_reference_is_reported_with_its_path() {
+        let mut value: Value = serde_norway::from_str(
+            "connections:\n  east:\n    token: ${NATS_TOKEN}\n    servers: [\"nats://${HOST}:4222\", \"${NOPE}\"]\n7: ${TOKEN}\n",
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        expand_value(&mut value, "", &env, &mut problems);
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["connections.east.token", "connections.east.servers[1]"]
+        );
+        assert_eq!(
+            value["connections"]["east"]["servers"][0].as_str(),
+            Some("nats://10.0.0.1:4222")
+        );
+        assert_eq!(value[7].as_str(), Some("s3cret"));
+    }
+}

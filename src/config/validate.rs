@@ -1,0 +1,1593 @@
+//! Semantic checks of a parsed config (SPEC sections 3, 4 and 6).
+//!
+//! The schema only says which keys exist and what type they have; this module checks what spans
+//! fields and sections: names, references between sections, subjects and templates, the limits of
+//! numeric settings, and the combinations that would make ferry feed itself its own output or store
+//! Choria's periodic alive events twice. Every problem is collected (nothing stops at the first one),
+//! each at the path of the key to change and with a message that says how to fix it, because
+//! `ferry check` is meant to be run once and then fixed in one pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ferry_adapter::Decoder;
+
+use super::schema::{AdapterConfig, AdapterKind, Config, ConnectionConfig, FilterConfig};
+use super::units::{format_duration, format_size};
+use super::Problem;
+use crate::subject::{self, Template};
+
+/// Smallest disk spool: below this the spool fills within moments of an outage, which defeats it.
+pub const MIN_SPOOL_BYTES: u64 = 1 << 20;
+/// Largest `max_in_flight`: more unacked publishes only add memory and retry storms.
+pub const MAX_IN_FLIGHT: usize = 65_536;
+/// Largest JetStream replica count the server accepts.
+pub const MAX_REPLICAS: usize = 5;
+/// Choria servers resend an identical alive event every 30 minutes; a `choria_lifecycle` output
+/// stream's duplicate window must be shorter, or the periodic resend would be dropped as a duplicate.
+pub const CHORIA_ALIVE_INTERVAL: Duration = Duration::from_secs(30 * 60);
+
+/// The template tokens each decoder kind fills (`token.N` stands for `token.1`, `token.2`, ...).
+/// Kept consistent with each decoder's `accepts_token` by a unit test.
+pub fn accepted_tokens(kind: AdapterKind) -> &'static [&'static str] {
+    match kind {
+        AdapterKind::ChoriaLifecycle => &["type", "component", "identity", "sender"],
+        AdapterKind::ChoriaRegistration => &["sender", "agent", "collective"],
+        AdapterKind::Passthrough => &["subject", "sender", "token.N"],
+    }
+}
+
+/// A decoder of `kind` with default settings, used only to ask which tokens it accepts, so the
+/// decoder crates stay the one source of truth.
+fn probe_decoder(kind: AdapterKind) -> Box<dyn Decoder> {
+    match kind {
+        AdapterKind::ChoriaLifecycle => Box::new(choria_lifecycle::LifecycleDecoder::new(
+            false,
+            choria_lifecycle::OutputFormat::default(),
+        )),
+        AdapterKind::ChoriaRegistration => Box::new(choria_registration::RegistrationDecoder),
+        AdapterKind::Passthrough => Box::new(passthrough::PassthroughDecoder::new(None, None)),
+    }
+}
+
+/// Every problem with `config`, in file order; empty when it is valid.
+pub fn validate(config: &Config) -> Vec<Problem> {
+    let indices: Vec<usize> = (0..config.adapters.len()).collect();
+    validate_parts(config, &indices, &BTreeSet::new())
+}
+
+/// [`validate`] for a config that was only partly parsed: `adapter_indices[i]` is the position in
+/// the file of `config.adapters[i]` (adapters that failed to parse are missing), and references to
+/// `broken_connections` (defined, but failed to parse) are not reported again.
+pub(crate) fn validate_parts(
+    config: &Config,
+    adapter_indices: &[usize],
+    broken_connections: &BTreeSet<String>,
+) -> Vec<Problem> {
+    let mut out = Problems::default();
+    if let Some(name) = &config.name {
+        check_name(&mut out, "name", "instance name", name);
+    }
+    if config.state_dir.as_os_str().is_empty() {
+        out.push(
+            "state_dir",
+            "is empty (give the directory for the state store, e.g. /var/lib/ferry)",
+        );
+    }
+    if let Some(monitor) = &config.monitor {
+        if let Err(message) = check_listen(&monitor.listen) {
+            out.push("monitor.listen", message);
+        }
+    }
+    if config.shutdown_timeout.0.is_zero() {
+        out.push(
+            "shutdown_timeout",
+            "must be longer than 0 (e.g. 10s): it bounds the wait for in-flight acks when ferry stops",
+        );
+    }
+    for (name, connection) in &config.connections {
+        check_connection(&mut out, name, connection);
+    }
+
+    let mut defined: Vec<&str> = config.connections.keys().map(String::as_str).collect();
+    defined.extend(broken_connections.iter().map(String::as_str));
+    defined.sort_unstable();
+    defined.dedup();
+    let paths: Vec<String> = config
+        .adapters
+        .iter()
+        .enumerate()
+        .map(|(pos, _)| {
+            format!(
+                "adapters[{}]",
+                adapter_indices.get(pos).copied().unwrap_or(pos)
+            )
+        })
+        .collect();
+    for (adapter, base) in config.adapters.iter().zip(&paths) {
+        check_adapter(&mut out, base, adapter, &defined);
+    }
+    check_across_adapters(&mut out, &config.adapters, &paths);
+
+    for index in 0..config.replicators.len() {
+        out.push(
+            format!("replicators[{index}]"),
+            "replicators are not supported by this version of ferry yet (remove this entry; adapters work as documented)",
+        );
+    }
+    out.0
+}
+
+/// Collects problems.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem::new(path, message));
+    }
+}
+
+/// Whether `name` uses only `A-Z a-z 0-9 _ -` and is non-empty.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn check_name(out: &mut Problems, path: &str, what: &str, name: &str) {
+    if name.is_empty() {
+        out.push(path, format!("{what} is empty"));
+    } else if !valid_name(name) {
+        out.push(
+            path,
+            format!(
+                "{what} {name:?} may only use A-Z, a-z, 0-9, _ and - (it appears in headers, metric labels and key-value keys)"
+            ),
+        );
+    }
+}
+
+/// `monitor.listen`: an IP socket address, or `host:port` with a plain host name such as
+/// `localhost` (resolved when the monitor starts, not here: `check` connects nowhere).
+fn check_listen(listen: &str) -> Result<(), String> {
+    if listen.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let hint = "use host:port, e.g. 127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464 or localhost:9464";
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return Err(format!("{listen:?} has no port ({hint})"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("{listen:?} has an invalid port {port:?} ({hint})"));
+    }
+    if !valid_host_name(host) {
+        return Err(format!("{listen:?} has an invalid host {host:?} ({hint})"));
+    }
+    Ok(())
+}
+
+/// A DNS host name (letters, digits, `-`, `_` and dots between non-empty labels).
+fn valid_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// Checks one server address: `scheme://[user[:pass]@]host[:port]` with scheme nats, tls, ws or
+/// wss, or a bare `host[:port]`. Returns the scheme (lowercase; `nats` when bare).
+fn check_server(url: &str) -> Result<String, String> {
+    let hint =
+        "use e.g. nats://10.0.0.1:4222, tls://nats.example.com:4222 or wss://nats.example.com";
+    if url.trim().is_empty() {
+        return Err(format!("is empty ({hint})"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} contains whitespace ({hint})"));
+    }
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("nats".to_string(), url),
+    };
+    if !matches!(scheme.as_str(), "nats" | "tls" | "ws" | "wss") {
+        return Err(format!(
+            "{url:?} has unsupported scheme {scheme:?} (use nats://, tls://, ws:// or wss://)"
+        ));
+    }
+    let after_user = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let (host_port, path) = match after_user.find('/') {
+        Some(slash) => (&after_user[..slash], &after_user[slash..]),
+        None => (after_user, ""),
+    };
+    if !path.is_empty() && path != "/" && !scheme.starts_with("ws") {
+        return Err(format!(
+            "{url:?} has a path, which only ws:// and wss:// servers can have ({hint})"
+        ));
+    }
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let Some((ip, tail)) = bracketed.split_once(']') else {
+            return Err(format!("{url:?} has an unclosed '[' ({hint})"));
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{url:?} has an invalid IPv6 address {ip:?}"));
+        }
+        match tail {
+            "" => (ip, None),
+            _ => match tail.strip_prefix(':') {
+                Some(port) => (ip, Some(port)),
+                None => return Err(format!("{url:?}: expected ':port' after ']' ({hint})")),
+            },
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((host, port)) if port.contains(':') => {
+                return Err(format!(
+                    "{url:?}: write an IPv6 address in brackets, e.g. nats://[::1]:4222 ({host}...)"
+                ))
+            }
+            Some((host, port)) => {
+                if host.parse::<IpAddr>().is_err() && !valid_host_name(host) {
+                    return Err(format!("{url:?} has an invalid host {host:?} ({hint})"));
+                }
+                (host, Some(port))
+            }
+            None => {
+                if host_port.parse::<IpAddr>().is_err() && !valid_host_name(host_port) {
+                    return Err(format!(
+                        "{url:?} has an invalid host {host_port:?} ({hint})"
+                    ));
+                }
+                (host_port, None)
+            }
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host ({hint})"));
+    }
+    if let Some(port) = port {
+        if port.parse::<u16>().is_err() {
+            return Err(format!("{url:?} has an invalid port {port:?} ({hint})"));
+        }
+    }
+    Ok(scheme)
+}
+
+fn check_connection(out: &mut Problems, name: &str, connection: &ConnectionConfig) {
+    let base = format!("connections.{name}");
+    if !valid_name(name) {
+        out.push(
+            &base,
+            format!(
+                "connection name {name:?} may only use A-Z, a-z, 0-9, _ and - (it appears in metric labels)"
+            ),
+        );
+    }
+    if connection.servers.is_empty() {
+        out.push(
+            format!("{base}.servers"),
+            "is empty (list at least one server, e.g. [\"nats://127.0.0.1:4222\"])",
+        );
+    }
+    let mut tls_server = None;
+    for (index, server) in connection.servers.iter().enumerate() {
+        match check_server(server) {
+            Ok(scheme) => {
+                if scheme == "tls" && tls_server.is_none() {
+                    tls_server = Some(index);
+                }
+            }
+            Err(message) => out.push(format!("{base}.servers[{index}]"), message),
+        }
+    }
+    if let (Some(index), None) = (tls_server, &connection.tls) {
+        out.push(
+            format!("{base}.tls"),
+            format!(
+                "is required because servers[{index}] uses tls:// (add `tls: {{}}` to trust the system's root certificates, or `tls: {{ ca: FILE }}`)"
+            ),
+        );
+    }
+
+    let mut methods = Vec::new();
+    if connection.credentials.is_some() {
+        methods.push("credentials");
+    }
+    if connection.nkey.is_some() {
+        methods.push("nkey");
+    }
+    if connection.token.is_some() {
+        methods.push("token");
+    }
+    if connection.user.is_some() || connection.password.is_some() {
+        methods.push("user + password");
+    }
+    if methods.len() > 1 {
+        out.push(
+            &base,
+            format!(
+                "sets {} at once: use only one of credentials, nkey, token or user + password",
+                methods.join(" and ")
+            ),
+        );
+    }
+    match (&connection.user, &connection.password) {
+        (Some(_), None) => out.push(format!("{base}.password"), "is required with user"),
+        (None, Some(_)) => out.push(format!("{base}.user"), "is required with password"),
+        _ => {}
+    }
+    if connection.user.as_deref() == Some("") {
+        out.push(format!("{base}.user"), "is empty");
+    }
+    if connection
+        .token
+        .as_ref()
+        .is_some_and(|t| t.expose().is_empty())
+    {
+        out.push(
+            format!("{base}.token"),
+            "is empty (if it comes from ${VAR}, that variable is set but empty)",
+        );
+    }
+    let files = [
+        (
+            "credentials",
+            connection.credentials.as_ref(),
+            "the .creds file",
+        ),
+        ("nkey", connection.nkey.as_ref(), "the nkey seed file"),
+    ];
+    for (key, file, what) in files {
+        if file.is_some_and(|f| f.as_os_str().is_empty()) {
+            out.push(
+                format!("{base}.{key}"),
+                format!("is empty (give the path to {what})"),
+            );
+        }
+    }
+    if let Some(tls) = &connection.tls {
+        let files = [
+            ("ca", tls.ca.as_ref(), "the CA certificate (PEM)"),
+            ("cert", tls.cert.as_ref(), "the client certificate (PEM)"),
+            ("key", tls.key.as_ref(), "the client key (PEM)"),
+        ];
+        for (key, file, what) in files {
+            if file.is_some_and(|f| f.as_os_str().is_empty()) {
+                out.push(
+                    format!("{base}.tls.{key}"),
+                    format!("is empty (give the path to {what})"),
+                );
+            }
+        }
+        match (&tls.cert, &tls.key) {
+            (Some(_), None) => out.push(
+                format!("{base}.tls.key"),
+                "is required with tls.cert (the client certificate's private key)",
+            ),
+            (None, Some(_)) => out.push(
+                format!("{base}.tls.cert"),
+                "is required with tls.key (the client certificate)",
+            ),
+            _ => {}
+        }
+    }
+    if let Some(domain) = &connection.jetstream_domain {
+        if domain.is_empty()
+            || domain
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>'))
+        {
+            out.push(
+                format!("{base}.jetstream_domain"),
+                format!("{domain:?} is not a valid JetStream domain (one subject token: no dots, wildcards or whitespace)"),
+            );
+        }
+    }
+    if connection.name.as_deref() == Some("") {
+        out.push(
+            format!("{base}.name"),
+            "is empty (omit it, or give the client name to show in server monitoring)",
+        );
+    }
+    if connection.subscription_capacity == 0 {
+        out.push(
+            format!("{base}.subscription_capacity"),
+            "must be at least 1 (default 65536)",
+        );
+    }
+}
+
+/// A JetStream stream name: non-empty, no whitespace, `.`, `*`, `>` or path separators (the
+/// server uses it in API subjects and as a directory name).
+fn check_stream_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty (give the stream's name, e.g. FERRY_LIFECYCLE)".into());
+    }
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(format!(
+            "{name:?} is not a valid stream name (no whitespace, '.', '*', '>', '/' or '\\'; e.g. FERRY_LIFECYCLE)"
+        ));
+    }
+    if name.len() > 255 {
+        return Err(format!(
+            "stream name is {} bytes long; the limit is 255",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The most tokens a subject matching `pattern` can have, or `None` when it ends in `>`.
+fn max_tokens(pattern: &str) -> Option<usize> {
+    if pattern == ">" || pattern.ends_with(".>") {
+        None
+    } else {
+        Some(pattern.split('.').count())
+    }
+}
+
+/// Whether some subject matching one of `subjects` has at least `n` tokens.
+fn some_subject_has_token(subjects: &[String], n: usize) -> bool {
+    subjects
+        .iter()
+        .any(|s| max_tokens(s).is_none_or(|count| count >= n))
+}
+
+fn check_adapter(out: &mut Problems, base: &str, adapter: &AdapterConfig, defined: &[&str]) {
+    check_name(out, &format!("{base}.name"), "adapter name", &adapter.name);
+    check_reference(
+        out,
+        &format!("{base}.connection"),
+        &adapter.connection,
+        defined,
+    );
+
+    if adapter.subjects.is_empty() {
+        out.push(
+            format!("{base}.subjects"),
+            "is empty (list the core NATS subjects to subscribe to, e.g. [\"choria.lifecycle.event.>\"])",
+        );
+    }
+    let mut inputs = Vec::new();
+    for (index, subject) in adapter.subjects.iter().enumerate() {
+        match subject::validate(subject, true) {
+            Ok(()) => inputs.push(subject.clone()),
+            Err(message) => out.push(format!("{base}.subjects[{index}]"), message),
+        }
+    }
+    if let Some(group) = &adapter.queue_group {
+        if group.is_empty()
+            || group
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '>'))
+        {
+            out.push(
+                format!("{base}.queue_group"),
+                format!("{group:?} is not a valid queue group (non-empty, no whitespace or wildcards; e.g. ferry)"),
+            );
+        }
+    }
+
+    let output = &adapter.output;
+    if let Some(connection) = &output.connection {
+        check_reference(
+            out,
+            &format!("{base}.output.connection"),
+            connection,
+            defined,
+        );
+    }
+    if let Err(message) = check_stream_name(&output.stream) {
+        out.push(format!("{base}.output.stream"), message);
+    }
+    let template = match Template::parse(&output.subject) {
+        Ok(template) => Some(template),
+        Err(message) => {
+            out.push(format!("{base}.output.subject"), message);
+            None
+        }
+    };
+    if let Some(template) = &template {
+        check_template(out, base, adapter, template, &inputs);
+    }
+
+    // Stream subjects: configured, or derived from the template.
+    let (stream_subjects, stream_path) = match &output.stream_subjects {
+        Some(subjects) => {
+            if subjects.is_empty() {
+                out.push(
+                    format!("{base}.output.stream_subjects"),
+                    "is empty (omit it to use the template's prefix followed by \">\", or list the stream's subjects)",
+                );
+            }
+            let mut valid = Vec::new();
+            for (index, subject) in subjects.iter().enumerate() {
+                let path = format!("{base}.output.stream_subjects[{index}]");
+                match subject::validate(subject, true) {
+                    Ok(()) => valid.push((subject.clone(), path)),
+                    Err(message) => out.push(path, message),
+                }
+            }
+            (valid, true)
+        }
+        None => match &template {
+            Some(t) if !t.literal_prefix().is_empty() => (
+                vec![(t.default_stream_subject(), format!("{base}.output.subject"))],
+                false,
+            ),
+            _ => (Vec::new(), false),
+        },
+    };
+    for (stream_subject, path) in &stream_subjects {
+        for input in &inputs {
+            if subject::overlaps(stream_subject, input) {
+                let what = if stream_path {
+                    format!("stream subject {stream_subject:?}")
+                } else {
+                    format!(
+                        "the default stream subject {stream_subject:?} (template prefix + \">\")"
+                    )
+                };
+                out.push(
+                    path,
+                    format!(
+                        "{what} overlaps input subject {input:?}: ferry would receive its own output and store it again; choose a different output prefix{}",
+                        if stream_path { "" } else { " or set output.stream_subjects" }
+                    ),
+                );
+            }
+        }
+    }
+    if let (true, Some(template)) = (stream_path, &template) {
+        let shape = template.default_stream_subject();
+        let prefix_ok = !template.literal_prefix().is_empty();
+        if prefix_ok
+            && !stream_subjects.is_empty()
+            && !stream_subjects
+                .iter()
+                .any(|(s, _)| subject::overlaps(s, &shape))
+        {
+            out.push(
+                format!("{base}.output.stream_subjects"),
+                format!(
+                    "no entry covers the subjects the template renders ({shape:?}): every publish would be rejected as no stream listens there; add {shape:?}"
+                ),
+            );
+        }
+    }
+
+    if let Some(invalid) = &adapter.invalid_subject {
+        let path = format!("{base}.invalid_subject");
+        match subject::validate(invalid, false) {
+            Err(message) => out.push(&path, message),
+            Ok(()) => {
+                for input in &inputs {
+                    if subject::overlaps(invalid, input) {
+                        out.push(
+                            &path,
+                            format!("{invalid:?} overlaps input subject {input:?}: ferry would receive its own rejects again; choose a subject outside the adapter's subjects"),
+                        );
+                    }
+                }
+                for (stream_subject, _) in &stream_subjects {
+                    if subject::overlaps(invalid, stream_subject) {
+                        out.push(
+                            &path,
+                            format!("{invalid:?} overlaps stream subject {stream_subject:?}: undecodable messages would be stored among the decoded events; choose a subject outside the output stream"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    if adapter.max_in_flight == 0 || adapter.max_in_flight > MAX_IN_FLIGHT {
+        out.push(
+            format!("{base}.max_in_flight"),
+            format!(
+                "is {}; must be between 1 and {MAX_IN_FLIGHT} (default 1024)",
+                adapter.max_in_flight
+            ),
+        );
+    }
+    if adapter.spool.max_bytes.0 < MIN_SPOOL_BYTES {
+        out.push(
+            format!("{base}.spool.max_bytes"),
+            format!(
+                "is {}; must be at least 1MiB (default 1GiB), or the spool fills within moments of an outage",
+                format_size(adapter.spool.max_bytes.0)
+            ),
+        );
+    }
+    if !(1..=MAX_REPLICAS).contains(&output.replicas) {
+        out.push(
+            format!("{base}.output.replicas"),
+            format!(
+                "is {}; must be between 1 and {MAX_REPLICAS}",
+                output.replicas
+            ),
+        );
+    }
+    if let Some(window) = output.duplicate_window {
+        if adapter.kind == AdapterKind::ChoriaLifecycle && window.0 >= CHORIA_ALIVE_INTERVAL {
+            out.push(
+                format!("{base}.output.duplicate_window"),
+                format!(
+                    "is {}; must be shorter than 30m for choria_lifecycle: Choria servers resend the identical alive event every 30 minutes, and a longer window would drop it as a duplicate (use e.g. 2m)",
+                    format_duration(window.0)
+                ),
+            );
+        }
+        if let Some(max_age) = output.max_age {
+            if !max_age.0.is_zero() && window.0 > max_age.0 {
+                out.push(
+                    format!("{base}.output.duplicate_window"),
+                    format!(
+                        "is {}, longer than output.max_age ({}); the server refuses such a stream: shorten it or raise max_age",
+                        format_duration(window.0),
+                        format_duration(max_age.0)
+                    ),
+                );
+            }
+        }
+    }
+
+    check_kind_options(out, base, adapter, &inputs);
+    if let Some(filter) = &adapter.filter {
+        check_filter(out, &format!("{base}.filter"), filter, &inputs);
+    }
+}
+
+fn check_reference(out: &mut Problems, path: &str, name: &str, defined: &[&str]) {
+    if defined.contains(&name) {
+        return;
+    }
+    let message = if defined.is_empty() {
+        format!("refers to connection {name:?}, but no connections are defined (add it under connections:)")
+    } else {
+        format!(
+            "refers to connection {name:?}, which is not defined (defined: {})",
+            defined.join(", ")
+        )
+    };
+    out.push(path, message);
+}
+
+fn check_template(
+    out: &mut Problems,
+    base: &str,
+    adapter: &AdapterConfig,
+    template: &Template,
+    inputs: &[String],
+) {
+    let path = format!("{base}.output.subject");
+    let decoder = probe_decoder(adapter.kind);
+    for token in template.tokens() {
+        if !decoder.accepts_token(token) {
+            out.push(
+                &path,
+                format!(
+                    "token {{{token}}} is not provided by kind {} (it provides: {})",
+                    adapter.kind,
+                    accepted_tokens(adapter.kind)
+                        .iter()
+                        .map(|t| format!("{{{t}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    if template.literal_prefix().is_empty() {
+        out.push(
+            &path,
+            format!(
+                "template {:?} has no literal prefix: it must start with fixed subject tokens (e.g. ferry.{}), so its stream subjects are known and events cannot land on arbitrary subjects",
+                adapter.output.subject, adapter.output.subject
+            ),
+        );
+    }
+    if adapter.kind == AdapterKind::Passthrough {
+        let has_sender = adapter.sender_header.is_some() || adapter.sender_token.is_some();
+        if template.tokens().any(|t| t == "sender") && !has_sender {
+            out.push(
+                &path,
+                "uses {sender}, but passthrough has no sender unless sender_header or sender_token is set (every event would render \"_\")",
+            );
+        }
+        for token in template.tokens() {
+            let Some(n) = token
+                .strip_prefix("token.")
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if !inputs.is_empty() && !some_subject_has_token(inputs, n) {
+                out.push(
+                    &path,
+                    format!(
+                        "uses {{{token}}}, but no input subject has {n} tokens (every event would render \"_\")"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_kind_options(out: &mut Problems, base: &str, adapter: &AdapterConfig, inputs: &[String]) {
+    let kind = adapter.kind;
+    let misplaced = |out: &mut Problems, key: &str, owner: AdapterKind| {
+        out.push(
+            format!("{base}.{key}"),
+            format!("only applies to kind {owner} (this adapter is {kind}); remove it"),
+        );
+    };
+    if kind != AdapterKind::ChoriaLifecycle {
+        if adapter.format.is_some() {
+            misplaced(out, "format", AdapterKind::ChoriaLifecycle);
+        }
+        if adapter.allow_unknown_types.is_some() {
+            misplaced(out, "allow_unknown_types", AdapterKind::ChoriaLifecycle);
+        }
+    }
+    if kind != AdapterKind::Passthrough {
+        if adapter.sender_header.is_some() {
+            misplaced(out, "sender_header", AdapterKind::Passthrough);
+        }
+        if adapter.sender_token.is_some() {
+            misplaced(out, "sender_token", AdapterKind::Passthrough);
+        }
+        return;
+    }
+    if let Some(header) = &adapter.sender_header {
+        if let Err(message) = check_header_name(header) {
+            out.push(format!("{base}.sender_header"), message);
+        }
+    }
+    if let Some(token) = adapter.sender_token {
+        if token == 0 {
+            out.push(
+                format!("{base}.sender_token"),
+                "must be 1 or more (subject tokens are counted from 1)",
+            );
+        } else if !inputs.is_empty() && !some_subject_has_token(inputs, token) {
+            out.push(
+                format!("{base}.sender_token"),
+                format!("is {token}, but no input subject has {token} tokens, so no event would have a sender"),
+            );
+        }
+    }
+}
+
+/// A header name: non-empty printable ASCII without ':' or whitespace.
+fn check_header_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("header name is empty".into());
+    }
+    if !name.chars().all(|c| c.is_ascii_graphic() && c != ':') {
+        return Err(format!(
+            "{name:?} is not a valid header name (printable ASCII without ':' or spaces)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_filter(out: &mut Problems, base: &str, filter: &FilterConfig, inputs: &[String]) {
+    for (index, subject) in filter.subjects.iter().enumerate() {
+        let path = format!("{base}.subjects[{index}]");
+        match subject::validate(subject, true) {
+            Err(message) => out.push(path, message),
+            Ok(()) => {
+                if !inputs.is_empty() && !inputs.iter().any(|i| subject::overlaps(i, subject)) {
+                    out.push(
+                        path,
+                        format!("{subject:?} matches none of the adapter's subjects, so it never selects anything; widen it or remove it"),
+                    );
+                }
+            }
+        }
+    }
+    for (index, subject) in filter.exclude_subjects.iter().enumerate() {
+        if let Err(message) = subject::validate(subject, true) {
+            out.push(format!("{base}.exclude_subjects[{index}]"), message);
+        }
+    }
+    for (index, predicate) in filter.predicates.iter().enumerate() {
+        let path = format!("{base}.match[{index}]");
+        match (&predicate.field, &predicate.header) {
+            (Some(_), Some(_)) => out.push(
+                &path,
+                "has both field and header: give exactly one (write two match entries to test both)",
+            ),
+            (None, None) => out.push(
+                &path,
+                "needs exactly one of field (a JSON path such as data.identity) or header (a header name)",
+            ),
+            _ => {}
+        }
+        if let Some(field) = &predicate.field {
+            if field.is_empty() || field.split('.').any(str::is_empty) {
+                out.push(
+                    format!("{path}.field"),
+                    format!("{field:?} is not a valid field path (dot-separated object keys, e.g. data.identity)"),
+                );
+            }
+        }
+        if let Some(header) = &predicate.header {
+            if let Err(message) = check_header_name(header) {
+                out.push(format!("{path}.header"), message);
+            }
+        }
+        let mut tests = Vec::new();
+        if predicate.equals.is_some() {
+            tests.push("equals");
+        }
+        if predicate.regex.is_some() {
+            tests.push("regex");
+        }
+        if predicate.one_of.is_some() {
+            tests.push("in");
+        }
+        if predicate.exists.is_some() {
+            tests.push("exists");
+        }
+        if tests.len() != 1 {
+            let found = if tests.is_empty() {
+                "none".to_string()
+            } else {
+                tests.join(", ")
+            };
+            out.push(
+                &path,
+                format!("needs exactly one of equals, regex, in or exists (found: {found}); write one match entry per test"),
+            );
+        }
+        if let Some(pattern) = &predicate.regex {
+            if let Err(error) = regex::Regex::new(pattern) {
+                out.push(
+                    format!("{path}.regex"),
+                    format!(
+                        "invalid regex {pattern:?}: {}",
+                        one_line(&error.to_string())
+                    ),
+                );
+            }
+        }
+        if predicate.one_of.as_ref().is_some_and(Vec::is_empty) {
+            out.push(format!("{path}.in"), "is empty, so nothing could match");
+        }
+    }
+}
+
+/// The regex crate's multi-line error, on one line for the problem list.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Checks between adapters: unique names, and streams ferry creates on one connection.
+fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: &[String]) {
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    for (adapter, path) in adapters.iter().zip(paths) {
+        if adapter.name.is_empty() {
+            continue;
+        }
+        match names.get(adapter.name.as_str()) {
+            Some(first) => out.push(
+                format!("{path}.name"),
+                format!(
+                    "{:?} is already the name of {first} (adapter names must be unique: they key the spool and the metrics)",
+                    adapter.name
+                ),
+            ),
+            None => {
+                names.insert(&adapter.name, path);
+            }
+        }
+    }
+
+    // Streams ferry would create (stream settings are used only when creating).
+    let created: Vec<(usize, Vec<String>)> = adapters
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.output.create)
+        .map(|(i, a)| (i, a.stream_subjects()))
+        .collect();
+    for (later, (j, subjects_j)) in created.iter().enumerate() {
+        let b = &adapters[*j];
+        for (i, subjects_i) in created.iter().take(later) {
+            let a = &adapters[*i];
+            if a.output_connection() != b.output_connection() {
+                continue;
+            }
+            let path = format!(
+                "{}.output.{}",
+                paths[*j],
+                if b.output.stream_subjects.is_some() {
+                    "stream_subjects"
+                } else {
+                    "subject"
+                }
+            );
+            if a.output.stream == b.output.stream {
+                let mut sorted_a = subjects_i.clone();
+                let mut sorted_b = subjects_j.clone();
+                sorted_a.sort();
+                sorted_b.sort();
+                if sorted_a != sorted_b {
+                    out.push(
+                        path,
+                        format!(
+                            "stream {} is also created by {} with subjects [{}] but here with [{}]: whichever starts first decides; give both the same output.stream_subjects",
+                            b.output.stream,
+                            paths[*i],
+                            subjects_i.join(", "),
+                            subjects_j.join(", ")
+                        ),
+                    );
+                }
+                continue;
+            }
+            if let Some((x, y)) = subjects_j.iter().find_map(|x| {
+                subjects_i
+                    .iter()
+                    .find(|y| subject::overlaps(x, y))
+                    .map(|y| (x, y))
+            }) {
+                out.push(
+                    path,
+                    format!(
+                        "stream subject {x:?} of stream {} overlaps {y:?} of stream {} ({}) on connection {}: a subject can belong to only one stream, so the server would refuse one of them",
+                        b.output.stream,
+                        a.output.stream,
+                        paths[*i],
+                        b.output_connection()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+    use std::path::Path;
+
+    const VALID: &str = r#"
+name: ferry-dc1
+state_dir: /var/lib/ferry
+monitor: { listen: "127.0.0.1:9464" }
+connections:
+  east:
+    servers: ["nats://10.0.0.1:4222", "10.0.0.2:4222"]
+  west:
+    servers: ["tls://nats.west.example.com:4222"]
+    tls: { ca: /etc/ferry/ca.pem }
+    user: ferry
+    password: secret
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    queue_group: ferry
+    output:
+      stream: FERRY_LIFECYCLE
+      subject: "ferry.lifecycle.{type}.{component}"
+      duplicate_window: 2m
+    invalid_subject: ferry.invalid.lifecycle
+    filter:
+      subjects: ["choria.lifecycle.event.*.server"]
+      match:
+        - { field: "component", equals: "server" }
+        - { field: "data.identity", regex: "^web\\d+\\." }
+        - { header: "Ferry-Sender", exists: true }
+        - { field: "type", in: ["startup", "shutdown"] }
+  - name: registration
+    kind: choria_registration
+    connection: east
+    subjects: ["mcollective.broadcast.agent.registration"]
+    output:
+      connection: west
+      stream: CHORIA_REGISTRATION
+      subject: "choria.stream.input.registration.{sender}"
+  - name: archive
+    kind: passthrough
+    connection: east
+    subjects: ["metrics.*.>"]
+    sender_token: 2
+    output:
+      stream: ARCHIVE
+      subject: "archive.{token.2}.{subject}"
+      stream_subjects: ["archive.>"]
+"#;
+
+    fn problems_of(yaml: &str) -> Vec<Problem> {
+        match parse_str(yaml, Path::new("test.yaml")) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.problems,
+        }
+    }
+
+    /// The valid config with `from` replaced by `to` (which must occur).
+    fn broken(from: &str, to: &str) -> Vec<Problem> {
+        assert!(VALID.contains(from), "fixture lacks {from:?}");
+        problems_of(&VALID.replacen(from, to, 1))
+    }
+
+    #[track_caller]
+    fn assert_problem(problems: &[Problem], path: &str, needle: &str) {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == path && p.message.contains(needle)),
+            "expected a problem at {path} containing {needle:?}, got:\n{}",
+            problems
+                .iter()
+                .map(|p| format!("  {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    #[test]
+    fn the_valid_fixture_passes() {
+        assert_eq!(problems_of(VALID), Vec::new());
+    }
+
+    #[test]
+    fn accepted_tokens_match_the_decoders() {
+        for kind in AdapterKind::ALL {
+            let decoder = probe_decoder(kind);
+            for token in accepted_tokens(kind) {
+                let token = token.replace(".N", ".1");
+                assert!(decoder.accepts_token(&token), "{kind}: {token}");
+            }
+            for token in ["bogus", "token.0", "Type"] {
+                assert!(!decoder.accepts_token(token), "{kind}: {token}");
+            }
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_problem(
+            &broken("name: ferry-dc1", "name: ferry dc1"),
+            "name",
+            "may only use",
+        );
+        assert_problem(&broken("name: ferry-dc1", "name: \"\""), "name", "is empty");
+        assert_problem(
+            &broken("  east:\n", "  ea.st:\n"),
+            "connections.ea.st",
+            "may only use",
+        );
+        assert_problem(
+            &broken("name: lifecycle", "name: life/cycle"),
+            "adapters[0].name",
+            "may only use",
+        );
+        assert_problem(
+            &broken("name: archive", "name: lifecycle"),
+            "adapters[2].name",
+            "already the name of adapters[0]",
+        );
+    }
+
+    #[test]
+    fn top_level_settings() {
+        assert_problem(
+            &broken("state_dir: /var/lib/ferry", "state_dir: \"\""),
+            "state_dir",
+            "is empty",
+        );
+        for bad in [
+            "9464",
+            "127.0.0.1",
+            "localhost:x",
+            "bad host:80",
+            "127.0.0.1:99999",
+        ] {
+            assert_problem(
+                &broken("127.0.0.1:9464", bad),
+                "monitor.listen",
+                "use host:port",
+            );
+        }
+        for good in [
+            "localhost:9464",
+            "[::1]:9464",
+            "0.0.0.0:0",
+            "monitor.local:80",
+        ] {
+            assert_eq!(broken("127.0.0.1:9464", good), Vec::new(), "{good}");
+        }
+        assert_problem(
+            &broken("name: ferry-dc1", "name: ferry-dc1\nshutdown_timeout: 0"),
+            "shutdown_timeout",
+            "longer than 0",
+        );
+        assert_problem(
+            &problems_of(&format!("{VALID}replicators:\n  - name: x\n")),
+            "replicators[0]",
+            "not supported by this version",
+        );
+    }
+
+    #[test]
+    fn connections() {
+        assert_problem(
+            &broken(r#"["nats://10.0.0.1:4222", "10.0.0.2:4222"]"#, "[]"),
+            "connections.east.servers",
+            "is empty",
+        );
+        for (bad, needle) in [
+            ("http://x:4222", "unsupported scheme"),
+            ("nats://x:port", "invalid port"),
+            ("nats://", "invalid host"),
+            ("nats://a b:4222", "whitespace"),
+            ("nats://x:4222/path", "has a path"),
+            ("nats://::1:4222", "IPv6"),
+        ] {
+            assert_problem(
+                &broken("\"10.0.0.2:4222\"", &format!("{bad:?}")),
+                "connections.east.servers[1]",
+                needle,
+            );
+        }
+        for good in [
+            "nats://user:pw@host.example.com:4222",
+            "ws://127.0.0.1:8080/nats",
+            "wss://nats.example.com",
+            "nats://[::1]:4222",
+            "localhost",
+        ] {
+            assert_eq!(
+                broken("\"10.0.0.2:4222\"", &format!("{good:?}")),
+                Vec::new(),
+                "{good}"
+            );
+        }
+        assert_problem(
+            &broken("    tls: { ca: /etc/ferry/ca.pem }\n", ""),
+            "connections.west.tls",
+            "uses tls://",
+        );
+        assert_problem(
+            &broken("    user: ferry\n", "    user: ferry\n    token: t\n"),
+            "connections.west",
+            "use only one of",
+        );
+        assert_problem(
+            &broken("    user: ferry\n", ""),
+            "connections.west.user",
+            "is required with password",
+        );
+        assert_problem(
+            &broken("    password: secret\n", ""),
+            "connections.west.password",
+            "is required with user",
+        );
+        assert_problem(
+            &broken(
+                "    password: secret\n",
+                "    password: secret\n    credentials: \"\"\n",
+            ),
+            "connections.west.credentials",
+            "is empty",
+        );
+        assert_problem(
+            &broken("{ ca: /etc/ferry/ca.pem }", "{ cert: /c.pem }"),
+            "connections.west.tls.key",
+            "is required with tls.cert",
+        );
+        assert_problem(
+            &broken(
+                "    user: ferry\n",
+                "    user: ferry\n    jetstream_domain: a.b\n",
+            ),
+            "connections.west.jetstream_domain",
+            "not a valid JetStream domain",
+        );
+    }
+
+    #[test]
+    fn references() {
+        assert_problem(
+            &broken(
+                "connection: east\n    subjects: [\"choria.lifecycle",
+                "connection: north\n    subjects: [\"choria.lifecycle",
+            ),
+            "adapters[0].connection",
+            "\"north\", which is not defined (defined: east, west)",
+        );
+        assert_problem(
+            &broken("connection: west", "connection: south"),
+            "adapters[1].output.connection",
+            "not defined",
+        );
+    }
+
+    #[test]
+    fn subjects_and_groups() {
+        assert_problem(
+            &broken(r#"subjects: ["choria.lifecycle.event.>"]"#, "subjects: []"),
+            "adapters[0].subjects",
+            "is empty",
+        );
+        assert_problem(
+            &broken("choria.lifecycle.event.>", "choria..x"),
+            "adapters[0].subjects[0]",
+            "empty token",
+        );
+        assert_problem(
+            &broken("queue_group: ferry", "queue_group: \"a b\""),
+            "adapters[0].queue_group",
+            "not a valid queue group",
+        );
+    }
+
+    #[test]
+    fn templates() {
+        assert_problem(
+            &broken("ferry.lifecycle.{type}.{component}", "ferry.lifecycle.{sender}.{agent}"),
+            "adapters[0].output.subject",
+            "token {agent} is not provided by kind choria_lifecycle (it provides: {type}, {component}, {identity}, {sender})",
+        );
+        assert_problem(
+            &broken("ferry.lifecycle.{type}.{component}", "{type}.lifecycle"),
+            "adapters[0].output.subject",
+            "no literal prefix",
+        );
+        assert_problem(
+            &broken("ferry.lifecycle.{type}.{component}", "ferry.{type"),
+            "adapters[0].output.subject",
+            "unclosed",
+        );
+        assert_problem(
+            &broken("\"metrics.*.>\"", "\"metrics\""),
+            "adapters[2].output.subject",
+            "uses {token.2}, but no input subject has 2 tokens",
+        );
+    }
+
+    #[test]
+    fn passthrough_sender() {
+        assert_problem(
+            &broken("    sender_token: 2\n", "    sender_token: 0\n"),
+            "adapters[2].sender_token",
+            "must be 1 or more",
+        );
+        assert_problem(
+            &problems_of(
+                &VALID
+                    .replace("archive.{token.2}.{subject}", "archive.{sender}")
+                    .replace("    sender_token: 2\n", ""),
+            ),
+            "adapters[2].output.subject",
+            "uses {sender}, but passthrough has no sender",
+        );
+        assert_problem(
+            &broken(
+                "    sender_token: 2\n",
+                "    sender_token: 2\n    sender_header: \"a b\"\n",
+            ),
+            "adapters[2].sender_header",
+            "not a valid header name",
+        );
+        assert_problem(
+            &broken("\"metrics.*.>\"", "\"metrics\""),
+            "adapters[2].sender_token",
+            "no input subject has 2 tokens",
+        );
+        // A header with a token fallback is allowed: the decoder tries the header first.
+        assert_eq!(
+            broken(
+                "    sender_token: 2\n",
+                "    sender_token: 2\n    sender_header: X-Node\n"
+            ),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn kind_specific_options() {
+        assert_problem(
+            &broken(
+                "    sender_token: 2\n",
+                "    sender_token: 2\n    format: choria\n",
+            ),
+            "adapters[2].format",
+            "only applies to kind choria_lifecycle (this adapter is passthrough)",
+        );
+        assert_problem(
+            &broken(
+                "    queue_group: ferry\n",
+                "    queue_group: ferry\n    sender_header: X\n",
+            ),
+            "adapters[0].sender_header",
+            "only applies to kind passthrough",
+        );
+        assert_problem(
+            &broken(
+                "    queue_group: ferry\n",
+                "    queue_group: ferry\n    sender_token: 1\n",
+            ),
+            "adapters[0].sender_token",
+            "only applies to kind passthrough",
+        );
+        assert_problem(
+            &broken(
+                "      subject: \"choria.stream.input.registration.{sender}\"\n",
+                "      subject: \"choria.stream.input.registration.{sender}\"\n    allow_unknown_types: true\n",
+            ),
+            "adapters[1].allow_unknown_types",
+            "only applies to kind choria_lifecycle",
+        );
+        assert_eq!(
+            broken(
+                "    queue_group: ferry\n",
+                "    queue_group: ferry\n    format: cloudevents\n    allow_unknown_types: true\n"
+            ),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn streams() {
+        for bad in ["FERRY.LIFECYCLE", "A B", "A/B", "A*"] {
+            assert_problem(
+                &broken("stream: FERRY_LIFECYCLE", &format!("stream: {bad:?}")),
+                "adapters[0].output.stream",
+                "not a valid stream name",
+            );
+        }
+        assert_problem(
+            &broken(
+                "stream_subjects: [\"archive.>\"]",
+                "stream_subjects: [\"metrics.>\"]",
+            ),
+            "adapters[2].output.stream_subjects[0]",
+            "overlaps input subject \"metrics.*.>\"",
+        );
+        assert_problem(
+            &broken(
+                "stream_subjects: [\"archive.>\"]",
+                "stream_subjects: [\"other.>\"]",
+            ),
+            "adapters[2].output.stream_subjects",
+            "no entry covers the subjects the template renders (\"archive.>\")",
+        );
+        assert_problem(
+            &broken("stream_subjects: [\"archive.>\"]", "stream_subjects: []"),
+            "adapters[2].output.stream_subjects",
+            "is empty",
+        );
+        assert_problem(
+            &broken(
+                "stream_subjects: [\"archive.>\"]",
+                "stream_subjects: [\"archive..x\"]",
+            ),
+            "adapters[2].output.stream_subjects[0]",
+            "empty token",
+        );
+        // The default stream subject (template prefix + ">") overlapping the input.
+        assert_problem(
+            &broken(
+                "ferry.lifecycle.{type}.{component}",
+                "choria.lifecycle.event.{type}",
+            ),
+            "adapters[0].output.subject",
+            "default stream subject \"choria.lifecycle.event.>\"",
+        );
+        assert_problem(
+            &broken(
+                "      duplicate_window: 2m\n",
+                "      duplicate_window: 1h\n",
+            ),
+            "adapters[0].output.duplicate_window",
+            "must be shorter than 30m for choria_lifecycle",
+        );
+        assert_problem(
+            &broken(
+                "      duplicate_window: 2m\n",
+                "      duplicate_window: 30m\n",
+            ),
+            "adapters[0].output.duplicate_window",
+            "Choria servers resend",
+        );
+        assert_problem(
+            &broken(
+                "      duplicate_window: 2m\n",
+                "      duplicate_window: 2m\n      max_age: 1m\n",
+            ),
+            "adapters[0].output.duplicate_window",
+            "longer than output.max_age",
+        );
+        for bad in ["0", "6"] {
+            assert_problem(
+                &broken(
+                    "      duplicate_window: 2m\n",
+                    &format!("      duplicate_window: 2m\n      replicas: {bad}\n"),
+                ),
+                "adapters[0].output.replicas",
+                "between 1 and 5",
+            );
+        }
+        // A long window is fine for other kinds.
+        assert_eq!(
+            broken(
+                "      subject: \"choria.stream.input.registration.{sender}\"\n",
+                "      subject: \"choria.stream.input.registration.{sender}\"\n      duplicate_window: 1h\n",
+            ),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn streams_across_adapters() {
+        // Another stream on the same connection taking the same subjects.
+        assert_problem(
+            &broken("stream: ARCHIVE\n      subject: \"archive.{token.2}.{subject}\"\n      stream_subjects: [\"archive.>\"]",
+                "stream: ARCHIVE\n      subject: \"ferry.lifecycle.{token.2}\"\n      stream_subjects: [\"ferry.lifecycle.x.>\"]"),
+            "adapters[2].output.stream_subjects",
+            "of stream FERRY_LIFECYCLE (adapters[0]) on connection east",
+        );
+        // The same stream created with different subjects.
+        assert_problem(
+            &broken("stream: ARCHIVE", "stream: FERRY_LIFECYCLE"),
+            "adapters[2].output.stream_subjects",
+            "also created by adapters[0]",
+        );
+        // Not created by ferry: no check.
+        assert_eq!(
+            broken(
+                "stream: ARCHIVE\n",
+                "stream: FERRY_LIFECYCLE\n      create: false\n"
+            ),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn invalid_subject() {
+        assert_problem(
+            &broken(
+                "invalid_subject: ferry.invalid.lifecycle",
+                "invalid_subject: ferry.invalid.>",
+            ),
+            "adapters[0].invalid_subject",
+            "must not contain wildcards",
+        );
+        assert_problem(
+            &broken(
+                "invalid_subject: ferry.invalid.lifecycle",
+                "invalid_subject: choria.lifecycle.event.bad",
+            ),
+            "adapters[0].invalid_subject",
+            "overlaps input subject",
+        );
+        assert_problem(
+            &broken(
+                "invalid_subject: ferry.invalid.lifecycle",
+                "invalid_subject: ferry.lifecycle.invalid",
+            ),
+            "adapters[0].invalid_subject",
+            "overlaps stream subject \"ferry.lifecycle.>\"",
+        );
+    }
+
+    #[test]
+    fn limits() {
+        for bad in ["0", "65537"] {
+            assert_problem(
+                &broken(
+                    "    queue_group: ferry\n",
+                    &format!("    queue_group: ferry\n    max_in_flight: {bad}\n"),
+                ),
+                "adapters[0].max_in_flight",
+                "between 1 and 65536",
+            );
+        }
+        assert_problem(
+            &broken(
+                "    queue_group: ferry\n",
+                "    queue_group: ferry\n    spool: { max_bytes: 512KiB }\n",
+            ),
+            "adapters[0].spool.max_bytes",
+            "is 512KiB; must be at least 1MiB",
+        );
+        assert_eq!(
+            broken("    queue_group: ferry\n", "    queue_group: ferry\n    spool: { max_bytes: 1MiB }\n    max_in_flight: 65536\n"),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn filters() {
+        let with_match = |entry: &str| {
+            broken(
+                "        - { field: \"component\", equals: \"server\" }\n",
+                &format!("        - {entry}\n"),
+            )
+        };
+        assert_problem(
+            &with_match("{ field: a, header: b, exists: true }"),
+            "adapters[0].filter.match[0]",
+            "has both field and header",
+        );
+        assert_problem(
+            &with_match("{ exists: true }"),
+            "adapters[0].filter.match[0]",
+            "needs exactly one of field",
+        );
+        assert_problem(
+            &with_match("{ field: a, equals: 1, regex: x }"),
+            "adapters[0].filter.match[0]",
+            "(found: equals, regex)",
+        );
+        assert_problem(
+            &with_match("{ field: a }"),
+            "adapters[0].filter.match[0]",
+            "(found: none)",
+        );
+        assert_problem(
+            &with_match("{ field: a, regex: \"(\" }"),
+            "adapters[0].filter.match[0].regex",
+            "invalid regex",
+        );
+        assert_problem(
+            &with_match("{ field: \"a..b\", exists: true }"),
+            "adapters[0].filter.match[0].field",
+            "not a valid field path",
+        );
+        assert_problem(
+            &with_match("{ field: \"\", exists: true }"),
+            "adapters[0].filter.match[0].field",
+            "not a valid field path",
+        );
+        assert_problem(
+            &with_match("{ field: a, in: [] }"),
+            "adapters[0].filter.match[0].in",
+            "is empty",
+        );
+        assert_problem(
+            &broken("choria.lifecycle.event.*.server", "other.>"),
+            "adapters[0].filter.subjects[0]",
+            "matches none of the adapter's subjects",
+        );
+        assert_problem(
+            &broken("choria.lifecycle.event.*.server", "a b"),
+            "adapters[0].filter.subjects[0]",
+            "whitespace",
+        );
+    }
+
+    #[test]
+    fn validate_is_callable_on_a_built_config() {
+        let config = crate::config::parse_str(VALID, Path::new("x.yaml")).unwrap();
+        assert!(validate(&config).is_empty());
+        let mut broken = config.clone();
+        broken.adapters[1].output.replicas = 9;
+        broken.adapters[0].connection = "nowhere".into();
+        let paths: Vec<String> = validate(&broken).into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            ["adapters[0].connection", "adapters[1].output.replicas"]
+        );
+    }
+}

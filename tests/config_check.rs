@@ -1,0 +1,241 @@
+//! `ferry check -c FILE` as a user runs it (SPEC sections 2 and 3): exit 0 with one summary line per
+//! pipeline for a valid file, exit 1 with every problem listed, each with its path, otherwise.
+//! No server is needed: `check` connects nowhere.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::ferry_command;
+
+fn repo_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Runs `ferry check -c path` with `env` set and the variables in `unset` removed.
+fn check(path: &Path, env: &[(&str, &str)], unset: &[&str]) -> Output {
+    let mut command = ferry_command();
+    command.arg("check").arg("-c").arg(path);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    for key in unset {
+        command.env_remove(key);
+    }
+    command.output().expect("ferry binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_valid(output: &Output, file: &Path) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "ferry check -c {} failed\nstdout:\n{}\nstderr:\n{}",
+        file.display(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// Writes `yaml` to a fresh temporary file; the directory lives as long as the returned guard.
+fn write_config(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ferry.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    (dir, path)
+}
+
+#[test]
+fn the_reference_config_is_valid() {
+    let file = repo_file("config/ferry.yaml");
+    let output = check(&file, &[], &[]);
+    assert_valid(&output, &file);
+    let stdout = text(&output.stdout);
+    for name in ["lifecycle", "registration", "archive"] {
+        assert!(
+            stdout.contains(&format!("adapter {name}: ")),
+            "no summary line for {name}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_examples_are_valid() {
+    let env = [
+        ("NATS_TOKEN", "example-token"),
+        ("ARCHIVE_USER", "ferry"),
+        ("ARCHIVE_PASSWORD", "example-password"),
+    ];
+    for (example, line) in [
+        (
+            "lifecycle.yaml",
+            "adapter lifecycle: choria_lifecycle on east [choria.lifecycle.event.>] queue ferry -> stream FERRY_LIFECYCLE on east as ferry.lifecycle.{type}.{component}",
+        ),
+        (
+            "registration.yaml",
+            "adapter registration: choria_registration on choria [*.broadcast.agent.registration] queue ferry -> stream CHORIA_REGISTRATION on choria as choria.stream.input.registration.{sender}",
+        ),
+        (
+            "archive.yaml",
+            "adapter telemetry: passthrough on edge [telemetry.*.>] queue ferry-archive -> stream TELEMETRY_ARCHIVE on archive as archive.telemetry.{subject}",
+        ),
+        (
+            "demo.yaml",
+            "adapter registration: choria_registration on local [*.broadcast.agent.registration] -> stream CHORIA_REGISTRATION on local as choria.stream.input.registration.{sender}",
+        ),
+    ] {
+        let file = repo_file(&format!("config/examples/{example}"));
+        let output = check(&file, &env, &[]);
+        assert_valid(&output, &file);
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{example}: expected the summary line\n  {line}\ngot:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+    token: "${FERRY_CHECK_TEST_UNSET_TOKEN}"
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    outptu: typo
+    output:
+      stream: FERRY_LIFECYCLE
+      subject: "ferry.lifecycle.{type}.{component}"
+      duplicate_window: 1h
+  - name: registration
+    kind: choria_registration
+    connection: nowhere
+    subjects: ["mcollective.broadcast.agent.registration"]
+    spool: { max_bytes: 1x }
+    output:
+      stream: CHORIA_REGISTRATION
+      subject: "choria.stream.input.registration.{sender}"
+      max_age: 1x
+  - name: loop
+    kind: passthrough
+    connection: east
+    subjects: ["events.>"]
+    output:
+      stream: EVENTS
+      subject: "events.copy.{subject}"
+"#;
+    let (_dir, file) = write_config(yaml);
+    let output = check(&file, &[], &["FERRY_CHECK_TEST_UNSET_TOKEN"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: 7 problems", file.display())),
+        "the header names the file and the count:\n{stderr}"
+    );
+    for (path, needle) in [
+        (
+            "connections.east.token",
+            "environment variable \"FERRY_CHECK_TEST_UNSET_TOKEN\" is not set",
+        ),
+        ("adapters[0].outptu", "unknown key \"outptu\""),
+        (
+            "adapters[0].output.duplicate_window",
+            "must be shorter than 30m",
+        ),
+        (
+            "adapters[1].connection",
+            "\"nowhere\", which is not defined",
+        ),
+        ("adapters[1].spool.max_bytes", "invalid size \"1x\""),
+        ("adapters[1].output.max_age", "invalid duration \"1x\""),
+        (
+            "adapters[2].output.subject",
+            "overlaps input subject \"events.>\"",
+        ),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{path}: ")) && l.contains(needle)),
+            "expected a line `{path}: ...{needle}...` in:\n{stderr}"
+        );
+    }
+    assert!(
+        !text(&output.stdout).contains("adapter "),
+        "no summary for an invalid file"
+    );
+}
+
+#[test]
+fn a_set_variable_is_expanded() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["${FERRY_CHECK_TEST_URL}"]
+adapters:
+  - name: registration
+    kind: choria_registration
+    connection: east
+    subjects: ["mcollective.broadcast.agent.registration"]
+    output:
+      stream: CHORIA_REGISTRATION
+      subject: "choria.stream.input.registration.{sender}"
+"#;
+    let (_dir, file) = write_config(yaml);
+    let output = check(
+        &file,
+        &[("FERRY_CHECK_TEST_URL", "nats://127.0.0.1:4222")],
+        &[],
+    );
+    assert_valid(&output, &file);
+    let output = check(
+        &file,
+        &[("FERRY_CHECK_TEST_URL", "http://127.0.0.1:4222")],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains(
+            "connections.east.servers[0]: \"http://127.0.0.1:4222\" has unsupported scheme"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn replicators_are_refused_for_now() {
+    let yaml = "state_dir: /tmp/ferry-check-test\nreplicators:\n  - name: r\n";
+    let (_dir, file) = write_config(yaml);
+    let output = check(&file, &[], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("replicators[0]: replicators are not supported"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let file = PathBuf::from("/nonexistent/ferry-check-test.yaml");
+    let output = check(&file, &[], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/ferry-check-test.yaml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+}
