@@ -59,7 +59,7 @@ pub async fn run_until(
                 .await
                 .map_err(|error| RunError::Runtime(error.to_string()))?;
             tracing::info!(listen = %bound.local_addr(), "monitor listening");
-            Some(bound.spawn(metrics.clone(), board.clone(), monitor_stop_rx))
+            Some(bound)
         }
         None => None,
     };
@@ -87,6 +87,8 @@ pub async fn run_until(
         .map_err(|error| RunError::Runtime(error.to_string()))?;
         adapters.push(started);
     }
+    // Serve only now: with no pipeline registered yet, /readyz would report ready too early.
+    let monitor = monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop_rx));
     tracing::info!(
         instance = %instance,
         adapters = adapters.len(),
@@ -100,8 +102,7 @@ pub async fn run_until(
         board.set_state(adapter.name(), PipelineState::Stopping, None);
     }
     let timeout = config.shutdown_timeout.0;
-    futures_util::future::join_all(adapters.into_iter().map(|adapter| adapter.stop(timeout)))
-        .await;
+    futures_util::future::join_all(adapters.into_iter().map(|adapter| adapter.stop(timeout))).await;
     if let Err(error) = store.flush() {
         tracing::error!(%error, "cannot flush the state store");
     }

@@ -98,9 +98,9 @@ pub struct DemoSummary {
     pub sampled_out: u64,
     /// Published events that are neither stored nor counted anywhere. Must be 0.
     pub lost: u64,
-    /// Messages per stored subject of the lifecycle stream, and a few registration subjects.
+    /// What landed, for people: stored subjects with their message counts.
     #[serde(skip)]
-    pub examples: Vec<(String, u64)>,
+    pub examples: Vec<String>,
 }
 
 /// Runs the demo and prints its summary (a table, or JSON with `opts.json`). Fails when ferry
@@ -443,34 +443,40 @@ async fn stream_messages(
     Ok(info.state.messages)
 }
 
-/// What landed: the lifecycle stream's subjects with their message counts, and a few registration
-/// subjects.
-async fn examples(jetstream: &async_nats::jetstream::Context) -> Vec<(String, u64)> {
-    let mut found = Vec::new();
-    if let Ok(stream) = jetstream.get_stream(LIFECYCLE_STREAM).await {
+/// What landed, as lines for people: the lifecycle stream's subjects with their message counts,
+/// and a few of the registration stream's per-node subjects.
+async fn examples(jetstream: &async_nats::jetstream::Context) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (subject, count) in subject_counts(jetstream, LIFECYCLE_STREAM).await {
+        lines.push(format!("{subject}: {}", group(count)));
+    }
+    let registration = subject_counts(jetstream, REGISTRATION_STREAM).await;
+    for (subject, count) in registration.iter().take(3) {
+        lines.push(format!("{subject}: {}", group(*count)));
+    }
+    if registration.len() > 3 {
+        lines.push(format!(
+            "... one subject per node: {} registration subjects in all",
+            group(registration.len() as u64)
+        ));
+    }
+    lines
+}
+
+/// Messages per subject in `stream` (empty when the stream cannot be read).
+async fn subject_counts(
+    jetstream: &async_nats::jetstream::Context,
+    stream: &str,
+) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    if let Ok(stream) = jetstream.get_stream(stream).await {
         if let Ok(mut subjects) = stream.info_with_subjects(">").await {
-            let mut counts = BTreeMap::new();
             while let Some(Ok((subject, count))) = subjects.next().await {
                 counts.insert(subject, count as u64);
             }
-            found.extend(counts);
         }
     }
-    if let Ok(stream) = jetstream.get_stream(REGISTRATION_STREAM).await {
-        let last = stream.cached_info().state.last_sequence;
-        for sequence in [1, last / 2, last] {
-            if sequence == 0 {
-                continue;
-            }
-            if let Ok(message) = stream.get_raw_message(sequence).await {
-                let entry = (message.subject.to_string(), 1);
-                if !found.contains(&entry) {
-                    found.push(entry);
-                }
-            }
-        }
-    }
-    found
+    counts
 }
 
 fn print_summary(opts: &DemoOptions, summary: &DemoSummary) {
@@ -537,8 +543,8 @@ fn print_summary(opts: &DemoOptions, summary: &DemoSummary) {
     }
     if !summary.examples.is_empty() {
         let _ = writeln!(out, "\nWhat landed (subject: messages):");
-        for (subject, count) in &summary.examples {
-            let _ = writeln!(out, "  {subject}: {}", group(*count));
+        for line in &summary.examples {
+            let _ = writeln!(out, "  {line}");
         }
     }
     print!("{out}");

@@ -12,8 +12,9 @@ pub enum LogFormat {
 /// Installs the global subscriber. `--log-level` wins over `RUST_LOG`; the default is `info`.
 pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
     let filter = match level {
-        Some(level) => EnvFilter::try_new(level)
-            .map_err(|error| format!("--log-level {level:?}: {error} (use error, warn, info, debug or trace)"))?,
+        Some(level) => EnvFilter::try_new(level).map_err(|error| {
+            format!("--log-level {level:?}: {error} (use error, warn, info, debug or trace)")
+        })?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let builder = tracing_subscriber::fmt()

@@ -1,1 +1,215 @@
-fn main() {}
+//! The `ferry` command line (SPEC section 2). Only argument parsing and exit codes live here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ferry::app::{self, RunError};
+use ferry::config;
+use ferry::logging::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Data adapter and stream replicator for NATS and JetStream"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level or filter (error, warn, info, debug, trace, or a tracing filter); overrides RUST_LOG.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every adapter in the config until SIGINT/SIGTERM.
+    Run {
+        /// The YAML config file.
+        #[arg(short, long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the config without connecting anywhere.
+    Check {
+        #[arg(short, long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Show each pipeline's state, spool depth and last error.
+    Status {
+        #[arg(short, long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A self-contained tour: a local nats-server, a simulated fleet and ferry adapting its events.
+    Demo {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 2000)]
+        nodes: usize,
+        /// How long the fleet sends events (e.g. 20s, 2m).
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Print the summary as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    config::units::parse_duration(text)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match &cli.command {
+        Command::Run { .. } => None,
+        // The other commands print their own results; keep library logs quiet unless asked.
+        _ => Some("warn"),
+    };
+    if let Err(error) = logging::init(cli.log_format, cli.log_level.as_deref().or(default_level)) {
+        eprintln!("ferry: {error}");
+        return ExitCode::from(1);
+    }
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+        Command::Status { config, json } => status(&config, json),
+        Command::Demo {
+            nodes,
+            duration,
+            json,
+        } => demo(nodes, duration, json),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<config::schema::Config, ExitCode> {
+    config::load(path).map_err(|error| {
+        eprintln!("{error}");
+        ExitCode::from(1)
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    for line in config::summary(&config) {
+        println!("{line}");
+    }
+    println!("{}: ok", path.display());
+    ExitCode::SUCCESS
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("ferry: cannot start the async runtime: {error}");
+            ExitCode::from(2)
+        })
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => exit_with(&error),
+    }
+}
+
+fn exit_with(error: &RunError) -> ExitCode {
+    eprintln!("ferry: {error}");
+    ExitCode::from(error.exit_code() as u8)
+}
+
+fn status(path: &std::path::Path, json: bool) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let live = config.monitor.as_ref().and_then(|monitor| {
+        runtime
+            .block_on(ferry::monitor::fetch(
+                &monitor.listen,
+                "/status",
+                Duration::from_secs(5),
+            ))
+            .ok()
+    });
+    let document = match live {
+        Some((200, body)) => match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(mut document) => {
+                document["running"] = serde_json::Value::Bool(true);
+                document
+            }
+            Err(error) => {
+                eprintln!("ferry: the monitor's /status answer is not JSON: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        Some((code, _)) => {
+            eprintln!("ferry: the monitor answered /status with HTTP {code}");
+            return ExitCode::from(2);
+        }
+        None => match app::offline_status(&config) {
+            Ok(document) => document,
+            Err(RunError::Runtime(message)) => {
+                eprintln!(
+                    "ferry: no running instance answered on the monitor address, and the state store is unavailable: {message}"
+                );
+                return ExitCode::from(2);
+            }
+            Err(error) => return exit_with(&error),
+        },
+    };
+    if json {
+        println!("{document}");
+    } else {
+        if document["running"] == serde_json::Value::Bool(false) {
+            println!(
+                "ferry is not running (state read from {})",
+                config.state_dir.display()
+            );
+        }
+        print!("{}", ferry::status::render_table(&document));
+    }
+    ExitCode::SUCCESS
+}
+
+fn demo(nodes: usize, duration: Duration, json: bool) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let options = ferry::demo::DemoOptions {
+        nodes,
+        duration,
+        json,
+    };
+    match runtime.block_on(ferry::demo::run(options)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ferry demo: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -35,19 +35,18 @@ pub enum StateError {
     Io(#[from] sled::Error),
 }
 
+/// A key and its value, as stored.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// One ordered key-value tree inside the store.
 pub trait StateTree: Send + Sync {
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StateError>;
     fn remove(&self, key: &[u8]) -> Result<(), StateError>;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// Up to `limit` entries with keys strictly after `after` (from the start when `None`), in key order.
-    fn scan_after(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError>;
     /// The entry with the highest key.
-    fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn last(&self) -> Result<Option<Entry>, StateError>;
     /// Calls `f` for every entry in key order (used once at start to rebuild counters).
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StateError>;
 }
@@ -125,11 +124,7 @@ impl StateTree for SledTree {
         Ok(self.0.get(key)?.map(|value| value.to_vec()))
     }
 
-    fn scan_after(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError> {
         let iter = match after {
             Some(key) => self
                 .0
@@ -144,7 +139,7 @@ impl StateTree for SledTree {
         Ok(out)
     }
 
-    fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn last(&self) -> Result<Option<Entry>, StateError> {
         Ok(self.0.last()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 

@@ -158,7 +158,11 @@ impl Intake {
                 (None, Payload::Replaced(bytes)) => bytes,
                 (None, Payload::Unchanged) => &message.payload,
             };
-            if self.filter.check(message.subject.as_str(), document, &headers) != Verdict::Accept {
+            if self
+                .filter
+                .check(message.subject.as_str(), document, &headers)
+                != Verdict::Accept
+            {
                 return Step::Filtered;
             }
         }

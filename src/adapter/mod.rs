@@ -116,7 +116,10 @@ impl Health {
     }
 
     pub fn set_output(&self, problem: Option<String>) {
-        *self.output_problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+        *self
+            .output_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = problem;
     }
 
     pub fn set_failed(&self, failure: Option<String>) {
@@ -131,7 +134,10 @@ impl Health {
     }
 
     fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Logs a dropped event, at most once per interval.
@@ -237,6 +243,7 @@ impl Adapter {
         let publisher = Publisher {
             stream_subjects: config.stream_subjects(),
             js: output.jetstream(config.max_in_flight),
+            output: output.clone(),
             queue: queue_rx,
             router: router.clone(),
             spool: spool.clone(),
@@ -333,14 +340,13 @@ async fn report_status(
                 Some(format!("connection {} is down", input.name)),
             )
         } else if !health.subscribed.load(Ordering::Relaxed) {
-            (
-                PipelineState::Starting,
-                Some("subscribing".to_string()),
-            )
+            (PipelineState::Starting, Some("subscribing".to_string()))
         } else if let Some(problem) = health.output_problem() {
             (
                 PipelineState::Disconnected,
-                Some(format!("JetStream not accepting events, spooling: {problem}")),
+                Some(format!(
+                    "JetStream not accepting events, spooling: {problem}"
+                )),
             )
         } else {
             (PipelineState::Running, None)

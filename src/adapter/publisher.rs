@@ -29,6 +29,7 @@ use super::spool::Spool;
 use super::stream::{self, StreamProblem};
 use super::{AdapterMetrics, Health};
 use crate::config::schema::AdapterConfig;
+use crate::connect::Connection;
 use crate::subject;
 
 /// How many spooled events are read from the store at a time.
@@ -38,8 +39,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
 /// What happened to one publish.
 enum Outcome {
-    Stored { duplicate: bool },
-    Rejected { reason: &'static str, detail: String },
+    Stored {
+        duplicate: bool,
+    },
+    Rejected {
+        reason: &'static str,
+        detail: String,
+    },
     Outage(String),
     /// An outage in which the output stream itself could not be found: check (and maybe
     /// recreate) it before probing again.
@@ -67,6 +73,9 @@ pub struct Publisher {
     pub config: AdapterConfig,
     pub stream_subjects: Vec<String>,
     pub js: jetstream::Context,
+    /// The output connection, checked before each publish: while it is down, the client would
+    /// only buffer publishes and send them on reconnect, after ferry has given up on their acks.
+    pub output: Connection,
     pub queue: mpsc::Receiver<OutMessage>,
     pub router: Arc<Router>,
     pub spool: Arc<Spool>,
@@ -92,7 +101,10 @@ impl Publisher {
                 match stream::ensure(&self.js, &self.config, &self.stream_subjects).await {
                     Ok(()) => stream_ready = true,
                     Err(problem) => {
-                        if !self.ride_out_outage(problem.to_string(), Some(problem)).await {
+                        if !self
+                            .ride_out_outage(problem.to_string(), Some(problem))
+                            .await
+                        {
                             return;
                         }
                         stream_ready = true;
@@ -189,6 +201,10 @@ impl Publisher {
 
     /// Sends one event; the returned future resolves with its ack. `Err` means an outage.
     async fn start(&self, message: OutMessage, origin: Origin) -> Result<AckFuture, String> {
+        if !self.output.is_connected() {
+            self.spool_or_drop(&message, origin);
+            return Err(format!("connection {} is down", self.output.name));
+        }
         let headers = message.headers(&self.config.name, &self.config.output.stream);
         let publish = PublishMessage::build()
             .payload(message.payload.clone())
@@ -199,7 +215,11 @@ impl Publisher {
             origin,
             started,
         };
-        match self.js.send_publish(item.message.subject.clone(), publish).await {
+        match self
+            .js
+            .send_publish(item.message.subject.clone(), publish)
+            .await
+        {
             Ok(ack) => Ok(Box::pin(async move {
                 let outcome = classify(ack.await);
                 (item, outcome)
@@ -300,7 +320,10 @@ impl Publisher {
         match self.js.get_stream(&self.config.output.stream).await {
             Ok(stream) => {
                 let subjects = &stream.cached_info().config.subjects;
-                if subjects.iter().any(|s| subject::matches(s, &message.subject)) {
+                if subjects
+                    .iter()
+                    .any(|s| subject::matches(s, &message.subject))
+                {
                     Outcome::Outage(format!(
                         "no responders for {} although stream {} listens on it",
                         message.subject, self.config.output.stream

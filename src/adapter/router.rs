@@ -51,7 +51,9 @@ impl Router {
 
     fn lock(&self) -> MutexGuard<'_, RouterState> {
         // A panic while holding this lock cannot leave the state half-updated (two plain fields).
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Numbers the event and routes it.

@@ -41,7 +41,9 @@ pub async fn ensure(
             Ok(())
         }
         Err(error) => match error.kind() {
-            GetStreamErrorKind::JetStream(api) if api.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+            GetStreamErrorKind::JetStream(api)
+                if api.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
                 if !adapter.output.create {
                     return Err(StreamProblem::Unavailable(format!(
                         "stream {name} does not exist and adapters[{}].output.create is false; create the stream or set create: true",

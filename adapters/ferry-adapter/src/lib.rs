@@ -72,7 +72,11 @@ impl<'a> Input<'a> {
     }
 
     /// An input with headers.
-    pub fn with_headers(subject: &'a str, payload: &'a [u8], headers: &'a dyn HeaderLookup) -> Self {
+    pub fn with_headers(
+        subject: &'a str,
+        payload: &'a [u8],
+        headers: &'a dyn HeaderLookup,
+    ) -> Self {
         Input {
             subject,
             payload,
@@ -131,7 +135,11 @@ impl DecodedEvent {
     }
 
     /// Adds a template field.
-    pub fn with_field(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+    pub fn with_field(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Self {
         self.fields.push((name.into(), value.into()));
         self
     }
@@ -265,6 +273,9 @@ mod tests {
     fn reasons_are_stable_labels() {
         assert_eq!(DecodeError::Empty.reason(), "empty");
         assert_eq!(DecodeError::not_json("payload", "eof").reason(), "not_json");
-        assert_eq!(DecodeError::WrongSource("x".into()).reason(), "wrong_source");
+        assert_eq!(
+            DecodeError::WrongSource("x".into()).reason(),
+            "wrong_source"
+        );
     }
 }
