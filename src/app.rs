@@ -191,11 +191,7 @@ pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
             metrics.adapter_spool_bytes.with_label_values(&labels),
         )
         .map_err(|error| RunError::Runtime(error.to_string()))?;
-        board.set_state(
-            &adapter.name,
-            PipelineState::Stopping,
-            Some("not running".into()),
-        );
+        board.set_state(&adapter.name, PipelineState::Stopped, None);
         board.update(&adapter.name, |status| {
             status.spool_messages = spool.messages();
             status.spool_bytes = spool.bytes();

@@ -44,6 +44,8 @@ pub enum PipelineState {
     Failed,
     /// Shutting down gracefully.
     Stopping,
+    /// Not running (shown by `ferry status` when no instance runs).
+    Stopped,
 }
 
 impl PipelineState {
@@ -62,6 +64,7 @@ impl PipelineState {
             PipelineState::Paused => "paused",
             PipelineState::Failed => "failed",
             PipelineState::Stopping => "stopping",
+            PipelineState::Stopped => "stopped",
         }
     }
 }
