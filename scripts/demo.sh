@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The ferry tour in one command: installs the pinned nats-server when it is missing, builds ferry in
+# release mode and runs `ferry demo` (a local nats-server, a simulated Choria fleet and ferry adapting
+# its traffic into JetStream). Arguments go to `ferry demo`, e.g.
+#
+#   scripts/demo.sh --nodes 10000 --duration 1m
+#   scripts/demo.sh --json
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ -n "${NATS_SERVER_BIN:-}" ] && [ -x "$NATS_SERVER_BIN" ]; then
+    : # use the server the caller chose
+elif command -v nats-server >/dev/null 2>&1; then
+    NATS_SERVER_BIN="$(command -v nats-server)"
+else
+    # Idempotent: downloads only when .tools/nats does not hold the pinned version yet.
+    NATS_SERVER_BIN="$(scripts/install-nats-server.sh)"
+fi
+export NATS_SERVER_BIN
+PATH="$(dirname "$NATS_SERVER_BIN"):$PATH"
+export PATH
+
+echo "building ferry (release) ..." >&2
+cargo build --release --quiet --bin ferry
+
+exec "${CARGO_TARGET_DIR:-target}/release/ferry" demo "$@"
