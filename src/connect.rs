@@ -15,6 +15,7 @@ use async_nats::jetstream::{self, context::ContextBuilder};
 use async_nats::{Client, ConnectOptions, Event};
 
 use crate::config::schema::ConnectionConfig;
+use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
 
 /// How long JetStream API calls and publish acks may take before ferry treats them as failed.
@@ -162,7 +163,10 @@ async fn options(
     metrics.connection_state.with_label_values(&[name]).set(0);
     metrics.reconnects.with_label_values(&[name]);
     metrics.slow_consumers.with_label_values(&[name]);
-    let ever_connected = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(EventState {
+        ever_connected: AtomicBool::new(false),
+        errors: LogLimiter::new(Duration::from_secs(30)),
+    });
     let name = name.to_string();
     let client_name = config
         .name
@@ -177,8 +181,8 @@ async fn options(
         .event_callback(move |event| {
             let name = name.clone();
             let metrics = metrics.clone();
-            let ever_connected = ever_connected.clone();
-            async move { on_event(&name, &metrics, &ever_connected, event) }
+            let state = state.clone();
+            async move { on_event(&name, &metrics, &state, event) }
         }))
 }
 
@@ -193,8 +197,16 @@ fn ensure_readable(connection: &str, key: &'static str, path: &Path) -> Result<(
         })
 }
 
-/// Counts and logs one client event. `ever_connected` tells a first connect from a reconnect.
-fn on_event(name: &str, metrics: &Metrics, ever_connected: &AtomicBool, event: Event) {
+/// What the event handler remembers between events of one connection.
+struct EventState {
+    /// Tells a first connect from a reconnect.
+    ever_connected: AtomicBool,
+    errors: LogLimiter,
+}
+
+/// Counts and logs one client event.
+fn on_event(name: &str, metrics: &Metrics, state: &EventState, event: Event) {
+    let ever_connected = &state.ever_connected;
     let labels = [name];
     match &event {
         Event::Connected => {
@@ -221,13 +233,19 @@ fn on_event(name: &str, metrics: &Metrics, ever_connected: &AtomicBool, event: E
         Event::LameDuckMode => {
             tracing::warn!(connection = %name, "server entered lame duck mode; will move to another server");
         }
+        // A wrong secret or an unreachable server repeats these on every attempt: log one line
+        // per interval with the number held back; the counter has them all.
         Event::ServerError(error) => {
             metrics.connection_errors.with_label_values(&labels).inc();
-            tracing::warn!(connection = %name, %error, "server error");
+            if let Some(suppressed) = state.errors.allow() {
+                tracing::warn!(connection = %name, %error, suppressed, "server error");
+            }
         }
         Event::ClientError(error) => {
             metrics.connection_errors.with_label_values(&labels).inc();
-            tracing::warn!(connection = %name, %error, "client error");
+            if let Some(suppressed) = state.errors.allow() {
+                tracing::warn!(connection = %name, %error, suppressed, "client error");
+            }
         }
         Event::Draining | Event::Closed => {
             metrics.connection_state.with_label_values(&labels).set(0);

@@ -1,5 +1,7 @@
 //! Logging setup: `tracing` to stderr, as text for people or JSON for log pipelines.
 
+use std::time::{Duration, Instant};
+
 use tracing_subscriber::EnvFilter;
 
 /// The log formats `--log-format` accepts.
@@ -30,4 +32,36 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
 fn is_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal()
+}
+
+/// Allows one log line per interval for a noisy condition, counting the ones it held back.
+pub struct LogLimiter {
+    interval: Duration,
+    state: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimiter {
+    pub fn new(interval: Duration) -> LogLimiter {
+        LogLimiter {
+            interval,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(suppressed since last time)` when a line may be written now.
+    pub fn allow(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < self.interval => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let suppressed = state.1;
+                *state = (Some(now), 0);
+                Some(suppressed)
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! itself and republishing undecodable messages to `invalid_subject`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
@@ -218,36 +218,4 @@ fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
-}
-
-/// Allows one log line per interval for a noisy condition, counting the ones it held back.
-pub struct LogLimiter {
-    interval: Duration,
-    state: std::sync::Mutex<(Option<Instant>, u64)>,
-}
-
-impl LogLimiter {
-    pub fn new(interval: Duration) -> LogLimiter {
-        LogLimiter {
-            interval,
-            state: std::sync::Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(suppressed since last time)` when a line may be written now.
-    pub fn allow(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match state.0 {
-            Some(last) if now.duration_since(last) < self.interval => {
-                state.1 += 1;
-                None
-            }
-            _ => {
-                let suppressed = state.1;
-                *state = (Some(now), 0);
-                Some(suppressed)
-            }
-        }
-    }
 }
