@@ -121,13 +121,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
             }
             Ok(summary)
         }
-        Err(error) => {
+        // Keep ferry's log and config for inspection once ferry was started.
+        Err(error) if work.path.join("ferry.log").exists() => {
             work.keep();
             Err(error.context(format!(
                 "the demo failed (ferry's log and config are kept in {})",
                 work.path.display()
             )))
         }
+        Err(error) => Err(error.context("the demo failed")),
     }
 }
 

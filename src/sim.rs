@@ -24,10 +24,12 @@
 //! * now and then a node's facts refresh runs under a governor (`governor` enter, then exit).
 //!
 //! Generating is cheap: an event is a handful of plain fields until [`SimEvent::write_payload`]
-//! renders it with string formatting straight into a caller's buffer; no JSON trees are built.
+//! renders it with string formatting straight into a caller's buffer; no JSON trees are built. The
+//! registration document, which v1 nests as a string inside a string, comes from per-role templates
+//! escaped once, up front, so a message costs its copies and base64 passes, not repeated escaping.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -599,7 +601,15 @@ impl SimEvent {
                 uptime,
                 requests,
             } => {
-                let inventory = inventory(identity, role, *dc, version, *time, *uptime, *requests);
+                let inventory = Inventory {
+                    identity,
+                    role,
+                    dc: *dc,
+                    version,
+                    time: *time,
+                    uptime: *uptime,
+                    requests: *requests,
+                };
                 let request_id = format!("{request_id:032x}");
                 let broker = format!(
                     "nats://broker{}.dc{dc}.example.net:4222",
@@ -615,8 +625,14 @@ impl SimEvent {
                     broker: &broker,
                 };
                 let wire = match protocol {
-                    RegistrationProtocol::V1 => registration_v1(&inventory, &envelope),
-                    RegistrationProtocol::V2 => registration_v2(inventory.as_bytes(), &envelope),
+                    RegistrationProtocol::V1 => {
+                        build_v1(&envelope, 2_048, |out, level| inventory.write(out, level))
+                    }
+                    RegistrationProtocol::V2 => {
+                        let mut document = String::with_capacity(1_536);
+                        inventory.write(&mut document, 0);
+                        registration_v2(document.as_bytes(), &envelope)
+                    }
                 };
                 out.extend_from_slice(wire.as_bytes());
             }
@@ -721,12 +737,30 @@ pub struct RequestEnvelope<'a> {
 /// `choria:secure:request:1`, whose `message` is `choria:request:1` as a JSON string, whose
 /// `message` is `payload` as a JSON string.
 pub fn registration_v1(payload: &str, envelope: &RequestEnvelope<'_>) -> String {
-    let mut request = String::with_capacity(payload.len() + payload.len() / 8 + 512);
-    request.push_str(r#"{"protocol":"choria:request:1","message":"#);
-    push_json_string(&mut request, payload);
+    build_v1(envelope, payload.len(), |out, level| {
+        push_escaped(out, payload, level)
+    })
+}
+
+/// [`registration_v1`] with the payload written by `payload(out, level)`, escaped to `level`:
+/// the request's JSON is a string inside the secure request, and the payload a string inside that.
+fn build_v1(
+    envelope: &RequestEnvelope<'_>,
+    size_hint: usize,
+    payload: impl FnOnce(&mut String, usize),
+) -> String {
+    let mut secure = String::with_capacity(size_hint + size_hint / 2 + 768);
+    secure.push_str(r#"{"protocol":"choria:secure:request:1","message":""#);
+    push_escaped(
+        &mut secure,
+        r#"{"protocol":"choria:request:1","message":""#,
+        1,
+    );
+    payload(&mut secure, 2);
+    let mut tail = String::with_capacity(320);
     let _ = write!(
-        request,
-        r#","envelope":{{"requestid":"{}","senderid":"{}","callerid":"choria={}","collective":"{}","agent":"{}","ttl":{},"time":{},"filter":{{"fact":[],"cf_class":[],"agent":[],"identity":[],"compound":[]}}}}}}"#,
+        tail,
+        r#"","envelope":{{"requestid":"{}","senderid":"{}","callerid":"choria={}","collective":"{}","agent":"{}","ttl":{},"time":{},"filter":{{"fact":[],"cf_class":[],"agent":[],"identity":[],"compound":[]}}}}}}"#,
         envelope.request_id,
         envelope.sender,
         envelope.sender,
@@ -735,11 +769,8 @@ pub fn registration_v1(payload: &str, envelope: &RequestEnvelope<'_>) -> String 
         envelope.ttl,
         envelope.time
     );
-
-    let mut secure = String::with_capacity(request.len() + request.len() / 4 + 128);
-    secure.push_str(r#"{"protocol":"choria:secure:request:1","message":"#);
-    push_json_string(&mut secure, &request);
-    secure.push_str(r#","signature":"insecure","pubcert":"insecure"}"#);
+    push_escaped(&mut secure, &tail, 1);
+    secure.push_str(r#"","signature":"insecure","pubcert":"insecure"}"#);
 
     let mut transport = String::with_capacity(secure.len() * 4 / 3 + 256);
     transport.push_str(r#"{"protocol":"choria:transport:1","data":""#);
@@ -787,20 +818,44 @@ pub fn registration_v2(payload: &[u8], envelope: &RequestEnvelope<'_>) -> String
     transport
 }
 
-/// An inventory registration document, as Choria's `inventory_content` registration plugin sends
-/// it (Go's JSON encoder: `<`, `>` and `&` escaped as `\u003c` ...).
-fn inventory(
-    identity: &str,
-    role: &str,
-    dc: u32,
-    version: &str,
-    time: i64,
-    uptime: i64,
-    requests: u64,
-) -> String {
-    let mut out = String::with_capacity(1_400);
-    out.push_str(r#"{"protocol":"choria:registration:inventorycontent:1","content":{"agents":["#);
-    for (index, (name, description)) in [
+/// The inventory registration document Choria's `inventory_content` registration plugin sends (Go's
+/// JSON encoder: `<`, `>` and `&` escaped as `\u003c` ...), with `$name$` marking the values that
+/// vary per node or per message. `$agents$` and `$role$` are filled once per role; the rest are
+/// [`Hole`]s filled per message.
+const INVENTORY: &str = r#"{"protocol":"choria:registration:inventorycontent:1","content":{"agents":[$agents$],"classes":["role::$role$","profile::base","profile::dc$dc$"],"facts":{"os":{"family":"Debian","release":{"major":"12"}},"networking":{"fqdn":"$identity$","domain":"dc$dc$.example.net"},"role":"$role$","datacentre":"dc$dc$","processors":{"count":8}},"status":{"identity":"$identity$","uptime":$uptime$,"connected_server":"nats://broker1.dc$dc$.example.net:4222","last_message":$last_message$,"provisioning_mode":false,"stats":{"total":$total$,"valid":$total$,"invalid":0,"passed":$passed$,"filtered":$filtered$,"replies":$passed$,"ttlexpired":0,"events":$events$},"certificate_expires":"2027-01-01T00:00:00Z","token_expires":"0001-01-01T00:00:00Z"},"collectives":["mcollective"],"build_info":{"version":"$version$","sha":"0badc0de"},"machines":[]}}"#;
+
+/// One agent in the inventory's `agents` list.
+const AGENT: &str = r#"{"license":"Apache-2.0","author":"ops \u003cops@example.net\u003e","timeout":2,"name":"$name$","version":"$version$","url":"https://example.net","description":"$description$","provider":"golang"}"#;
+
+/// How deeply a document is nested in JSON strings: v1 carries the registration payload as a string
+/// inside a string, so it is escaped twice.
+const MAX_LEVEL: usize = 2;
+
+/// A value that varies per message. Every value is plain ASCII letters, digits, dots and dashes, so
+/// escaping leaves it unchanged: a template escaped once serves every message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hole {
+    Identity,
+    Dc,
+    Version,
+    Uptime,
+    LastMessage,
+    Total,
+    Passed,
+    Filtered,
+    Events,
+}
+
+/// A piece of a template: literal text (already escaped to the template's level) or a hole.
+#[derive(Debug, Clone)]
+enum Segment {
+    Text(String),
+    Hole(Hole),
+}
+
+/// The inventory template of `role`, split into segments, escaped to `level`.
+fn inventory_template(role: &str, level: usize) -> Vec<Segment> {
+    let agents: Vec<String> = [
         (
             "rpcutil",
             "General helpful actions that expose stats and internals to SimpleRPC clients",
@@ -810,26 +865,116 @@ fn inventory(
         (role_agent(role), "Manages the role's service"),
     ]
     .iter()
-    .enumerate()
-    {
-        if index > 0 {
-            out.push(',');
+    .map(|(name, description)| {
+        AGENT
+            .replace("$name$", name)
+            .replace("$description$", description)
+    })
+    .collect();
+    let document = INVENTORY
+        .replace("$agents$", &agents.join(","))
+        .replace("$role$", role);
+    document
+        .split('$')
+        .enumerate()
+        .filter(|(_, piece)| !piece.is_empty())
+        .map(|(index, piece)| {
+            if index % 2 == 0 {
+                let mut text = String::new();
+                push_escaped(&mut text, piece, level);
+                return Segment::Text(text);
+            }
+            Segment::Hole(match piece {
+                "identity" => Hole::Identity,
+                "dc" => Hole::Dc,
+                "version" => Hole::Version,
+                "uptime" => Hole::Uptime,
+                "last_message" => Hole::LastMessage,
+                "total" => Hole::Total,
+                "passed" => Hole::Passed,
+                "filtered" => Hole::Filtered,
+                "events" => Hole::Events,
+                other => unreachable!("unknown inventory hole {other}"),
+            })
+        })
+        .collect()
+}
+
+/// The templates of every role in [`ROLES`] at every level, built on first use.
+fn cached_template(role: &str, level: usize) -> Option<&'static [Segment]> {
+    static TEMPLATES: OnceLock<Vec<[Vec<Segment>; MAX_LEVEL + 1]>> = OnceLock::new();
+    let templates = TEMPLATES.get_or_init(|| {
+        ROLES
+            .iter()
+            .map(|(role, _)| std::array::from_fn(|level| inventory_template(role, level)))
+            .collect()
+    });
+    let index = ROLES.iter().position(|(name, _)| *name == role)?;
+    templates[index].get(level).map(Vec::as_slice)
+}
+
+/// One registration's per-message values.
+struct Inventory<'a> {
+    identity: &'a str,
+    role: &'a str,
+    dc: u32,
+    version: &'a str,
+    time: i64,
+    uptime: i64,
+    requests: u64,
+}
+
+impl Inventory<'_> {
+    /// Appends the document escaped to `level` (0: raw JSON).
+    fn write(&self, out: &mut String, level: usize) {
+        if let Some(segments) = cached_template(self.role, level) {
+            self.fill(out, segments);
+        } else {
+            // A role outside the fleet's set: build its template on the spot.
+            self.fill(out, &inventory_template(self.role, level));
         }
-        let _ = write!(
-            out,
-            r#"{{"license":"Apache-2.0","author":"ops \u003cops@example.net\u003e","timeout":2,"name":"{name}","version":"{version}","url":"https://example.net","description":"{description}","provider":"golang"}}"#
-        );
     }
-    let _ = write!(
-        out,
-        r#"],"classes":["role::{role}","profile::base","profile::dc{dc}"],"facts":{{"os":{{"family":"Debian","release":{{"major":"12"}}}},"networking":{{"fqdn":"{identity}","domain":"dc{dc}.example.net"}},"role":"{role}","datacentre":"dc{dc}","processors":{{"count":8}}}},"status":{{"identity":"{identity}","uptime":{uptime},"connected_server":"nats://broker1.dc{dc}.example.net:4222","last_message":{last},"provisioning_mode":false,"stats":{{"total":{total},"valid":{total},"invalid":0,"passed":{passed},"filtered":{filtered},"replies":{passed},"ttlexpired":0,"events":{events}}},"certificate_expires":"2027-01-01T00:00:00Z","token_expires":"0001-01-01T00:00:00Z"}},"collectives":["{COLLECTIVE}"],"build_info":{{"version":"{version}","sha":"0badc0de"}},"machines":[]}}}}"#,
-        last = time - 30,
-        total = requests * 3,
-        passed = requests * 2,
-        filtered = requests,
-        events = requests + 1,
-    );
-    out
+
+    fn fill(&self, out: &mut String, segments: &[Segment]) {
+        for segment in segments {
+            match segment {
+                Segment::Text(text) => out.push_str(text),
+                Segment::Hole(hole) => {
+                    let _ = match hole {
+                        Hole::Identity => write_safe(out, self.identity),
+                        Hole::Version => write_safe(out, self.version),
+                        Hole::Dc => write!(out, "{}", self.dc),
+                        Hole::Uptime => write!(out, "{}", self.uptime),
+                        Hole::LastMessage => write!(out, "{}", self.time - 30),
+                        Hole::Total => write!(out, "{}", self.requests * 3),
+                        Hole::Passed => write!(out, "{}", self.requests * 2),
+                        Hole::Filtered => write!(out, "{}", self.requests),
+                        Hole::Events => write!(out, "{}", self.requests + 1),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Appends a hole's text value; anything that escaping would change is replaced by `_`, so the
+/// pre-escaped templates stay exact whatever a caller puts in a [`SimEvent`].
+fn write_safe(out: &mut String, value: &str) -> std::fmt::Result {
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+    {
+        out.push_str(value);
+    } else {
+        out.extend(value.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':') {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    Ok(())
 }
 
 /// The agent that manages a role's main service.
@@ -845,37 +990,89 @@ fn role_agent(role: &str) -> &'static str {
     }
 }
 
-/// Appends `value` as a JSON string the way Go's `encoding/json` writes it: `"`, `\` and control
-/// characters escaped, and `<`, `>`, `&`, U+2028, U+2029 as `\u` escapes.
+/// Appends `value` as a JSON string (quoted) the way Go's `encoding/json` writes it.
+#[cfg(test)]
 fn push_json_string(out: &mut String, value: &str) {
     out.push('"');
+    escape_into(out, value);
+    out.push('"');
+}
+
+/// Appends `text` escaped `level` times as JSON string content (0: unchanged).
+fn push_escaped(out: &mut String, text: &str, level: usize) {
+    match level {
+        0 => out.push_str(text),
+        1 => escape_into(out, text),
+        _ => {
+            let mut once = String::with_capacity(text.len() + text.len() / 4);
+            escape_into(&mut once, text);
+            push_escaped(out, &once, level - 1);
+        }
+    }
+}
+
+/// Appends `value` as JSON string content (without quotes) the way Go's `encoding/json` writes
+/// it: `"`, `\` and control characters escaped, and `<`, `>`, `&`, U+2028, U+2029 as `\u` escapes.
+///
+/// Scans bytes rather than characters: every byte that needs escaping is ASCII or the lead byte of
+/// U+2028/U+2029, so the slices copied in between always end on character boundaries.
+fn escape_into(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// Bytes that may need escaping: `"`, `\\`, `<`, `>`, `&`, controls, and 0xE2 (U+2028/9).
+    const SPECIAL: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut byte = 0;
+        while byte < 0x20 {
+            table[byte] = true;
+            byte += 1;
+        }
+        table[b'"' as usize] = true;
+        table[b'\\' as usize] = true;
+        table[b'<' as usize] = true;
+        table[b'>' as usize] = true;
+        table[b'&' as usize] = true;
+        table[0xe2] = true;
+        table
+    };
+    let bytes = value.as_bytes();
+    out.reserve(bytes.len() + bytes.len() / 8);
     let mut start = 0;
-    for (index, ch) in value.char_indices() {
-        let escape: Option<&str> = match ch {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '<' => Some("\\u003c"),
-            '>' => Some("\\u003e"),
-            '&' => Some("\\u0026"),
-            '\u{2028}' => Some("\\u2028"),
-            '\u{2029}' => Some("\\u2029"),
-            c if (c as u32) < 0x20 => None,
-            _ => continue,
+    let mut index = 0;
+    while let Some(offset) = bytes[index..].iter().position(|&b| SPECIAL[usize::from(b)]) {
+        index += offset;
+        let byte = bytes[index];
+        let (escape, width): (&str, usize) = match byte {
+            b'"' => ("\\\"", 1),
+            b'\\' => ("\\\\", 1),
+            b'\n' => ("\\n", 1),
+            b'\r' => ("\\r", 1),
+            b'\t' => ("\\t", 1),
+            b'<' => ("\\u003c", 1),
+            b'>' => ("\\u003e", 1),
+            b'&' => ("\\u0026", 1),
+            0x00..=0x1f => ("", 1),
+            _ => match (bytes.get(index + 1), bytes.get(index + 2)) {
+                (Some(0x80), Some(0xa8)) => ("\\u2028", 3),
+                (Some(0x80), Some(0xa9)) => ("\\u2029", 3),
+                // Another character starting with 0xE2: not escaped.
+                _ => {
+                    index += 1;
+                    continue;
+                }
+            },
         };
         out.push_str(&value[start..index]);
-        match escape {
-            Some(text) => out.push_str(text),
-            None => {
-                let _ = write!(out, "\\u{:04x}", ch as u32);
-            }
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        } else {
+            out.push_str(escape);
         }
-        start = index + ch.len_utf8();
+        index += width;
+        start = index;
     }
     out.push_str(&value[start..]);
-    out.push('"');
 }
 
 /// Formats 128 bits as a version-4-looking UUID.
@@ -1122,9 +1319,55 @@ mod tests {
 
     #[test]
     fn go_style_json_strings() {
+        let input = "a\"b\\c\n<&>\u{1}\u{1f}\u{2028}\u{2029}é€\u{2020}\u{e2}";
         let mut out = String::new();
-        push_json_string(&mut out, "a\"b\\c\n<&>\u{1}\u{2028}é");
-        assert_eq!(out, r#""a\"b\\c\n\u003c\u0026\u003e\u0001\u2028é""#);
+        push_json_string(&mut out, input);
+        let escaped = r#""a\"b\\c\n\u003c\u0026\u003e\u0001\u001f\u2028\u2029"#;
+        assert_eq!(out, format!("{escaped}é€\u{2020}\u{e2}\""));
+        assert_eq!(serde_json::from_str::<String>(&out).unwrap(), input);
+    }
+
+    /// The pre-escaped templates give exactly what escaping the rendered document gives.
+    #[test]
+    fn escaped_templates_equal_escaping_the_document() {
+        let roles = ROLES.iter().map(|(role, _)| *role).chain(["other"]);
+        for role in roles {
+            let inventory = Inventory {
+                identity: "web0001.dc1.example.net",
+                role,
+                dc: 1,
+                version: "0.29.4",
+                time: DEFAULT_EPOCH,
+                uptime: 300,
+                requests: 2,
+            };
+            let mut raw = String::new();
+            inventory.write(&mut raw, 0);
+            let document: Value = serde_json::from_str(&raw).expect("inventory is JSON");
+            assert_eq!(
+                document["content"]["status"]["identity"],
+                inventory.identity
+            );
+            assert_eq!(
+                document["content"]["status"]["last_message"],
+                DEFAULT_EPOCH - 30
+            );
+            assert_eq!(
+                document["content"]["agents"][0]["author"],
+                "ops <ops@example.net>"
+            );
+            assert!(
+                raw.contains(r"ops \u003cops@example.net\u003e"),
+                "Go escaping"
+            );
+            for level in 1..=MAX_LEVEL {
+                let mut fast = String::new();
+                inventory.write(&mut fast, level);
+                let mut slow = String::new();
+                push_escaped(&mut slow, &raw, level);
+                assert_eq!(fast, slow, "{role} level {level}");
+            }
+        }
     }
 
     #[test]
