@@ -23,8 +23,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use ferry_adapter::json::Entries;
 use ferry_adapter::{truncate, DecodeError, DecodedEvent, Decoder, Input, Payload};
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -422,48 +422,6 @@ fn derived_id(parsed: &Parsed, timestamp: Option<i64>) -> String {
 fn json_string(value: &str) -> String {
     // Serialising a `str` cannot fail; the fallback keeps this function total anyway.
     serde_json::to_string(value).unwrap_or_else(|_| String::from("\"\""))
-}
-
-/// A JSON object as its keys and raw value texts, in document order.
-///
-/// Parsing into raw values (rather than `serde_json::Value`, whose map sorts keys) lets the decoder
-/// re-emit the Choria event byte for byte: a CloudEvent's `data` or a legacy event keeps its key
-/// order and number formatting.
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'a> Entries<'a> {
-    /// The value of `key`; with duplicate keys the last one wins, as in Go's `encoding/json`.
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| *value)
-    }
-}
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
-
-        deserializer.deserialize_map(EntriesVisitor)
-    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,8 @@ use std::fmt::Write as _;
 use base64::alphabet::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+use ferry_adapter::json::Entries;
 use ferry_adapter::{DecodeError, DecodedEvent, Decoder, Input};
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -291,45 +289,6 @@ fn invalid(field: &'static str, error: impl fmt::Display) -> DecodeError {
     DecodeError::InvalidField {
         field,
         detail: error.to_string(),
-    }
-}
-
-/// A JSON object as its keys and raw value texts. Parsing to raw values skips the large payload
-/// layers without building a tree, and lets each field be checked with a precise error.
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'a> Entries<'a> {
-    /// The value of `key`; with duplicate keys the last one wins, as in Go's `encoding/json`.
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| *value)
-    }
-}
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
-
-        deserializer.deserialize_map(EntriesVisitor)
     }
 }
 

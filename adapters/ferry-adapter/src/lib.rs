@@ -36,6 +36,8 @@
 
 use std::borrow::Cow;
 
+pub mod json;
+
 /// Read access to the headers of the incoming message, whatever client library carried it.
 pub trait HeaderLookup {
     /// The first value of header `name`, if present.
