@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the pinned nats-server when missing, then runs every check a change must pass:
+# formatting, clippy with warnings denied, and all unit and integration tests.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Integration tests start real nats-servers; they find the pinned binary through NATS_SERVER_BIN
+# (and `ferry demo` through PATH).
+NATS_SERVER_BIN="$(scripts/install-nats-server.sh)"
+export NATS_SERVER_BIN
+PATH="$(dirname "$NATS_SERVER_BIN"):$PATH"
+export PATH
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test --workspace
