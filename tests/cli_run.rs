@@ -1,0 +1,288 @@
+//! The command line around `ferry run` (SPEC sections 2 and 9): the HTTP monitor's endpoints and their
+//! shapes, `ferry status` (table and `--json`, with and without a running instance), exit codes, and
+//! `ferry --version`.
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use common::{ferry_command, http_get, js_client, parse_metrics, wait_until, Ferry, NatsServer};
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn two_adapters_yaml(url: &str) -> String {
+    r#"
+name: ferry-cli-test
+state_dir: "{state_dir}"
+monitor: { listen: "{monitor}" }
+connections:
+  core: { servers: ["@URL@"] }
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: core
+    subjects: ["choria.lifecycle.event.>"]
+    output: { stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}", duplicate_window: 2m }
+  - name: registration
+    kind: choria_registration
+    connection: core
+    subjects: ["mcollective.broadcast.agent.registration"]
+    output: { stream: CHORIA_REGISTRATION, subject: "choria.stream.input.registration.{sender}" }
+"#
+    .replace("@URL@", url)
+}
+
+const STARTUP: &str = r#"{"protocol":"io.choria.lifecycle.v1.startup","id":"4b0e6a52-6f0e-4c1e-9d7a-2f4f3c0b9a11","identity":"db3.fra.acme.test","component":"server","timestamp":1767225600,"version":"0.29.4"}"#;
+
+/// Runs a one-shot ferry command without blocking the runtime's other tasks.
+fn run(args: &[&str]) -> Output {
+    let mut cmd = ferry_command();
+    cmd.args(args);
+    tokio::task::block_in_place(|| cmd.output()).expect("run ferry")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every string value anywhere in `v`.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| strings(i, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_endpoints_healthz_readyz_status_metrics() {
+    let server = NatsServer::start();
+    let mut ferry = Ferry::start(&two_adapters_yaml(&server.url()));
+    ferry.wait_ready().await;
+
+    let (code, _) = ferry.get("/healthz").await.unwrap();
+    assert_eq!(code, 200, "/healthz");
+    let (code, body) = ferry.get("/readyz").await.unwrap();
+    assert_eq!(code, 200, "/readyz: {body}");
+
+    // One event through, so the per-pipeline series exist.
+    let (client, _js) = js_client(&server.url()).await;
+    client
+        .publish("choria.lifecycle.event.startup.server", STARTUP.into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let f = &ferry;
+    wait_until("the event to be published", DEADLINE, move || async move {
+        f.metrics().await.sum(
+            "ferry_adapter_published_total",
+            &[("pipeline", "lifecycle")],
+        ) == 1.0
+    })
+    .await;
+
+    let (code, body) = ferry.get("/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    let m = parse_metrics(&body);
+    let lc = [("pipeline", "lifecycle")];
+    assert_eq!(m.get("ferry_adapter_received_total", &lc), Some(1.0));
+    assert_eq!(m.get("ferry_adapter_published_total", &lc), Some(1.0));
+    assert_eq!(m.sum("ferry_adapter_spool_messages", &lc), 0.0);
+    assert_eq!(m.sum("ferry_adapter_spool_bytes", &lc), 0.0);
+    assert_eq!(
+        m.get("ferry_connection_state", &[("connection", "core")]),
+        Some(1.0)
+    );
+    for (family, kind) in [
+        ("ferry_adapter_received_total", "counter"),
+        ("ferry_adapter_published_total", "counter"),
+        ("ferry_adapter_spool_messages", "gauge"),
+        ("ferry_adapter_spool_bytes", "gauge"),
+        ("ferry_connection_state", "gauge"),
+        ("ferry_adapter_publish_seconds", "histogram"),
+    ] {
+        assert_eq!(m.metric_type(family), Some(kind), "# TYPE of {family}");
+    }
+    assert_eq!(
+        m.histogram_count("ferry_adapter_publish_seconds", &lc),
+        Some(1.0)
+    );
+
+    let (code, body) = ferry.get("/status").await.unwrap();
+    assert_eq!(code, 200);
+    let status: Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status is not JSON ({e}): {body}"));
+    assert_eq!(status["instance"], "ferry-cli-test", "{status}");
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{status}");
+    let pipelines = status["pipelines"].as_array().expect("pipelines array");
+    assert_eq!(pipelines.len(), 2, "{status}");
+    for name in ["lifecycle", "registration"] {
+        let p = pipelines
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no pipeline {name} in {status}"));
+        assert_eq!(p["kind"], "adapter", "{p}");
+        for key in [
+            "role",
+            "state",
+            "reason",
+            "position",
+            "lag",
+            "spool_messages",
+            "spool_bytes",
+            "last_error",
+        ] {
+            assert!(p.get(key).is_some(), "pipeline {name} has no {key:?}: {p}");
+        }
+        assert!(p["state"].is_string(), "{p}");
+        assert_eq!(p["spool_messages"], 0, "{p}");
+        assert_eq!(p["spool_bytes"], 0, "{p}");
+        assert!(p["last_error"].is_null(), "{p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_the_connection_is_down() {
+    let mut server = NatsServer::start();
+    let mut ferry = Ferry::start(&two_adapters_yaml(&server.url()));
+    ferry.wait_ready().await;
+
+    server.stop();
+    let f = &ferry;
+    wait_until("/readyz to answer 503", DEADLINE, move || async move {
+        matches!(f.get("/readyz").await, Ok((503, _)))
+    })
+    .await;
+    let (_, body) = ferry.get("/readyz").await.unwrap();
+    let reason: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("/readyz 503 body is not JSON ({e}): {body}"));
+    assert!(!reason.is_null(), "{body}");
+    // Alive all the same.
+    assert_eq!(ferry.get("/healthz").await.unwrap().0, 200);
+    assert_eq!(
+        ferry
+            .metrics()
+            .await
+            .get("ferry_connection_state", &[("connection", "core")]),
+        Some(0.0)
+    );
+
+    server.restart();
+    ferry.wait_ready().await;
+    let m = ferry.metrics().await;
+    assert_eq!(
+        m.get("ferry_connection_state", &[("connection", "core")]),
+        Some(1.0)
+    );
+    assert!(m.sum("ferry_reconnects_total", &[("connection", "core")]) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_command_prints_a_table_and_json() {
+    let server = NatsServer::start();
+    let mut ferry = Ferry::start(&two_adapters_yaml(&server.url()));
+    ferry.wait_ready().await;
+    let config = ferry
+        .config_path()
+        .to_str()
+        .expect("utf-8 path")
+        .to_string();
+
+    // While running: from the monitor.
+    let out = run(&["status", "-c", &config]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "status: {out:?}");
+    for name in ["lifecycle", "registration"] {
+        assert!(stdout.contains(name), "{name} missing from:\n{stdout}");
+    }
+    assert!(
+        stdout.lines().count() >= 3,
+        "a header and a row each:\n{stdout}"
+    );
+
+    let out = run(&["status", "-c", &config, "--json"]);
+    assert!(out.status.success(), "status --json: {out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&out.stdout)));
+    let mut all = Vec::new();
+    strings(&json, &mut all);
+    for name in ["lifecycle", "registration"] {
+        assert!(all.iter().any(|s| s == name), "{name} missing from {json}");
+    }
+
+    // Stopped: from the state store, read-only.
+    ferry.sigterm();
+    assert_eq!(
+        ferry.wait_exit(Duration::from_secs(15)).await.code(),
+        Some(0)
+    );
+    let out = run(&["status", "-c", &config]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "status without a running instance: {out:?}"
+    );
+    for name in ["lifecycle", "registration"] {
+        assert!(stdout.contains(name), "{name} missing from:\n{stdout}");
+    }
+    let out = run(&["status", "-c", &config, "--json"]);
+    assert!(out.status.success(), "status --json (stopped): {out:?}");
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&out.stdout)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_when_idle_exits_0_promptly() {
+    let server = NatsServer::start();
+    let mut ferry = Ferry::start(&two_adapters_yaml(&server.url()));
+    ferry.wait_ready().await;
+    let started = std::time::Instant::now();
+    ferry.sigterm();
+    let status = ferry.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "idle shutdown took {:?}",
+        started.elapsed()
+    );
+    // The monitor is gone with it.
+    assert!(http_get(ferry.monitor_addr(), "/healthz").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_an_invalid_config_exits_1_naming_the_problem() {
+    let yaml = r#"
+state_dir: "{state_dir}"
+connections:
+  core: { servers: ["nats://127.0.0.1:4222"] }
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: core
+    subjects: ["choria.lifecycle.event.>"]
+    output: { stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}", duplicate_window: 1x }
+"#;
+    let mut ferry = Ferry::start(yaml);
+    let status = ferry.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(1), "invalid config exits 1");
+    let log = ferry.log();
+    assert!(
+        log.contains("adapters[0].output.duplicate_window"),
+        "the error names the path:\n{log}"
+    );
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let out = ferry_command()
+        .arg("--version")
+        .output()
+        .expect("run ferry --version");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ferry"), "{stdout}");
+    assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "{stdout}");
+}
