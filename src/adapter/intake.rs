@@ -57,7 +57,10 @@ impl Intake {
     pub async fn run(mut self) {
         let mut subscriptions = match self.subscribe().await {
             Some(subscriptions) => subscriptions,
-            None => return,
+            None => {
+                self.router.close_queue();
+                return;
+            }
         };
         self.confirm_subscriptions().await;
         loop {
@@ -77,6 +80,7 @@ impl Intake {
         while let Some(message) = subscriptions.next().await {
             self.handle(message).await;
         }
+        self.router.close_queue();
         tracing::debug!(adapter = %self.config.name, "intake stopped");
     }
 

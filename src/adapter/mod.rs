@@ -188,6 +188,7 @@ pub struct Adapter {
     intake: JoinHandle<()>,
     publisher: JoinHandle<()>,
     status: JoinHandle<()>,
+    flusher: JoinHandle<()>,
     stop: watch::Sender<bool>,
     deadline: watch::Sender<bool>,
 }
@@ -234,7 +235,7 @@ impl Adapter {
         let spool = Arc::new(spool);
         let (queue_tx, queue_rx) = mpsc::channel(queue_capacity(&config));
         let first_seq = recovered.last_seq.map_or(1, |seq| seq + 1);
-        let router = Arc::new(Router::new(queue_tx.clone(), spool.clone(), first_seq));
+        let router = Arc::new(Router::new(queue_tx, spool.clone(), first_seq));
         let adapter_metrics = AdapterMetrics::new(&metrics, &name);
         let health = Arc::new(Health::new());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -266,8 +267,7 @@ impl Adapter {
             config,
         };
         let router_for_status = router;
-        // The router keeps its own sender; dropping this one lets the queue close once intake ends.
-        drop(queue_tx);
+        let flusher = tokio::spawn(flush_spool(store, spool.clone(), stop_rx.clone()));
         let status = tokio::spawn(report_status(
             name.clone(),
             board,
@@ -283,6 +283,7 @@ impl Adapter {
             intake: tokio::spawn(intake.run()),
             publisher: tokio::spawn(publisher.run()),
             status,
+            flusher,
             stop: stop_tx,
             deadline: deadline_tx,
         })
@@ -316,6 +317,32 @@ impl Adapter {
             intake.abort();
         }
         self.status.abort();
+        self.flusher.abort();
+    }
+}
+
+/// Flushes the state store shortly after events were spooled, and only then counts them in the
+/// spool gauges (SPEC section 9: an event counts as spooled once the store has flushed it).
+async fn flush_spool(
+    store: Arc<dyn StateStore>,
+    spool: Arc<Spool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(crate::state::FLUSH_INTERVAL) => {}
+            changed = stop.changed() => if changed.is_err() { return },
+        }
+        let pending = spool.unflushed();
+        if pending.is_empty() {
+            continue;
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(Ok(())) => spool.mark_flushed(pending),
+            Ok(Err(error)) => tracing::error!(%error, "cannot flush the state store"),
+            Err(error) => tracing::error!(%error, "state store flush task failed"),
+        }
     }
 }
 
@@ -365,7 +392,7 @@ async fn report_status(
         queue_gauge.set(router.queue_depth() as i64);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = stop.changed() => {}
+            changed = stop.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -22,7 +22,6 @@ pub enum Routed {
 
 pub struct Router {
     state: Mutex<RouterState>,
-    queue: mpsc::Sender<OutMessage>,
     spool: Arc<Spool>,
     /// Wakes the publisher when the spool gained events.
     pub spool_grew: Notify,
@@ -31,6 +30,9 @@ pub struct Router {
 struct RouterState {
     spooling: bool,
     next_seq: u64,
+    /// The only sender of the queue; `None` once intake has finished, which closes the queue so
+    /// the publisher knows no more events will come.
+    queue: Option<mpsc::Sender<OutMessage>>,
 }
 
 impl Router {
@@ -42,8 +44,8 @@ impl Router {
             state: Mutex::new(RouterState {
                 spooling,
                 next_seq: first_seq,
+                queue: Some(queue),
             }),
-            queue,
             spool,
             spool_grew: Notify::new(),
         }
@@ -61,8 +63,8 @@ impl Router {
         let mut state = self.lock();
         message.seq = state.next_seq;
         state.next_seq += 1;
-        if !state.spooling {
-            match self.queue.try_send(message) {
+        if let (false, Some(queue)) = (state.spooling, &state.queue) {
+            match queue.try_send(message) {
                 Ok(()) => return Routed::Queued,
                 Err(mpsc::error::TrySendError::Full(back))
                 | Err(mpsc::error::TrySendError::Closed(back)) => {
@@ -82,7 +84,16 @@ impl Router {
 
     /// Events waiting in the in-memory queue.
     pub fn queue_depth(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.lock()
+            .queue
+            .as_ref()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity())
+    }
+
+    /// Intake has finished: close the queue (the publisher drains what it holds, then sees the end).
+    /// Anything submitted later goes to the spool.
+    pub fn close_queue(&self) {
+        self.lock().queue = None;
     }
 
     pub fn is_spooling(&self) -> bool {

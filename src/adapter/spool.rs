@@ -25,10 +25,29 @@ pub enum SpoolError {
 pub struct Spool {
     tree: Arc<dyn StateTree>,
     max_bytes: u64,
+    /// Everything in the tree, flushed or not: what the size limit and the drain look at.
     messages: AtomicU64,
     bytes: AtomicU64,
+    /// Pushed since the last completed flush. The gauges leave these out: SPEC section 9 counts an
+    /// event as spooled only once the store has flushed it, and operators read the gauges that way
+    /// (e.g. before a planned kill).
+    unflushed_messages: AtomicU64,
+    unflushed_bytes: AtomicU64,
     messages_gauge: IntGauge,
     bytes_gauge: IntGauge,
+}
+
+/// What was pushed up to a moment: taken before a flush, credited after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unflushed {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Unflushed {
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
 }
 
 /// What the spool held when it was opened.
@@ -68,6 +87,8 @@ impl Spool {
             max_bytes,
             messages: AtomicU64::new(messages),
             bytes: AtomicU64::new(bytes),
+            unflushed_messages: AtomicU64::new(0),
+            unflushed_bytes: AtomicU64::new(0),
             messages_gauge,
             bytes_gauge,
         };
@@ -91,6 +112,8 @@ impl Spool {
             });
         }
         self.tree.insert(&message.key(), &message.encode())?;
+        self.unflushed_messages.fetch_add(1, Ordering::Relaxed);
+        self.unflushed_bytes.fetch_add(size, Ordering::Relaxed);
         self.add(1, size as i64);
         Ok(())
     }
@@ -128,11 +151,30 @@ impl Spool {
         self.messages() == 0
     }
 
+    /// What has been pushed so far and not yet credited as flushed. Take it *before* flushing
+    /// the store: everything it counts is then covered by the flush.
+    pub fn unflushed(&self) -> Unflushed {
+        Unflushed {
+            messages: self.unflushed_messages.load(Ordering::Relaxed),
+            bytes: self.unflushed_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Credits a completed flush of what [`Spool::unflushed`] returned before it.
+    pub fn mark_flushed(&self, flushed: Unflushed) {
+        add_signed(&self.unflushed_messages, -(flushed.messages as i64));
+        add_signed(&self.unflushed_bytes, -(flushed.bytes as i64));
+        self.add(0, 0);
+    }
+
     fn add(&self, messages: i64, bytes: i64) {
         let m = add_signed(&self.messages, messages);
         let b = add_signed(&self.bytes, bytes);
-        self.messages_gauge.set(m as i64);
-        self.bytes_gauge.set(b as i64);
+        let unflushed_m = self.unflushed_messages.load(Ordering::Relaxed);
+        let unflushed_b = self.unflushed_bytes.load(Ordering::Relaxed);
+        self.messages_gauge
+            .set(m.saturating_sub(unflushed_m) as i64);
+        self.bytes_gauge.set(b.saturating_sub(unflushed_b) as i64);
     }
 }
 
@@ -185,7 +227,12 @@ mod tests {
         for seq in [5, 1, 3] {
             spool.push(&message(seq, 100)).unwrap();
         }
+        assert_eq!(m.get(), 0, "not counted before the store flushed");
+        let pending = spool.unflushed();
+        store.flush().unwrap();
+        spool.mark_flushed(pending);
         assert_eq!(m.get(), 3);
+        assert!(spool.unflushed().is_empty());
         let order: Vec<u64> = spool
             .read_after(None, 10)
             .unwrap()
