@@ -1154,7 +1154,7 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures")
+            .join("fixtures")
             .join(name);
         std::fs::read_to_string(&path)
             .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))

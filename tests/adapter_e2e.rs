@@ -117,7 +117,7 @@ const REGISTRATION_VALID: &[&str] = &["v1-filecontent", "v1-inventory", "v2-inve
 
 fn fixture_dir(kind: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
+        .join("fixtures")
         .join(kind)
 }
 

@@ -43,7 +43,7 @@ fn alive_event(i: usize) -> Vec<u8> {
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/lifecycle")
+        .join("fixtures/lifecycle")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }

@@ -1,4 +1,4 @@
-//! The decoder against the shared Choria wire-format fixtures (`shared/fixtures/lifecycle`), which
+//! The decoder against the shared Choria wire-format fixtures (`fixtures/lifecycle` at the workspace root), which
 //! sit beside the repository so they are reference data no crate can quietly edit.
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ const FORMATS: [OutputFormat; 3] = [
 ];
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/lifecycle")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lifecycle")
 }
 
 fn read(name: &str) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! The decoder against the shared Choria wire-format fixtures (`shared/fixtures/registration`),
+//! The decoder against the shared Choria wire-format fixtures (`fixtures/registration` at the workspace root),
 //! which sit beside the repository so they are reference data no crate can quietly edit.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ const SUBJECT: &str = "mcollective.broadcast.agent.registration";
 
 fn read(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/registration")
+        .join("../../fixtures/registration")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
 }
