@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::Context;
+use common::{alive_event, msg_id, ALIVE_SUBJECT};
 use common::{js_client, stream_message_count, stream_messages, wait_until, Ferry, NatsServer};
 use common::{Metrics, StoredMessage};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Deadline for counters and streams to reach the expected values.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -125,28 +125,6 @@ fn fixture(kind: &str, name: &str) -> Vec<u8> {
     let path = fixture_dir(kind).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
-
-/// `Nats-Msg-Id` as SPEC section 4 defines it.
-fn msg_id(subject: &str, payload: &[u8]) -> String {
-    let mut hash = Sha256::new();
-    hash.update(subject.as_bytes());
-    hash.update([0u8]);
-    hash.update(payload);
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A valid Choria alive event for a node numbered `i`.
-fn alive_event(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"protocol":"io.choria.lifecycle.v1.alive","id":"00000000-0000-4000-8000-{i:012}","identity":"node-{i}.acme.test","component":"server","timestamp":1767225000,"version":"0.29.4"}}"#
-    )
-    .into_bytes()
-}
-
-const ALIVE_SUBJECT: &str = "choria.lifecycle.event.alive.server";
 
 fn json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)

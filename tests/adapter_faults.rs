@@ -10,36 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
+use common::{alive_event, msg_id, ALIVE_SUBJECT};
 use common::{
     js_client, stream_message_count, stream_messages, wait_until, Ferry, NatsServer, ServerOptions,
 };
-use sha2::{Digest, Sha256};
 
 /// Deadline for counters and streams to reach the expected values.
 const DEADLINE: Duration = Duration::from_secs(60);
-const ALIVE_SUBJECT: &str = "choria.lifecycle.event.alive.server";
 const STREAM: &str = "FERRY_LIFECYCLE";
 const LC: [(&str, &str); 1] = [("pipeline", "lifecycle")];
-
-/// `Nats-Msg-Id` as SPEC section 4 defines it.
-fn msg_id(subject: &str, payload: &[u8]) -> String {
-    let mut hash = Sha256::new();
-    hash.update(subject.as_bytes());
-    hash.update([0u8]);
-    hash.update(payload);
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A valid Choria alive event for node `i`.
-fn alive_event(i: usize) -> Vec<u8> {
-    format!(
-        r#"{{"protocol":"io.choria.lifecycle.v1.alive","id":"00000000-0000-4000-8000-{i:012}","identity":"node-{i}.acme.test","component":"server","timestamp":1767225000,"version":"0.29.4"}}"#
-    )
-    .into_bytes()
-}
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -17,12 +17,14 @@
 //! - [`js_client`], [`stream_messages`]: read back what ferry wrote to JetStream.
 #![allow(dead_code, unused_imports)]
 
+mod events;
 mod ferry;
 mod http;
 mod jetstream;
 mod metrics;
 mod nats;
 
+pub use events::{alive_event, msg_id, ALIVE_SUBJECT};
 pub use ferry::{ferry_bin, ferry_command, Ferry, FerryOptions};
 pub use http::{http_get, http_get_blocking, parse_response};
 pub use jetstream::{
