@@ -13,6 +13,7 @@ pub mod local_server;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod replicator;
 pub mod sim;
 pub mod state;
 pub mod status;
