@@ -3,6 +3,7 @@
 //! The binary in `main.rs` only parses the command line; everything else lives here so the
 //! integration tests, the demo and the benchmarks drive the same code.
 
+pub mod ack;
 pub mod adapter;
 pub mod app;
 pub mod config;

@@ -14,10 +14,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::publish::PublishAck;
-use async_nats::jetstream::{self, ErrorCode};
+use async_nats::jetstream;
 use backon::BackoffBuilder;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
@@ -28,6 +27,7 @@ use super::router::Router;
 use super::spool::Spool;
 use super::stream::{self, StreamProblem};
 use super::{AdapterMetrics, Health};
+use crate::ack::{classify, Outcome};
 use crate::config::schema::AdapterConfig;
 use crate::connect::Connection;
 use crate::subject;
@@ -36,24 +36,6 @@ use crate::subject;
 const SPOOL_BATCH: usize = 256;
 /// Longest pause between two probes while JetStream is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
-
-/// What happened to one publish.
-enum Outcome {
-    Stored {
-        duplicate: bool,
-    },
-    Rejected {
-        reason: &'static str,
-        detail: String,
-    },
-    Outage(String),
-    /// An outage in which the output stream itself could not be found: check (and maybe
-    /// recreate) it before probing again.
-    StreamUnavailable(String),
-    /// The server said no stream listens on the subject: a reject if the stream is there, an
-    /// outage if the stream is gone. Decided by [`Publisher::resolve_no_responders`].
-    NoResponders,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -495,46 +477,4 @@ enum Probe {
     Recovered,
     StillDown(String),
     StreamGone(String),
-}
-
-/// Sorts a JetStream ack into stored, reject and outage.
-fn classify(result: Result<PublishAck, PublishError>) -> Outcome {
-    let error = match result {
-        Ok(ack) => {
-            return Outcome::Stored {
-                duplicate: ack.duplicate,
-            }
-        }
-        Err(error) => error,
-    };
-    match error.kind() {
-        PublishErrorKind::StreamNotFound => Outcome::NoResponders,
-        PublishErrorKind::MaxPayloadExceeded => Outcome::Rejected {
-            reason: "oversize",
-            detail: error.to_string(),
-        },
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
-            Outcome::Outage(format!("publish: {error}"))
-        }
-        _ => {
-            let api = std::error::Error::source(&error)
-                .and_then(|source| source.downcast_ref::<jetstream::Error>());
-            match api.map(|api| api.error_code()) {
-                Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)
-                | Some(ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM) => Outcome::Rejected {
-                    reason: "oversize",
-                    detail: error.to_string(),
-                },
-                Some(ErrorCode::STREAM_NOT_MATCH) => Outcome::Rejected {
-                    reason: "rejected",
-                    detail: format!(
-                        "the subject belongs to another stream ({error}); check output.subject and stream_subjects"
-                    ),
-                },
-                // Storage full, JetStream disabled or restarting, and anything unknown: retry
-                // rather than lose the event.
-                _ => Outcome::Outage(format!("publish: {error}")),
-            }
-        }
-    }
 }
