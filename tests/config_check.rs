@@ -62,6 +62,12 @@ fn the_reference_config_is_valid() {
             "no summary line for {name}:\n{stdout}"
         );
     }
+    assert!(
+        stdout.lines().any(|l| l.starts_with(
+            "replicator registration-to-west: east/CHORIA_REGISTRATION [choria.stream.input.registration.>, ferry.heartbeat.registration] -> west/CHORIA_REGISTRATION start all, sampled by field sender every 1h"
+        )),
+        "no summary line for the replicator:\n{stdout}"
+    );
 }
 
 #[test]
@@ -87,6 +93,14 @@ fn the_examples_are_valid() {
         (
             "demo.yaml",
             "adapter registration: choria_registration on local [*.broadcast.agent.registration] -> stream CHORIA_REGISTRATION on local as choria.stream.input.registration.{sender}",
+        ),
+        (
+            "replicate.yaml",
+            "replicator orders-to-west: east/ORDERS -> west/ORDERS start all, ordered per subject",
+        ),
+        (
+            "registration-sampled.yaml",
+            "replicator registration-to-west: east/CHORIA_REGISTRATION -> west/CHORIA_REGISTRATION start new, sampled by field sender every 1h, advisories on ferry.advisories.registration.{event}.{value}, heartbeat every 30s",
         ),
     ] {
         let file = repo_file(&format!("config/examples/{example}"));
@@ -215,16 +229,145 @@ adapters:
     );
 }
 
+/// A file with one valid replicator; tests break one key at a time.
+const REPLICATOR: &str = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+  west:
+    servers: ["nats://127.0.0.1:4223"]
+replicators:
+  - name: registration-to-west
+    from: { connection: east, stream: CHORIA_REGISTRATION }
+    to:
+      connection: west
+      stream: CHORIA_REGISTRATION
+      create: true
+      subject_prefix: FLEET
+    start: { since: 1h }
+    limit:
+      rate: 2000/s
+      sample: { key: { field: sender }, interval: 1h, size_trigger: 1KiB }
+    advisories: { subject: "ferry.advisories.{event}.{value}", timeout_after: 20m }
+    heartbeat: { subject: CHORIA_REGISTRATION._heartbeat, interval: 30s }
+"#;
+
 #[test]
-fn replicators_are_refused_for_now() {
-    let yaml = "state_dir: /tmp/ferry-check-test\nreplicators:\n  - name: r\n";
-    let (_dir, file) = write_config(yaml);
+fn a_valid_replicator_passes() {
+    let (_dir, file) = write_config(REPLICATOR);
     let output = check(&file, &[], &[]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_valid(&output, &file);
+    let stdout = text(&output.stdout);
     assert!(
-        text(&output.stderr).contains("replicators[0]: replicators are not supported"),
-        "{}",
-        text(&output.stderr)
+        stdout.lines().any(|l| l
+            == "replicator registration-to-west: east/CHORIA_REGISTRATION -> west/CHORIA_REGISTRATION prefix FLEET start since 1h, sampled by field sender every 1h, rate 2000/s, advisories on ferry.advisories.{event}.{value}, heartbeat every 30s"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn broken_replicators_report_their_paths() {
+    for (from, to, path, needle) in [
+        (
+            "start: { since: 1h }",
+            "start: { time: \"last tuesday\" }",
+            "replicators[0].start.time",
+            "invalid time \"last tuesday\"",
+        ),
+        (
+            "start: { since: 1h }",
+            "start: first",
+            "replicators[0].start",
+            "invalid start \"first\" (use all, new,",
+        ),
+        (
+            "rate: 2000/s",
+            "rate: lots",
+            "replicators[0].limit.rate",
+            "invalid rate \"lots\" (use e.g. 2000/s",
+        ),
+        (
+            "rate: 2000/s",
+            "rate: 2000/s\n      bytes: 100KiB/s",
+            "replicators[0].limit.bytes",
+            "smaller than 1MiB, the NATS default max payload",
+        ),
+        (
+            "connection: west",
+            "connection: nowhere",
+            "replicators[0].to.connection",
+            "\"nowhere\", which is not defined (defined: east, west)",
+        ),
+        (
+            "      sample: { key: { field: sender }, interval: 1h, size_trigger: 1KiB }\n",
+            "",
+            "replicators[0].limit.sample",
+            "is required when advisories are set",
+        ),
+        (
+            "subject_prefix: FLEET",
+            "subject_prefix: FLEET.>",
+            "replicators[0].to.subject_prefix",
+            "must not contain wildcards",
+        ),
+    ] {
+        assert!(REPLICATOR.contains(from), "fixture lacks {from:?}");
+        let (_dir, file) = write_config(&REPLICATOR.replacen(from, to, 1));
+        let output = check(&file, &[], &[]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{path}: stderr:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("{}: 1 problem\n", file.display())),
+            "{path}: exactly one problem expected:\n{stderr}"
+        );
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{path}: ")) && l.contains(needle)),
+            "expected a line `{path}: ...{needle}...` in:\n{stderr}"
+        );
+        assert!(
+            !text(&output.stdout).contains("replicator "),
+            "no summary for an invalid file"
+        );
+    }
+}
+
+#[test]
+fn every_replicator_problem_is_reported_at_once() {
+    let yaml = REPLICATOR
+        .replacen("start: { since: 1h }", "start: { sequence: 0 }", 1)
+        .replacen("from: { connection: east", "from: { connection: north", 1)
+        .replacen("interval: 30s", "interval: 10ms", 1)
+        + "  - name: registration-to-west\n    from: { connection: east, stream: X }\n    to: { connection: east, stream: X }\n";
+    let (_dir, file) = write_config(&yaml);
+    let output = check(&file, &[], &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr:\n{stderr}");
+    for (path, needle) in [
+        (
+            "replicators[0].from.connection",
+            "\"north\", which is not defined",
+        ),
+        ("replicators[0].start.sequence", "must be 1 or more"),
+        ("replicators[0].heartbeat.interval", "must be at least 1s"),
+        (
+            "replicators[1].to.stream",
+            "is the source stream itself (east/X)",
+        ),
+        ("replicators[1].name", "already the name of replicators[0]"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{path}: ")) && l.contains(needle)),
+            "expected a line `{path}: ...{needle}...` in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(&format!("{}: 5 problems", file.display())),
+        "{stderr}"
     );
 }
 

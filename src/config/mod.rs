@@ -1,7 +1,7 @@
 //! Configuration: the YAML schema, humane units, `${ENV}` expansion and validation (SPEC section 3).
 //!
 //! [`load`] is the one way in: it reads the file, expands `${VAR}` references, turns each section
-//! (the top-level settings, each connection, each adapter) into the schema on its own, and then runs
+//! (the top-level settings, each connection, each adapter, each replicator) into the schema on its own, and then runs
 //! [`validate`]. Sections are deserialized separately, and within a section an offending key is
 //! removed and the section retried, so a file with several mistakes reports all of them at once,
 //! each with its path (`adapters[1].spool.max_bytes: invalid size "1x" ...`): the user fixes the
@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_norway::{Mapping, Value};
 
+pub use replicator::ReplicatorConfig;
 pub use schema::*;
 pub use validate::{accepted_tokens, validate};
 
@@ -124,8 +125,9 @@ pub fn parse_with_env(
     };
     let connections_value = top.shift_remove("connections");
     let adapters_value = top.shift_remove("adapters");
+    let replicators_value = top.shift_remove("replicators");
 
-    // Top-level settings (everything but the connections and adapters).
+    // Top-level settings (everything but the connections and pipelines).
     let parsed_top: Option<Config> = deserialize_section(Value::Mapping(top), "", &mut problems);
 
     // Connections, one by one.
@@ -169,30 +171,11 @@ pub fn parse_with_env(
         )),
     }
 
-    // Adapters, one by one, remembering their positions in the file.
-    let mut adapters = Vec::new();
-    let mut adapter_indices = Vec::new();
-    match adapters_value {
-        None | Some(Value::Null) => {}
-        Some(Value::Sequence(items)) => {
-            for (index, value) in items.into_iter().enumerate() {
-                let path = format!("adapters[{index}]");
-                if let Some(adapter) =
-                    deserialize_section::<AdapterConfig>(value, &path, &mut problems)
-                {
-                    adapters.push(adapter);
-                    adapter_indices.push(index);
-                }
-            }
-        }
-        Some(other) => problems.push(Problem::new(
-            "adapters",
-            format!(
-                "expected a list of adapters (each entry starting with `- name: ...`), not {}",
-                describe(&other)
-            ),
-        )),
-    }
+    // Pipelines, one by one, remembering their positions in the file.
+    let (adapters, adapter_indices) =
+        deserialize_list::<AdapterConfig>(adapters_value, "adapters", &mut problems);
+    let (replicators, replicator_indices) =
+        deserialize_list::<ReplicatorConfig>(replicators_value, "replicators", &mut problems);
 
     // Validate what parsed, so one run reports everything; a section that failed to parse is left
     // out (and references to a connection that failed are not reported twice), and problems
@@ -208,11 +191,22 @@ pub fn parse_with_env(
     });
     config.connections = connections;
     config.adapters = adapters;
+    config.replicators = replicators;
     let parse_problems = problems.clone();
-    for problem in validate::validate_parts(&config, &adapter_indices, &broken_connections) {
-        let covered = parse_problems
-            .iter()
-            .any(|seen| !seen.path.is_empty() && within(&problem.path, &seen.path));
+    let positions = validate::Positions {
+        adapters: &adapter_indices,
+        replicators: &replicator_indices,
+        broken_connections: &broken_connections,
+    };
+    for problem in validate::validate_parts(&config, &positions) {
+        // A key that failed to parse was removed before validation; what validation then says
+        // about it, its parents (`limit.sample` is missing) or its children is a consequence, not
+        // news.
+        let covered = parse_problems.iter().any(|seen| {
+            !seen.path.is_empty()
+                && !problem.path.is_empty()
+                && (within(&problem.path, &seen.path) || within(&seen.path, &problem.path))
+        });
         if !covered && !problems.contains(&problem) {
             problems.push(problem);
         }
@@ -222,6 +216,38 @@ pub fn parse_with_env(
     } else {
         Err(fail(problems))
     }
+}
+
+/// Deserializes each entry of the list `key` (`adapters`, `replicators`) as its own section at
+/// `key[i]`. Returns what parsed and, for each, its position in the file (entries that failed to
+/// parse are missing, and positions keep problem paths pointing at the right entry).
+fn deserialize_list<T: DeserializeOwned>(
+    value: Option<Value>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> (Vec<T>, Vec<usize>) {
+    let mut parsed = Vec::new();
+    let mut indices = Vec::new();
+    match value {
+        None | Some(Value::Null) => {}
+        Some(Value::Sequence(items)) => {
+            for (index, value) in items.into_iter().enumerate() {
+                let path = format!("{key}[{index}]");
+                if let Some(entry) = deserialize_section::<T>(value, &path, problems) {
+                    parsed.push(entry);
+                    indices.push(index);
+                }
+            }
+        }
+        Some(other) => problems.push(Problem::new(
+            key,
+            format!(
+                "expected a list of {key} (each entry starting with `- name: ...`), not {}",
+                describe(&other)
+            ),
+        )),
+    }
+    (parsed, indices)
 }
 
 /// Whether `path` is `parent` or lies under it (`parent.x`, `parent[0]`).
@@ -322,10 +348,15 @@ fn deserialize_section<T: DeserializeOwned>(
             }
             steps
         } else {
-            found.push(Problem::new(
-                render_path(prefix, &steps),
-                friendly(&message),
-            ));
+            let full = render_path(prefix, &steps);
+            // After a key inside a value was reported and removed, the value's own complaint
+            // (`start: needs exactly one of ...` once `start.since` is gone) is a consequence.
+            if !found
+                .iter()
+                .any(|p| p.path != full && within(&p.path, &full))
+            {
+                found.push(Problem::new(full, friendly(&message)));
+            }
             // Removing a list element would shift the positions of later ones in messages;
             // remove the whole list instead.
             match steps.last() {
@@ -491,31 +522,94 @@ fn edit_distance(a: &str, b: &str) -> usize {
     rows[a.len()][b.len()]
 }
 
-/// One line per pipeline for `ferry check`, e.g. `adapter lifecycle: choria_lifecycle on east
-/// [choria.lifecycle.event.>] queue ferry -> stream FERRY_LIFECYCLE on east as
-/// ferry.lifecycle.{type}.{component}`.
+/// One line per pipeline for `ferry check`, adapters first, e.g. `adapter lifecycle:
+/// choria_lifecycle on east [choria.lifecycle.event.>] queue ferry -> stream FERRY_LIFECYCLE on
+/// east as ferry.lifecycle.{type}.{component}` and `replicator registration-to-west:
+/// east/CHORIA_REGISTRATION -> west/CHORIA_REGISTRATION start all, sampled by field sender every 1h`.
 pub fn summary(config: &Config) -> Vec<String> {
-    config
-        .adapters
-        .iter()
-        .map(|adapter| {
-            let queue = adapter
-                .queue_group
-                .as_deref()
-                .map(|group| format!(" queue {group}"))
-                .unwrap_or_default();
-            format!(
-                "adapter {}: {} on {} [{}]{queue} -> stream {} on {} as {}",
-                adapter.name,
-                adapter.kind,
-                adapter.connection,
-                adapter.subjects.join(", "),
-                adapter.output.stream,
-                adapter.output_connection(),
-                adapter.output.subject
-            )
-        })
+    let adapters = config.adapters.iter().map(|adapter| {
+        let queue = adapter
+            .queue_group
+            .as_deref()
+            .map(|group| format!(" queue {group}"))
+            .unwrap_or_default();
+        format!(
+            "adapter {}: {} on {} [{}]{queue} -> stream {} on {} as {}",
+            adapter.name,
+            adapter.kind,
+            adapter.connection,
+            adapter.subjects.join(", "),
+            adapter.output.stream,
+            adapter.output_connection(),
+            adapter.output.subject
+        )
+    });
+    adapters
+        .chain(config.replicators.iter().map(replicator_summary))
         .collect()
+}
+
+/// `replicator NAME: FROM/STREAM [filter subjects] -> TO/STREAM [rewrite] start X[, extras]`.
+fn replicator_summary(replicator: &ReplicatorConfig) -> String {
+    let filter = replicator
+        .filter
+        .as_ref()
+        .filter(|filter| !filter.subjects.is_empty())
+        .map(|filter| format!(" [{}]", filter.subjects.join(", ")))
+        .unwrap_or_default();
+    let to = &replicator.to;
+    let mut rewrite = String::new();
+    if let Some(strip) = &to.subject_strip_prefix {
+        rewrite.push_str(&format!(" strip {strip}"));
+    }
+    if let Some(prefix) = &to.subject_prefix {
+        rewrite.push_str(&format!(" prefix {prefix}"));
+    }
+    let mut line = format!(
+        "replicator {}: {}/{}{filter} -> {}/{}{rewrite} start {}",
+        replicator.name,
+        replicator.from.connection,
+        replicator.from.stream,
+        to.connection,
+        to.stream,
+        replicator.start
+    );
+    let mut extras = Vec::new();
+    if replicator.ordering == replicator::Ordering::Subject {
+        extras.push("ordered per subject".to_string());
+    }
+    if let Some(sample) = replicator.sample() {
+        extras.push(format!(
+            "sampled by {} every {}",
+            sample.key,
+            units::format_duration(sample.interval.0)
+        ));
+    }
+    if let Some(limit) = &replicator.limit {
+        if let Some(rate) = &limit.rate {
+            extras.push(format!("rate {rate}"));
+        }
+        if let Some(bytes) = &limit.bytes {
+            extras.push(format!("bytes {bytes}"));
+        }
+    }
+    if let Some(advisories) = &replicator.advisories {
+        extras.push(format!("advisories on {}", advisories.subject));
+    }
+    if let Some(heartbeat) = &replicator.heartbeat {
+        extras.push(format!(
+            "heartbeat every {}",
+            units::format_duration(heartbeat.interval.0)
+        ));
+    }
+    if let Some(election) = &replicator.leader_election {
+        extras.push(format!("elected in {}", election.bucket));
+    }
+    for extra in extras {
+        line.push_str(", ");
+        line.push_str(&extra);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -627,9 +721,9 @@ replicators:
                 "shutdown_timeout",
                 "adapters[0].outptu",
                 "adapters[1].spool.max_bytes",
+                "replicators[0].from",
                 "adapters[1].connection",
                 "adapters[2].connection",
-                "replicators[0]",
             ],
             "{text}"
         );
@@ -742,6 +836,106 @@ adapters:
         assert_eq!(parse(&yaml).unwrap().adapters[0].output.stream, "S");
     }
 
+    /// [`MINIMAL`] with one replicator whose body (indented four spaces) is `body`.
+    fn with_replicator(body: &str) -> String {
+        format!("{MINIMAL}replicators:\n  - name: copy\n    from: {{ connection: east, stream: FERRY_LIFECYCLE }}\n    to: {{ connection: east, stream: COPY, subject_prefix: copy }}\n{body}")
+    }
+
+    #[test]
+    fn replicator_sections_report_their_paths() {
+        assert_eq!(paths(parse(&with_replicator(""))), Vec::<String>::new());
+        // A mistake inside a value is reported there, not again at the value.
+        let error = parse(&with_replicator("    start: { since: 1x }\n")).unwrap_err();
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(
+            error.problems[0].to_string(),
+            "replicators[0].start.since: invalid duration \"1x\" (use e.g. 500ms, 30s, 5m, 1h30m, 7d)"
+        );
+        let error = parse(&with_replicator("    start: first\n")).unwrap_err();
+        assert_eq!(
+            error.problems[0].to_string(),
+            "replicators[0].start: invalid start \"first\" (use all, new, { sequence: N }, { time: RFC3339 } or { since: DURATION })"
+        );
+        assert_eq!(
+            paths(parse(&with_replicator(
+                "    start: { sequence: 1, since: 1h }\n"
+            ))),
+            ["replicators[0].start"]
+        );
+        assert_eq!(
+            paths(parse(&with_replicator("    start: { squence: 1 }\n"))),
+            ["replicators[0].start.squence"]
+        );
+        let error = parse(&with_replicator(
+            "    limit: { rate: fast, bytes: 1x/s, sample: { key: { field: a }, interval: 1x } }\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            error
+                .problems
+                .iter()
+                .map(|p| p.path.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "replicators[0].limit.rate",
+                "replicators[0].limit.bytes",
+                "replicators[0].limit.sample.interval",
+            ],
+            "{error}"
+        );
+        assert!(
+            error.problems[0]
+                .message
+                .contains("invalid rate \"fast\" (use e.g. 2000/s"),
+            "{error}"
+        );
+        // A sampling section that failed to parse is not reported again as missing by advisories.
+        assert_eq!(
+            paths(parse(&with_replicator(
+                "    limit: { sample: { key: { field: a, header: b }, interval: 1h } }\n    advisories: { subject: \"adv.{event}\" }\n"
+            ))),
+            ["replicators[0].limit.sample.key"]
+        );
+        assert_eq!(
+            paths(parse(&with_replicator(
+                "    ordering: strict\n    on_reject: drop\n    bogus: 1\n"
+            ))),
+            [
+                "replicators[0].ordering",
+                "replicators[0].on_reject",
+                "replicators[0].bogus"
+            ]
+        );
+        // Positions stay those of the file when an earlier entry fails to parse.
+        let yaml = with_replicator("")
+            + "  - name: broken\n  - name: copy2\n    from: { connection: east, stream: X }\n    to: { connection: nowhere, stream: X }\n";
+        assert_eq!(
+            paths(parse(&yaml)),
+            ["replicators[1].from", "replicators[2].to.connection"]
+        );
+        assert_eq!(
+            paths(parse(&format!("{MINIMAL}replicators: {{ a: 1 }}\n"))),
+            ["replicators"]
+        );
+    }
+
+    #[test]
+    fn replicators_are_summarised() {
+        let config = parse(&with_replicator(
+            "    filter: { subjects: [\"ferry.lifecycle.>\"] }\n    start: { since: 2h }\n    ordering: subject\n    limit:\n      rate: 100/m\n      bytes: 10MiB/s\n      sample: { key: { field: sender }, interval: 1h }\n    advisories: { subject: \"adv.{event}.{value}\" }\n    heartbeat: { subject: ferry.lifecycle.hb, interval: 30s }\n    leader_election: { bucket: ELECT, ttl: 10s }\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            summary(&config)[1],
+            "replicator copy: east/FERRY_LIFECYCLE [ferry.lifecycle.>] -> east/COPY prefix copy start since 2h, ordered per subject, sampled by field sender every 1h, rate 100/m, bytes 10MiB/s, advisories on adv.{event}.{value}, heartbeat every 30s, elected in ELECT"
+        );
+        let config = parse(&with_replicator("")).unwrap();
+        assert_eq!(
+            summary(&config)[1],
+            "replicator copy: east/FERRY_LIFECYCLE -> east/COPY prefix copy start all"
+        );
+    }
+
     #[test]
     fn load_names_the_file() {
         let error = load(Path::new("/nonexistent/ferry.yaml")).unwrap_err();
@@ -784,6 +978,8 @@ adapters:
             "registration.yaml",
             "archive.yaml",
             "demo.yaml",
+            "replicate.yaml",
+            "registration-sampled.yaml",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

@@ -4,25 +4,30 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::schema::{FilterConfig, StorageKind};
-use super::units::{parse_duration, parse_size, ByteSize, HumanDuration};
+use super::units::{
+    format_duration, format_size, parse_duration, parse_size, ByteSize, HumanDuration,
+};
 
-/// One JetStream stream → JetStream stream copy.
+/// One JetStream stream → JetStream stream copy (SPEC section 5).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicatorConfig {
+    /// Unique among all pipelines (adapters and replicators): it is the `pipeline` metric label,
+    /// the name in `/status`, and keys the checkpoint, the sampling state and the election key.
     pub name: String,
     pub from: SourceConfig,
     pub to: TargetConfig,
-    /// Where the first run starts; later runs resume from the checkpoint.
+    /// Where the first run starts; later runs resume from the checkpoint (or the target).
     #[serde(default)]
     pub start: StartPosition,
-    /// Skip source messages older than this (counted `age`).
+    /// Skip source messages older than this (counted `age`); `None` copies any age.
     #[serde(default)]
     pub max_age: Option<HumanDuration>,
+    /// Publishes awaiting their ack; also the overlap re-read after a restart (SPEC section 5).
     #[serde(default = "super::schema::default_max_in_flight")]
     pub max_in_flight: usize,
     #[serde(default)]
@@ -31,8 +36,10 @@ pub struct ReplicatorConfig {
     pub on_reject: OnReject,
     #[serde(default)]
     pub on_source_reset: OnSourceReset,
+    /// Longest time an acknowledged position waits before it is written to the state store.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: HumanDuration,
+    /// `subjects` become the consumer's server-side filter; the rest is applied by ferry.
     #[serde(default)]
     pub filter: Option<FilterConfig>,
     #[serde(default)]
@@ -49,6 +56,24 @@ fn default_checkpoint_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
 }
 
+impl ReplicatorConfig {
+    /// The sampling settings, when `limit.sample` is set.
+    pub fn sample(&self) -> Option<&SampleConfig> {
+        self.limit.as_ref().and_then(|limit| limit.sample.as_ref())
+    }
+
+    /// When a silent sender is reported `expire` and forgotten: `advisories.expire_after`, else
+    /// `limit.sample.interval` (a sender not heard for a whole interval would be copied as new
+    /// anyway). `None` without advisories or without sampling.
+    pub fn expire_after(&self) -> Option<Duration> {
+        let advisories = self.advisories.as_ref()?;
+        advisories
+            .expire_after
+            .map(|d| d.0)
+            .or_else(|| self.sample().map(|sample| sample.interval.0))
+    }
+}
+
 /// The source stream.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,21 +88,52 @@ pub struct SourceConfig {
 pub struct TargetConfig {
     pub connection: String,
     pub stream: String,
+    /// Create the stream when missing. Off by default: a replicator writes into another
+    /// deployment, whose streams are usually managed there.
     #[serde(default)]
     pub create: bool,
+    /// Used only when creating; should cover the longest replay after a crash or failover.
     #[serde(default)]
     pub duplicate_window: Option<HumanDuration>,
     /// Prepended to every subject (after `subject_strip_prefix` is removed).
     #[serde(default)]
     pub subject_prefix: Option<String>,
+    /// Removed from the front of subjects that start with it (whole tokens).
     #[serde(default)]
     pub subject_strip_prefix: Option<String>,
+    /// Used only when creating.
     #[serde(default)]
     pub replicas: Option<usize>,
+    /// Used only when creating.
     #[serde(default)]
     pub storage: Option<StorageKind>,
+    /// Used only when creating.
     #[serde(default)]
     pub max_age: Option<HumanDuration>,
+}
+
+impl TargetConfig {
+    /// The target subject for a source subject: `subject_strip_prefix` removed when the subject
+    /// starts with it as whole tokens and something remains (`NODE_DATA.x` → `x`; `NODE_DATA`
+    /// itself and `NODE_DATAX.y` are left alone), then `subject_prefix` and a dot prepended.
+    pub fn rewrite_subject<'a>(&self, subject: &'a str) -> std::borrow::Cow<'a, str> {
+        let stripped = self
+            .subject_strip_prefix
+            .as_deref()
+            .and_then(|prefix| subject.strip_prefix(prefix))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|rest| !rest.is_empty())
+            .unwrap_or(subject);
+        match self.subject_prefix.as_deref() {
+            Some(prefix) => std::borrow::Cow::Owned(format!("{prefix}.{stripped}")),
+            None => std::borrow::Cow::Borrowed(stripped),
+        }
+    }
+
+    /// Whether subjects are rewritten at all.
+    pub fn rewrites_subjects(&self) -> bool {
+        self.subject_prefix.is_some() || self.subject_strip_prefix.is_some()
+    }
 }
 
 /// `start:` — where a replicator without a checkpoint begins.
@@ -96,7 +152,25 @@ pub enum StartPosition {
     Since(Duration),
 }
 
+/// What `start:` accepts, for messages.
+const START_CHOICES: &str = "all, new, { sequence: N }, { time: RFC3339 } or { since: DURATION }";
+
+/// Parses an RFC3339 time such as `2026-01-01T00:00:00Z` (the form `start: { time: ... }` takes).
+/// Shared by validation and the runtime so both read the value the same way.
+pub fn parse_start_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(
+        |error| {
+            format!(
+                "invalid time {text:?}: {error} (use RFC3339 with a zone, e.g. 2026-01-01T00:00:00Z or 2026-01-01T01:00:00+01:00)"
+            )
+        },
+    )
+}
+
 impl<'de> Deserialize<'de> for StartPosition {
+    /// A word (`all`, `new`) or a one-key mapping. The mapping is read through the caller's map
+    /// access rather than an untagged enum, so a mistake inside it (`{ since: 1x }`) is reported
+    /// with its own message and path (`start.since: invalid duration "1x"`) instead of a generic one.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -108,31 +182,46 @@ impl<'de> Deserialize<'de> for StartPosition {
             #[serde(default)]
             since: Option<HumanDuration>,
         }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Word(String),
-            Map(Map),
+        struct StartVisitor;
+        impl<'de> Visitor<'de> for StartVisitor {
+            type Value = StartPosition;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(START_CHOICES)
+            }
+            fn visit_str<E: de::Error>(self, word: &str) -> Result<Self::Value, E> {
+                match word {
+                    "all" => Ok(StartPosition::All),
+                    "new" => Ok(StartPosition::New),
+                    other => Err(E::custom(format!(
+                        "invalid start {other:?} (use {START_CHOICES})"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let map = Map::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                match (map.sequence, map.time, map.since) {
+                    (Some(sequence), None, None) => Ok(StartPosition::Sequence(sequence)),
+                    (None, Some(time), None) => Ok(StartPosition::Time(time)),
+                    (None, None, Some(since)) => Ok(StartPosition::Since(since.0)),
+                    _ => Err(de::Error::custom(format!(
+                        "start needs exactly one of sequence, time or since (use {START_CHOICES})"
+                    ))),
+                }
+            }
         }
-        let expecting = "all, new, { sequence: N }, { time: RFC3339 } or { since: DURATION }";
-        match Raw::deserialize(deserializer)
-            .map_err(|_| de::Error::custom(format!("invalid start (use {expecting})")))?
-        {
-            Raw::Word(word) => match word.as_str() {
-                "all" => Ok(StartPosition::All),
-                "new" => Ok(StartPosition::New),
-                other => Err(de::Error::custom(format!(
-                    "invalid start {other:?} (use {expecting})"
-                ))),
-            },
-            Raw::Map(map) => match (map.sequence, map.time, map.since) {
-                (Some(sequence), None, None) => Ok(StartPosition::Sequence(sequence)),
-                (None, Some(time), None) => Ok(StartPosition::Time(time)),
-                (None, None, Some(since)) => Ok(StartPosition::Since(since.0)),
-                _ => Err(de::Error::custom(format!(
-                    "start needs exactly one of sequence, time or since (use {expecting})"
-                ))),
-            },
+        deserializer.deserialize_any(StartVisitor)
+    }
+}
+
+impl fmt::Display for StartPosition {
+    /// As `ferry check` summarises it: `all`, `new`, `sequence 5`, `time 2026-...`, `since 1h`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartPosition::All => f.write_str("all"),
+            StartPosition::New => f.write_str("new"),
+            StartPosition::Sequence(sequence) => write!(f, "sequence {sequence}"),
+            StartPosition::Time(time) => write!(f, "time {time}"),
+            StartPosition::Since(since) => write!(f, "since {}", format_duration(*since)),
         }
     }
 }
@@ -226,6 +315,19 @@ impl<'de> Deserialize<'de> for SampleKey {
     }
 }
 
+impl fmt::Display for SampleKey {
+    /// As `ferry check` summarises it: `field sender`, `header X-Node`, `subject token 2`,
+    /// `subject`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SampleKey::Field(path) => write!(f, "field {path}"),
+            SampleKey::Header(name) => write!(f, "header {name}"),
+            SampleKey::SubjectToken(-1) => f.write_str("subject"),
+            SampleKey::SubjectToken(n) => write!(f, "subject token {n}"),
+        }
+    }
+}
+
 impl SampleKey {
     /// The key's name as advisories report it (`inspect_field`).
     pub fn name(&self) -> String {
@@ -277,6 +379,12 @@ impl Rate {
     pub fn per_second(&self) -> f64 {
         self.amount / self.per.as_secs_f64()
     }
+
+    /// The token bucket's capacity: one period's worth (`2000/s` → 2000 messages, `100/m` → 100),
+    /// so the written period says how bursty the limit may be.
+    pub fn burst(&self) -> f64 {
+        self.amount
+    }
 }
 
 /// Bytes per period, written `10MiB/s`.
@@ -289,6 +397,38 @@ pub struct ByteRate {
 impl ByteRate {
     pub fn per_second(&self) -> f64 {
         self.bytes as f64 / self.per.as_secs_f64()
+    }
+
+    /// The token bucket's capacity: one period's worth of bytes (`10MiB/s` → 10MiB). A message
+    /// larger than this could never pass, which is why validation wants at least the max payload.
+    pub fn burst(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// A period as written after the slash: `s`, `m` or `h` for one second, minute or hour, any other
+/// as a duration (`5/10s`).
+fn format_period(per: Duration) -> String {
+    if per == Duration::from_secs(1) {
+        "s".to_string()
+    } else if per == Duration::from_secs(60) {
+        "m".to_string()
+    } else if per == Duration::from_secs(3600) {
+        "h".to_string()
+    } else {
+        format_duration(per)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.amount, format_period(self.per))
+    }
+}
+
+impl fmt::Display for ByteRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", format_size(self.bytes), format_period(self.per))
     }
 }
 
@@ -399,5 +539,88 @@ mod tests {
         let key: SampleKey = serde_norway::from_str("{ subject_token: -1 }").unwrap();
         assert_eq!(key.name(), "subject");
         assert!(serde_norway::from_str::<SampleKey>("{ other: 1 }").is_err());
+    }
+
+    #[test]
+    fn start_errors_name_the_inner_key() {
+        let value: serde_norway::Value = serde_norway::from_str("{ since: 1x }").unwrap();
+        let error = serde_path_to_error::deserialize::<_, StartPosition>(value).unwrap_err();
+        assert_eq!(error.path().to_string(), "since");
+        assert!(error
+            .inner()
+            .to_string()
+            .contains("invalid duration \"1x\""));
+        assert!(serde_norway::from_str::<StartPosition>("5").is_err());
+    }
+
+    #[test]
+    fn start_times_parse_as_rfc3339() {
+        assert!(parse_start_time("2026-01-01T00:00:00Z").is_ok());
+        assert!(parse_start_time("2026-01-01T00:00:00.123+02:00").is_ok());
+        for bad in ["2026-01-01", "2026-01-01T00:00:00", "yesterday", ""] {
+            assert!(parse_start_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn displays() {
+        assert_eq!(StartPosition::All.to_string(), "all");
+        assert_eq!(StartPosition::Sequence(7).to_string(), "sequence 7");
+        assert_eq!(
+            StartPosition::Since(Duration::from_secs(7200)).to_string(),
+            "since 2h"
+        );
+        assert_eq!(parse_rate("2000/s").unwrap().to_string(), "2000/s");
+        assert_eq!(parse_rate("5/10s").unwrap().to_string(), "5/10s");
+        assert_eq!(parse_rate("0.5/m").unwrap().to_string(), "0.5/m");
+        assert_eq!(parse_byte_rate("10MiB/h").unwrap().to_string(), "10MiB/h");
+        assert_eq!(
+            SampleKey::Field("sender".into()).to_string(),
+            "field sender"
+        );
+        assert_eq!(SampleKey::SubjectToken(-1).to_string(), "subject");
+        assert_eq!(SampleKey::SubjectToken(3).to_string(), "subject token 3");
+        assert_eq!(parse_byte_rate("10MiB/s").unwrap().burst(), 10 << 20);
+        assert_eq!(parse_rate("100/m").unwrap().burst(), 100.0);
+    }
+
+    #[test]
+    fn subject_rewrites() {
+        let target = |prefix: Option<&str>, strip: Option<&str>| TargetConfig {
+            connection: "west".into(),
+            stream: "S".into(),
+            create: false,
+            duplicate_window: None,
+            subject_prefix: prefix.map(str::to_string),
+            subject_strip_prefix: strip.map(str::to_string),
+            replicas: None,
+            storage: None,
+            max_age: None,
+        };
+        let both = target(Some("FLEET"), Some("NODE_DATA"));
+        assert!(both.rewrites_subjects());
+        assert_eq!(both.rewrite_subject("NODE_DATA.x.y"), "FLEET.x.y");
+        assert_eq!(both.rewrite_subject("OTHER.x"), "FLEET.OTHER.x");
+        assert_eq!(both.rewrite_subject("NODE_DATAX.y"), "FLEET.NODE_DATAX.y");
+        assert_eq!(both.rewrite_subject("NODE_DATA"), "FLEET.NODE_DATA");
+        let strip = target(None, Some("a.b"));
+        assert_eq!(strip.rewrite_subject("a.b.c"), "c");
+        assert_eq!(strip.rewrite_subject("a.c"), "a.c");
+        let none = target(None, None);
+        assert!(!none.rewrites_subjects());
+        assert_eq!(none.rewrite_subject("a.b"), "a.b");
+    }
+
+    #[test]
+    fn expiry_defaults_to_the_sample_interval() {
+        let yaml = "name: r\nfrom: { connection: a, stream: S }\nto: { connection: b, stream: S }\nlimit: { sample: { key: { field: sender }, interval: 1h } }\nadvisories: { subject: \"adv.{event}\" }\n";
+        let mut replicator: ReplicatorConfig = serde_norway::from_str(yaml).unwrap();
+        assert_eq!(replicator.expire_after(), Some(Duration::from_secs(3600)));
+        if let Some(advisories) = replicator.advisories.as_mut() {
+            advisories.expire_after = Some(HumanDuration(Duration::from_secs(60)));
+        }
+        assert_eq!(replicator.expire_after(), Some(Duration::from_secs(60)));
+        replicator.advisories = None;
+        assert_eq!(replicator.expire_after(), None);
     }
 }

@@ -1,5 +1,6 @@
-//! The YAML schema (SPEC section 3). Structs mirror the file one to one; unknown keys are rejected.
-//! Semantic checks that span fields live in `validate.rs`.
+//! The YAML schema (SPEC section 3); the `replicators` entries are in `replicator.rs`. Structs
+//! mirror the file one to one; unknown keys are rejected. Semantic checks that span fields live in
+//! `validate.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::replicator::ReplicatorConfig;
 use super::units::{ByteSize, HumanDuration};
 use crate::subject::Template;
 
@@ -57,9 +59,8 @@ pub struct Config {
     pub connections: BTreeMap<String, ConnectionConfig>,
     #[serde(default)]
     pub adapters: Vec<AdapterConfig>,
-    /// Parsed as raw YAML until replicators land; `validate` refuses them rather than ignore them.
     #[serde(default)]
-    pub replicators: Vec<serde_norway::Value>,
+    pub replicators: Vec<ReplicatorConfig>,
 }
 
 impl Config {

@@ -1,9 +1,10 @@
-//! Semantic checks of a parsed config (SPEC sections 3, 4 and 6).
+//! Semantic checks of a parsed config (SPEC sections 3 to 8).
 //!
 //! The schema only says which keys exist and what type they have; this module checks what spans
 //! fields and sections: names, references between sections, subjects and templates, the limits of
-//! numeric settings, and the combinations that would make ferry feed itself its own output or store
-//! Choria's periodic alive events twice. Every problem is collected (nothing stops at the first one),
+//! numeric settings, and the combinations that would make ferry feed itself its own output, store
+//! Choria's periodic alive events twice, copy a stream into itself, or configure a rate limit,
+//! sampling, advisories, heartbeat or election that could never work. Every problem is collected (nothing stops at the first one),
 //! each at the path of the key to change and with a message that says how to fix it, because
 //! `ferry check` is meant to be run once and then fixed in one pass.
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use ferry_adapter::Decoder;
 
+use super::replicator::{parse_start_time, ReplicatorConfig, SampleKey, StartPosition};
 use super::schema::{AdapterConfig, AdapterKind, Config, ConnectionConfig, FilterConfig};
 use super::units::{format_duration, format_size};
 use super::Problem;
@@ -27,6 +29,17 @@ pub const MAX_REPLICAS: usize = 5;
 /// Choria servers resend an identical alive event every 30 minutes; a `choria_lifecycle` output
 /// stream's duplicate window must be shorter, or the periodic resend would be dropped as a duplicate.
 pub const CHORIA_ALIVE_INTERVAL: Duration = Duration::from_secs(30 * 60);
+/// Longest replicator `checkpoint_interval`: after a crash ferry may re-read what was copied since
+/// the last checkpoint, and a replay older than the target's duplicate window is stored twice.
+pub const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3600);
+/// The NATS server's default max payload. A `bytes` limit must let a message this large pass;
+/// the target's actual max payload is checked again when the replicator starts.
+pub const NATS_DEFAULT_MAX_PAYLOAD: u64 = 1 << 20;
+/// Shortest heartbeat interval: every heartbeat is a message stored in the source stream and copied.
+pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// A leader stops copying this long before its election key could expire (SPEC section 8), so an
+/// election `ttl` must be longer than this or the leader would never copy.
+pub const ELECTION_SAFETY_MARGIN: Duration = Duration::from_secs(1);
 
 /// The template tokens each decoder kind fills (`token.N` stands for `token.1`, `token.2`, ...).
 /// Kept consistent with each decoder's `accepts_token` by a unit test.
@@ -53,18 +66,30 @@ fn probe_decoder(kind: AdapterKind) -> Box<dyn Decoder> {
 
 /// Every problem with `config`, in file order; empty when it is valid.
 pub fn validate(config: &Config) -> Vec<Problem> {
-    let indices: Vec<usize> = (0..config.adapters.len()).collect();
-    validate_parts(config, &indices, &BTreeSet::new())
+    let adapters: Vec<usize> = (0..config.adapters.len()).collect();
+    let replicators: Vec<usize> = (0..config.replicators.len()).collect();
+    validate_parts(
+        config,
+        &Positions {
+            adapters: &adapters,
+            replicators: &replicators,
+            broken_connections: &BTreeSet::new(),
+        },
+    )
 }
 
-/// [`validate`] for a config that was only partly parsed: `adapter_indices[i]` is the position in
-/// the file of `config.adapters[i]` (adapters that failed to parse are missing), and references to
-/// `broken_connections` (defined, but failed to parse) are not reported again.
-pub(crate) fn validate_parts(
-    config: &Config,
-    adapter_indices: &[usize],
-    broken_connections: &BTreeSet<String>,
-) -> Vec<Problem> {
+/// Where the parts of a partly parsed config sit in the file, so problem paths point at the right
+/// entry: `adapters[i]` is the position in the file of `config.adapters[i]` (entries that failed
+/// to parse are missing), likewise `replicators`; references to `broken_connections` (defined,
+/// but failed to parse) are not reported again.
+pub(crate) struct Positions<'a> {
+    pub adapters: &'a [usize],
+    pub replicators: &'a [usize],
+    pub broken_connections: &'a BTreeSet<String>,
+}
+
+/// [`validate`] for a config that was only partly parsed (see [`Positions`]).
+pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<Problem> {
     let mut out = Problems::default();
     if let Some(name) = &config.name {
         check_name(&mut out, "name", "instance name", name);
@@ -91,32 +116,76 @@ pub(crate) fn validate_parts(
     }
 
     let mut defined: Vec<&str> = config.connections.keys().map(String::as_str).collect();
-    defined.extend(broken_connections.iter().map(String::as_str));
+    defined.extend(positions.broken_connections.iter().map(String::as_str));
     defined.sort_unstable();
     defined.dedup();
-    let paths: Vec<String> = config
-        .adapters
-        .iter()
-        .enumerate()
-        .map(|(pos, _)| {
-            format!(
-                "adapters[{}]",
-                adapter_indices.get(pos).copied().unwrap_or(pos)
-            )
-        })
-        .collect();
-    for (adapter, base) in config.adapters.iter().zip(&paths) {
+    let adapter_paths = entry_paths("adapters", config.adapters.len(), positions.adapters);
+    for (adapter, base) in config.adapters.iter().zip(&adapter_paths) {
         check_adapter(&mut out, base, adapter, &defined);
     }
-    check_across_adapters(&mut out, &config.adapters, &paths);
+    check_across_adapters(&mut out, &config.adapters, &adapter_paths);
 
-    for index in 0..config.replicators.len() {
-        out.push(
-            format!("replicators[{index}]"),
-            "replicators are not supported by this version of ferry yet (remove this entry; adapters work as documented)",
-        );
+    let replicator_paths = entry_paths(
+        "replicators",
+        config.replicators.len(),
+        positions.replicators,
+    );
+    let adapters = AdapterOutputs {
+        adapters: &config.adapters,
+        paths: &adapter_paths,
+    };
+    for (replicator, base) in config.replicators.iter().zip(&replicator_paths) {
+        check_replicator(&mut out, base, replicator, &defined, &adapters);
     }
+    check_across_replicators(&mut out, &config.replicators, &replicator_paths);
+
+    let names = config
+        .adapters
+        .iter()
+        .map(|a| a.name.as_str())
+        .zip(&adapter_paths)
+        .chain(
+            config
+                .replicators
+                .iter()
+                .map(|r| r.name.as_str())
+                .zip(&replicator_paths),
+        );
+    check_pipeline_names(&mut out, names);
     out.0
+}
+
+/// `key[i]` for each of `count` parsed entries, `i` being its position in the file.
+fn entry_paths(key: &str, count: usize, positions: &[usize]) -> Vec<String> {
+    (0..count)
+        .map(|pos| format!("{key}[{}]", positions.get(pos).copied().unwrap_or(pos)))
+        .collect()
+}
+
+/// Pipeline names (adapters and replicators alike) must be unique: each is the `pipeline` metric
+/// label and the name in `/status`, and keys a spool, a checkpoint, sampling state or an election
+/// key. The first use of a name wins; every later one is reported.
+fn check_pipeline_names<'a>(
+    out: &mut Problems,
+    names: impl Iterator<Item = (&'a str, &'a String)>,
+) {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, path) in names {
+        if name.is_empty() {
+            continue;
+        }
+        match seen.get(name) {
+            Some(first) => out.push(
+                format!("{path}.name"),
+                format!(
+                    "{name:?} is already the name of {first} (pipeline names must be unique across adapters and replicators: they are the `pipeline` metric label and the name in /status, and key spools, checkpoints and sampling state); rename one"
+                ),
+            ),
+            None => {
+                seen.insert(name, path);
+            }
+        }
+    }
 }
 
 /// Collects problems.
@@ -643,7 +712,13 @@ fn check_adapter(out: &mut Problems, base: &str, adapter: &AdapterConfig, define
 
     check_kind_options(out, base, adapter, &inputs);
     if let Some(filter) = &adapter.filter {
-        check_filter(out, &format!("{base}.filter"), filter, &inputs);
+        check_filter(
+            out,
+            &format!("{base}.filter"),
+            filter,
+            &inputs,
+            "the adapter's subjects",
+        );
     }
 }
 
@@ -768,6 +843,16 @@ fn check_kind_options(out: &mut Problems, base: &str, adapter: &AdapterConfig, i
     }
 }
 
+/// A JSON field path: dot-separated, non-empty object keys.
+fn check_field_path(field: &str) -> Result<(), String> {
+    if field.is_empty() || field.split('.').any(str::is_empty) {
+        return Err(format!(
+            "{field:?} is not a valid field path (dot-separated object keys, e.g. data.identity)"
+        ));
+    }
+    Ok(())
+}
+
 /// A header name: non-empty printable ASCII without ':' or whitespace.
 fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -781,7 +866,15 @@ fn check_header_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_filter(out: &mut Problems, base: &str, filter: &FilterConfig, inputs: &[String]) {
+/// A `filter` (SPEC section 6). `inputs` are the subjects messages can arrive on, described by
+/// `scope` in messages; empty when unknown (a replicator's source stream not made by this file).
+fn check_filter(
+    out: &mut Problems,
+    base: &str,
+    filter: &FilterConfig,
+    inputs: &[String],
+    scope: &str,
+) {
     for (index, subject) in filter.subjects.iter().enumerate() {
         let path = format!("{base}.subjects[{index}]");
         match subject::validate(subject, true) {
@@ -790,7 +883,7 @@ fn check_filter(out: &mut Problems, base: &str, filter: &FilterConfig, inputs: &
                 if !inputs.is_empty() && !inputs.iter().any(|i| subject::overlaps(i, subject)) {
                     out.push(
                         path,
-                        format!("{subject:?} matches none of the adapter's subjects, so it never selects anything; widen it or remove it"),
+                        format!("{subject:?} matches none of {scope}, so it never selects anything; widen it or remove it"),
                     );
                 }
             }
@@ -815,11 +908,8 @@ fn check_filter(out: &mut Problems, base: &str, filter: &FilterConfig, inputs: &
             _ => {}
         }
         if let Some(field) = &predicate.field {
-            if field.is_empty() || field.split('.').any(str::is_empty) {
-                out.push(
-                    format!("{path}.field"),
-                    format!("{field:?} is not a valid field path (dot-separated object keys, e.g. data.identity)"),
-                );
+            if let Err(message) = check_field_path(field) {
+                out.push(format!("{path}.field"), message);
             }
         }
         if let Some(header) = &predicate.header {
@@ -877,27 +967,8 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
-/// Checks between adapters: unique names, and streams ferry creates on one connection.
+/// Checks between adapters: streams ferry creates on one connection.
 fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: &[String]) {
-    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
-    for (adapter, path) in adapters.iter().zip(paths) {
-        if adapter.name.is_empty() {
-            continue;
-        }
-        match names.get(adapter.name.as_str()) {
-            Some(first) => out.push(
-                format!("{path}.name"),
-                format!(
-                    "{:?} is already the name of {first} (adapter names must be unique: they key the spool and the metrics)",
-                    adapter.name
-                ),
-            ),
-            None => {
-                names.insert(&adapter.name, path);
-            }
-        }
-    }
-
     // Streams ferry would create (stream settings are used only when creating).
     let created: Vec<(usize, Vec<String>)> = adapters
         .iter()
@@ -956,6 +1027,476 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                         b.output_connection()
                     ),
                 );
+            }
+        }
+    }
+}
+
+/// The adapters of the file, to learn the subjects of a replicator's source stream when an
+/// adapter in the same file creates it.
+struct AdapterOutputs<'a> {
+    adapters: &'a [AdapterConfig],
+    paths: &'a [String],
+}
+
+impl AdapterOutputs<'_> {
+    /// The subjects of `stream` on `connection` and the adapter that creates it, when one of the
+    /// file's adapters creates it. Only created streams count: for a stream ferry does not create,
+    /// the server's configuration is unknown to `check`.
+    fn stream_subjects(&self, connection: &str, stream: &str) -> Option<(&str, Vec<String>)> {
+        self.adapters
+            .iter()
+            .zip(self.paths)
+            .filter(|(adapter, _)| {
+                adapter.output.create
+                    && adapter.output.stream == stream
+                    && adapter.output_connection() == connection
+            })
+            .map(|(adapter, path)| (path.as_str(), adapter.stream_subjects()))
+            .find(|(_, subjects)| !subjects.is_empty())
+    }
+}
+
+fn check_replicator(
+    out: &mut Problems,
+    base: &str,
+    replicator: &ReplicatorConfig,
+    defined: &[&str],
+    adapters: &AdapterOutputs<'_>,
+) {
+    check_name(
+        out,
+        &format!("{base}.name"),
+        "replicator name",
+        &replicator.name,
+    );
+    let (from, to) = (&replicator.from, &replicator.to);
+    check_reference(
+        out,
+        &format!("{base}.from.connection"),
+        &from.connection,
+        defined,
+    );
+    check_reference(
+        out,
+        &format!("{base}.to.connection"),
+        &to.connection,
+        defined,
+    );
+    if let Err(message) = check_stream_name(&from.stream) {
+        out.push(format!("{base}.from.stream"), message);
+    }
+    if let Err(message) = check_stream_name(&to.stream) {
+        out.push(format!("{base}.to.stream"), message);
+    }
+    if from.connection == to.connection && from.stream == to.stream {
+        out.push(
+            format!("{base}.to.stream"),
+            format!(
+                "is the source stream itself ({}/{}): the replicator would copy every message into the stream it reads from, without end; give another to.stream or to.connection",
+                from.connection, from.stream
+            ),
+        );
+    }
+    check_target(out, base, replicator);
+
+    // The source stream's subjects, when an adapter of this file creates it.
+    let source = adapters.stream_subjects(&from.connection, &from.stream);
+    let (inputs, scope) = match &source {
+        Some((path, subjects)) => (
+            subjects.clone(),
+            format!(
+                "the subjects of stream {} ([{}], created by {path})",
+                from.stream,
+                subjects.join(", ")
+            ),
+        ),
+        None => (Vec::new(), String::new()),
+    };
+    // The subjects actually read: the server-side filter when given, else the whole stream.
+    let read: Vec<String> = match &replicator.filter {
+        Some(filter) if !filter.subjects.is_empty() => filter.subjects.clone(),
+        _ => inputs.clone(),
+    };
+
+    match &replicator.start {
+        StartPosition::Sequence(0) => out.push(
+            format!("{base}.start.sequence"),
+            "must be 1 or more (stream sequences start at 1; use start: all to copy from the first message)",
+        ),
+        StartPosition::Time(text) => {
+            if let Err(message) = parse_start_time(text) {
+                out.push(format!("{base}.start.time"), message);
+            }
+        }
+        StartPosition::Since(since) if since.is_zero() => out.push(
+            format!("{base}.start.since"),
+            "must be longer than 0 (use start: new to copy only messages stored from now on)",
+        ),
+        _ => {}
+    }
+    if replicator.max_age.is_some_and(|age| age.0.is_zero()) {
+        out.push(
+            format!("{base}.max_age"),
+            "must be longer than 0, or every message would be skipped as too old (omit it to copy messages of any age)",
+        );
+    }
+    if replicator.max_in_flight == 0 || replicator.max_in_flight > MAX_IN_FLIGHT {
+        out.push(
+            format!("{base}.max_in_flight"),
+            format!(
+                "is {}; must be between 1 and {MAX_IN_FLIGHT} (default 1024)",
+                replicator.max_in_flight
+            ),
+        );
+    }
+    let interval = replicator.checkpoint_interval.0;
+    if interval.is_zero() {
+        out.push(
+            format!("{base}.checkpoint_interval"),
+            "must be longer than 0 (default 1s): it bounds how long an acknowledged position waits before it is stored",
+        );
+    } else if interval > MAX_CHECKPOINT_INTERVAL {
+        out.push(
+            format!("{base}.checkpoint_interval"),
+            format!(
+                "is {}; must be at most 1h (default 1s): after a crash ferry may re-read what was copied since the last checkpoint, and a replay older than the target's duplicate window is stored twice",
+                format_duration(interval)
+            ),
+        );
+    }
+
+    if let Some(filter) = &replicator.filter {
+        let path = format!("{base}.filter");
+        check_filter(out, &path, filter, &inputs, &scope);
+        // The subjects become the consumer's filter, and the server refuses overlapping ones.
+        for (later, subject) in filter.subjects.iter().enumerate() {
+            if subject::validate(subject, true).is_err() {
+                continue;
+            }
+            if let Some((earlier, other)) =
+                filter
+                    .subjects
+                    .iter()
+                    .enumerate()
+                    .take(later)
+                    .find(|(_, other)| {
+                        subject::validate(other, true).is_ok() && subject::overlaps(subject, other)
+                    })
+            {
+                out.push(
+                    format!("{path}.subjects[{later}]"),
+                    format!(
+                        "{subject:?} overlaps filter.subjects[{earlier}] ({other:?}): the server refuses a consumer whose filter subjects overlap; merge them into one pattern"
+                    ),
+                );
+            }
+        }
+    }
+
+    check_limit(out, base, replicator, &read);
+    check_advisories(out, base, replicator);
+    check_heartbeat(out, base, replicator, source.as_ref());
+
+    if let Some(election) = &replicator.leader_election {
+        let path = format!("{base}.leader_election");
+        if !valid_name(&election.bucket) {
+            out.push(
+                format!("{path}.bucket"),
+                format!(
+                    "{:?} is not a valid key-value bucket name (only A-Z, a-z, 0-9, _ and -; e.g. FERRY_ELECTIONS)",
+                    election.bucket
+                ),
+            );
+        }
+        if election.ttl.0 <= ELECTION_SAFETY_MARGIN {
+            out.push(
+                format!("{path}.ttl"),
+                format!(
+                    "is {}; must be longer than 1s (e.g. 10s): a leader stops copying 1s before its key could expire (last refresh + ttl - 1s), so with a shorter ttl it would never copy",
+                    format_duration(election.ttl.0)
+                ),
+            );
+        }
+    }
+}
+
+/// `to`: subject rewriting and the settings of a stream ferry creates.
+fn check_target(out: &mut Problems, base: &str, replicator: &ReplicatorConfig) {
+    let to = &replicator.to;
+    for (key, prefix) in [
+        ("subject_prefix", &to.subject_prefix),
+        ("subject_strip_prefix", &to.subject_strip_prefix),
+    ] {
+        if let Some(prefix) = prefix {
+            if let Err(message) = subject::validate(prefix, false) {
+                out.push(
+                    format!("{base}.to.{key}"),
+                    format!(
+                        "{message}: give a literal subject prefix of whole tokens, without wildcards or a trailing dot (e.g. FLEET)"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(replicas) = to.replicas {
+        if !(1..=MAX_REPLICAS).contains(&replicas) {
+            out.push(
+                format!("{base}.to.replicas"),
+                format!("is {replicas}; must be between 1 and {MAX_REPLICAS}"),
+            );
+        }
+    }
+    if let (Some(window), Some(max_age)) = (to.duplicate_window, to.max_age) {
+        if !max_age.0.is_zero() && window.0 > max_age.0 {
+            out.push(
+                format!("{base}.to.duplicate_window"),
+                format!(
+                    "is {}, longer than to.max_age ({}); the server refuses such a stream: shorten it or raise max_age",
+                    format_duration(window.0),
+                    format_duration(max_age.0)
+                ),
+            );
+        }
+    }
+}
+
+/// `limit`: rates whose burst can pass a message, and sampling settings. `read` are the subjects
+/// the replicator reads, when known.
+fn check_limit(out: &mut Problems, base: &str, replicator: &ReplicatorConfig, read: &[String]) {
+    let Some(limit) = &replicator.limit else {
+        return;
+    };
+    let path = format!("{base}.limit");
+    if let Some(rate) = &limit.rate {
+        if rate.burst() < 1.0 {
+            out.push(
+                format!("{path}.rate"),
+                format!(
+                    "is {rate}: its burst (one period's worth) is {} messages, less than one, so no message could ever pass; write a whole number over a longer period (e.g. 1/2s instead of 0.5/s)",
+                    rate.burst()
+                ),
+            );
+        }
+    }
+    if let Some(bytes) = &limit.bytes {
+        if bytes.burst() < NATS_DEFAULT_MAX_PAYLOAD {
+            out.push(
+                format!("{path}.bytes"),
+                format!(
+                    "is {bytes}: its burst (one period's worth, {}) is smaller than 1MiB, the NATS default max payload, so a large message could never pass; raise the amount or lengthen the period (e.g. 60MiB/m is 1MiB/s on average with a 60MiB burst). The target's actual max payload is checked again when the replicator starts",
+                    format_size(bytes.burst())
+                ),
+            );
+        }
+    }
+    let Some(sample) = &limit.sample else {
+        return;
+    };
+    let path = format!("{path}.sample");
+    if sample.interval.0.is_zero() {
+        out.push(
+            format!("{path}.interval"),
+            "must be longer than 0 (e.g. 1h: each sender is copied at most once per interval)",
+        );
+    }
+    match &sample.key {
+        SampleKey::Field(field) => {
+            if let Err(message) = check_field_path(field) {
+                out.push(format!("{path}.key.field"), message);
+            }
+        }
+        SampleKey::Header(header) => {
+            if let Err(message) = check_header_name(header) {
+                out.push(format!("{path}.key.header"), message);
+            }
+        }
+        SampleKey::SubjectToken(token) if *token == 0 || *token < -1 => out.push(
+            format!("{path}.key.subject_token"),
+            format!(
+                "is {token}; must be -1 (the whole subject) or 1 or more (subject tokens are counted from 1)"
+            ),
+        ),
+        SampleKey::SubjectToken(token) => {
+            if let Ok(n) = usize::try_from(*token) {
+                if !read.is_empty() && !some_subject_has_token(read, n) {
+                    out.push(
+                        format!("{path}.key.subject_token"),
+                        format!(
+                            "is {n}, but no subject read ([{}]) has {n} tokens, so no message would have a sample key and every message would be copied",
+                            read.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if sample.size_trigger.is_some_and(|size| size.0 == 0) {
+        out.push(
+            format!("{path}.size_trigger"),
+            "must be more than 0 (omit it to ignore size changes)",
+        );
+    }
+    if let Some(field) = &sample.force_field {
+        if let Err(message) = check_field_path(field) {
+            out.push(format!("{path}.force_field"), message);
+        }
+    }
+}
+
+/// `advisories`: they report on sampled senders, on a subject rendered from `{event}` and `{value}`.
+fn check_advisories(out: &mut Problems, base: &str, replicator: &ReplicatorConfig) {
+    let Some(advisories) = &replicator.advisories else {
+        return;
+    };
+    let path = format!("{base}.advisories");
+    if replicator.sample().is_none() {
+        // Reported where the missing key goes, as missing required keys are.
+        out.push(
+            format!("{base}.limit.sample"),
+            "is required when advisories are set: advisories report on sampled senders (new, timeout, recover, expire); add limit.sample with a key and an interval, or remove advisories",
+        );
+    }
+    match Template::parse(&advisories.subject) {
+        Err(message) => out.push(format!("{path}.subject"), message),
+        Ok(template) => {
+            for token in template.tokens() {
+                if token != "event" && token != "value" {
+                    out.push(
+                        format!("{path}.subject"),
+                        format!(
+                            "token {{{token}}} is not available in advisory subjects (only {{event}} and {{value}}, e.g. ferry.advisories.{{event}}.{{value}})"
+                        ),
+                    );
+                }
+            }
+            if template.literal_prefix().is_empty() {
+                out.push(
+                    format!("{path}.subject"),
+                    format!(
+                        "template {:?} has no literal prefix: it must start with fixed subject tokens (e.g. ferry.advisories.{{event}}.{{value}}), so the subjects ferry publishes on are known and can be permitted",
+                        advisories.subject
+                    ),
+                );
+            }
+        }
+    }
+    let timeout = advisories.timeout_after.map(|d| d.0);
+    if timeout.is_some_and(|d| d.is_zero()) {
+        out.push(
+            format!("{path}.timeout_after"),
+            "must be longer than 0 (omit it for no timeout advisories)",
+        );
+    }
+    if advisories.expire_after.is_some_and(|d| d.0.is_zero()) {
+        out.push(
+            format!("{path}.expire_after"),
+            "must be longer than 0 (omit it to use limit.sample.interval)",
+        );
+    }
+    if let (Some(timeout), Some(expire)) = (timeout, replicator.expire_after()) {
+        if !timeout.is_zero() && !expire.is_zero() && timeout >= expire {
+            let origin = if advisories.expire_after.is_some() {
+                "advisories.expire_after"
+            } else {
+                "limit.sample.interval, the default of expire_after"
+            };
+            out.push(
+                format!("{path}.timeout_after"),
+                format!(
+                    "is {}; must be shorter than expire_after ({} from {origin}): a sender is forgotten once expired, so it could never be reported as timed out; shorten timeout_after or set a longer advisories.expire_after",
+                    format_duration(timeout),
+                    format_duration(expire)
+                ),
+            );
+        }
+    }
+}
+
+/// `heartbeat`: one literal subject that lands in the source stream and is read back, at a sane
+/// interval. `source` is the source stream's creator and subjects, when this file creates it.
+fn check_heartbeat(
+    out: &mut Problems,
+    base: &str,
+    replicator: &ReplicatorConfig,
+    source: Option<&(&str, Vec<String>)>,
+) {
+    let Some(heartbeat) = &replicator.heartbeat else {
+        return;
+    };
+    let path = format!("{base}.heartbeat");
+    let subject = &heartbeat.subject;
+    match subject::validate(subject, false) {
+        Err(message) => out.push(
+            format!("{path}.subject"),
+            format!("{message} (heartbeats go to one literal subject in the source stream, e.g. CHORIA_REGISTRATION._heartbeat)"),
+        ),
+        Ok(()) => {
+            if let Some(filter) = &replicator.filter {
+                if !filter.subjects.is_empty()
+                    && !filter.subjects.iter().any(|p| subject::matches(p, subject))
+                {
+                    out.push(
+                        format!("{path}.subject"),
+                        format!(
+                            "{subject:?} is not selected by filter.subjects, so heartbeats would never be read back and copied, and copy delay could not be measured; add it to filter.subjects"
+                        ),
+                    );
+                }
+            }
+            if let Some((creator, subjects)) = source {
+                if !subjects.iter().any(|p| subject::matches(p, subject)) {
+                    out.push(
+                        format!("{path}.subject"),
+                        format!(
+                            "{subject:?} is not among the subjects of stream {} ([{}], created by {creator}), so heartbeats would not be stored in the source stream; choose a subject it listens on, or add one to that adapter's output.stream_subjects",
+                            replicator.from.stream,
+                            subjects.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if heartbeat.interval.0 < MIN_HEARTBEAT_INTERVAL {
+        out.push(
+            format!("{path}.interval"),
+            format!(
+                "is {}; must be at least 1s (e.g. 30s): every heartbeat is a message stored in the source stream and copied",
+                format_duration(heartbeat.interval.0)
+            ),
+        );
+    }
+}
+
+/// Checks between replicators: replicators sharing an election bucket on one connection share
+/// its ttl, because the bucket's max_age is the ttl and ferry refuses a bucket whose max_age
+/// differs (SPEC section 8), so the second one could never run.
+fn check_across_replicators(
+    out: &mut Problems,
+    replicators: &[ReplicatorConfig],
+    paths: &[String],
+) {
+    let mut buckets: BTreeMap<(&str, &str), (&str, Duration)> = BTreeMap::new();
+    for (replicator, path) in replicators.iter().zip(paths) {
+        let Some(election) = &replicator.leader_election else {
+            continue;
+        };
+        let key = (replicator.to.connection.as_str(), election.bucket.as_str());
+        match buckets.get(&key) {
+            Some((first, ttl)) if *ttl != election.ttl.0 => out.push(
+                format!("{path}.leader_election.ttl"),
+                format!(
+                    "is {}, but {first} uses bucket {} on connection {} with ttl {}: the bucket's max_age is the ttl, and ferry refuses to run with a bucket whose max_age differs; use the same ttl or another bucket",
+                    format_duration(election.ttl.0),
+                    election.bucket,
+                    replicator.to.connection,
+                    format_duration(*ttl)
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                buckets.insert(key, (path, election.ttl.0));
             }
         }
     }
@@ -1120,11 +1661,6 @@ adapters:
             &broken("name: ferry-dc1", "name: ferry-dc1\nshutdown_timeout: 0"),
             "shutdown_timeout",
             "longer than 0",
-        );
-        assert_problem(
-            &problems_of(&format!("{VALID}replicators:\n  - name: x\n")),
-            "replicators[0]",
-            "not supported by this version",
         );
     }
 
@@ -1588,6 +2124,518 @@ adapters:
         assert_eq!(
             paths,
             ["adapters[0].connection", "adapters[1].output.replicas"]
+        );
+    }
+
+    /// Replicators appended to [`VALID`]: the first reads the stream the `registration` adapter
+    /// creates (so its subjects are known), the second one the adapters do not create.
+    const REPLICATORS: &str = r#"replicators:
+  - name: registration-to-east
+    from: { connection: west, stream: CHORIA_REGISTRATION }
+    to:
+      connection: east
+      stream: CHORIA_REGISTRATION
+      create: true
+      duplicate_window: 10m
+      subject_prefix: FLEET
+      subject_strip_prefix: choria
+      replicas: 3
+      storage: file
+      max_age: 1d
+    start: { time: "2026-01-01T00:00:00Z" }
+    max_age: 1h
+    max_in_flight: 2048
+    ordering: subject
+    on_reject: skip
+    on_source_reset: restart
+    checkpoint_interval: 5s
+    filter:
+      subjects: ["choria.stream.input.registration.>"]
+      exclude_subjects: ["choria.stream.input.registration.test.>"]
+      match:
+        - { field: "sender", regex: "^web" }
+    limit:
+      rate: 2000/s
+      bytes: 10MiB/s
+      sample:
+        key: { field: sender }
+        interval: 1h
+        size_trigger: 1KiB
+        force_field: force_copy
+    advisories:
+      subject: "ferry.advisories.{event}.{value}"
+      timeout_after: 12m
+      reliable: true
+    heartbeat: { subject: "choria.stream.input.registration._heartbeat", interval: 30s }
+    leader_election: { bucket: FERRY_ELECTIONS, ttl: 10s }
+  - name: orders-to-west
+    from: { connection: east, stream: ORDERS }
+    to: { connection: west, stream: ORDERS }
+"#;
+
+    /// [`VALID`] with [`REPLICATORS`], whose first `from` is replaced by `to` (which must occur).
+    fn broken_replicator(from: &str, to: &str) -> Vec<Problem> {
+        assert!(REPLICATORS.contains(from), "fixture lacks {from:?}");
+        problems_of(&format!("{VALID}{}", REPLICATORS.replacen(from, to, 1)))
+    }
+
+    #[test]
+    fn valid_replicators_pass() {
+        assert_eq!(problems_of(&format!("{VALID}{REPLICATORS}")), Vec::new());
+        let config = parse_str(&format!("{VALID}{REPLICATORS}"), Path::new("x.yaml")).unwrap();
+        let replicator = &config.replicators[0];
+        assert_eq!(replicator.expire_after(), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            replicator
+                .to
+                .rewrite_subject("choria.stream.input.registration.n1"),
+            "FLEET.stream.input.registration.n1"
+        );
+        let plain = &config.replicators[1];
+        assert_eq!(plain.start, StartPosition::All);
+        assert_eq!(plain.max_in_flight, 1024);
+        assert_eq!(plain.checkpoint_interval.0, Duration::from_secs(1));
+        assert!(!plain.to.create);
+        // The shortest settings the rules allow.
+        assert_eq!(
+            broken_replicator(
+                "    to: { connection: west, stream: ORDERS }\n",
+                "    to: { connection: west, stream: ORDERS }\n    start: { sequence: 1 }\n    max_in_flight: 1\n    checkpoint_interval: 1h\n    limit: { rate: 1/h, bytes: 1MiB/s }\n    heartbeat: { subject: ORDERS.heartbeat, interval: 1s }\n    leader_election: { bucket: E, ttl: 1001ms }\n"
+            ),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn replicator_names_are_unique_across_pipelines() {
+        assert_problem(
+            &broken_replicator("name: orders-to-west", "name: orders.to.west"),
+            "replicators[1].name",
+            "replicator name \"orders.to.west\" may only use",
+        );
+        assert_problem(
+            &broken_replicator("name: orders-to-west", "name: lifecycle"),
+            "replicators[1].name",
+            "\"lifecycle\" is already the name of adapters[0] (pipeline names must be unique across adapters and replicators",
+        );
+        assert_problem(
+            &broken_replicator("name: orders-to-west", "name: registration-to-east"),
+            "replicators[1].name",
+            "already the name of replicators[0]",
+        );
+    }
+
+    #[test]
+    fn replicator_connections_and_streams() {
+        assert_problem(
+            &broken_replicator(
+                "from: { connection: east, stream: ORDERS }",
+                "from: { connection: north, stream: ORDERS }",
+            ),
+            "replicators[1].from.connection",
+            "\"north\", which is not defined (defined: east, west)",
+        );
+        assert_problem(
+            &broken_replicator(
+                "to: { connection: west, stream: ORDERS }",
+                "to: { connection: south, stream: ORDERS }",
+            ),
+            "replicators[1].to.connection",
+            "not defined",
+        );
+        assert_problem(
+            &broken_replicator("stream: ORDERS }", "stream: ORDERS.X }"),
+            "replicators[1].from.stream",
+            "not a valid stream name",
+        );
+        assert_problem(
+            &broken_replicator(
+                "to: { connection: west, stream: ORDERS }",
+                "to: { connection: west, stream: \"\" }",
+            ),
+            "replicators[1].to.stream",
+            "is empty",
+        );
+        assert_problem(
+            &broken_replicator(
+                "to: { connection: west, stream: ORDERS }",
+                "to: { connection: east, stream: ORDERS }",
+            ),
+            "replicators[1].to.stream",
+            "is the source stream itself (east/ORDERS)",
+        );
+        // The same stream name in another deployment, or another stream in the same one, is fine.
+        assert_eq!(
+            broken_replicator(
+                "to: { connection: west, stream: ORDERS }",
+                "to: { connection: east, stream: ORDERS_COPY, subject_prefix: COPY }",
+            ),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn replicator_subject_rewrites() {
+        for (bad, needle) in [
+            ("FLEET.>", "must not contain wildcards"),
+            ("FLEET.", "empty token"),
+            ("\"\"", "is empty"),
+            ("\"a b\"", "whitespace"),
+        ] {
+            assert_problem(
+                &broken_replicator("subject_prefix: FLEET", &format!("subject_prefix: {bad}")),
+                "replicators[0].to.subject_prefix",
+                needle,
+            );
+        }
+        assert_problem(
+            &broken_replicator(
+                "subject_strip_prefix: choria",
+                "subject_strip_prefix: \"*\"",
+            ),
+            "replicators[0].to.subject_strip_prefix",
+            "give a literal subject prefix of whole tokens",
+        );
+    }
+
+    #[test]
+    fn replicator_start_and_limits() {
+        let start = |value: &str| {
+            broken_replicator(
+                "start: { time: \"2026-01-01T00:00:00Z\" }",
+                &format!("start: {value}"),
+            )
+        };
+        assert_problem(
+            &start("{ sequence: 0 }"),
+            "replicators[0].start.sequence",
+            "must be 1 or more",
+        );
+        for bad in [
+            "yesterday",
+            "2026-01-01 00:00:00",
+            "2026-01-01T00:00:00",
+            "2026-13-01T00:00:00Z",
+        ] {
+            assert_problem(
+                &start(&format!("{{ time: {bad:?} }}")),
+                "replicators[0].start.time",
+                "use RFC3339 with a zone",
+            );
+        }
+        assert_problem(
+            &start("{ since: 0 }"),
+            "replicators[0].start.since",
+            "use start: new",
+        );
+        for good in [
+            "all",
+            "new",
+            "{ since: 2h }",
+            "{ time: \"2026-01-01T01:00:00.5+01:00\" }",
+        ] {
+            assert_eq!(start(good), Vec::new(), "{good}");
+        }
+        assert_problem(
+            &broken_replicator("    max_age: 1h\n", "    max_age: 0\n"),
+            "replicators[0].max_age",
+            "must be longer than 0",
+        );
+        for bad in ["0", "65537"] {
+            assert_problem(
+                &broken_replicator("max_in_flight: 2048", &format!("max_in_flight: {bad}")),
+                "replicators[0].max_in_flight",
+                "between 1 and 65536",
+            );
+        }
+        assert_problem(
+            &broken_replicator("checkpoint_interval: 5s", "checkpoint_interval: 0"),
+            "replicators[0].checkpoint_interval",
+            "must be longer than 0",
+        );
+        assert_problem(
+            &broken_replicator("checkpoint_interval: 5s", "checkpoint_interval: 61m"),
+            "replicators[0].checkpoint_interval",
+            "is 61m; must be at most 1h",
+        );
+    }
+
+    #[test]
+    fn replicator_target_stream_settings() {
+        assert_problem(
+            &broken_replicator("replicas: 3", "replicas: 6"),
+            "replicators[0].to.replicas",
+            "between 1 and 5",
+        );
+        assert_problem(
+            &broken_replicator("max_age: 1d", "max_age: 5m"),
+            "replicators[0].to.duplicate_window",
+            "longer than to.max_age (5m)",
+        );
+    }
+
+    #[test]
+    fn replicator_filters() {
+        assert_problem(
+            &broken_replicator("regex: \"^web\"", "regex: \"(\""),
+            "replicators[0].filter.match[0].regex",
+            "invalid regex",
+        );
+        assert_problem(
+            &broken_replicator(
+                "subjects: [\"choria.stream.input.registration.>\"]",
+                "subjects: [\"choria..x\"]",
+            ),
+            "replicators[0].filter.subjects[0]",
+            "empty token",
+        );
+        // The source stream is created by adapters[1], so its subjects are known.
+        assert_problem(
+            &broken_replicator(
+                "subjects: [\"choria.stream.input.registration.>\"]",
+                "subjects: [\"other.>\", \"choria.stream.input.registration.>\"]",
+            ),
+            "replicators[0].filter.subjects[0]",
+            "matches none of the subjects of stream CHORIA_REGISTRATION ([choria.stream.input.registration.>], created by adapters[1])",
+        );
+        assert_problem(
+            &broken_replicator(
+                "subjects: [\"choria.stream.input.registration.>\"]",
+                "subjects: [\"choria.stream.input.registration.>\", \"choria.stream.input.registration.web1\"]",
+            ),
+            "replicators[0].filter.subjects[1]",
+            "overlaps filter.subjects[0]",
+        );
+        assert_problem(
+            &broken_replicator(
+                "exclude_subjects: [\"choria.stream.input.registration.test.>\"]",
+                "exclude_subjects: [\"a.>.b\"]",
+            ),
+            "replicators[0].filter.exclude_subjects[0]",
+            "'>' must be the last token",
+        );
+    }
+
+    #[test]
+    fn replicator_rates_and_sampling() {
+        assert_problem(
+            &broken_replicator("rate: 2000/s", "rate: 0.5/s"),
+            "replicators[0].limit.rate",
+            "is 0.5/s: its burst (one period's worth) is 0.5 messages",
+        );
+        let problems = broken_replicator("bytes: 10MiB/s", "bytes: 512KiB/s");
+        assert_problem(
+            &problems,
+            "replicators[0].limit.bytes",
+            "is 512KiB/s: its burst (one period's worth, 512KiB) is smaller than 1MiB, the NATS default max payload",
+        );
+        assert_problem(
+            &problems,
+            "replicators[0].limit.bytes",
+            "checked again when the replicator starts",
+        );
+        // The same average with a larger burst is fine.
+        assert_eq!(
+            broken_replicator("bytes: 10MiB/s", "bytes: 30MiB/m"),
+            Vec::new()
+        );
+        assert_problem(
+            &broken_replicator("interval: 1h\n", "interval: 0\n"),
+            "replicators[0].limit.sample.interval",
+            "must be longer than 0",
+        );
+        for bad in ["0", "-2"] {
+            assert_problem(
+                &broken_replicator(
+                    "key: { field: sender }",
+                    &format!("key: {{ subject_token: {bad} }}"),
+                ),
+                "replicators[0].limit.sample.key.subject_token",
+                "must be -1 (the whole subject) or 1 or more",
+            );
+        }
+        for good in ["-1", "5"] {
+            assert_eq!(
+                broken_replicator(
+                    "key: { field: sender }",
+                    &format!("key: {{ subject_token: {good} }}")
+                ),
+                Vec::new(),
+                "{good}"
+            );
+        }
+        // Token 6 of subjects that have 5.
+        let yaml = format!(
+            "{VALID}{}",
+            REPLICATORS
+                .replacen(
+                    "subjects: [\"choria.stream.input.registration.>\"]",
+                    "subjects: [\"choria.stream.input.registration.*\"]",
+                    1
+                )
+                .replacen("key: { field: sender }", "key: { subject_token: 6 }", 1)
+        );
+        assert_problem(
+            &problems_of(&yaml),
+            "replicators[0].limit.sample.key.subject_token",
+            "is 6, but no subject read ([choria.stream.input.registration.*]) has 6 tokens",
+        );
+        assert_problem(
+            &broken_replicator("key: { field: sender }", "key: { field: \"a..b\" }"),
+            "replicators[0].limit.sample.key.field",
+            "not a valid field path",
+        );
+        assert_problem(
+            &broken_replicator("key: { field: sender }", "key: { header: \"a b\" }"),
+            "replicators[0].limit.sample.key.header",
+            "not a valid header name",
+        );
+        assert_problem(
+            &broken_replicator("size_trigger: 1KiB", "size_trigger: 0"),
+            "replicators[0].limit.sample.size_trigger",
+            "must be more than 0",
+        );
+        assert_problem(
+            &broken_replicator("force_field: force_copy", "force_field: \".x\""),
+            "replicators[0].limit.sample.force_field",
+            "not a valid field path",
+        );
+    }
+
+    #[test]
+    fn replicator_advisories() {
+        let without_sample = REPLICATORS.replacen(
+            "      sample:\n        key: { field: sender }\n        interval: 1h\n        size_trigger: 1KiB\n        force_field: force_copy\n",
+            "",
+            1,
+        );
+        assert_ne!(without_sample, REPLICATORS);
+        assert_problem(
+            &problems_of(&format!("{VALID}{without_sample}")),
+            "replicators[0].limit.sample",
+            "is required when advisories are set: advisories report on sampled senders",
+        );
+        assert_problem(
+            &broken_replicator("{event}.{value}\"", "{event}.{sender}\""),
+            "replicators[0].advisories.subject",
+            "token {sender} is not available in advisory subjects (only {event} and {value}",
+        );
+        assert_problem(
+            &broken_replicator(
+                "\"ferry.advisories.{event}.{value}\"",
+                "\"{event}.{value}\"",
+            ),
+            "replicators[0].advisories.subject",
+            "has no literal prefix",
+        );
+        assert_problem(
+            &broken_replicator("\"ferry.advisories.{event}.{value}\"", "\"ferry.{event\""),
+            "replicators[0].advisories.subject",
+            "unclosed",
+        );
+        // expire_after defaults to the sample interval (1h).
+        assert_problem(
+            &broken_replicator("timeout_after: 12m", "timeout_after: 1h"),
+            "replicators[0].advisories.timeout_after",
+            "is 1h; must be shorter than expire_after (1h from limit.sample.interval, the default of expire_after)",
+        );
+        assert_problem(
+            &broken_replicator(
+                "timeout_after: 12m",
+                "timeout_after: 12m\n      expire_after: 10m",
+            ),
+            "replicators[0].advisories.timeout_after",
+            "(10m from advisories.expire_after)",
+        );
+        assert_eq!(
+            broken_replicator(
+                "timeout_after: 12m",
+                "timeout_after: 2h\n      expire_after: 3h"
+            ),
+            Vec::new()
+        );
+        assert_problem(
+            &broken_replicator("timeout_after: 12m", "timeout_after: 0"),
+            "replicators[0].advisories.timeout_after",
+            "must be longer than 0",
+        );
+        assert_problem(
+            &broken_replicator("timeout_after: 12m", "expire_after: 0"),
+            "replicators[0].advisories.expire_after",
+            "must be longer than 0",
+        );
+    }
+
+    #[test]
+    fn replicator_heartbeats() {
+        let heartbeat = "choria.stream.input.registration._heartbeat";
+        assert_problem(
+            &broken_replicator(heartbeat, "choria.stream.input.registration.*"),
+            "replicators[0].heartbeat.subject",
+            "must not contain wildcards",
+        );
+        assert_problem(
+            &broken_replicator(
+                "subjects: [\"choria.stream.input.registration.>\"]",
+                "subjects: [\"choria.stream.input.registration.web.>\"]",
+            ),
+            "replicators[0].heartbeat.subject",
+            "is not selected by filter.subjects",
+        );
+        assert_problem(
+            &broken_replicator(heartbeat, "ferry.heartbeat"),
+            "replicators[0].heartbeat.subject",
+            "is not among the subjects of stream CHORIA_REGISTRATION",
+        );
+        assert_problem(
+            &broken_replicator("interval: 30s", "interval: 500ms"),
+            "replicators[0].heartbeat.interval",
+            "is 500ms; must be at least 1s",
+        );
+    }
+
+    #[test]
+    fn replicator_leader_election() {
+        assert_problem(
+            &broken_replicator("bucket: FERRY_ELECTIONS", "bucket: FERRY.ELECTIONS"),
+            "replicators[0].leader_election.bucket",
+            "not a valid key-value bucket name",
+        );
+        for bad in ["1s", "500ms"] {
+            assert_problem(
+                &broken_replicator("ttl: 10s", &format!("ttl: {bad}")),
+                "replicators[0].leader_election.ttl",
+                "must be longer than 1s",
+            );
+        }
+        // Sharing a bucket on one connection means sharing its ttl.
+        let second = "    to: { connection: west, stream: ORDERS }\n    leader_election: { bucket: FERRY_ELECTIONS, ttl: 20s }\n";
+        let problems = broken_replicator("    to: { connection: west, stream: ORDERS }\n", second);
+        assert_eq!(problems, Vec::new(), "another connection, another bucket");
+        let problems = broken_replicator(
+            "    to: { connection: west, stream: ORDERS }\n",
+            &second.replace("west, stream: ORDERS", "east, stream: ORDERS_EAST"),
+        );
+        assert_problem(
+            &problems,
+            "replicators[1].leader_election.ttl",
+            "is 20s, but replicators[0] uses bucket FERRY_ELECTIONS on connection east with ttl 10s",
+        );
+    }
+
+    #[test]
+    fn validate_checks_built_replicators() {
+        let mut config = parse_str(&format!("{VALID}{REPLICATORS}"), Path::new("x.yaml")).unwrap();
+        assert!(validate(&config).is_empty());
+        config.replicators[1].start = StartPosition::Time("soon".into());
+        config.replicators[0].to.subject_prefix = Some("A.*".into());
+        let paths: Vec<String> = validate(&config).into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "replicators[0].to.subject_prefix",
+                "replicators[1].start.time"
+            ]
         );
     }
 }
