@@ -11,6 +11,8 @@ use crate::config::schema::Config;
 use crate::connect::{self, ConnectError, Connection};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::replicator::checkpoint::{Checkpoint, Checkpoints, Forced};
+use crate::replicator::{Replicator, ReplicatorContext};
 use crate::state::{SledStore, StateDirLock, StateStore};
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
 
@@ -89,9 +91,33 @@ pub async fn run_until(
     }
     // Serve only now: with no pipeline registered yet, /readyz would report ready too early.
     let monitor = monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop_rx));
+    let mut replicators = Vec::new();
+    for replicator in &config.replicators {
+        let (Some(source), Some(target)) = (
+            connections.get(&replicator.from.connection),
+            connections.get(&replicator.to.connection),
+        ) else {
+            return Err(RunError::Config(format!(
+                "replicator {}: unknown connection (run `ferry check`)",
+                replicator.name
+            )));
+        };
+        let started = Replicator::start(ReplicatorContext {
+            config: replicator.clone(),
+            instance: instance.clone(),
+            source: source.clone(),
+            target: target.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            board: board.clone(),
+        })
+        .map_err(|error| RunError::Runtime(error.to_string()))?;
+        replicators.push(started);
+    }
     tracing::info!(
         instance = %instance,
         adapters = adapters.len(),
+        replicators = replicators.len(),
         state_dir = %config.state_dir.display(),
         "ferry running"
     );
@@ -128,6 +154,10 @@ async fn open_connections(
     for adapter in &config.adapters {
         used.push(&adapter.connection);
         used.push(adapter.output_connection());
+    }
+    for replicator in &config.replicators {
+        used.push(&replicator.from.connection);
+        used.push(&replicator.to.connection);
     }
     used.sort_unstable();
     used.dedup();
@@ -197,7 +227,61 @@ pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
             status.spool_bytes = spool.bytes();
         });
     }
+    let checkpoints =
+        Checkpoints::open(&store).map_err(|error| RunError::Runtime(error.to_string()))?;
+    for replicator in &config.replicators {
+        board.register(&replicator.name, PipelineKind::Replicator);
+        board.set_state(&replicator.name, PipelineState::Stopped, None);
+        let checkpoint = checkpoints
+            .load(&replicator.name)
+            .map_err(|error| RunError::Runtime(error.to_string()))?;
+        if let Some(checkpoint) = checkpoint {
+            board.update(&replicator.name, |status| {
+                status.position = Some(checkpoint.sequence);
+                if let Some(forced) = &checkpoint.forced {
+                    status.reason = Some(format!("next start forced to {forced:?} by ferry reset"));
+                }
+            });
+        }
+    }
     let mut json = board.to_json();
     json["running"] = serde_json::Value::Bool(false);
     Ok(json)
+}
+
+/// `ferry reset`: forces where a replicator starts next time (SPEC section 2). Offline only: the
+/// state store's lock makes sure no `ferry run` holds it.
+pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String, RunError> {
+    if !config.replicators.iter().any(|r| r.name == replicator) {
+        let known: Vec<&str> = config.replicators.iter().map(|r| r.name.as_str()).collect();
+        return Err(RunError::Config(format!(
+            "no replicator named {replicator:?} in the config (replicators: {known:?})"
+        )));
+    }
+    let forced = Forced::parse(position).map_err(RunError::Config)?;
+    let _lock = StateDirLock::acquire(&config.state_dir)
+        .map_err(|error| RunError::Runtime(error.to_string()))?;
+    let store =
+        SledStore::open(&config.state_dir).map_err(|error| RunError::Runtime(error.to_string()))?;
+    let checkpoints =
+        Checkpoints::open(&store).map_err(|error| RunError::Runtime(error.to_string()))?;
+    let previous = checkpoints
+        .load(replicator)
+        .map_err(|error| RunError::Runtime(error.to_string()))?;
+    let checkpoint = Checkpoint {
+        source: None,
+        sequence: previous.as_ref().map_or(0, |c| c.sequence),
+        forced: Some(forced.clone()),
+    };
+    checkpoints
+        .save(replicator, &checkpoint)
+        .and_then(|()| store.flush())
+        .map_err(|error| RunError::Runtime(error.to_string()))?;
+    Ok(format!(
+        "replicator {replicator}: next start forced to {forced:?} (was: {})",
+        previous.map_or("no checkpoint".to_string(), |c| format!(
+            "after sequence {}",
+            c.sequence
+        ))
+    ))
 }

@@ -47,6 +47,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Force where a replicator starts next time (offline: no `ferry run` may hold the state).
+    Reset {
+        #[arg(short, long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// The replicator's name.
+        replicator: String,
+        /// start, end, sequence:N (N is copied next) or time:RFC3339.
+        #[arg(long)]
+        to: String,
+    },
     /// A self-contained tour: a local nats-server, a simulated fleet and ferry adapting its events.
     Demo {
         /// Simulated nodes.
@@ -80,6 +90,11 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Status { config, json } => status(&config, json),
+        Command::Reset {
+            config,
+            replicator,
+            to,
+        } => reset(&config, &replicator, &to),
         Command::Demo {
             nodes,
             duration,
@@ -193,6 +208,20 @@ fn status(path: &std::path::Path, json: bool) -> ExitCode {
         print!("{}", ferry::status::render_table(&document));
     }
     ExitCode::SUCCESS
+}
+
+fn reset(path: &std::path::Path, replicator: &str, to: &str) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match app::reset(&config, replicator, to) {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => exit_with(&error),
+    }
 }
 
 fn demo(nodes: usize, duration: Duration, json: bool) -> ExitCode {

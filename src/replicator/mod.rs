@@ -1,6 +1,238 @@
 //! Replicators (SPEC section 5): copy a JetStream stream from one NATS deployment to another.
+//!
+//! ```text
+//! source stream ─ordered consumer─▶ loop/age/filter/sampling ─▶ rate limit ─▶ publish (acks in flight) ─▶ target
+//!                 from checkpoint+1          │ skipped: counted, checkpoint moves on     └─▶ watermark ─▶ checkpoint
+//! ```
+//! [`copier::Copier`] is the loop; the other modules are its parts.
 
 pub mod advisories;
+pub mod checkpoint;
+pub mod copier;
+pub mod headers;
 pub mod heartbeat;
 pub mod limits;
+pub mod resume;
 pub mod sampler;
+pub mod streams;
+pub mod watermark;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::replicator::ReplicatorConfig;
+use crate::connect::Connection;
+use crate::filter::Filter;
+use crate::metrics::Metrics;
+use crate::state::{StateError, StateStore};
+use crate::status::{PipelineKind, StatusBoard};
+use advisories::AdvisoryPublisher;
+use checkpoint::Checkpoints;
+use copier::Copier;
+use limits::RateLimiter;
+use sampler::Sampler;
+
+/// The replicator's metrics with its `pipeline` label applied.
+#[derive(Clone)]
+pub struct ReplicatorMetrics {
+    pub copied: IntCounter,
+    pub copied_bytes: IntCounter,
+    pub duplicates: IntCounter,
+    pub reordered: IntCounter,
+    pub source_sequence: IntGauge,
+    pub checkpoint_sequence: IntGauge,
+    pub lag: IntGauge,
+    pub is_leader: IntGauge,
+    pub copy_delay: Histogram,
+    skipped: IntCounterVec,
+    name: String,
+}
+
+impl ReplicatorMetrics {
+    pub fn new(metrics: &Metrics, name: &str) -> ReplicatorMetrics {
+        let labels = [name];
+        let bound = ReplicatorMetrics {
+            copied: metrics.replicator_copied.with_label_values(&labels),
+            copied_bytes: metrics.replicator_copied_bytes.with_label_values(&labels),
+            duplicates: metrics.replicator_duplicates.with_label_values(&labels),
+            reordered: metrics.replicator_reordered.with_label_values(&labels),
+            source_sequence: metrics
+                .replicator_source_sequence
+                .with_label_values(&labels),
+            checkpoint_sequence: metrics
+                .replicator_checkpoint_sequence
+                .with_label_values(&labels),
+            lag: metrics.replicator_lag.with_label_values(&labels),
+            is_leader: metrics.replicator_is_leader.with_label_values(&labels),
+            copy_delay: metrics.replicator_copy_delay.with_label_values(&labels),
+            skipped: metrics.replicator_skipped.clone(),
+            name: name.to_string(),
+        };
+        for reason in [
+            "filtered",
+            "sampled",
+            "age",
+            "rejected",
+            "source_gone",
+            "loop",
+        ] {
+            bound.skipped(reason);
+        }
+        bound
+    }
+
+    pub fn skipped(&self, reason: &str) -> IntCounter {
+        self.skipped.with_label_values(&[&self.name, reason])
+    }
+}
+
+/// Everything a replicator needs from the process.
+pub struct ReplicatorContext {
+    pub config: ReplicatorConfig,
+    pub instance: String,
+    pub source: Connection,
+    pub target: Connection,
+    pub store: Arc<dyn StateStore>,
+    pub metrics: Arc<Metrics>,
+    pub board: Arc<StatusBoard>,
+}
+
+/// Why a replicator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("replicator {replicator}: {source}")]
+    State {
+        replicator: String,
+        source: StateError,
+    },
+    #[error("replicator {replicator}: {message}")]
+    Config { replicator: String, message: String },
+}
+
+/// A running replicator.
+pub struct Replicator {
+    name: String,
+    task: JoinHandle<()>,
+    heartbeat: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    deadline: watch::Sender<bool>,
+}
+
+impl Replicator {
+    pub fn start(context: ReplicatorContext) -> Result<Replicator, StartError> {
+        let ReplicatorContext {
+            config,
+            instance,
+            source,
+            target,
+            store,
+            metrics,
+            board,
+        } = context;
+        let name = config.name.clone();
+        let config_error = |message: String| StartError::Config {
+            replicator: name.clone(),
+            message,
+        };
+        let state_error = |source: StateError| StartError::State {
+            replicator: name.clone(),
+            source,
+        };
+        let filter = match &config.filter {
+            Some(filter) => Filter::compile(filter).map_err(config_error)?,
+            None => Filter::accept_all(),
+        };
+        let sample = config
+            .limit
+            .as_ref()
+            .and_then(|limit| limit.sample.as_ref());
+        let sampler = sample
+            .map(|sample| Sampler::open(store.as_ref(), &name, sample, config.advisories.as_ref()))
+            .transpose()
+            .map_err(state_error)?;
+        let limiter = config
+            .limit
+            .as_ref()
+            .and_then(|limit| RateLimiter::new(limit.rate, limit.bytes));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (deadline_tx, deadline_rx) = watch::channel(false);
+        let advisories = match &config.advisories {
+            Some(advisories) => Some(
+                AdvisoryPublisher::spawn(
+                    source.client.clone(),
+                    advisories,
+                    instance.clone(),
+                    name.clone(),
+                    metrics.clone(),
+                    stop_rx.clone(),
+                )
+                .map_err(config_error)?,
+            ),
+            None => None,
+        };
+        let heartbeat = config.heartbeat.as_ref().map(|heartbeat| {
+            heartbeat::spawn(
+                source.jetstream(16),
+                heartbeat.subject.clone(),
+                heartbeat.interval.0,
+                instance.clone(),
+                name.clone(),
+                stop_rx.clone(),
+            )
+        });
+        if config.leader_election.is_some() {
+            tracing::warn!(replicator = %name, "leader_election is not active in this version: this instance copies as if it were the leader");
+        }
+        let replicator_metrics = ReplicatorMetrics::new(&metrics, &name);
+        replicator_metrics.is_leader.set(1);
+        board.register(&name, PipelineKind::Replicator);
+        let copier = Copier {
+            checkpoints: Checkpoints::open(store.as_ref()).map_err(state_error)?,
+            source_js: source.jetstream(16),
+            target_js: target.jetstream(config.max_in_flight),
+            instance,
+            source,
+            target,
+            filter,
+            sampler,
+            limiter,
+            advisories,
+            metrics: replicator_metrics,
+            board,
+            stop: stop_rx,
+            deadline: deadline_rx,
+            config,
+        };
+        Ok(Replicator {
+            name,
+            task: tokio::spawn(copier.run()),
+            heartbeat,
+            stop: stop_tx,
+            deadline: deadline_tx,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Graceful stop: no new reads, in-flight acks awaited until `timeout`, checkpoint saved.
+    pub async fn stop(self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        tokio::select! {
+            _ = &mut task => {}
+            _ = tokio::time::sleep(timeout) => {
+                let _ = self.deadline.send(true);
+                let _ = task.await;
+            }
+        }
+        if let Some(heartbeat) = self.heartbeat {
+            heartbeat.abort();
+        }
+    }
+}

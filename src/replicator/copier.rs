@@ -1,0 +1,715 @@
+//! The copy loop of one replicator (SPEC section 5): read the source with an ordered consumer,
+//! decide per message (loop, age, filter, sampling), publish to the target with up to
+//! `max_in_flight` acks outstanding, and move the checkpoint over what is done.
+//!
+//! A *session* is one consumer from one resume position. It ends when ferry stops, when the
+//! target needs an operator (a permanent reject under `on_reject: pause`, a recreated source under
+//! `on_source_reset: pause`), or when the source or consumer fails; then the supervisor starts a
+//! new session after a backoff, from the checkpoint. While the target is down the session stays:
+//! reading pauses and the failed publishes are retried with backoff until they go through, so no
+//! buffer grows without bound.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, Message};
+use async_nats::HeaderMap;
+use backon::BackoffBuilder;
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::advisories::AdvisoryPublisher;
+use super::checkpoint::{Checkpoint, Checkpoints};
+use super::headers::{is_loop, target_headers, Stamp};
+use super::limits::RateLimiter;
+use super::resume::{self, Resume};
+use super::sampler::{Decision, Sampler};
+use super::streams::{self, SourceInfo, StreamError};
+use super::watermark::Watermark;
+use super::ReplicatorMetrics;
+use crate::ack::{classify, Outcome};
+use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig};
+use crate::connect::Connection;
+use crate::filter::{Filter, Verdict};
+use crate::status::{PipelineState, StatusBoard};
+use crate::subject;
+
+/// How often idle senders are looked for (timeout and expire advisories).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest pause between retries while the target or source is away.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+
+/// How a session ended.
+enum SessionEnd {
+    Stopped,
+    /// Retry later with a new session.
+    Retry(String),
+    /// Wait for the operator.
+    Halt(PipelineState, String),
+}
+
+/// What woke the copy loop.
+enum Event {
+    Stop,
+    Ack(Pending, Outcome),
+    Checkpoint,
+    Sweep,
+    Read(Box<Option<Result<Message, jetstream::consumer::pull::OrderedError>>>),
+}
+
+/// One message on its way to the target.
+struct Pending {
+    sequence: u64,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+    published: OffsetDateTime,
+    attempts: u32,
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = (Pending, Outcome)> + Send>>;
+
+/// Header lookup over an optional JetStream header map, for filters.
+struct Headers<'a>(Option<&'a HeaderMap>);
+
+impl ferry_adapter::HeaderLookup for Headers<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0?.get(name).map(|value| value.as_str())
+    }
+}
+
+pub struct Copier {
+    pub config: ReplicatorConfig,
+    pub instance: String,
+    pub source: Connection,
+    pub target: Connection,
+    pub source_js: jetstream::Context,
+    pub target_js: jetstream::Context,
+    pub checkpoints: Checkpoints,
+    pub filter: Filter,
+    pub sampler: Option<Sampler>,
+    pub limiter: Option<RateLimiter>,
+    pub advisories: Option<AdvisoryPublisher>,
+    pub metrics: ReplicatorMetrics,
+    pub board: Arc<StatusBoard>,
+    pub stop: watch::Receiver<bool>,
+    /// Becomes true when the shutdown deadline passed: stop waiting for acks.
+    pub deadline: watch::Receiver<bool>,
+}
+
+/// Per-session state.
+struct Session {
+    source: SourceInfo,
+    target_origin: String,
+    watermark: Watermark,
+    saved: u64,
+    in_flight: FuturesUnordered<AckFuture>,
+    /// Subjects with a publish in flight (`ordering: subject`).
+    busy_subjects: HashMap<String, usize>,
+    /// A message waiting for its subject to be free (`ordering: subject`).
+    held: Option<Message>,
+    highest_acked: u64,
+}
+
+impl Copier {
+    /// Runs sessions until ferry stops.
+    pub async fn run(mut self) {
+        let mut backoff = new_backoff();
+        loop {
+            match self.session().await {
+                SessionEnd::Stopped => break,
+                SessionEnd::Retry(reason) => {
+                    tracing::warn!(replicator = %self.config.name, %reason, "replicator interrupted; retrying");
+                    self.board.set_state(
+                        &self.config.name,
+                        PipelineState::Disconnected,
+                        Some(reason.clone()),
+                    );
+                    self.board.record_error(&self.config.name, &reason);
+                    if !self.pause(backoff.next().unwrap_or(MAX_BACKOFF)).await {
+                        break;
+                    }
+                }
+                SessionEnd::Halt(state, reason) => {
+                    tracing::error!(replicator = %self.config.name, %reason, "replicator stopped until an operator acts");
+                    self.board
+                        .set_state(&self.config.name, state, Some(reason.clone()));
+                    self.board.record_error(&self.config.name, &reason);
+                    let _ = self.stop.wait_for(|stop| *stop).await;
+                    break;
+                }
+            }
+        }
+        if let Some(sampler) = &self.sampler {
+            if let Err(error) = sampler.flush() {
+                tracing::error!(replicator = %self.config.name, %error, "cannot save sampling state");
+            }
+        }
+    }
+
+    /// Sleeps unless ferry stops first; returns whether to go on.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        let mut stop = self.stop.clone();
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = stop.wait_for(|stop| *stop) => true,
+        };
+        !stopped && !*self.stop.borrow()
+    }
+
+    async fn session(&mut self) -> SessionEnd {
+        let source = match streams::source_info(&self.source_js, &self.config).await {
+            Ok(source) => source,
+            Err(error) => return end_for(error, PipelineState::Failed),
+        };
+        let target_origin =
+            match streams::ensure_target(&self.target_js, &self.config, &source).await {
+                Ok(origin) => origin,
+                Err(error) => return end_for(error, PipelineState::Failed),
+            };
+        let checkpoint = match self.checkpoints.load(&self.config.name) {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => return SessionEnd::Retry(format!("cannot read checkpoint: {error}")),
+        };
+        let needs_target_check = checkpoint.as_ref().is_none_or(|c| c.forced.is_none());
+        let last_copied = if needs_target_check {
+            match streams::last_copied(&self.target_js, &self.config, &source).await {
+                Ok(last) => last,
+                Err(error) => return end_for(error, PipelineState::Failed),
+            }
+        } else {
+            None
+        };
+        let resume = match resume::compute(&self.config, checkpoint.as_ref(), &source, last_copied)
+        {
+            Ok(resume) => resume,
+            Err(error) => return end_for(error, PipelineState::Paused),
+        };
+        self.count_source_gone(&resume, &source);
+        let mut messages = match self.consumer(&resume).await {
+            Ok(messages) => messages,
+            Err(reason) => return SessionEnd::Retry(reason),
+        };
+        tracing::info!(replicator = %self.config.name, source = %source.identity, reason = %resume.reason, "replicator reading");
+        let mut session = Session {
+            source,
+            target_origin,
+            watermark: Watermark::new(resume.done_through),
+            saved: u64::MAX,
+            in_flight: FuturesUnordered::new(),
+            busy_subjects: HashMap::new(),
+            held: None,
+            highest_acked: 0,
+        };
+        // A forced position is used once: record it as a normal checkpoint right away.
+        self.save(&mut session);
+        self.board
+            .set_state(&self.config.name, PipelineState::Running, None);
+        self.copy(&mut session, &mut messages).await
+    }
+
+    /// Source messages that retention or a purge removed before ferry read them.
+    fn count_source_gone(&self, resume: &Resume, source: &SourceInfo) {
+        let Some(first_wanted) = resume.first_sequence() else {
+            return;
+        };
+        if first_wanted < source.first_sequence && source.last_sequence > 0 {
+            let gone = source.first_sequence - first_wanted;
+            self.metrics.skipped("source_gone").inc_by(gone);
+            tracing::warn!(
+                replicator = %self.config.name,
+                from = first_wanted,
+                to = source.first_sequence - 1,
+                gone,
+                "source messages were removed before they could be copied (retention or purge)"
+            );
+        }
+    }
+
+    async fn consumer(
+        &self,
+        resume: &Resume,
+    ) -> Result<jetstream::consumer::pull::Ordered, String> {
+        let stream = self
+            .source_js
+            .get_stream(&self.config.from.stream)
+            .await
+            .map_err(|error| format!("source stream {}: {error}", self.config.from.stream))?;
+        let filter_subjects = self.filter.server_subjects().to_vec();
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subjects,
+                deliver_policy: resume.deliver,
+                max_batch: self.config.max_in_flight.clamp(64, 4096) as i64,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot create the ordered consumer on {}: {error}",
+                    self.config.from.stream
+                )
+            })?;
+        consumer
+            .messages()
+            .await
+            .map_err(|error| format!("cannot read {}: {error}", self.config.from.stream))
+    }
+
+    async fn copy(
+        &mut self,
+        session: &mut Session,
+        messages: &mut jetstream::consumer::pull::Ordered,
+    ) -> SessionEnd {
+        let max = self.config.max_in_flight.max(1);
+        let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval.0);
+        let mut sweep_tick = tokio::time::interval(SWEEP_INTERVAL);
+        let mut stop = self.stop.clone();
+        loop {
+            // A held message goes first once its subject is free.
+            if let Some(message) = session.held.take() {
+                if session.busy_subjects.contains_key(message.subject.as_str()) {
+                    session.held = Some(message);
+                } else if let Some(end) = self.process(session, message).await {
+                    return end;
+                }
+            }
+            let can_read = session.in_flight.len() < max && session.held.is_none();
+            let event = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => Event::Stop,
+                Some((pending, outcome)) = session.in_flight.next(), if !session.in_flight.is_empty() => {
+                    Event::Ack(pending, outcome)
+                }
+                _ = checkpoint_tick.tick() => Event::Checkpoint,
+                _ = sweep_tick.tick(), if self.sampler.is_some() => Event::Sweep,
+                next = messages.next(), if can_read => Event::Read(Box::new(next)),
+            };
+            match event {
+                Event::Read(next) => match *next {
+                    Some(Ok(message)) => {
+                        if let Some(end) = self.process(session, message).await {
+                            return end;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        self.drain(session).await;
+                        return SessionEnd::Retry(format!("reading the source failed: {error}"));
+                    }
+                    None => {
+                        self.drain(session).await;
+                        return SessionEnd::Retry("the source consumer ended".into());
+                    }
+                },
+                Event::Stop => {
+                    self.drain(session).await;
+                    return SessionEnd::Stopped;
+                }
+                Event::Ack(pending, outcome) => {
+                    if let Some(end) = self.finish(session, pending, outcome).await {
+                        return end;
+                    }
+                }
+                Event::Checkpoint => {
+                    self.save(session);
+                    if let Some(sampler) = &self.sampler {
+                        if let Err(error) = sampler.flush() {
+                            tracing::error!(replicator = %self.config.name, %error, "cannot save sampling state");
+                        }
+                    }
+                }
+                Event::Sweep => self.sweep(),
+            }
+        }
+    }
+
+    /// Decides one source message: skip it (counted, checkpoint moves on) or publish it.
+    async fn process(&mut self, session: &mut Session, message: Message) -> Option<SessionEnd> {
+        let info = match message.info() {
+            Ok(info) => (info.stream_sequence, info.pending, info.published),
+            Err(error) => {
+                tracing::warn!(replicator = %self.config.name, %error, "source message without metadata; ignoring it");
+                return None;
+            }
+        };
+        let (sequence, pending, published) = info;
+        if self.config.ordering == Ordering::Subject
+            && session.busy_subjects.contains_key(message.subject.as_str())
+        {
+            session.held = Some(message);
+            return None;
+        }
+        session.watermark.deliver(sequence);
+        self.metrics.source_sequence.set(sequence as i64);
+        self.metrics.lag.set(pending as i64);
+        if let Some(reason) = self.skip_reason(session, &message, published) {
+            self.metrics.skipped(reason).inc();
+            session.watermark.complete(sequence);
+            return None;
+        }
+        let size = message.payload.len();
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire(size).await;
+        }
+        let timestamp_ms = published.unix_timestamp_nanos() / 1_000_000;
+        let stamp = Stamp {
+            source: &session.source.identity,
+            instance: &self.instance,
+            replicator: &self.config.name,
+            target_stream: &self.config.to.stream,
+        };
+        let pending = Pending {
+            sequence,
+            subject: self
+                .config
+                .to
+                .rewrite_subject(message.subject.as_str())
+                .into_owned(),
+            headers: target_headers(message.headers.as_ref(), sequence, timestamp_ms, &stamp),
+            payload: message.payload.clone(),
+            published,
+            attempts: 0,
+        };
+        self.send(session, pending).await;
+        None
+    }
+
+    /// Why a message is not copied, if it is not.
+    fn skip_reason(
+        &self,
+        session: &Session,
+        message: &Message,
+        published: OffsetDateTime,
+    ) -> Option<&'static str> {
+        let headers = message.headers.as_ref();
+        if is_loop(headers, &session.target_origin) {
+            return Some("loop");
+        }
+        if let Some(max_age) = self.config.max_age {
+            let age = OffsetDateTime::now_utc() - published;
+            if age > time::Duration::try_from(max_age.0).unwrap_or(time::Duration::MAX) {
+                return Some("age");
+            }
+        }
+        if !self.filter.is_pass_through()
+            && self.filter.check(
+                message.subject.as_str(),
+                &message.payload,
+                &Headers(headers),
+            ) != Verdict::Accept
+        {
+            return Some("filtered");
+        }
+        if let Some(sampler) = &self.sampler {
+            let now = unix_now();
+            let (decision, advisory) =
+                sampler.decide(message.subject.as_str(), headers, &message.payload, now);
+            if let (Some(advisory), Some(publisher)) = (advisory, &self.advisories) {
+                publisher.send(advisory);
+            }
+            if decision == Decision::Skip {
+                return Some("sampled");
+            }
+        }
+        None
+    }
+
+    /// Publishes; the ack comes back through `in_flight`.
+    async fn send(&self, session: &mut Session, pending: Pending) {
+        if self.config.ordering == Ordering::Subject {
+            *session
+                .busy_subjects
+                .entry(pending.subject.clone())
+                .or_insert(0) += 1;
+        }
+        let ack = self.publish(pending).await;
+        session.in_flight.push(ack);
+    }
+
+    async fn publish(&self, mut pending: Pending) -> AckFuture {
+        pending.attempts += 1;
+        let message = PublishMessage::build()
+            .payload(pending.payload.clone())
+            .headers(pending.headers.clone());
+        if !self.target.is_connected() {
+            let reason = format!("connection {} is down", self.target.name);
+            return Box::pin(async move { (pending, Outcome::Outage(reason)) });
+        }
+        match self
+            .target_js
+            .send_publish(pending.subject.clone(), message)
+            .await
+        {
+            Ok(ack) => Box::pin(async move {
+                let outcome = classify(ack.await);
+                (pending, outcome)
+            }),
+            Err(error) => {
+                let outcome = classify(Err(error));
+                Box::pin(async move { (pending, outcome) })
+            }
+        }
+    }
+
+    /// Accounts for one ack. Returns how the session ends, if it must.
+    async fn finish(
+        &mut self,
+        session: &mut Session,
+        pending: Pending,
+        outcome: Outcome,
+    ) -> Option<SessionEnd> {
+        let outcome = match outcome {
+            Outcome::NoResponders => self.resolve_no_responders(&pending.subject).await,
+            other => other,
+        };
+        match outcome {
+            Outcome::Stored { duplicate } => {
+                self.release_subject(session, &pending.subject);
+                if duplicate {
+                    self.metrics.duplicates.inc();
+                } else {
+                    self.metrics.copied.inc();
+                    self.metrics
+                        .copied_bytes
+                        .inc_by(pending.payload.len() as u64);
+                    let delay = (OffsetDateTime::now_utc() - pending.published).as_seconds_f64();
+                    self.metrics.copy_delay.observe(delay.max(0.0));
+                }
+                if pending.attempts > 1 && pending.sequence < session.highest_acked {
+                    self.metrics.reordered.inc();
+                }
+                session.highest_acked = session.highest_acked.max(pending.sequence);
+                session.watermark.complete(pending.sequence);
+                None
+            }
+            Outcome::Rejected { reason, detail } => {
+                self.release_subject(session, &pending.subject);
+                tracing::error!(
+                    replicator = %self.config.name,
+                    source_sequence = pending.sequence,
+                    subject = %pending.subject,
+                    reason,
+                    %detail,
+                    "the target rejected a message"
+                );
+                match self.config.on_reject {
+                    OnReject::Skip => {
+                        self.metrics.skipped("rejected").inc();
+                        session.watermark.complete(pending.sequence);
+                        None
+                    }
+                    OnReject::Pause => {
+                        self.drain(session).await;
+                        Some(SessionEnd::Halt(
+                            PipelineState::Paused,
+                            format!(
+                                "the target rejected source sequence {} ({reason}: {detail}); on_reject is pause — fix the target or set on_reject: skip, then restart",
+                                pending.sequence
+                            ),
+                        ))
+                    }
+                }
+            }
+            Outcome::Outage(reason) | Outcome::StreamUnavailable(reason) => {
+                self.ride_out_outage(session, pending, reason).await
+            }
+            Outcome::NoResponders => {
+                self.ride_out_outage(session, pending, "no responders".into())
+                    .await
+            }
+        }
+    }
+
+    fn release_subject(&self, session: &mut Session, subject: &str) {
+        if self.config.ordering != Ordering::Subject {
+            return;
+        }
+        if let Some(count) = session.busy_subjects.get_mut(subject) {
+            *count -= 1;
+            if *count == 0 {
+                session.busy_subjects.remove(subject);
+            }
+        }
+    }
+
+    /// The target is not taking writes: stop reading, collect every publish still in flight, and
+    /// retry the failed ones (in source order) with backoff until all are stored.
+    async fn ride_out_outage(
+        &mut self,
+        session: &mut Session,
+        first: Pending,
+        reason: String,
+    ) -> Option<SessionEnd> {
+        tracing::warn!(replicator = %self.config.name, %reason, "the target is not accepting writes; reading paused, retrying");
+        self.board.set_state(
+            &self.config.name,
+            PipelineState::Disconnected,
+            Some(format!("target unavailable: {reason}")),
+        );
+        let mut failed = vec![first];
+        let mut backoff = new_backoff();
+        loop {
+            while let Some((pending, outcome)) = session.in_flight.next().await {
+                let outcome = match outcome {
+                    Outcome::NoResponders => self.resolve_no_responders(&pending.subject).await,
+                    other => other,
+                };
+                match outcome {
+                    Outcome::Outage(_) | Outcome::StreamUnavailable(_) | Outcome::NoResponders => {
+                        failed.push(pending)
+                    }
+                    other => {
+                        if let Some(end) = Box::pin(self.finish(session, pending, other)).await {
+                            return Some(end);
+                        }
+                    }
+                }
+            }
+            if failed.is_empty() {
+                self.board
+                    .set_state(&self.config.name, PipelineState::Running, None);
+                tracing::info!(replicator = %self.config.name, "the target accepts writes again; reading resumed");
+                return None;
+            }
+            if !self.pause(backoff.next().unwrap_or(MAX_BACKOFF)).await {
+                // Stopping: the unacked messages stay after the checkpoint and are read again.
+                self.save(session);
+                return Some(SessionEnd::Stopped);
+            }
+            if let Err(error) =
+                streams::ensure_target(&self.target_js, &self.config, &session.source).await
+            {
+                self.board.set_state(
+                    &self.config.name,
+                    PipelineState::Disconnected,
+                    Some(format!("target unavailable: {error}")),
+                );
+                continue;
+            }
+            failed.sort_by_key(|pending| pending.sequence);
+            for pending in failed.drain(..) {
+                let ack = self.publish(pending).await;
+                session.in_flight.push(ack);
+            }
+        }
+    }
+
+    /// "No responders": a reject when the target stream is there but does not listen on the
+    /// subject, an outage otherwise.
+    async fn resolve_no_responders(&self, target_subject: &str) -> Outcome {
+        match self.target_js.get_stream(&self.config.to.stream).await {
+            Ok(stream) => {
+                let subjects = &stream.cached_info().config.subjects;
+                if subjects.iter().any(|s| subject::matches(s, target_subject)) {
+                    Outcome::Outage(format!("no responders for {target_subject}"))
+                } else {
+                    Outcome::Rejected {
+                        reason: "no_responders",
+                        detail: format!(
+                            "target stream {} does not listen on {target_subject} (its subjects: {subjects:?})",
+                            self.config.to.stream
+                        ),
+                    }
+                }
+            }
+            Err(error) => Outcome::StreamUnavailable(format!(
+                "target stream {}: {error}",
+                self.config.to.stream
+            )),
+        }
+    }
+
+    /// Waits for the publishes in flight (until the shutdown deadline) and saves the checkpoint.
+    async fn drain(&mut self, session: &mut Session) {
+        let mut deadline = self.deadline.clone();
+        while !session.in_flight.is_empty() {
+            let next = tokio::select! {
+                next = session.in_flight.next() => next,
+                _ = deadline.wait_for(|passed| *passed) => None,
+            };
+            let Some((pending, outcome)) = next else {
+                break;
+            };
+            {
+                {
+                    if let Outcome::Stored { duplicate } = outcome {
+                        if duplicate {
+                            self.metrics.duplicates.inc();
+                        } else {
+                            self.metrics.copied.inc();
+                            self.metrics
+                                .copied_bytes
+                                .inc_by(pending.payload.len() as u64);
+                        }
+                        session.watermark.complete(pending.sequence);
+                    }
+                }
+            }
+        }
+        self.save(session);
+    }
+
+    fn save(&self, session: &mut Session) {
+        let sequence = session.watermark.done_through();
+        if sequence == session.saved {
+            return;
+        }
+        let checkpoint = Checkpoint {
+            source: Some(session.source.identity.clone()),
+            sequence,
+            forced: None,
+        };
+        match self.checkpoints.save(&self.config.name, &checkpoint) {
+            Ok(()) => {
+                session.saved = sequence;
+                self.metrics.checkpoint_sequence.set(sequence as i64);
+                self.board.update(&self.config.name, |status| {
+                    status.position = Some(sequence);
+                    status.lag = Some(self.metrics.lag.get().max(0) as u64);
+                });
+            }
+            Err(error) => {
+                tracing::error!(replicator = %self.config.name, %error, "cannot save the checkpoint")
+            }
+        }
+    }
+
+    fn sweep(&self) {
+        let Some(sampler) = &self.sampler else { return };
+        for advisory in sampler.sweep(unix_now()) {
+            if let Some(publisher) = &self.advisories {
+                publisher.send(advisory);
+            }
+        }
+    }
+}
+
+fn end_for(error: StreamError, refused_state: PipelineState) -> SessionEnd {
+    match error {
+        StreamError::Unavailable(reason) => SessionEnd::Retry(reason),
+        StreamError::Refused(reason) => SessionEnd::Halt(refused_state, reason),
+    }
+}
+
+fn new_backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,158 @@
+//! What a copied message looks like on the target (SPEC section 5 "Writing"): its subject after
+//! the optional prefix rewrite, and its headers after hygiene.
+
+use async_nats::HeaderMap;
+
+use super::checkpoint::SourceIdentity;
+
+/// JetStream control headers that must not take effect a second time on the target.
+fn is_control_header(name: &str) -> bool {
+    name.starts_with("Nats-Expected-")
+        || name.starts_with("Nats-Batch-")
+        || name == "Nats-Rollup"
+        || name == "Nats-TTL"
+        || name == "Nats-Msg-Id"
+}
+
+/// Headers ferry sets itself and therefore replaces.
+fn is_ferry_header(name: &str) -> bool {
+    matches!(
+        name,
+        "Ferry-Source" | "Choria-SR-Source" | "Ferry-Source-Msg-Id"
+    )
+}
+
+/// Everything about the copy that is the same for each message.
+pub struct Stamp<'a> {
+    pub source: &'a SourceIdentity,
+    pub instance: &'a str,
+    pub replicator: &'a str,
+    pub target_stream: &'a str,
+}
+
+/// The `Ferry-Origin` value of the stream a message is first copied from.
+pub fn origin_value(source: &SourceIdentity) -> String {
+    source.to_string()
+}
+
+/// Whether a message originated in `target` (two-way replication must not echo it back).
+pub fn is_loop(headers: Option<&HeaderMap>, target_origin: &str) -> bool {
+    headers
+        .and_then(|headers| headers.get("Ferry-Origin"))
+        .is_some_and(|origin| origin.as_str() == target_origin)
+}
+
+/// The target headers: the source's minus control headers, plus ferry's own.
+pub fn target_headers(
+    source_headers: Option<&HeaderMap>,
+    sequence: u64,
+    timestamp_ms: i128,
+    stamp: &Stamp<'_>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut has_origin = false;
+    if let Some(source) = source_headers {
+        for (name, values) in source.iter() {
+            let name_text: &str = name.as_ref();
+            if name_text == "Nats-Msg-Id" {
+                if let Some(first) = values.first() {
+                    headers.insert("Ferry-Source-Msg-Id", first.as_str());
+                }
+                continue;
+            }
+            if is_control_header(name_text) || is_ferry_header(name_text) {
+                continue;
+            }
+            if name_text == "Ferry-Origin" {
+                has_origin = true;
+            }
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    let source_value = format!(
+        "{} {} {} {} {}",
+        stamp.source.stream, sequence, stamp.instance, stamp.replicator, timestamp_ms
+    );
+    headers.insert("Ferry-Source", source_value.as_str());
+    headers.insert("Choria-SR-Source", source_value.as_str());
+    if !has_origin {
+        headers.insert("Ferry-Origin", origin_value(stamp.source).as_str());
+    }
+    headers.insert(
+        "Nats-Msg-Id",
+        format!(
+            "{}:{}:{}",
+            stamp.source.stream, stamp.source.created_ns, sequence
+        )
+        .as_str(),
+    );
+    headers.insert("Nats-Expected-Stream", stamp.target_stream);
+    headers
+}
+
+/// The parts of a target message's `Ferry-Source` header.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FerrySource<'a> {
+    pub stream: &'a str,
+    pub sequence: u64,
+    pub instance: &'a str,
+    pub replicator: &'a str,
+}
+
+pub fn parse_ferry_source(value: &str) -> Option<FerrySource<'_>> {
+    let mut parts = value.split(' ');
+    let stream = parts.next()?;
+    let sequence = parts.next()?.parse().ok()?;
+    let instance = parts.next()?;
+    let replicator = parts.next()?;
+    Some(FerrySource {
+        stream,
+        sequence,
+        instance,
+        replicator,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hygiene_and_stamps() {
+        let source = SourceIdentity {
+            stream: "SRC".into(),
+            created_ns: 5,
+        };
+        let stamp = Stamp {
+            source: &source,
+            instance: "dc1",
+            replicator: "copy",
+            target_stream: "DST",
+        };
+        let mut incoming = HeaderMap::new();
+        incoming.insert("Nats-Msg-Id", "abc");
+        incoming.insert("Nats-Expected-Last-Sequence", "3");
+        incoming.insert("Nats-Rollup", "sub");
+        incoming.insert("Nats-TTL", "1s");
+        incoming.insert("Ferry-Source", "old");
+        incoming.insert("App", "kept");
+        let headers = target_headers(Some(&incoming), 9, 1234, &stamp);
+        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+        assert_eq!(get("Ferry-Source-Msg-Id").as_deref(), Some("abc"));
+        assert_eq!(get("Nats-Msg-Id").as_deref(), Some("SRC:5:9"));
+        assert_eq!(get("Nats-Expected-Last-Sequence"), None);
+        assert_eq!(get("Nats-Rollup"), None);
+        assert_eq!(get("Nats-TTL"), None);
+        assert_eq!(get("App").as_deref(), Some("kept"));
+        assert_eq!(get("Ferry-Source").as_deref(), Some("SRC 9 dc1 copy 1234"));
+        assert_eq!(get("Choria-SR-Source"), get("Ferry-Source"));
+        assert_eq!(get("Ferry-Origin").as_deref(), Some("SRC@5"));
+        assert_eq!(get("Nats-Expected-Stream").as_deref(), Some("DST"));
+        let parsed = parse_ferry_source("SRC 9 dc1 copy 1234").unwrap();
+        assert_eq!((parsed.stream, parsed.sequence), ("SRC", 9));
+        assert!(is_loop(Some(&headers), "SRC@5"));
+        assert!(!is_loop(Some(&headers), "DST@1"));
+    }
+}
