@@ -109,8 +109,10 @@ impl Bucket {
             return Duration::ZERO;
         }
         let seconds = (needed - self.tokens) / self.per_second;
-        // Rounding up to the next microsecond keeps a waiter from waking just short of enough.
-        Duration::from_secs_f64(seconds).max(Duration::from_micros(1)) + Duration::from_micros(1)
+        // A degenerate rate (zero, not finite) waits the longest single sleep and looks again.
+        let wait = Duration::try_from_secs_f64(seconds).unwrap_or(MAX_SLEEP);
+        // The extra microsecond keeps a waiter from waking just short of enough.
+        wait + Duration::from_micros(1)
     }
 }
 
