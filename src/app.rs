@@ -124,11 +124,23 @@ pub async fn run_until(
 
     stop.await;
     tracing::info!(timeout = ?config.shutdown_timeout.0, "shutting down: stopping intake, finishing in-flight events");
-    for adapter in &adapters {
-        board.set_state(adapter.name(), PipelineState::Stopping, None);
+    for name in adapters
+        .iter()
+        .map(Adapter::name)
+        .chain(replicators.iter().map(Replicator::name))
+    {
+        board.set_state(name, PipelineState::Stopping, None);
     }
     let timeout = config.shutdown_timeout.0;
-    futures_util::future::join_all(adapters.into_iter().map(|adapter| adapter.stop(timeout))).await;
+    futures_util::future::join(
+        futures_util::future::join_all(adapters.into_iter().map(|adapter| adapter.stop(timeout))),
+        futures_util::future::join_all(
+            replicators
+                .into_iter()
+                .map(|replicator| replicator.stop(timeout)),
+        ),
+    )
+    .await;
     if let Err(error) = store.flush() {
         tracing::error!(%error, "cannot flush the state store");
     }

@@ -125,6 +125,84 @@ async fn copies_with_stamps_and_resumes_after_a_restart() {
     assert_eq!(
         metrics.get("ferry_replicator_duplicates_total", &[("pipeline", "copy")]),
         Some(0.0),
-        "the restart resumed at the checkpoint: nothing was sent twice"
+        "the restart resumed at the checkpoint: nothing was sent twice; log: {}",
+        ferry
+            .log()
+            .lines()
+            .filter(|line| line.contains("panick")
+                || line.contains("WARN")
+                || line.contains("ERROR")
+                || (line.contains("replicator")
+                    && (!line.contains("DEBUG")
+                        || line.contains("checkpoint")
+                        || line.contains("stopping"))))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_copies_each_sender_once_per_interval_and_advises_new_ones() {
+    const SENDERS: usize = 50;
+    const ROUNDS: usize = 5;
+    let east = NatsServer::start();
+    let west = NatsServer::start();
+    let (east_client, east_js) = js_client(&east.url()).await;
+    let (_w, west_js) = js_client(&west.url()).await;
+    east_js
+        .create_stream(StreamConfig {
+            name: "SRC".into(),
+            subjects: vec!["src.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut advisories = east_client.subscribe("ferry.advisories.>").await.unwrap();
+    east_client.flush().await.unwrap();
+    let mut acks = Vec::new();
+    for round in 0..ROUNDS {
+        for sender in 0..SENDERS {
+            let payload = format!(r#"{{"sender":"node{sender}.example.net","round":{round}}}"#);
+            acks.push(
+                east_js
+                    .publish("src.registration", payload.into())
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    let yaml = yaml(&east.url(), &west.url())
+        + r#"    limit: { sample: { key: { field: sender }, interval: 1h } }
+    advisories: { subject: "ferry.advisories.{event}.{value}" }
+"#;
+    let mut ferry = Ferry::start(&yaml);
+    ferry.wait_ready().await;
+    wait_until("one copy per sender", DEADLINE, || async {
+        count(&west_js, "DST").await == SENDERS as u64
+    })
+    .await;
+    let mut new_advisories = 0;
+    while new_advisories < SENDERS {
+        let message =
+            tokio::time::timeout(DEADLINE, futures_util::StreamExt::next(&mut advisories))
+                .await
+                .expect("an advisory per sender")
+                .expect("subscription open");
+        let advisory: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(advisory["protocol"], "io.choria.sr.v2.age_advisory");
+        assert_eq!(advisory["event"], "new");
+        assert_eq!(advisory["replicator"], "dc1");
+        new_advisories += 1;
+    }
+    wait_until("sampled out counted", DEADLINE, || async {
+        let (_, text) = ferry.get("/metrics").await.unwrap_or_default();
+        parse_metrics(&text).get(
+            "ferry_replicator_skipped_total",
+            &[("pipeline", "copy"), ("reason", "sampled")],
+        ) == Some(((ROUNDS - 1) * SENDERS) as f64)
+    })
+    .await;
 }

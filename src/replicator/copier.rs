@@ -117,6 +117,8 @@ struct Session {
     /// A message waiting for its subject to be free (`ordering: subject`).
     held: Option<Message>,
     highest_acked: u64,
+    /// The last source sequence taken into the watermark.
+    last_delivered: u64,
 }
 
 impl Copier {
@@ -208,6 +210,7 @@ impl Copier {
             busy_subjects: HashMap::new(),
             held: None,
             highest_acked: 0,
+            last_delivered: resume.done_through,
         };
         // A forced position is used once: record it as a normal checkpoint right away.
         self.save(&mut session);
@@ -310,6 +313,14 @@ impl Copier {
                     }
                 },
                 Event::Stop => {
+                    tracing::debug!(
+                        replicator = %self.config.name,
+                        done_through = session.watermark.done_through(),
+                        in_progress = session.watermark.in_progress(),
+                        in_flight = session.in_flight.len(),
+                        last_delivered = session.last_delivered,
+                        "stopping"
+                    );
                     self.drain(session).await;
                     return SessionEnd::Stopped;
                 }
@@ -341,6 +352,11 @@ impl Copier {
             }
         };
         let (sequence, pending, published) = info;
+        // A recreated consumer can hand over a message again; it is already being handled.
+        if sequence <= session.last_delivered {
+            tracing::debug!(replicator = %self.config.name, sequence, "source message delivered twice; ignoring the repeat");
+            return None;
+        }
         if self.config.ordering == Ordering::Subject
             && session.busy_subjects.contains_key(message.subject.as_str())
         {
@@ -348,6 +364,7 @@ impl Copier {
             return None;
         }
         session.watermark.deliver(sequence);
+        session.last_delivered = sequence;
         self.metrics.source_sequence.set(sequence as i64);
         self.metrics.lag.set(pending as i64);
         if let Some(reason) = self.skip_reason(session, &message, published) {
@@ -669,6 +686,7 @@ impl Copier {
         };
         match self.checkpoints.save(&self.config.name, &checkpoint) {
             Ok(()) => {
+                tracing::debug!(replicator = %self.config.name, sequence, "checkpoint saved");
                 session.saved = sequence;
                 self.metrics.checkpoint_sequence.set(sequence as i64);
                 self.board.update(&self.config.name, |status| {

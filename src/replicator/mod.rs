@@ -222,7 +222,8 @@ impl Replicator {
 
     /// Graceful stop: no new reads, in-flight acks awaited until `timeout`, checkpoint saved.
     pub async fn stop(self, timeout: Duration) {
-        let _ = self.stop.send(true);
+        let sent = self.stop.send(true);
+        tracing::debug!(replicator = %self.name, finished = self.task.is_finished(), sent = sent.is_ok(), "stopping the replicator");
         let mut task = self.task;
         tokio::select! {
             _ = &mut task => {}

@@ -43,11 +43,11 @@ impl Resume {
         }
     }
 
-    /// The first sequence the consumer will deliver, when known up front.
+    /// The sequence the consumer starts at when resuming from a known position. `None` for
+    /// "all" and time-based starts, where messages removed earlier were never owed to this copy.
     pub fn first_sequence(&self) -> Option<u64> {
         match self.deliver {
             DeliverPolicy::ByStartSequence { start_sequence } => Some(start_sequence),
-            DeliverPolicy::All => Some(1),
             _ => None,
         }
     }
