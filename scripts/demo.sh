@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The ferry tour in one command: installs the pinned nats-server when it is missing, builds ferry in
-# release mode and runs `ferry demo` (a local nats-server, a simulated Choria fleet and ferry adapting
-# its traffic into JetStream). Arguments go to `ferry demo`, e.g.
+# release mode and runs `ferry demo`: two local nats-servers ("east" and "west"), a simulated Choria
+# fleet publishing in east, ferry adapting its traffic into JetStream streams in east and replicating
+# them to west (lifecycle events in full, registrations sampled per node). Arguments go to
+# `ferry demo`, e.g.
 #
 #   scripts/demo.sh --nodes 10000 --duration 1m
 #   scripts/demo.sh --json

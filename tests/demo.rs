@@ -1,5 +1,6 @@
-//! `ferry demo` end to end, small: a local nats-server, a simulated fleet, the adapters, and books
-//! that must balance (`lost` is 0, every published event accounted for).
+//! `ferry demo` end to end, small: two local nats-servers (east, west), a simulated fleet, the
+//! adapters in east, a sampled and a full-copy replicator to west, and books that must balance
+//! (`lost` is 0: every published event accounted for, every stored message copied or sampled out).
 
 mod common;
 
@@ -32,5 +33,43 @@ fn a_short_demo_loses_nothing() {
     let published = summary["published"].as_u64().unwrap_or(0);
     assert!(published > 0, "the fleet published: {summary}");
     assert_eq!(summary["received"].as_u64(), Some(published), "{summary}");
-    assert!(summary["stored"].as_u64().unwrap_or(0) > 0, "{summary}");
+    let stored = summary["stored"].as_u64().unwrap_or(0);
+    assert!(stored > 0, "{summary}");
+
+    // Replication to west: both replicators copied, the sampled one skipped repeat registrations,
+    // and together they account for everything east stored.
+    let copied = summary["copied"].as_u64().expect("copied is a number");
+    let sampled_out = summary["sampled_out"]
+        .as_u64()
+        .expect("sampled_out is a number");
+    assert!(copied > 0, "the replicators copied: {summary}");
+    assert_eq!(
+        copied + sampled_out,
+        stored,
+        "copied + sampled_out = stored: {summary}"
+    );
+    assert_eq!(summary["lag"], 0, "the replicators caught up: {summary}");
+    let west: u64 = summary["west"]
+        .as_object()
+        .expect("west stream counts")
+        .values()
+        .filter_map(|count| count.as_u64())
+        .sum();
+    assert_eq!(west, copied, "west holds what was copied: {summary}");
+
+    let full = &summary["replicators"]["lifecycle-to-west"];
+    assert!(full["copied"].as_u64().unwrap_or(0) > 0, "{summary}");
+    assert_eq!(full["source"], full["target"], "a full copy: {summary}");
+    assert_eq!(full["sampled_out"], 0, "{summary}");
+    let sampled = &summary["replicators"]["registration-to-west"];
+    assert_eq!(sampled["target"], sampled["copied"], "{summary}");
+    // Each node is copied once (its first registration); the rest is sampled out.
+    assert_eq!(
+        sampled["copied"], 200,
+        "one registration per node: {summary}"
+    );
+    assert_eq!(
+        summary["advisories"]["new"], 200,
+        "a new advisory per node: {summary}"
+    );
 }
