@@ -23,6 +23,8 @@ mod http;
 mod jetstream;
 mod metrics;
 mod nats;
+mod replication;
+pub use replication::*;
 
 pub use events::{alive_event, msg_id, ALIVE_SUBJECT};
 pub use ferry::{ferry_bin, ferry_command, Ferry, FerryOptions};
