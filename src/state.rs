@@ -1,5 +1,5 @@
 //! The state store (SPEC section 9): one embedded database under `state_dir` holding the adapter
-//! spools (and, later, replicator checkpoints and sampling records).
+//! spools, the replicator checkpoints and the sampling records.
 //!
 //! Everything goes through the small [`StateStore`] / [`StateTree`] traits so the engine can be
 //! swapped without touching the pipelines; [`SledStore`] is the implementation. sled flushes its
@@ -16,6 +16,13 @@ use std::time::Duration;
 /// How often sled writes its log to disk in the background. An event counts as spooled once this
 /// flush has happened, so this bounds what a power loss can take from the spool.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long [`SledStore::open`] waits for a database handle of this process to release sled's lock.
+const ENGINE_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+fn is_engine_lock(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
 
 /// Errors from the state store, naming the directory so the operator knows where to look.
 #[derive(Debug, thiserror::Error)]
@@ -70,15 +77,27 @@ impl SledStore {
     /// Opens (creating if needed) `state_dir/ferry.db`. Take the [`StateDirLock`] first.
     pub fn open(state_dir: &Path) -> Result<SledStore, StateError> {
         let path = state_dir.join("ferry.db");
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
-            .flush_every_ms(Some(FLUSH_INTERVAL.as_millis() as u64))
-            .open()
-            .map_err(|source| StateError::Engine {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(SledStore { db, path })
+            .flush_every_ms(Some(FLUSH_INTERVAL.as_millis() as u64));
+        // sled's background threads can keep a just-dropped database's file lock for a moment.
+        // The StateDirLock already keeps other processes out, so a held sled lock can only be
+        // this process's previous handle winding down: wait for it rather than fail.
+        let deadline = std::time::Instant::now() + ENGINE_LOCK_WAIT;
+        loop {
+            match config.open() {
+                Ok(db) => return Ok(SledStore { db, path }),
+                Err(source) if is_engine_lock(&source) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(StateError::Engine {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
