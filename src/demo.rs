@@ -25,8 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,11 +33,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context as _};
 use futures_util::StreamExt as _;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::watch;
 
+use crate::ferry_process::{monitor_get as http_get, parse_sample, FerryProcess, WorkDir};
 use crate::local_server::{self, LocalServer};
 use crate::sim::{Fleet, LIFECYCLE_SUBJECTS, REGISTRATION_SUBJECT};
+use crate::status::thousands as group;
 
 /// The stream the lifecycle adapter writes.
 pub const LIFECYCLE_STREAM: &str = "FERRY_LIFECYCLE";
@@ -74,16 +74,12 @@ const MAX_RATE: f64 = 10_000.0;
 /// machine too small for the chosen rate slows the simulated clock instead of overflowing ferry's
 /// subscription buffers (65,536 messages each by default), where core NATS would drop events.
 const MAX_BACKLOG: u64 = 20_000;
-/// How long ferry may take to report ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// After publishing stops, the demo waits for ferry's adapters to work off what they received and
 /// then for the replicators to catch up, as long as they make progress: each wait gives up when
 /// nothing moved for this long ...
 const STALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// ... or, progress or not, after this long.
 const DRAIN_LIMIT: Duration = Duration::from_secs(600);
-/// How long ferry may take to exit after SIGTERM (its shutdown_timeout is 10s).
-const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One of the demo's replicators.
 #[derive(Debug, Clone, Copy)]
@@ -217,7 +213,7 @@ impl ReplicatorBooks {
 /// Runs the demo and prints its summary (a table, or JSON with `opts.json`). Fails when ferry
 /// cannot be started or when anything was lost.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
-    let work = WorkDir::new()?;
+    let work = WorkDir::new("demo")?;
     match run_in(&opts, &work).await {
         Ok(summary) => {
             print_summary(&opts, &summary);
@@ -571,77 +567,6 @@ impl Metrics {
     fn lag(&self) -> u64 {
         self.replicators.values().map(|counts| counts.lag).sum()
     }
-}
-
-/// One sample line of a Prometheus text exposition: `name{label="value",...} value`.
-#[derive(Debug, Clone, PartialEq)]
-struct Sample<'a> {
-    name: &'a str,
-    labels: Vec<(&'a str, String)>,
-    value: f64,
-}
-
-impl Sample<'_> {
-    fn label(&self, name: &str) -> &str {
-        self.labels
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map_or("", |(_, value)| value.as_str())
-    }
-}
-
-/// Parses one exposition line; `None` for comments, blank and malformed lines.
-fn parse_sample(line: &str) -> Option<Sample<'_>> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let name_end = line.find(['{', ' '])?;
-    let name = &line[..name_end];
-    let mut labels = Vec::new();
-    let mut rest = &line[name_end..];
-    if let Some(body) = rest.strip_prefix('{') {
-        let mut chars = body.char_indices();
-        let mut key_start = 0;
-        let close;
-        loop {
-            // A key, `=`, a quoted value with `\` escapes, then `,` or `}`.
-            let (index, c) = chars.next()?;
-            match c {
-                '}' => {
-                    close = index;
-                    break;
-                }
-                ',' | ' ' => key_start = index + 1,
-                '=' => {
-                    let key = body[key_start..index].trim();
-                    if chars.next()?.1 != '"' {
-                        return None;
-                    }
-                    let mut value = String::new();
-                    loop {
-                        match chars.next()?.1 {
-                            '"' => break,
-                            '\\' => match chars.next()?.1 {
-                                'n' => value.push('\n'),
-                                other => value.push(other),
-                            },
-                            other => value.push(other),
-                        }
-                    }
-                    labels.push((key, value));
-                }
-                _ => {}
-            }
-        }
-        rest = &body[close + 1..];
-    }
-    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
-    Some(Sample {
-        name,
-        labels,
-        value,
-    })
 }
 
 /// Reads the demo's counters out of a Prometheus text exposition.
@@ -1086,160 +1011,6 @@ fn print_summary(opts: &DemoOptions, summary: &DemoSummary) {
     print!("{out}");
 }
 
-/// `1234567` → `1,234,567`.
-fn group(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-/// A minimal async HTTP/1.1 GET against ferry's monitor.
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        local_server::parse_http_response(&response)
-    };
-    Ok(tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| anyhow!("GET {path}: no answer within 5s"))??)
-}
-
-/// The `ferry run` child process. Killed on drop if still running.
-struct FerryProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl FerryProcess {
-    fn spawn(config: &Path, log: &Path) -> anyhow::Result<FerryProcess> {
-        let exe = std::env::current_exe().context("locating the ferry binary")?;
-        let log_file = std::fs::File::create(log).context("creating ferry's log file")?;
-        let child = Command::new(&exe)
-            .arg("run")
-            .arg("-c")
-            .arg(config)
-            .args(["--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("running {} run", exe.display()))?;
-        Ok(FerryProcess {
-            child,
-            log: log.to_path_buf(),
-        })
-    }
-
-    fn log_tail(&self) -> String {
-        local_server::tail(&self.log, 30)
-    }
-
-    /// Fails (with the log's tail) when ferry has exited.
-    fn check_running(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "ferry exited unexpectedly with {status}\n--- ferry log (tail) ---\n{}",
-                self.log_tail()
-            );
-        }
-        Ok(())
-    }
-
-    /// Waits until `/readyz` answers 200.
-    async fn wait_ready(&mut self, monitor: SocketAddr) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last: String;
-        loop {
-            self.check_running()?;
-            match http_get(monitor, "/readyz").await {
-                Ok((200, _)) => return Ok(()),
-                Ok((status, body)) => last = format!("{status} {}", body.trim()),
-                Err(error) => last = error.to_string(),
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "ferry was not ready within {READY_TIMEOUT:?} (last /readyz: {last})\n--- ferry log (tail) ---\n{}",
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit.
-    async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        local_server::signal(&self.child, libc::SIGTERM);
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!(
-                    "ferry did not exit within {EXIT_TIMEOUT:?} of SIGTERM\n--- ferry log (tail) ---\n{}",
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for FerryProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The demo's temporary directory (config, ferry's state and log); removed on drop unless kept.
-struct WorkDir {
-    path: PathBuf,
-    keep: std::cell::Cell<bool>,
-}
-
-impl WorkDir {
-    fn new() -> anyhow::Result<WorkDir> {
-        let path =
-            local_server::unique_temp_dir("demo").context("creating a temporary directory")?;
-        Ok(WorkDir {
-            path,
-            keep: std::cell::Cell::new(false),
-        })
-    }
-
-    /// Keeps the directory for inspection.
-    fn keep(&self) {
-        self.keep.set(true);
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !self.keep.get() {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1298,22 +1069,6 @@ ferry_advisories_total{event=\"timeout\",pipeline=\"registration-to-west\"} 0\n"
         assert_eq!(metrics.advisories["new"], 200);
         assert_eq!(metrics.advisories["timeout"], 0);
         assert_eq!(metrics.replicator("unknown"), ReplicatorCounts::default());
-    }
-
-    #[test]
-    fn sample_lines_are_parsed_with_escapes() {
-        let sample = parse_sample(r#"m{a="x\"y",b="z\\w"} 1.5"#).unwrap();
-        assert_eq!(sample.name, "m");
-        assert_eq!(sample.label("a"), "x\"y");
-        assert_eq!(sample.label("b"), "z\\w");
-        assert_eq!(sample.label("c"), "");
-        assert_eq!(sample.value, 1.5);
-        let bare = parse_sample("m 3 1700000000").unwrap();
-        assert!(bare.labels.is_empty());
-        assert_eq!(bare.value, 3.0);
-        assert!(parse_sample("# HELP m x").is_none());
-        assert!(parse_sample("m{a=\"x\"").is_none());
-        assert!(parse_sample("m{a=\"x\"} NaNx").is_none());
     }
 
     #[test]

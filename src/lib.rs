@@ -6,9 +6,11 @@
 pub mod ack;
 pub mod adapter;
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod connect;
 pub mod demo;
+pub mod ferry_process;
 pub mod filter;
 pub mod local_server;
 pub mod logging;

@@ -81,20 +81,89 @@ pub struct LocalServer {
     name: String,
     port: u16,
     monitor_port: u16,
+    leafnode_port: Option<u16>,
     dir: PathBuf,
 }
 
+/// What a [`LocalServer`] runs with beyond its ports and name.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Enable JetStream, with file storage in the server's temporary directory.
+    pub jetstream: bool,
+    /// The JetStream domain (requires `jetstream`).
+    pub domain: Option<String>,
+    /// Accept leafnode connections on a free port (see [`LocalServer::leafnode_url`]).
+    pub leafnode_listen: bool,
+    /// Connect as a leafnode to these `nats-leaf://` URLs.
+    pub leaf_remotes: Vec<String>,
+}
+
+/// The server's config file: ports on loopback, the name, JetStream and leafnodes.
+fn server_config(
+    name: &str,
+    port: u16,
+    monitor_port: u16,
+    leafnode_port: Option<u16>,
+    options: &ServerOptions,
+    dir: &Path,
+) -> String {
+    let mut config = format!(
+        "server_name: {name:?}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor_port}\"\n"
+    );
+    if options.jetstream {
+        let store = dir.join("jetstream");
+        config.push_str(&format!(
+            "jetstream {{\n  store_dir: {:?}\n",
+            store.display().to_string()
+        ));
+        if let Some(domain) = &options.domain {
+            config.push_str(&format!("  domain: {domain:?}\n"));
+        }
+        config.push_str("}\n");
+    }
+    let remotes: Vec<String> = options
+        .leaf_remotes
+        .iter()
+        .map(|url| format!("{{ url: {url:?} }}"))
+        .collect();
+    if leafnode_port.is_some() || !remotes.is_empty() {
+        config.push_str("leafnodes {\n");
+        if let Some(leaf) = leafnode_port {
+            config.push_str(&format!("  listen: \"127.0.0.1:{leaf}\"\n"));
+        }
+        if !remotes.is_empty() {
+            config.push_str(&format!("  remotes: [{}]\n", remotes.join(", ")));
+        }
+        config.push_str("}\n");
+    }
+    config
+}
+
 impl LocalServer {
-    /// Starts a server named `name` (`-n`) on free loopback ports, with JetStream (file storage
-    /// in a temporary directory) when `jetstream` is set, and waits until it is healthy.
+    /// Starts a server named `name` on free loopback ports, with JetStream (file storage in a
+    /// temporary directory) when `jetstream` is set, and waits until it is healthy.
     ///
     /// Blocks for up to 20 seconds; from async code call it through `spawn_blocking`.
     pub fn start(name: &str, jetstream: bool) -> Result<LocalServer, LocalServerError> {
+        Self::start_with(
+            name,
+            &ServerOptions {
+                jetstream,
+                ..ServerOptions::default()
+            },
+        )
+    }
+
+    /// Like [`LocalServer::start`], with a JetStream domain and leafnode links as `options` says.
+    pub fn start_with(
+        name: &str,
+        options: &ServerOptions,
+    ) -> Result<LocalServer, LocalServerError> {
         let bin = nats_server_bin()?;
         let dir = unique_temp_dir(name)?;
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&bin, name, jetstream, &dir) {
+            match Self::start_once(&bin, name, options, &dir) {
                 Ok(server) => return Ok(server),
                 Err(Attempt::PortInUse(error)) => last = Some(error),
                 Err(Attempt::Failed(error)) => {
@@ -114,23 +183,32 @@ impl LocalServer {
     fn start_once(
         bin: &Path,
         name: &str,
-        jetstream: bool,
+        options: &ServerOptions,
         dir: &Path,
     ) -> Result<LocalServer, Attempt> {
-        let port = free_port().map_err(|e| Attempt::Failed(e.into()))?;
-        let monitor_port = free_port().map_err(|e| Attempt::Failed(e.into()))?;
+        let failed = |e: std::io::Error| Attempt::Failed(e.into());
+        let port = free_port().map_err(failed)?;
+        let monitor_port = free_port().map_err(failed)?;
+        let leafnode_port = if options.leafnode_listen {
+            Some(free_port().map_err(failed)?)
+        } else {
+            None
+        };
+        let config_path = dir.join("nats-server.conf");
+        std::fs::write(
+            &config_path,
+            server_config(name, port, monitor_port, leafnode_port, options, dir),
+        )
+        .map_err(failed)?;
         let log_path = dir.join("nats-server.log");
-        let log = File::create(&log_path).map_err(|e| Attempt::Failed(e.into()))?;
+        let log = File::create(&log_path).map_err(failed)?;
         let mut command = Command::new(bin);
         command
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-m", &monitor_port.to_string(), "-n", name])
+            .arg("-c")
+            .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        if jetstream {
-            command.arg("-js").arg("-sd").arg(dir.join("jetstream"));
-        }
         let child = command.spawn().map_err(|error| {
             Attempt::Failed(LocalServerError::Io(std::io::Error::new(
                 error.kind(),
@@ -142,6 +220,7 @@ impl LocalServer {
             name: name.to_string(),
             port,
             monitor_port,
+            leafnode_port,
             dir: dir.to_path_buf(),
         };
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -198,6 +277,12 @@ impl LocalServer {
     /// The client port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The `nats-leaf://` URL other servers connect to, when it accepts leafnodes.
+    pub fn leafnode_url(&self) -> Option<String> {
+        self.leafnode_port
+            .map(|port| format!("nats-leaf://127.0.0.1:{port}"))
     }
 
     /// The HTTP monitoring address (`/healthz`, `/varz`, `/jsz`, ...).

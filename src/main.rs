@@ -57,7 +57,26 @@ enum Command {
         #[arg(long)]
         to: String,
     },
-    /// A self-contained tour: a local nats-server, a simulated fleet and ferry adapting its events.
+    /// The benchmark suite: ferry against native baselines measured in the same run.
+    Bench {
+        /// Which scenarios to run.
+        #[arg(value_enum, default_value = "all")]
+        suite: ferry::bench::Suite,
+        /// Messages per run instead of each scenario's default (adapter 200,000; replicate
+        /// 1,000,000; sample 500,000 from 50,000 senders; sample-1m 1,000,000 senders).
+        #[arg(long)]
+        messages: Option<u64>,
+        /// Payload size in bytes of the replicate scenario.
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+        /// Interleaved baseline/ferry pairs per scenario; medians are reported.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        rounds: u64,
+        /// Print the results as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A self-contained tour: two local nats-servers, a simulated fleet, ferry adapting and replicating its events.
     Demo {
         /// Simulated nodes.
         #[arg(long, default_value_t = 2000)]
@@ -100,6 +119,19 @@ fn main() -> ExitCode {
             duration,
             json,
         } => demo(nodes, duration, json),
+        Command::Bench {
+            suite,
+            messages,
+            size,
+            rounds,
+            json,
+        } => bench(ferry::bench::BenchOptions {
+            suite,
+            messages,
+            size,
+            rounds: rounds as usize,
+            json,
+        }),
     }
 }
 
@@ -238,6 +270,37 @@ fn demo(nodes: usize, duration: Duration, json: bool) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ferry demo: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench(options: ferry::bench::BenchOptions) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(ferry::bench::run(&options)) {
+        Ok(report) => {
+            if options.json {
+                match serde_json::to_string(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(error) => {
+                        eprintln!("ferry bench: cannot encode the results: {error}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print!("{}", ferry::bench::render_table(&report));
+            }
+            if report.scenarios.iter().any(|s| s.lost.unwrap_or(0) > 0) {
+                eprintln!("ferry bench: some scenario lost messages (see the lost column)");
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ferry bench: {error:#}");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,381 @@
+//! The `adapter` and `adapter-latency` scenarios.
+//!
+//! Throughput: N distinct Choria lifecycle events (the simulated fleet's `startup` events, in all
+//! three wire formats) are published on core NATS as fast as the server takes them, kept at most
+//! [`WINDOW`] ahead of what ferry has received so the subscription buffer never overflows (core NATS
+//! would drop, and the run would measure loss instead of speed). ferry's rate is N over the time
+//! from the first publish to the last JetStream ack its metrics report. The baseline publishes the
+//! same events straight to JetStream from one client with as many acks in flight as ferry's
+//! `max_in_flight`.
+//!
+//! Latency: the same path at a fixed 10,000 events/s for a few seconds; every stored event is read
+//! back through an ordered consumer and matched by its `Nats-Msg-Id` to the moment it was
+//! published on core NATS.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::stream::Config as StreamConfig;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use super::jetstream::{
+    connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Waiter,
+};
+use super::report::ScenarioResult;
+use super::{median, quantile, rate, BenchOptions, Progress};
+use crate::ferry_process::metric_sum;
+use crate::local_server::ServerOptions;
+use crate::sim::{Fleet, LifecycleType};
+use crate::subject::content_digest;
+
+/// Events per throughput run unless `--messages` says otherwise.
+const DEFAULT_MESSAGES: u64 = 200_000;
+/// ferry's `max_in_flight`, and the baseline's acks in flight.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Events published ahead of what ferry received at most (its subscription buffer holds 65,536).
+const WINDOW: u64 = 20_000;
+/// The fixed rate of the latency run.
+const LATENCY_RATE: u64 = 10_000;
+/// How long the latency run lasts.
+const LATENCY_SECONDS: u64 = 5;
+/// Nodes of the simulated fleet the events come from.
+const NODES: usize = 10_000;
+
+/// Runs both adapter scenarios.
+pub async fn run(
+    options: &BenchOptions,
+    progress: &Progress,
+) -> anyhow::Result<Vec<ScenarioResult>> {
+    let messages = options.messages_or(DEFAULT_MESSAGES);
+    progress.phase(&format!(
+        "adapter: starting nats-server, generating {messages} events"
+    ));
+    let server = start_server(
+        "bench-adapter",
+        ServerOptions {
+            jetstream: true,
+            ..ServerOptions::default()
+        },
+    )
+    .await?;
+    let (client, js) = connect(&server.url()).await?;
+    let events = events(0, messages);
+
+    let mut baseline_rates = Vec::new();
+    let mut ferry_rates = Vec::new();
+    let mut peak_rss = None;
+    let mut lost = 0;
+    for round in 1..=options.rounds {
+        let label = format!("adapter round {round}/{}", options.rounds);
+        progress.phase(&format!("{label}: baseline (straight to JetStream)"));
+        let stream = format!("BENCH_BASE_{round}");
+        let prefix = format!("base{round}");
+        fresh_stream(&js, stream_config(&stream, &prefix)).await?;
+        let started = Instant::now();
+        publish_pipelined(
+            &js,
+            events
+                .iter()
+                .map(|(subject, payload)| (format!("{prefix}.{subject}"), payload.clone())),
+            MAX_IN_FLIGHT,
+            progress,
+            &format!("{label}: baseline"),
+            messages,
+        )
+        .await?;
+        baseline_rates.push(rate(messages, started.elapsed()));
+        let _ = js.delete_stream(&stream).await;
+
+        progress.phase(&format!("{label}: ferry (core NATS → adapter → JetStream)"));
+        let stream = format!("BENCH_FERRY_{round}");
+        let run = ferry_throughput(
+            &client,
+            &js,
+            &server.url(),
+            &stream,
+            &events,
+            progress,
+            &label,
+        )
+        .await?;
+        ferry_rates.push(run.rate);
+        peak_rss = peak_rss.max(run.peak_rss);
+        lost = lost.max(run.lost);
+        let _ = js.delete_stream(&stream).await;
+    }
+    let baseline = median(&baseline_rates);
+    let ferry = median(&ferry_rates);
+    let throughput = ScenarioResult {
+        name: "adapter".into(),
+        messages,
+        baseline_msgs_per_s: baseline,
+        ferry_msgs_per_s: ferry,
+        ratio: ScenarioResult::ratio_of(ferry, baseline),
+        p50_ms: None,
+        p99_ms: None,
+        peak_rss_bytes: peak_rss,
+        lost: Some(lost),
+        copied: None,
+        baseline: format!(
+            "one async-nats client publishing the same events to JetStream, {MAX_IN_FLIGHT} acks in flight"
+        ),
+    };
+
+    let latency_messages = messages.min(LATENCY_RATE * LATENCY_SECONDS);
+    progress.phase(&format!(
+        "adapter-latency: {latency_messages} events at {LATENCY_RATE}/s"
+    ));
+    let latency = ferry_latency(&client, &js, &server.url(), latency_messages, progress).await?;
+    Ok(vec![throughput, latency])
+}
+
+/// `count` distinct lifecycle events (subject, payload), starting at event number `first`.
+fn events(first: u64, count: u64) -> Vec<(String, Bytes)> {
+    let fleet = Fleet::new(NODES, 7);
+    let mut out = Vec::with_capacity(count as usize);
+    for n in first..first + count {
+        let node = (n % NODES as u64) as usize;
+        // A later tick per lap over the fleet, so every event has its own id and time.
+        let tick = n / NODES as u64 + 1;
+        let event = fleet.lifecycle(node, LifecycleType::Startup, tick);
+        out.push((event.subject(), Bytes::from(event.payload())));
+    }
+    out
+}
+
+fn stream_config(name: &str, prefix: &str) -> StreamConfig {
+    StreamConfig {
+        name: name.to_string(),
+        subjects: vec![format!("{prefix}.>")],
+        ..Default::default()
+    }
+}
+
+/// The adapter config for one run: lifecycle events into `stream` under `prefix`.
+fn ferry_config(url: &str, stream: &str, prefix: &str) -> String {
+    format!(
+        r#"name: bench
+state_dir: "{{state_dir}}"
+monitor: {{ listen: "{{monitor}}" }}
+connections:
+  local: {{ servers: ["{url}"] }}
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: local
+    subjects: ["choria.lifecycle.event.>"]
+    max_in_flight: {MAX_IN_FLIGHT}
+    output:
+      stream: {stream}
+      subject: "{prefix}.{{type}}.{{component}}"
+      duplicate_window: 2m
+    spool: {{ max_bytes: 1GiB }}
+"#
+    )
+}
+
+struct ThroughputRun {
+    rate: f64,
+    peak_rss: Option<u64>,
+    lost: u64,
+}
+
+async fn ferry_throughput(
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    url: &str,
+    stream: &str,
+    events: &[(String, Bytes)],
+    progress: &Progress,
+    label: &str,
+) -> anyhow::Result<ThroughputRun> {
+    let total = events.len() as u64;
+    let prefix = stream.to_ascii_lowercase();
+    let mut ferry = FerryRun::spawn("bench-adapter", &ferry_config(url, stream, &prefix))?;
+    ferry.wait_ready().await?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        let received = ferry.metric("ferry_adapter_received_total", &[]).await?;
+        let allowed = total.min(received + WINDOW);
+        if sent >= allowed {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        for (subject, payload) in &events[sent as usize..allowed as usize] {
+            client
+                .publish(subject.clone(), payload.clone())
+                .await
+                .map_err(|e| anyhow!("core publish: {e}"))?;
+        }
+        sent = allowed;
+        client
+            .flush()
+            .await
+            .map_err(|e| anyhow!("core flush: {e}"))?;
+        progress.update(&format!("{label}: ferry published"), sent, total);
+    }
+    let mut waiter = Waiter::new(&format!("{label}: ferry stored"), total);
+    let done = loop {
+        let text = ferry.scrape().await?;
+        let accounted: f64 = [
+            "ferry_adapter_published_total",
+            "ferry_adapter_duplicates_total",
+            "ferry_adapter_dropped_total",
+            "ferry_adapter_invalid_total",
+        ]
+        .iter()
+        .map(|name| metric_sum(&text, name, &[]))
+        .sum();
+        if let Some(done) = waiter.check(accounted as u64, progress)? {
+            break done;
+        }
+        waiter.pause().await;
+    };
+    let elapsed = done - started;
+    let peak_rss = ferry.finish().await?;
+    let stored = stream_messages(js, stream).await;
+    Ok(ThroughputRun {
+        rate: rate(total, elapsed),
+        peak_rss,
+        lost: total.saturating_sub(stored),
+    })
+}
+
+async fn ferry_latency(
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    url: &str,
+    count: u64,
+    progress: &Progress,
+) -> anyhow::Result<ScenarioResult> {
+    let stream = "BENCH_LATENCY";
+    // Events the throughput runs did not use, so nothing is a duplicate of an earlier run.
+    let events = events(1_000_000_000, count);
+    let index: HashMap<String, usize> = events
+        .iter()
+        .enumerate()
+        .map(|(i, (subject, payload))| (content_digest(subject, payload), i))
+        .collect();
+    let mut ferry = FerryRun::spawn("bench-latency", &ferry_config(url, stream, "latency"))?;
+    ferry.wait_ready().await?;
+    let mut handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| anyhow!("stream {stream}: {e}"))?;
+    let consumer = handle
+        .create_consumer(OrderedConfig::default())
+        .await
+        .map_err(|e| anyhow!("ordered consumer on {stream}: {e}"))?;
+    let mut stored = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow!("reading {stream}: {e}"))?;
+    let _ = handle.info().await;
+
+    // Send times in nanoseconds after `base`, by event index; 0 = not sent yet.
+    let base = Instant::now();
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
+    let publisher = {
+        let client = client.clone();
+        let sent_at = sent_at.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            let interval = Duration::from_secs_f64(1.0 / LATENCY_RATE as f64);
+            let start = Instant::now();
+            for (i, (subject, payload)) in events.into_iter().enumerate() {
+                let due = start + interval * i as u32;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                sent_at[i].store(base.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
+                client.publish(subject, payload).await?;
+                client.flush().await?;
+            }
+            Ok::<(), async_nats::Error>(())
+        })
+    };
+
+    let mut latencies = Vec::with_capacity(count as usize);
+    let deadline = Duration::from_secs(LATENCY_SECONDS * 4 + 30);
+    while (latencies.len() as u64) < count {
+        let next = tokio::time::timeout(deadline, stored.next()).await;
+        let message = match next {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(error))) => bail!("reading {stream}: {error}"),
+            Ok(None) => bail!("the consumer on {stream} ended"),
+            Err(_) => bail!(
+                "adapter-latency: only {} of {count} events stored within {deadline:?}",
+                latencies.len()
+            ),
+        };
+        let now = base.elapsed().as_nanos() as u64;
+        let id = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get("Nats-Msg-Id"))
+            .map(|id| id.as_str().to_string());
+        let Some(i) = id.and_then(|id| index.get(&id).copied()) else {
+            continue;
+        };
+        let sent = sent_at[i].load(Ordering::Relaxed);
+        if sent > 0 {
+            latencies.push(now.saturating_sub(sent - 1) as f64 / 1e6);
+        }
+        progress.update("adapter-latency: stored", latencies.len() as u64, count);
+    }
+    publisher
+        .await
+        .map_err(|e| anyhow!("latency publisher: {e}"))?
+        .map_err(|e| anyhow!("latency publisher: {e}"))?;
+    let peak_rss = ferry.finish().await?;
+    let _ = js.delete_stream(stream).await;
+    latencies.sort_by(f64::total_cmp);
+    Ok(ScenarioResult {
+        name: "adapter-latency".into(),
+        messages: count,
+        baseline_msgs_per_s: None,
+        ferry_msgs_per_s: Some(LATENCY_RATE as f64),
+        ratio: None,
+        p50_ms: quantile(&latencies, 0.50),
+        p99_ms: quantile(&latencies, 0.99),
+        peak_rss_bytes: peak_rss,
+        lost: Some(count - latencies.len() as u64),
+        copied: None,
+        baseline: format!(
+            "none: a fixed {LATENCY_RATE} events/s, latency from core publish to stored (read back by an ordered consumer)"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_distinct_lifecycle_events() {
+        let events = events(0, 25_000);
+        let digests: std::collections::HashSet<String> = events
+            .iter()
+            .map(|(subject, payload)| content_digest(subject, payload))
+            .collect();
+        assert_eq!(digests.len(), events.len(), "no two events alike");
+        assert!(events
+            .iter()
+            .all(|(subject, _)| subject == "choria.lifecycle.event.startup.server"));
+    }
+
+    #[test]
+    fn the_config_is_valid() {
+        let yaml = ferry_config("nats://127.0.0.1:1", "BENCH_FERRY_1", "bench_ferry_1")
+            .replace("{state_dir}", "/tmp/x")
+            .replace("{monitor}", "127.0.0.1:9");
+        crate::config::parse_str(&yaml, std::path::Path::new("bench.yaml"))
+            .expect("valid bench config");
+    }
+}

@@ -1,0 +1,211 @@
+//! The `replicate` scenario: a pre-filled source stream on server A copied to server B.
+//!
+//! A and B are separate JetStream domains (`a`, `b`) joined by a leafnode (B connects to A), the
+//! way two data centres are joined when the servers replicate by themselves. The baseline is that
+//! server-side copy: a mirror on B of the stream on A, timed from its creation until it holds every
+//! message. ferry connects to both servers and copies the same stream into a new stream on B, timed
+//! from the start of its process until the target holds every message, so ferry's start-up counts
+//! against it.
+//!
+//! ferry's target subjects carry a prefix: A's stream listens on `bench.src.>`, and because the
+//! leafnode carries subscription interest, a copy written to B on the very same subjects would
+//! also be stored by A's stream.
+
+use std::time::Instant;
+
+use anyhow::anyhow;
+use async_nats::jetstream::stream::{Config as StreamConfig, External, Source};
+use bytes::Bytes;
+
+use super::jetstream::{
+    connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Waiter,
+};
+use super::report::ScenarioResult;
+use super::{median, rate, BenchOptions, Progress};
+use crate::local_server::ServerOptions;
+
+/// Source messages unless `--messages` says otherwise.
+const DEFAULT_MESSAGES: u64 = 1_000_000;
+/// Subjects the source messages spread over.
+const SUBJECTS: u64 = 100;
+/// ferry's `max_in_flight` for the copy.
+const MAX_IN_FLIGHT: usize = 4096;
+
+pub async fn run(options: &BenchOptions, progress: &Progress) -> anyhow::Result<ScenarioResult> {
+    let messages = options.messages_or(DEFAULT_MESSAGES);
+    progress.phase("replicate: starting nats-servers a and b (JetStream domains, leafnode b → a)");
+    let a = start_server(
+        "bench-a",
+        ServerOptions {
+            jetstream: true,
+            domain: Some("a".into()),
+            leafnode_listen: true,
+            ..ServerOptions::default()
+        },
+    )
+    .await?;
+    let leaf = a
+        .leafnode_url()
+        .ok_or_else(|| anyhow!("server a has no leafnode port"))?;
+    let b = start_server(
+        "bench-b",
+        ServerOptions {
+            jetstream: true,
+            domain: Some("b".into()),
+            leaf_remotes: vec![leaf],
+            ..ServerOptions::default()
+        },
+    )
+    .await?;
+    let (_a_client, a_js) = connect(&a.url()).await?;
+    let (_b_client, b_js) = connect(&b.url()).await?;
+
+    progress.phase(&format!(
+        "replicate: filling SRC on a with {messages} × {} B",
+        options.size
+    ));
+    fresh_stream(
+        &a_js,
+        StreamConfig {
+            name: "SRC".into(),
+            subjects: vec!["bench.src.>".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let payload_size = options.size;
+    publish_pipelined(
+        &a_js,
+        (0..messages).map(|i| {
+            (
+                format!("bench.src.{}", i % SUBJECTS),
+                payload(i, payload_size),
+            )
+        }),
+        4096,
+        progress,
+        "replicate: filling SRC",
+        messages,
+    )
+    .await?;
+
+    let mut baseline_rates = Vec::new();
+    let mut ferry_rates = Vec::new();
+    let mut peak_rss = None;
+    let mut lost = 0;
+    for round in 1..=options.rounds {
+        let label = format!("replicate round {round}/{}", options.rounds);
+        progress.phase(&format!("{label}: baseline (mirror on b across domains)"));
+        let mirror = format!("MIRROR_{round}");
+        let started = Instant::now();
+        fresh_stream(
+            &b_js,
+            StreamConfig {
+                name: mirror.clone(),
+                mirror: Some(Source {
+                    name: "SRC".into(),
+                    external: Some(External {
+                        api_prefix: "$JS.a.API".into(),
+                        delivery_prefix: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let mut waiter = Waiter::new(&format!("{label}: mirror"), messages);
+        let done = loop {
+            if let Some(done) = waiter.check(stream_messages(&b_js, &mirror).await, progress)? {
+                break done;
+            }
+            waiter.pause().await;
+        };
+        baseline_rates.push(rate(messages, done - started));
+        let _ = b_js.delete_stream(&mirror).await;
+
+        progress.phase(&format!("{label}: ferry (replicator a → b)"));
+        let target = format!("COPY_{round}");
+        let started = Instant::now();
+        let mut ferry = FerryRun::spawn(
+            "bench-replicate",
+            &ferry_config(&a.url(), &b.url(), &target, round),
+        )?;
+        let mut waiter = Waiter::new(&format!("{label}: ferry"), messages);
+        let done = loop {
+            ferry.process.check_running()?;
+            if let Some(done) = waiter.check(stream_messages(&b_js, &target).await, progress)? {
+                break done;
+            }
+            waiter.pause().await;
+        };
+        ferry_rates.push(rate(messages, done - started));
+        peak_rss = peak_rss.max(ferry.finish().await?);
+        lost = lost.max(messages.saturating_sub(stream_messages(&b_js, &target).await));
+        let _ = b_js.delete_stream(&target).await;
+    }
+    let baseline = median(&baseline_rates);
+    let ferry = median(&ferry_rates);
+    Ok(ScenarioResult {
+        name: "replicate".into(),
+        messages,
+        baseline_msgs_per_s: baseline,
+        ferry_msgs_per_s: ferry,
+        ratio: ScenarioResult::ratio_of(ferry, baseline),
+        p50_ms: None,
+        p99_ms: None,
+        peak_rss_bytes: peak_rss,
+        lost: Some(lost),
+        copied: None,
+        baseline: format!(
+            "a JetStream mirror on b of the stream on a ({} B messages), domains a/b over a leafnode",
+            options.size
+        ),
+    })
+}
+
+/// Message `i`: its number, then filler up to `size` bytes.
+fn payload(i: u64, size: usize) -> Bytes {
+    let mut text = format!("{i:012} ").into_bytes();
+    text.resize(size.max(text.len()), b'x');
+    Bytes::from(text)
+}
+
+fn ferry_config(a: &str, b: &str, target: &str, round: usize) -> String {
+    format!(
+        r#"name: bench
+state_dir: "{{state_dir}}"
+monitor: {{ listen: "{{monitor}}" }}
+connections:
+  a: {{ servers: ["{a}"] }}
+  b: {{ servers: ["{b}"] }}
+replicators:
+  - name: copy
+    from: {{ connection: a, stream: SRC }}
+    to: {{ connection: b, stream: {target}, create: true, subject_prefix: copy{round}, duplicate_window: 2m }}
+    start: all
+    max_in_flight: {MAX_IN_FLIGHT}
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_have_the_asked_size_and_differ() {
+        assert_eq!(payload(7, 512).len(), 512);
+        assert_eq!(payload(7, 4).len(), 13, "never shorter than the number");
+        assert_ne!(payload(1, 64), payload(2, 64));
+    }
+
+    #[test]
+    fn the_config_is_valid() {
+        let yaml = ferry_config("nats://127.0.0.1:1", "nats://127.0.0.1:2", "COPY_1", 1)
+            .replace("{state_dir}", "/tmp/x")
+            .replace("{monitor}", "127.0.0.1:9");
+        crate::config::parse_str(&yaml, std::path::Path::new("bench.yaml"))
+            .expect("valid bench config");
+    }
+}
