@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// glibc's allocator serialises threads on its arena locks under sled's and the NATS client's
+/// allocation-heavy paths (seen as futex waits in `ferry bench` profiles); mimalloc's per-thread
+/// heaps do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ferry::app::{self, RunError};
 use ferry::config;
 use ferry::logging::{self, LogFormat};

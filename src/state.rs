@@ -17,6 +17,10 @@ use std::time::Duration;
 /// flush has happened, so this bounds what a power loss can take from the spool.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// sled's page cache. Its default (1 GiB) would let the cache grow with the number of sampled
+/// senders; the hot data (the spool's head and tail, recent senders) fits in far less.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How long [`SledStore::open`] waits for a database handle of this process to release sled's lock.
 const ENGINE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -49,6 +53,8 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 pub trait StateTree: Send + Sync {
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StateError>;
     fn remove(&self, key: &[u8]) -> Result<(), StateError>;
+    /// Removes several keys in one atomic write.
+    fn remove_many(&self, keys: &[&[u8]]) -> Result<(), StateError>;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// Up to `limit` entries with keys strictly after `after` (from the start when `None`), in key order.
     fn scan_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StateError>;
@@ -79,6 +85,7 @@ impl SledStore {
         let path = state_dir.join("ferry.db");
         let config = sled::Config::new()
             .path(&path)
+            .cache_capacity(CACHE_BYTES)
             .flush_every_ms(Some(FLUSH_INTERVAL.as_millis() as u64));
         // sled's background threads can keep a just-dropped database's file lock for a moment.
         // The StateDirLock already keeps other processes out, so a held sled lock can only be
@@ -136,6 +143,15 @@ impl StateTree for SledTree {
 
     fn remove(&self, key: &[u8]) -> Result<(), StateError> {
         self.0.remove(key)?;
+        Ok(())
+    }
+
+    fn remove_many(&self, keys: &[&[u8]]) -> Result<(), StateError> {
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(*key);
+        }
+        self.0.apply_batch(batch)?;
         Ok(())
     }
 

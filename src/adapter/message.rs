@@ -3,6 +3,7 @@
 //! The spool record carries only what differs per event; the headers that are the same for every
 //! event of an adapter (`Ferry-Adapter`, `Nats-Expected-Stream`) are added when publishing.
 
+use async_nats::header::HeaderName;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
@@ -40,15 +41,22 @@ impl OutMessage {
 
     /// The JetStream headers for this event.
     pub fn headers(&self, adapter: &str, stream: &str) -> HeaderMap {
+        // Names built once, not parsed from text for every event.
+        const NATS_MSG_ID: HeaderName = HeaderName::from_static("Nats-Msg-Id");
+        const NATS_EXPECTED_STREAM: HeaderName = HeaderName::from_static("Nats-Expected-Stream");
+        const FERRY_ADAPTER: HeaderName = HeaderName::from_static("Ferry-Adapter");
+        const FERRY_SENDER: HeaderName = HeaderName::from_static("Ferry-Sender");
+        const FERRY_RECEIVED: HeaderName = HeaderName::from_static("Ferry-Received");
+        const FERRY_SOURCE_SUBJECT: HeaderName = HeaderName::from_static("Ferry-Source-Subject");
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", self.msg_id.as_str());
-        headers.insert("Nats-Expected-Stream", stream);
-        headers.insert("Ferry-Adapter", adapter);
+        headers.insert(NATS_MSG_ID, self.msg_id.as_str());
+        headers.insert(NATS_EXPECTED_STREAM, stream);
+        headers.insert(FERRY_ADAPTER, adapter);
         if let Some(sender) = &self.sender {
-            headers.insert("Ferry-Sender", sender.as_str());
+            headers.insert(FERRY_SENDER, sender.as_str());
         }
-        headers.insert("Ferry-Received", self.received.as_str());
-        headers.insert("Ferry-Source-Subject", self.source_subject.as_str());
+        headers.insert(FERRY_RECEIVED, self.received.as_str());
+        headers.insert(FERRY_SOURCE_SUBJECT, self.source_subject.as_str());
         headers
     }
 

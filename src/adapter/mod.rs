@@ -38,8 +38,8 @@ use spool::Spool;
 
 /// The in-memory queue between intake and publisher holds this many events per allowed publish in
 /// flight (at least [`MIN_QUEUE`]). It absorbs bursts; beyond it, events go to the disk spool.
-const QUEUE_PER_IN_FLIGHT: usize = 4;
-const MIN_QUEUE: usize = 4096;
+const QUEUE_PER_IN_FLIGHT: usize = 16;
+const MIN_QUEUE: usize = 16_384;
 
 /// The capacity of an adapter's in-memory queue (documented: SIGKILL can lose what it holds).
 pub fn queue_capacity(config: &AdapterConfig) -> usize {

@@ -9,6 +9,7 @@
 //!   sends all new events to the spool, moves what it held in memory there too, and probes the
 //!   spool's head with jittered exponential backoff, forever, until JetStream takes it again.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,7 +34,9 @@ use crate::connect::Connection;
 use crate::subject;
 
 /// How many spooled events are read from the store at a time.
-const SPOOL_BATCH: usize = 256;
+const SPOOL_BATCH: usize = 1024;
+/// How many finished spooled events are removed from the store at a time.
+const REMOVE_BATCH: usize = 256;
 /// Longest pause between two probes while JetStream is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
@@ -47,6 +50,21 @@ struct InFlight {
     message: OutMessage,
     origin: Origin,
     started: Instant,
+}
+
+impl InFlight {
+    /// The event, when it came from the spool and must leave it once done.
+    fn spooled(self) -> Option<OutMessage> {
+        (self.origin == Origin::Spool).then_some(self.message)
+    }
+}
+
+/// What a completed publish means for the loop.
+enum Finished {
+    /// Stored or rejected for good; a spooled event is handed back for removal.
+    Done(Option<OutMessage>),
+    /// JetStream is not taking events.
+    Outage(String),
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = (InFlight, Outcome)> + Send>>;
@@ -110,6 +128,10 @@ impl Publisher {
         let max = self.config.max_in_flight.max(1);
         let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
         let mut cursor: Option<u64> = None;
+        // Spooled events read but not yet published; they stay in the spool until acked.
+        let mut read_ahead: VecDeque<OutMessage> = VecDeque::new();
+        // Spooled events JetStream has taken, removed from the spool in batches.
+        let mut acked_spooled: Vec<OutMessage> = Vec::new();
         let mut queue_closed = false;
         let mut stopping = *self.stop.borrow();
         loop {
@@ -127,40 +149,61 @@ impl Publisher {
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
-            // Then the spool, unless shutting down (it stays on disk for the next start).
+            // Then the spool, unless shutting down (it stays on disk for the next start). It is
+            // read ahead in batches, so a freed slot costs no read of the store.
             if in_flight.len() < max && !stopping && self.router.is_spooling() {
-                let want = (max - in_flight.len()).min(SPOOL_BATCH);
-                match self.spool.read_after(cursor, want) {
-                    Ok(batch) if batch.is_empty() => {
-                        self.router.finish_spooling(cursor);
+                if read_ahead.is_empty() {
+                    match self.spool.read_after(cursor, SPOOL_BATCH) {
+                        Ok(batch) if batch.is_empty() => {
+                            self.flush_removals(&mut acked_spooled);
+                            self.router.finish_spooling(cursor);
+                        }
+                        Ok(batch) => {
+                            cursor = batch.last().map(|message| message.seq);
+                            read_ahead.extend(batch);
+                        }
+                        Err(error) => {
+                            tracing::error!(adapter = %self.config.name, %error, "cannot read the spool");
+                        }
                     }
-                    Ok(batch) => {
-                        for message in batch {
-                            cursor = Some(message.seq);
-                            match self.start(message, Origin::Spool).await {
-                                Ok(ack) => in_flight.push(ack),
-                                Err(reason) => {
-                                    return self.spill_for_outage(in_flight, reason).await
-                                }
+                }
+                if !read_ahead.is_empty() {
+                    while in_flight.len() < max {
+                        let Some(message) = read_ahead.pop_front() else {
+                            break;
+                        };
+                        match self.start(message, Origin::Spool).await {
+                            Ok(ack) => in_flight.push(ack),
+                            Err(reason) => {
+                                self.flush_removals(&mut acked_spooled);
+                                return self.spill_for_outage(in_flight, reason).await;
                             }
                         }
-                        continue;
                     }
-                    Err(error) => {
-                        tracing::error!(adapter = %self.config.name, %error, "cannot read the spool");
-                    }
+                    continue;
                 }
             }
             if stopping && queue_closed && in_flight.is_empty() {
+                self.flush_removals(&mut acked_spooled);
                 return Exit::Done;
+            }
+            if acked_spooled.len() >= REMOVE_BATCH
+                || (in_flight.is_empty() && !acked_spooled.is_empty())
+            {
+                self.flush_removals(&mut acked_spooled);
             }
 
             let can_take = in_flight.len() < max;
             let wait_for_spool = can_take && !stopping && self.router.is_spooling();
             tokio::select! {
                 Some((item, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
-                    if let Some(reason) = self.finish(item, outcome).await {
-                        return self.spill_for_outage(in_flight, reason).await;
+                    match self.finish(item, outcome).await {
+                        Finished::Done(Some(spooled)) => acked_spooled.push(spooled),
+                        Finished::Done(None) => {}
+                        Finished::Outage(reason) => {
+                            self.flush_removals(&mut acked_spooled);
+                            return self.spill_for_outage(in_flight, reason).await;
+                        }
                     }
                 }
                 received = self.queue.recv(), if can_take && !queue_closed => match received {
@@ -174,6 +217,7 @@ impl Publisher {
                 _ = tokio::time::sleep(Duration::from_millis(200)), if wait_for_spool => {}
                 _ = self.stop.changed(), if !stopping => stopping = true,
                 _ = self.deadline.changed() => {
+                    self.flush_removals(&mut acked_spooled);
                     self.spill_at_deadline(in_flight).await;
                     return Exit::Done;
                 }
@@ -226,8 +270,9 @@ impl Publisher {
         }
     }
 
-    /// Accounts for one completed publish. Returns the reason when it revealed an outage.
-    async fn finish(&mut self, item: InFlight, outcome: Outcome) -> Option<String> {
+    /// Accounts for one completed publish: done with it (handing back a spooled event that can
+    /// now leave the spool), or an outage it revealed.
+    async fn finish(&mut self, item: InFlight, outcome: Outcome) -> Finished {
         let outcome = match outcome {
             Outcome::NoResponders => self.resolve_no_responders(&item.message).await,
             other => other,
@@ -242,8 +287,7 @@ impl Publisher {
                 } else {
                     self.metrics.published.inc();
                 }
-                self.forget(&item);
-                None
+                Finished::Done(item.spooled())
             }
             Outcome::Rejected { reason, detail } => {
                 self.metrics.dropped(reason).inc();
@@ -256,28 +300,41 @@ impl Publisher {
                     %detail,
                     "JetStream rejected an event; it is dropped and counted"
                 );
-                self.forget(&item);
-                None
+                Finished::Done(item.spooled())
             }
             Outcome::Outage(reason) | Outcome::StreamUnavailable(reason) => {
                 self.spool_or_drop(&item.message, item.origin);
-                Some(reason)
+                Finished::Outage(reason)
             }
             // Resolved above; should it ever get here, treat it as the outage it may be.
             Outcome::NoResponders => {
                 self.spool_or_drop(&item.message, item.origin);
-                Some("no responders".into())
+                Finished::Outage("no responders".into())
             }
         }
     }
 
-    /// Removes a spooled event that needs no further attempt.
-    fn forget(&self, item: &InFlight) {
-        if item.origin == Origin::Spool {
-            if let Err(error) = self.spool.remove(&item.message) {
-                tracing::error!(adapter = %self.config.name, %error, "cannot remove an event from the spool");
+    /// Like [`Publisher::finish`], removing a finished spooled event from the spool at once.
+    async fn finish_now(&mut self, item: InFlight, outcome: Outcome) -> Option<String> {
+        match self.finish(item, outcome).await {
+            Finished::Done(Some(spooled)) => {
+                self.flush_removals(&mut vec![spooled]);
+                None
             }
+            Finished::Done(None) => None,
+            Finished::Outage(reason) => Some(reason),
         }
+    }
+
+    /// Removes spooled events that need no further attempt, in one batch.
+    fn flush_removals(&self, done: &mut Vec<OutMessage>) {
+        if done.is_empty() {
+            return;
+        }
+        if let Err(error) = self.spool.remove_all(done) {
+            tracing::error!(adapter = %self.config.name, %error, "cannot remove events from the spool");
+        }
+        done.clear();
     }
 
     /// Keeps an event that could not be published: events from the queue go to the spool (where
@@ -336,7 +393,7 @@ impl Publisher {
     ) -> Exit {
         self.router.start_spooling();
         while let Some((item, outcome)) = in_flight.next().await {
-            let _ = self.finish(item, outcome).await;
+            let _ = self.finish_now(item, outcome).await;
         }
         self.move_queue_to_spool();
         Exit::Outage(reason)
@@ -347,7 +404,7 @@ impl Publisher {
     async fn spill_at_deadline(&mut self, mut in_flight: FuturesUnordered<AckFuture>) {
         self.router.start_spooling();
         while let Some((item, outcome)) = in_flight.next().await {
-            let _ = self.finish(item, outcome).await;
+            let _ = self.finish_now(item, outcome).await;
         }
         let spilled = self.move_queue_to_spool();
         tracing::warn!(
@@ -462,10 +519,10 @@ impl Publisher {
                 Outcome::StreamUnavailable(reason) => return Probe::StreamGone(reason),
                 Outcome::Outage(reason) => return Probe::StillDown(reason),
                 Outcome::Rejected { .. } => {
-                    let _ = self.finish(item, outcome).await;
+                    let _ = self.finish_now(item, outcome).await;
                 }
                 other => {
-                    let _ = self.finish(item, other).await;
+                    let _ = self.finish_now(item, other).await;
                     return Probe::Recovered;
                 }
             }

@@ -120,8 +120,16 @@ impl Spool {
 
     /// Removes an acknowledged (or permanently rejected) event.
     pub fn remove(&self, message: &OutMessage) -> Result<(), StateError> {
-        self.tree.remove(&message.key())?;
-        self.add(-1, -(message.size() as i64));
+        self.remove_all(std::slice::from_ref(message))
+    }
+
+    /// Removes acknowledged (or permanently rejected) events in one write to the store.
+    pub fn remove_all(&self, messages: &[OutMessage]) -> Result<(), StateError> {
+        let keys: Vec<[u8; 8]> = messages.iter().map(OutMessage::key).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+        self.tree.remove_many(&refs)?;
+        let bytes: u64 = messages.iter().map(|m| m.size() as u64).sum();
+        self.add(-(messages.len() as i64), -(bytes as i64));
         Ok(())
     }
 

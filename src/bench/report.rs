@@ -174,9 +174,14 @@ mod tests {
         assert!(table.contains("0.95x"), "{table}");
         assert!(table.contains("95,000"), "{table}");
         assert!(table.contains("64.0MiB"), "{table}");
-        assert!(table.contains("replicate         a mirror"), "{table}");
+        assert!(table.contains("  replicate        a mirror"), "{table}");
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[0].find("ratio"), lines[0].find("ratio"));
+        let end = |line: &str, cell: &str| line.find(cell).map(|start| start + cell.len());
+        assert_eq!(
+            end(lines[0], "ratio"),
+            end(lines[1], "0.95x"),
+            "right-aligned under its header: {table}"
+        );
         assert!(
             lines[1].contains(" - "),
             "missing values are dashes: {table}"

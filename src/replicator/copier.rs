@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::advisories::AdvisoryPublisher;
-use super::checkpoint::{Checkpoint, Checkpoints};
+use super::checkpoint::{Checkpoint, Checkpoints, SourceIdentity};
 use super::headers::{is_loop, target_headers, Stamp};
 use super::limits::RateLimiter;
 use super::resume::{self, Resume};
@@ -69,7 +69,9 @@ enum Event {
 struct Pending {
     sequence: u64,
     subject: String,
-    headers: HeaderMap,
+    /// The source's headers; the target's are built from them at each attempt (retries are
+    /// rare, so building once per publish beats keeping a copy per message in flight).
+    source_headers: Option<HeaderMap>,
     payload: Bytes,
     published: OffsetDateTime,
     attempts: u32,
@@ -376,13 +378,8 @@ impl Copier {
         if let Some(limiter) = &self.limiter {
             limiter.acquire(size).await;
         }
-        let timestamp_ms = published.unix_timestamp_nanos() / 1_000_000;
-        let stamp = Stamp {
-            source: &session.source.identity,
-            instance: &self.instance,
-            replicator: &self.config.name,
-            target_stream: &self.config.to.stream,
-        };
+        // Ordered consumers need no acks: the message's parts move on without copies.
+        let (message, _no_ack_needed) = message.split();
         let pending = Pending {
             sequence,
             subject: self
@@ -390,8 +387,8 @@ impl Copier {
                 .to
                 .rewrite_subject(message.subject.as_str())
                 .into_owned(),
-            headers: target_headers(message.headers.as_ref(), sequence, timestamp_ms, &stamp),
-            payload: message.payload.clone(),
+            source_headers: message.headers,
+            payload: message.payload,
             published,
             attempts: 0,
         };
@@ -447,15 +444,28 @@ impl Copier {
                 .entry(pending.subject.clone())
                 .or_insert(0) += 1;
         }
-        let ack = self.publish(pending).await;
+        let ack = self.publish(&session.source.identity, pending).await;
         session.in_flight.push(ack);
     }
 
-    async fn publish(&self, mut pending: Pending) -> AckFuture {
+    async fn publish(&self, source: &SourceIdentity, mut pending: Pending) -> AckFuture {
         pending.attempts += 1;
+        let stamp = Stamp {
+            source,
+            instance: &self.instance,
+            replicator: &self.config.name,
+            target_stream: &self.config.to.stream,
+        };
+        let timestamp_ms = pending.published.unix_timestamp_nanos() / 1_000_000;
+        let headers = target_headers(
+            pending.source_headers.as_ref(),
+            pending.sequence,
+            timestamp_ms,
+            &stamp,
+        );
         let message = PublishMessage::build()
             .payload(pending.payload.clone())
-            .headers(pending.headers.clone());
+            .headers(headers);
         if !self.target.is_connected() {
             let reason = format!("connection {} is down", self.target.name);
             return Box::pin(async move { (pending, Outcome::Outage(reason)) });
@@ -613,7 +623,7 @@ impl Copier {
             }
             failed.sort_by_key(|pending| pending.sequence);
             for pending in failed.drain(..) {
-                let ack = self.publish(pending).await;
+                let ack = self.publish(&session.source.identity, pending).await;
                 session.in_flight.push(ack);
             }
         }

@@ -1,6 +1,7 @@
 //! What a copied message looks like on the target (SPEC section 5 "Writing"): its subject after
 //! the optional prefix rewrite, and its headers after hygiene.
 
+use async_nats::header::HeaderName;
 use async_nats::HeaderMap;
 
 use super::checkpoint::SourceIdentity;
@@ -21,6 +22,14 @@ fn is_ferry_header(name: &str) -> bool {
         "Ferry-Source" | "Choria-SR-Source" | "Ferry-Source-Msg-Id"
     )
 }
+
+// The names ferry sets on every copy, built once rather than parsed from text per message.
+const FERRY_SOURCE: HeaderName = HeaderName::from_static("Ferry-Source");
+const CHORIA_SR_SOURCE: HeaderName = HeaderName::from_static("Choria-SR-Source");
+const FERRY_ORIGIN: HeaderName = HeaderName::from_static("Ferry-Origin");
+const FERRY_SOURCE_MSG_ID: HeaderName = HeaderName::from_static("Ferry-Source-Msg-Id");
+const NATS_MSG_ID: HeaderName = HeaderName::from_static("Nats-Msg-Id");
+const NATS_EXPECTED_STREAM: HeaderName = HeaderName::from_static("Nats-Expected-Stream");
 
 /// Everything about the copy that is the same for each message.
 pub struct Stamp<'a> {
@@ -56,7 +65,7 @@ pub fn target_headers(
             let name_text: &str = name.as_ref();
             if name_text == "Nats-Msg-Id" {
                 if let Some(first) = values.first() {
-                    headers.insert("Ferry-Source-Msg-Id", first.as_str());
+                    headers.insert(FERRY_SOURCE_MSG_ID, first.clone());
                 }
                 continue;
             }
@@ -75,20 +84,19 @@ pub fn target_headers(
         "{} {} {} {} {}",
         stamp.source.stream, sequence, stamp.instance, stamp.replicator, timestamp_ms
     );
-    headers.insert("Ferry-Source", source_value.as_str());
-    headers.insert("Choria-SR-Source", source_value.as_str());
+    headers.insert(FERRY_SOURCE, source_value.clone());
+    headers.insert(CHORIA_SR_SOURCE, source_value);
     if !has_origin {
-        headers.insert("Ferry-Origin", origin_value(stamp.source).as_str());
+        headers.insert(FERRY_ORIGIN, origin_value(stamp.source));
     }
     headers.insert(
-        "Nats-Msg-Id",
+        NATS_MSG_ID,
         format!(
             "{}:{}:{}",
             stamp.source.stream, stamp.source.created_ns, sequence
-        )
-        .as_str(),
+        ),
     );
-    headers.insert("Nats-Expected-Stream", stamp.target_stream);
+    headers.insert(NATS_EXPECTED_STREAM, stamp.target_stream);
     headers
 }
 

@@ -226,6 +226,38 @@ pub fn assert_same_per_subject(source: &[StoredMessage], target: &[StoredMessage
     assert_eq!(target.len(), source.len(), "messages in the target");
 }
 
+/// Whether the target holds, per subject, the source's payloads in the source's order.
+pub fn same_order_per_subject(source: &[StoredMessage], target: &[StoredMessage]) -> bool {
+    payloads_by_subject(source) == payloads_by_subject(target)
+}
+
+/// The target holds the same messages as the source per subject, in whatever order: what
+/// `ordering: relaxed` promises around a failed publish (the retry may land after later messages).
+pub fn assert_same_set_per_subject(source: &[StoredMessage], target: &[StoredMessage]) {
+    let sorted = |messages: &[StoredMessage]| {
+        let mut by_subject = payloads_by_subject(messages);
+        for payloads in by_subject.values_mut() {
+            payloads.sort();
+        }
+        by_subject
+    };
+    let (want, got) = (sorted(source), sorted(target));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "subjects in the target"
+    );
+    for (subject, payloads) in &want {
+        assert!(
+            &got[subject] == payloads,
+            "subject {subject}: the target holds other messages than the source ({} vs {})",
+            got[subject].len(),
+            payloads.len()
+        );
+    }
+    assert_eq!(target.len(), source.len(), "messages in the target");
+}
+
 /// Checks that the copied messages name distinct source sequences (nothing stored twice) and
 /// returns them sorted.
 pub fn assert_no_duplicate_stored(target: &[StoredMessage]) -> Vec<u64> {
