@@ -164,12 +164,12 @@ fn replicator_headers(c: &mut Criterion) {
         stream: "CHORIA_REGISTRATION".into(),
         created_ns: 1_764_547_200_123_456_789,
     };
-    let stamp = Stamp {
-        source: &source,
-        instance: "ferry-dc1",
-        replicator: "registration-to-west",
-        target_stream: "CHORIA_REGISTRATION",
-    };
+    let stamp = Stamp::new(
+        &source,
+        "ferry-dc1",
+        "registration-to-west",
+        "CHORIA_REGISTRATION",
+    );
     let mut source_headers = async_nats::HeaderMap::new();
     source_headers.insert("Ferry-Adapter", "registration");
     source_headers.insert("Ferry-Sender", "web0042.dc1.example.net");

@@ -19,7 +19,7 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// sled's page cache. Its default (1 GiB) would let the cache grow with the number of sampled
 /// senders; the hot data (the spool's head and tail, recent senders) fits in far less.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How long [`SledStore::open`] waits for a database handle of this process to release sled's lock.
 const ENGINE_LOCK_WAIT: Duration = Duration::from_secs(5);

@@ -9,6 +9,7 @@
 //! reading pauses and the failed publishes are retried with backoff until they go through, so no
 //! buffer grows without bound.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, Message};
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, Subject};
 use backon::BackoffBuilder;
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
@@ -27,7 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::advisories::AdvisoryPublisher;
-use super::checkpoint::{Checkpoint, Checkpoints, SourceIdentity};
+use super::checkpoint::{Checkpoint, Checkpoints};
 use super::headers::{is_loop, target_headers, Stamp};
 use super::limits::RateLimiter;
 use super::resume::{self, Resume};
@@ -68,7 +69,8 @@ enum Event {
 /// One message on its way to the target.
 struct Pending {
     sequence: u64,
-    subject: String,
+    /// The target subject; shares the source message's bytes unless rewritten.
+    subject: Subject,
     /// The source's headers; the target's are built from them at each attempt (retries are
     /// rare, so building once per publish beats keeping a copy per message in flight).
     source_headers: Option<HeaderMap>,
@@ -110,6 +112,8 @@ pub struct Copier {
 /// Per-session state.
 struct Session {
     source: SourceInfo,
+    /// The constant parts of every copy's headers.
+    stamp: Stamp,
     target_origin: String,
     watermark: Watermark,
     saved: u64,
@@ -203,8 +207,15 @@ impl Copier {
             Err(reason) => return SessionEnd::Retry(reason),
         };
         tracing::info!(replicator = %self.config.name, source = %source.identity, reason = %resume.reason, "replicator reading");
+        let stamp = Stamp::new(
+            &source.identity,
+            &self.instance,
+            &self.config.name,
+            &self.config.to.stream,
+        );
         let mut session = Session {
             source,
+            stamp,
             target_origin,
             watermark: Watermark::new(resume.done_through),
             saved: u64::MAX,
@@ -382,11 +393,10 @@ impl Copier {
         let (message, _no_ack_needed) = message.split();
         let pending = Pending {
             sequence,
-            subject: self
-                .config
-                .to
-                .rewrite_subject(message.subject.as_str())
-                .into_owned(),
+            subject: match self.config.to.rewrite_subject(message.subject.as_str()) {
+                Cow::Borrowed(_) => message.subject,
+                Cow::Owned(rewritten) => Subject::from(rewritten),
+            },
             source_headers: message.headers,
             payload: message.payload,
             published,
@@ -441,27 +451,21 @@ impl Copier {
         if self.config.ordering == Ordering::Subject {
             *session
                 .busy_subjects
-                .entry(pending.subject.clone())
+                .entry(pending.subject.to_string())
                 .or_insert(0) += 1;
         }
-        let ack = self.publish(&session.source.identity, pending).await;
+        let ack = self.publish(&session.stamp, pending).await;
         session.in_flight.push(ack);
     }
 
-    async fn publish(&self, source: &SourceIdentity, mut pending: Pending) -> AckFuture {
+    async fn publish(&self, stamp: &Stamp, mut pending: Pending) -> AckFuture {
         pending.attempts += 1;
-        let stamp = Stamp {
-            source,
-            instance: &self.instance,
-            replicator: &self.config.name,
-            target_stream: &self.config.to.stream,
-        };
         let timestamp_ms = pending.published.unix_timestamp_nanos() / 1_000_000;
         let headers = target_headers(
             pending.source_headers.as_ref(),
             pending.sequence,
             timestamp_ms,
-            &stamp,
+            stamp,
         );
         let message = PublishMessage::build()
             .payload(pending.payload.clone())
@@ -494,12 +498,12 @@ impl Copier {
         outcome: Outcome,
     ) -> Option<SessionEnd> {
         let outcome = match outcome {
-            Outcome::NoResponders => self.resolve_no_responders(&pending.subject).await,
+            Outcome::NoResponders => self.resolve_no_responders(pending.subject.as_str()).await,
             other => other,
         };
         match outcome {
             Outcome::Stored { duplicate } => {
-                self.release_subject(session, &pending.subject);
+                self.release_subject(session, pending.subject.as_str());
                 if duplicate {
                     self.metrics.duplicates.inc();
                 } else {
@@ -518,7 +522,7 @@ impl Copier {
                 None
             }
             Outcome::Rejected { reason, detail } => {
-                self.release_subject(session, &pending.subject);
+                self.release_subject(session, pending.subject.as_str());
                 tracing::error!(
                     replicator = %self.config.name,
                     source_sequence = pending.sequence,
@@ -586,7 +590,9 @@ impl Copier {
         loop {
             while let Some((pending, outcome)) = session.in_flight.next().await {
                 let outcome = match outcome {
-                    Outcome::NoResponders => self.resolve_no_responders(&pending.subject).await,
+                    Outcome::NoResponders => {
+                        self.resolve_no_responders(pending.subject.as_str()).await
+                    }
                     other => other,
                 };
                 match outcome {
@@ -623,7 +629,7 @@ impl Copier {
             }
             failed.sort_by_key(|pending| pending.sequence);
             for pending in failed.drain(..) {
-                let ack = self.publish(&session.source.identity, pending).await;
+                let ack = self.publish(&session.stamp, pending).await;
                 session.in_flight.push(ack);
             }
         }
