@@ -29,10 +29,12 @@ use tokio::sync::watch;
 
 use super::advisories::AdvisoryPublisher;
 use super::checkpoint::{Checkpoint, Checkpoints};
+use super::election::Role;
 use super::headers::{is_loop, target_headers, Stamp};
 use super::limits::RateLimiter;
 use super::resume::{self, Resume};
 use super::sampler::{Decision, Sampler};
+use super::shared_state::SharedState;
 use super::streams::{self, SourceInfo, StreamError};
 use super::watermark::Watermark;
 use super::ReplicatorMetrics;
@@ -51,6 +53,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// How a session ended.
 enum SessionEnd {
     Stopped,
+    /// Leadership was lost: copying stopped at once; wait to be elected again.
+    Demoted,
     /// Retry later with a new session.
     Retry(String),
     /// Wait for the operator.
@@ -60,6 +64,7 @@ enum SessionEnd {
 /// What woke the copy loop.
 enum Event {
     Stop,
+    Demoted,
     Ack(Pending, Outcome),
     Checkpoint,
     Sweep,
@@ -99,7 +104,7 @@ pub struct Copier {
     pub target_js: jetstream::Context,
     pub checkpoints: Checkpoints,
     pub filter: Filter,
-    pub sampler: Option<Sampler>,
+    pub sampler: Option<Arc<Sampler>>,
     pub limiter: Option<RateLimiter>,
     pub advisories: Option<AdvisoryPublisher>,
     pub metrics: ReplicatorMetrics,
@@ -107,6 +112,10 @@ pub struct Copier {
     pub stop: watch::Receiver<bool>,
     /// Becomes true when the shutdown deadline passed: stop waiting for acks.
     pub deadline: watch::Receiver<bool>,
+    /// With leader election: the role; copying happens only while it is `Leader`.
+    pub lease: Option<watch::Receiver<Role>>,
+    /// With election and sampling: the sampling state shared with the other instances.
+    pub shared: Option<Arc<SharedState>>,
 }
 
 /// Per-session state.
@@ -132,8 +141,15 @@ impl Copier {
     pub async fn run(mut self) {
         let mut backoff = new_backoff();
         loop {
+            if self.lease.is_some() && !self.await_leadership().await {
+                break;
+            }
             match self.session().await {
                 SessionEnd::Stopped => break,
+                SessionEnd::Demoted => {
+                    self.metrics.is_leader.set(0);
+                    continue;
+                }
                 SessionEnd::Retry(reason) => {
                     tracing::warn!(replicator = %self.config.name, %reason, "replicator interrupted; retrying");
                     self.board.set_state(
@@ -161,6 +177,66 @@ impl Copier {
                 tracing::error!(replicator = %self.config.name, %error, "cannot save sampling state");
             }
         }
+    }
+
+    /// Waits as a standby until this instance leads (then loads the shared sampling state), or
+    /// ferry stops (returns false).
+    async fn await_leadership(&mut self) -> bool {
+        let Some(mut lease) = self.lease.clone() else {
+            return true;
+        };
+        if *lease.borrow() != Role::Leader {
+            self.metrics.is_leader.set(0);
+            self.board
+                .update(&self.config.name, |status| status.role = "standby".into());
+            self.board.set_state(
+                &self.config.name,
+                PipelineState::Standby,
+                Some("another instance leads; this one takes over when it goes".into()),
+            );
+            let mut stop = self.stop.clone();
+            let decided = tokio::select! {
+                role = lease.wait_for(|role| matches!(role, Role::Leader | Role::Refused(_))) => {
+                    role.ok().map(|role| role.clone())
+                }
+                _ = stop.wait_for(|stop| *stop) => None,
+            };
+            match decided {
+                Some(Role::Leader) if !*self.stop.borrow() => {}
+                Some(Role::Refused(reason)) => {
+                    self.board.set_state(
+                        &self.config.name,
+                        PipelineState::Failed,
+                        Some(reason.clone()),
+                    );
+                    self.board.record_error(&self.config.name, &reason);
+                    let _ = self.stop.wait_for(|stop| *stop).await;
+                    return false;
+                }
+                _ => return false,
+            }
+        }
+        self.metrics.is_leader.set(1);
+        self.board
+            .update(&self.config.name, |status| status.role = "leader".into());
+        if let Some(shared) = &self.shared {
+            match shared.load().await {
+                Ok(loaded) => {
+                    tracing::info!(replicator = %self.config.name, loaded, "loaded the shared sampling state")
+                }
+                Err(error) => {
+                    tracing::warn!(replicator = %self.config.name, %error, "cannot load the shared sampling state; sampling from the local state")
+                }
+            }
+        }
+        true
+    }
+
+    /// Whether copying may go on: no election, or this instance leads.
+    fn leading(&self) -> bool {
+        self.lease
+            .as_ref()
+            .is_none_or(|lease| *lease.borrow() == Role::Leader)
     }
 
     /// Sleeps unless ferry stops first; returns whether to go on.
@@ -289,6 +365,7 @@ impl Copier {
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval.0);
         let mut sweep_tick = tokio::time::interval(SWEEP_INTERVAL);
         let mut stop = self.stop.clone();
+        let mut lease = self.lease.clone();
         loop {
             // A held message goes first once its subject is free.
             if let Some(message) = session.held.take() {
@@ -302,6 +379,7 @@ impl Copier {
             let event = tokio::select! {
                 biased;
                 _ = stop.wait_for(|stop| *stop) => Event::Stop,
+                _ = demoted(&mut lease) => Event::Demoted,
                 Some((pending, outcome)) = session.in_flight.next(), if !session.in_flight.is_empty() => {
                     Event::Ack(pending, outcome)
                 }
@@ -325,6 +403,12 @@ impl Copier {
                         return SessionEnd::Retry("the source consumer ended".into());
                     }
                 },
+                Event::Demoted => {
+                    // Not one more publish: another instance may already be copying. What
+                    // was acknowledged is checkpointed; the rest is read again by the next leader.
+                    self.save(session);
+                    return SessionEnd::Demoted;
+                }
                 Event::Stop => {
                     tracing::debug!(
                         replicator = %self.config.name,
@@ -617,6 +701,10 @@ impl Copier {
                 self.save(session);
                 return Some(SessionEnd::Stopped);
             }
+            if !self.leading() {
+                self.save(session);
+                return Some(SessionEnd::Demoted);
+            }
             if let Err(error) =
                 streams::ensure_target(&self.target_js, &self.config, &session.source).await
             {
@@ -723,6 +811,16 @@ impl Copier {
                 publisher.send(advisory);
             }
         }
+    }
+}
+
+/// Resolves when the lease says this instance no longer leads (never without election).
+async fn demoted(lease: &mut Option<watch::Receiver<Role>>) {
+    match lease {
+        Some(lease) => {
+            let _ = lease.wait_for(|role| *role != Role::Leader).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -12,6 +12,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
+
+use super::election::Role;
 use tokio::time::MissedTickBehavior;
 
 use crate::logging::LogLimiter;
@@ -35,7 +37,8 @@ struct Payload<'a> {
 }
 
 /// Publishes a heartbeat on `subject` every `interval` (the first at once) through JetStream until
-/// `stop` turns true (or its sender goes away).
+/// `stop` turns true (or its sender goes away). With `leading`, only while it says so: one
+/// heartbeat stream per replicator, from whichever instance copies.
 pub fn spawn(
     js: async_nats::jetstream::Context,
     subject: String,
@@ -43,8 +46,11 @@ pub fn spawn(
     instance: String,
     replicator: String,
     stop: watch::Receiver<bool>,
+    leading: Option<watch::Receiver<Role>>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(js, subject, interval, instance, replicator, stop))
+    tokio::spawn(run(
+        js, subject, interval, instance, replicator, stop, leading,
+    ))
 }
 
 async fn run(
@@ -54,6 +60,7 @@ async fn run(
     instance: String,
     replicator: String,
     mut stop: watch::Receiver<bool>,
+    leading: Option<watch::Receiver<Role>>,
 ) {
     let errors = LogLimiter::new(LOG_INTERVAL);
     let mut ticker = tokio::time::interval(interval.max(MIN_INTERVAL));
@@ -69,6 +76,12 @@ async fn run(
                 if changed.is_err() { return }
                 continue;
             }
+        }
+        if leading
+            .as_ref()
+            .is_some_and(|role| *role.borrow() != Role::Leader)
+        {
+            continue;
         }
         let payload = payload(&replicator, &instance, unix_ms());
         tokio::select! {
@@ -171,6 +184,7 @@ mod tests {
             "ferry-1".into(),
             "r1".into(),
             stop_rx,
+            None,
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(!task.is_finished());

@@ -9,11 +9,13 @@
 pub mod advisories;
 pub mod checkpoint;
 pub mod copier;
+pub mod election;
 pub mod headers;
 pub mod heartbeat;
 pub mod limits;
 pub mod resume;
 pub mod sampler;
+pub mod shared_state;
 pub mod streams;
 pub mod watermark;
 
@@ -24,7 +26,7 @@ use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::replicator::ReplicatorConfig;
+use crate::config::replicator::{AdvisoriesConfig, ReplicatorConfig, SampleConfig};
 use crate::connect::Connection;
 use crate::filter::Filter;
 use crate::metrics::Metrics;
@@ -33,8 +35,10 @@ use crate::status::{PipelineKind, StatusBoard};
 use advisories::AdvisoryPublisher;
 use checkpoint::Checkpoints;
 use copier::Copier;
+use election::{Election, Role};
 use limits::RateLimiter;
 use sampler::Sampler;
+use shared_state::SharedState;
 
 /// The replicator's metrics with its `pipeline` label applied.
 #[derive(Clone)]
@@ -118,6 +122,9 @@ pub struct Replicator {
     name: String,
     task: JoinHandle<()>,
     heartbeat: Option<JoinHandle<()>>,
+    election: Option<Election>,
+    /// Writes the shared sampling state while this instance leads.
+    sharer: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     deadline: watch::Sender<bool>,
 }
@@ -150,10 +157,16 @@ impl Replicator {
             .limit
             .as_ref()
             .and_then(|limit| limit.sample.as_ref());
+        let election_config = config.leader_election.clone();
         let sampler = sample
             .map(|sample| Sampler::open(store.as_ref(), &name, sample, config.advisories.as_ref()))
             .transpose()
-            .map_err(state_error)?;
+            .map_err(state_error)?
+            .map(|sampler| match election_config {
+                Some(_) => sampler.share_changes(),
+                None => sampler,
+            })
+            .map(Arc::new);
         let limiter = config
             .limit
             .as_ref()
@@ -174,6 +187,15 @@ impl Replicator {
             ),
             None => None,
         };
+        let election = election_config.as_ref().map(|election| {
+            Election::spawn(
+                target.jetstream(16),
+                election.bucket.clone(),
+                name.clone(),
+                election::holder(&instance),
+                election.ttl.0,
+            )
+        });
         let heartbeat = config.heartbeat.as_ref().map(|heartbeat| {
             heartbeat::spawn(
                 source.jetstream(16),
@@ -182,13 +204,32 @@ impl Replicator {
                 instance.clone(),
                 name.clone(),
                 stop_rx.clone(),
+                election.as_ref().map(Election::role),
             )
         });
-        if config.leader_election.is_some() {
-            tracing::warn!(replicator = %name, "leader_election is not active in this version: this instance copies as if it were the leader");
-        }
+        let shared = match (&election_config, &sampler, sample) {
+            (Some(election), Some(sampler), Some(sample)) => Some(Arc::new(SharedState::new(
+                target.jetstream(shared_state::IN_FLIGHT),
+                &election.bucket,
+                &name,
+                sampler.clone(),
+                shared_max_age(sample, config.advisories.as_ref()),
+            ))),
+            _ => None,
+        };
+        let sharer = match (&shared, &election) {
+            (Some(shared), Some(election)) => Some(tokio::spawn(share_while_leading(
+                shared.clone(),
+                election.role(),
+                stop_rx.clone(),
+                name.clone(),
+            ))),
+            _ => None,
+        };
         let replicator_metrics = ReplicatorMetrics::new(&metrics, &name);
-        replicator_metrics.is_leader.set(1);
+        replicator_metrics
+            .is_leader
+            .set(i64::from(election.is_none()));
         board.register(&name, PipelineKind::Replicator);
         let copier = Copier {
             checkpoints: Checkpoints::open(store.as_ref()).map_err(state_error)?,
@@ -205,12 +246,16 @@ impl Replicator {
             board,
             stop: stop_rx,
             deadline: deadline_rx,
+            lease: election.as_ref().map(Election::role),
+            shared,
             config,
         };
         Ok(Replicator {
             name,
             task: tokio::spawn(copier.run()),
             heartbeat,
+            election,
+            sharer,
             stop: stop_tx,
             deadline: deadline_tx,
         })
@@ -234,6 +279,52 @@ impl Replicator {
         }
         if let Some(heartbeat) = self.heartbeat {
             heartbeat.abort();
+        }
+        // The last shared-state write happens before the key is given up, so the next leader
+        // finds everything this one copied.
+        if let Some(sharer) = self.sharer {
+            let _ = tokio::time::timeout(Duration::from_secs(10), sharer).await;
+        }
+        if let Some(election) = self.election {
+            election.resign().await;
+        }
+    }
+}
+
+/// How long the shared bucket keeps a sender record: twice the time after which a silent sender
+/// is forgotten (`expire_after`, or the sampling interval), and at least a minute.
+fn shared_max_age(sample: &SampleConfig, advisories: Option<&AdvisoriesConfig>) -> Duration {
+    let forget = advisories
+        .and_then(|a| a.expire_after)
+        .map_or(sample.interval.0, |d| d.0);
+    (forget * 2).max(Duration::from_secs(60))
+}
+
+/// Writes the sampling changes to the shared bucket every few seconds while this instance leads,
+/// discards them while it does not (they are stale then), and writes once more when ferry stops.
+async fn share_while_leading(
+    shared: Arc<SharedState>,
+    role: watch::Receiver<Role>,
+    mut stop: watch::Receiver<bool>,
+    replicator: String,
+) {
+    let errors = crate::logging::LogLimiter::new(Duration::from_secs(30));
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(shared_state::PUBLISH_INTERVAL) => false,
+            _ = stop.wait_for(|stop| *stop) => true,
+        };
+        if *role.borrow() == Role::Leader {
+            if let Err(error) = shared.publish().await {
+                if let Some(suppressed) = errors.allow() {
+                    tracing::warn!(%replicator, %error, suppressed, "cannot share the sampling state");
+                }
+            }
+        } else {
+            shared.discard();
+        }
+        if stopping {
+            return;
         }
     }
 }

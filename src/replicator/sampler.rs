@@ -55,7 +55,7 @@ use crate::state::{StateError, StateStore, StateTree};
 /// Leading byte of every sender record, so a later release can read (or migrate) older ones.
 const RECORD_VERSION: u8 = 1;
 /// Encoded record length: version, four u64 fields, flags.
-const RECORD_LEN: usize = 1 + 8 * 4 + 1;
+pub const RECORD_LEN: usize = 1 + 8 * 4 + 1;
 /// Record flag: a `timeout` advisory was issued for the current silence.
 const FLAG_ADVISED: u8 = 1;
 
@@ -144,7 +144,13 @@ pub struct Sampler {
     cache: Mutex<Cache>,
     senders: AtomicU64,
     errors: LogLimiter,
+    /// Under leader election: senders whose copied or advised state changed since the shared
+    /// bucket last took them (`None`: the sender expired). Mere sightings are not shared.
+    shared: Option<Mutex<HashMap<String, Option<SharedRecord>>>>,
 }
+
+/// A sender record as stored, for the shared bucket (SPEC section 8).
+pub type SharedRecord = [u8; RECORD_LEN];
 
 /// The configuration, resolved into what the hot path needs.
 struct Settings {
@@ -198,7 +204,77 @@ impl Sampler {
             cache: Mutex::new(Cache::new(capacity.max(16))),
             senders: AtomicU64::new(senders),
             errors: LogLimiter::new(Duration::from_secs(30)),
+            shared: None,
         })
+    }
+
+    /// Keeps track of the changes the other instances of an elected replicator need (see
+    /// [`Sampler::take_shared`]).
+    pub fn share_changes(mut self) -> Sampler {
+        self.shared = Some(Mutex::new(HashMap::new()));
+        self
+    }
+
+    /// The changes since the last call, to write to the shared bucket.
+    pub fn take_shared(&self) -> Vec<(String, Option<SharedRecord>)> {
+        match &self.shared {
+            Some(shared) => lock(shared).drain().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Puts back changes the shared bucket did not take, unless newer ones came meanwhile.
+    pub fn return_shared(&self, changes: Vec<(String, Option<SharedRecord>)>) {
+        if let Some(shared) = &self.shared {
+            let mut shared = lock(shared);
+            for (key, record) in changes {
+                shared.entry(key).or_insert(record);
+            }
+        }
+    }
+
+    /// Takes a record another instance shared, when it is newer than what this one knows (by
+    /// last copy, then last sighting). Returns whether it was taken.
+    pub fn merge_shared(&self, key: &str, bytes: &[u8]) -> Result<bool, StateError> {
+        let Some(remote) = Record::decode(bytes) else {
+            return Ok(false);
+        };
+        if key.is_empty() {
+            return Ok(false);
+        }
+        let mut cache = self.lock();
+        let result = match cache.entry(key, &*self.records, &*self.due)? {
+            Some(cached) => {
+                let local = cached.record;
+                if (remote.copied_ms, remote.seen_ms, remote.advised)
+                    <= (local.copied_ms, local.seen_ms, local.advised)
+                {
+                    false
+                } else {
+                    cached.record = remote;
+                    cached.changed = true;
+                    true
+                }
+            }
+            None => {
+                self.senders.fetch_add(1, Ordering::Relaxed);
+                cache.insert(key.to_string(), remote, &*self.records, &*self.due);
+                true
+            }
+        };
+        let error = cache.error.take();
+        drop(cache);
+        if let Some(error) = error {
+            self.report("cannot write sender records; they stay in memory", &error);
+        }
+        Ok(result)
+    }
+
+    /// Notes a change for the shared bucket, when sharing.
+    fn note_shared(&self, key: &str, record: Option<&Record>) {
+        if let Some(shared) = &self.shared {
+            lock(shared).insert(key.to_string(), record.map(Record::encode));
+        }
     }
 
     /// The sender key of a message, if it has a non-empty one.
@@ -261,6 +337,7 @@ impl Sampler {
         };
         if let Some(record) = created {
             self.senders.fetch_add(1, Ordering::Relaxed);
+            self.note_shared(&key, Some(&record));
             cache.insert(key.into_owned(), record, &*self.records, &*self.due);
         }
         let error = cache.error.take();
@@ -365,6 +442,7 @@ impl Sampler {
                 ..self.new_record(message)
             };
             cached.changed = true;
+            self.note_shared(key, Some(&cached.record));
             return (
                 Decision::Copy(CopyReason::New),
                 self.advise_new(key, message),
@@ -391,6 +469,7 @@ impl Sampler {
         record.copied_ms = record.copied_ms.max(message.now_ms);
         record.size = message.size;
         cached.changed = true;
+        self.note_shared(key, Some(&cached.record));
         let advisory = (recovered && self.settings.advise).then(|| Advisory {
             event: AdvisoryEvent::Recover,
             value: key.to_string(),
@@ -507,6 +586,9 @@ impl Sampler {
         let value = || String::from_utf8_lossy(sender).into_owned();
         if silence >= self.settings.expire_ms {
             self.records.remove(sender)?;
+            if let Some(key) = bytes_as_str(sender) {
+                self.note_shared(key, None);
+            }
             self.due.remove(index_key)?;
             if let Some(key) = bytes_as_str(sender) {
                 cache.entries.remove(key);
@@ -528,6 +610,11 @@ impl Sampler {
             record.advised = true;
         }
         record.due_ms = self.settings.next_due(&record);
+        if timed_out {
+            if let Some(key) = bytes_as_str(sender) {
+                self.note_shared(key, Some(&record));
+            }
+        }
         self.move_index(cache, sender, index_key, record)?;
         Ok(timed_out.then(|| self.advisory(AdvisoryEvent::Timeout, value(), &record, silence)))
     }
@@ -819,6 +906,13 @@ impl Cache {
         }
         Ok(())
     }
+}
+
+/// Locks a mutex, recovering from a poisoned one (its contents are plain data).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn index_key(due_ms: u64, sender: &[u8]) -> Vec<u8> {

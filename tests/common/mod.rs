@@ -23,6 +23,7 @@ mod http;
 mod jetstream;
 mod metrics;
 mod nats;
+mod proxy;
 mod replication;
 pub use replication::*;
 
@@ -35,6 +36,7 @@ pub use jetstream::{
 };
 pub use metrics::{parse_metrics, Metrics, Sample};
 pub use nats::{nats_server_bin, NatsServer, ServerOptions};
+pub use proxy::{Link, Proxy};
 
 use std::collections::HashSet;
 use std::future::Future;
