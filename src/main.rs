@@ -153,6 +153,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    for warning in config::permissions::warnings(path, &config) {
+        eprintln!("warning: {warning}");
+    }
     for line in config::summary(&config) {
         println!("{line}");
     }
@@ -175,6 +178,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    for warning in config::permissions::warnings(path, &config) {
+        tracing::warn!("{warning}");
+    }
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,

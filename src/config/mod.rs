@@ -8,6 +8,7 @@
 //! file in one pass instead of one error per run.
 
 pub mod expand;
+pub mod permissions;
 pub mod replicator;
 pub mod schema;
 pub mod units;
