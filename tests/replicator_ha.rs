@@ -7,47 +7,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::stream::Config as StreamConfig;
-use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use common::{
-    assert_no_duplicate_stored, assert_same_per_subject, count_or_zero, js_client, metric,
-    publish_pipelined, read_stream, try_metric, wait_for_count, wait_until, Ferry, NatsServer,
-    Proxy,
+    assert_no_duplicate_stored, assert_same_per_subject, count_or_zero, fill_source, js_client,
+    metric, publish_pipelined, read_stream, sites_with_source, try_metric, wait_for_count,
+    wait_until, Ferry, Proxy, Sites,
 };
 use futures_util::StreamExt;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const PIPELINE: [(&str, &str); 1] = [("pipeline", "copy")];
 const TTL: Duration = Duration::from_secs(3);
-
-struct Sites {
-    east: NatsServer,
-    west: NatsServer,
-    east_js: Context,
-    west_js: Context,
-}
-
-async fn sites() -> Sites {
-    let east = NatsServer::start();
-    let west = NatsServer::start();
-    let (_, east_js) = js_client(&east.url()).await;
-    let (_, west_js) = js_client(&west.url()).await;
-    east_js
-        .create_stream(StreamConfig {
-            name: "SRC".into(),
-            subjects: vec!["SRC.>".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("create SRC");
-    Sites {
-        east,
-        west,
-        east_js,
-        west_js,
-    }
-}
 
 /// Instance `name` of an elected replicator `copy` from east's SRC to west's DST.
 fn elected_yaml(name: &str, east: &str, west: &str, extra: &str) -> String {
@@ -66,20 +36,6 @@ replicators:
     leader_election: {{ bucket: ELECT, ttl: 3s }}
 {extra}"#
     )
-}
-
-async fn fill(js: &Context, range: std::ops::Range<usize>) {
-    publish_pipelined(
-        js,
-        range.map(|i| {
-            (
-                format!("SRC.s{}", i % 10),
-                HeaderMap::new(),
-                format!("message {i:06}").into(),
-            )
-        }),
-    )
-    .await;
 }
 
 async fn is_leader(ferry: &Ferry) -> Option<bool> {
@@ -111,8 +67,8 @@ async fn assert_target_equals_source(sites: &Sites) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_three_instances_one_copies_and_a_standby_replaces_a_killed_leader() {
     const N: usize = 24_000;
-    let sites = sites().await;
-    fill(&sites.east_js, 0..N).await;
+    let sites = sites_with_source().await;
+    fill_source(&sites.east_js, 0..N).await;
     let extra = "    max_in_flight: 256\n    limit: { rate: 3000/s }\n";
     let mut ferries: Vec<Ferry> = (1..=3)
         .map(|i| {
@@ -190,8 +146,8 @@ async fn of_three_instances_one_copies_and_a_standby_replaces_a_killed_leader() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_the_target_stops_copying_within_ttl() {
     const N: usize = 30_000;
-    let sites = sites().await;
-    fill(&sites.east_js, 0..N).await;
+    let sites = sites_with_source().await;
+    fill_source(&sites.east_js, 0..N).await;
     let west_addr = format!("127.0.0.1:{}", sites.west.port())
         .parse()
         .expect("address");
@@ -254,7 +210,7 @@ async fn a_leader_cut_off_from_the_target_stops_copying_within_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_takes_over_the_sampling_state() {
     const SENDERS: usize = 500;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     let (east_client, _) = js_client(&sites.east.url()).await;
     let mut advisories = east_client
         .subscribe("ferry.advisories.>")
@@ -350,7 +306,7 @@ async fn a_new_leader_takes_over_the_sampling_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_election_bucket_with_another_max_age_is_refused() {
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     sites
         .west_js
         .create_key_value(async_nats::jetstream::kv::Config {

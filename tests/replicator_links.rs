@@ -6,72 +6,35 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::stream::Config as StreamConfig;
-use async_nats::jetstream::Context;
-use async_nats::HeaderMap;
 use common::{
-    assert_no_duplicate_stored, assert_same_set_per_subject, count_or_zero, js_client, metric,
-    publish_pipelined, read_stream, replicator_yaml, same_order_per_subject, wait_for_count,
-    wait_until, Ferry, NatsServer, Proxy,
+    assert_no_duplicate_stored, assert_same_set_per_subject, count_or_zero, fill_source, metric,
+    read_stream, replicator_yaml, same_order_per_subject, sites_with_source, wait_for_count,
+    wait_until, Ferry, Proxy, Sites,
 };
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const PIPELINE: [(&str, &str); 1] = [("pipeline", "copy")];
 
-struct Sites {
-    east: NatsServer,
-    /// Reached only through `link`; held so it runs for the whole test.
-    _west: NatsServer,
-    east_js: Context,
-    west_js: Context,
+/// East with SRC, west, and the link between ferry and west.
+struct Setup {
+    sites: Sites,
     /// Between ferry and west.
     link: Proxy,
 }
 
-async fn sites() -> Sites {
-    let east = NatsServer::start();
-    let west = NatsServer::start();
-    let (_, east_js) = js_client(&east.url()).await;
-    let (_, west_js) = js_client(&west.url()).await;
-    east_js
-        .create_stream(StreamConfig {
-            name: "SRC".into(),
-            subjects: vec!["SRC.>".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("create SRC");
-    let west_addr = format!("127.0.0.1:{}", west.port())
+async fn setup() -> Setup {
+    let sites = sites_with_source().await;
+    let west_addr = format!("127.0.0.1:{}", sites.west.port())
         .parse()
         .expect("address");
     let link = Proxy::start(west_addr).await;
-    Sites {
-        east,
-        _west: west,
-        east_js,
-        west_js,
-        link,
-    }
+    Setup { sites, link }
 }
 
-async fn fill(js: &Context, range: std::ops::Range<usize>) {
-    publish_pipelined(
-        js,
-        range.map(|i| {
-            (
-                format!("SRC.s{}", i % 10),
-                HeaderMap::new(),
-                format!("message {i:06}").into(),
-            )
-        }),
-    )
-    .await;
-}
-
-fn start(sites: &Sites, extra: &str) -> Ferry {
+fn start(setup: &Setup, extra: &str) -> Ferry {
     Ferry::start(&replicator_yaml(
-        &sites.east.url(),
-        &sites.link.url(),
+        &setup.sites.east.url(),
+        &setup.link.url(),
         "",
         extra,
     ))
@@ -96,10 +59,11 @@ async fn reconcile(sites: &Sites, ferry: &Ferry) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_link_cut_for_twenty_seconds_mid_copy() {
     const N: usize = 20_000;
-    let sites = sites().await;
-    fill(&sites.east_js, 0..N).await;
+    let setup = setup().await;
+    let sites = &setup.sites;
+    fill_source(&sites.east_js, 0..N).await;
     let mut ferry = start(
-        &sites,
+        &setup,
         "    max_in_flight: 256\n    limit: { rate: 3000/s }\n",
     );
     ferry.wait_ready().await;
@@ -107,7 +71,7 @@ async fn the_link_cut_for_twenty_seconds_mid_copy() {
         count_or_zero(&sites.west_js, "DST").await >= (N / 4) as u64
     })
     .await;
-    sites.link.cut();
+    setup.link.cut();
     let cut = Instant::now();
     wait_until(
         "not ready while cut off",
@@ -122,21 +86,22 @@ async fn the_link_cut_for_twenty_seconds_mid_copy() {
         during,
         "nothing reached the target through a cut link"
     );
-    sites.link.up();
+    setup.link.up();
     wait_for_count(&sites.west_js, "DST", N as u64, DEADLINE).await;
     ferry.wait_ready().await;
-    reconcile(&sites, &ferry).await;
+    reconcile(sites, &ferry).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_ms_link_is_pipelined() {
     const N: usize = 5_000;
     const ROUND_TRIP: Duration = Duration::from_millis(200);
-    let sites = sites().await;
-    fill(&sites.east_js, 0..N).await;
-    sites.link.delay(ROUND_TRIP / 2);
+    let setup = setup().await;
+    let sites = &setup.sites;
+    fill_source(&sites.east_js, 0..N).await;
+    setup.link.delay(ROUND_TRIP / 2);
     let started = Instant::now();
-    let mut ferry = start(&sites, "    max_in_flight: 1024\n");
+    let mut ferry = start(&setup, "    max_in_flight: 1024\n");
     ferry.wait_ready().await;
     wait_for_count(&sites.west_js, "DST", N as u64, DEADLINE).await;
     let elapsed = started.elapsed();
@@ -147,26 +112,27 @@ async fn a_200_ms_link_is_pipelined() {
         per_round_trip >= 50.0,
         "{N} messages over a 200 ms link took {elapsed:?}: {per_round_trip:.1} per round trip"
     );
-    reconcile(&sites, &ferry).await;
+    reconcile(sites, &ferry).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_flapping_every_two_seconds_for_a_minute() {
     const N: usize = 30_000;
-    let sites = sites().await;
-    fill(&sites.east_js, 0..N).await;
+    let setup = setup().await;
+    let sites = &setup.sites;
+    fill_source(&sites.east_js, 0..N).await;
     // Slow enough that the copy spans the whole minute of flapping.
     let mut ferry = start(
-        &sites,
+        &setup,
         "    max_in_flight: 256\n    limit: { rate: 1000/s }\n",
     );
     ferry.wait_ready().await;
     let flapping = Instant::now();
     let mut flaps = 0;
     while flapping.elapsed() < Duration::from_secs(60) {
-        sites.link.down();
+        setup.link.down();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        sites.link.up();
+        setup.link.up();
         tokio::time::sleep(Duration::from_secs(2)).await;
         flaps += 1;
     }
@@ -178,7 +144,7 @@ async fn a_link_flapping_every_two_seconds_for_a_minute() {
     );
     wait_for_count(&sites.west_js, "DST", N as u64, DEADLINE).await;
     ferry.wait_ready().await;
-    reconcile(&sites, &ferry).await;
+    reconcile(sites, &ferry).await;
     assert!(
         metric(&ferry, "ferry_reconnects_total", &[("connection", "west")]).await >= 5.0,
         "the flapping link forced reconnects"

@@ -12,32 +12,12 @@ use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use common::{
     assert_no_duplicate_stored, assert_same_per_subject, count_or_zero, find_pipeline, js_client,
-    metric, publish_pipelined, read_stream, replicator_yaml, wait_for_count, wait_for_metric,
-    wait_until, Ferry, NatsServer, SourceStamp,
+    metric, publish_pipelined, read_stream, replicator_yaml, two_sites, wait_for_count,
+    wait_for_metric, wait_until, Ferry, Sites, SourceStamp,
 };
 
 const DEADLINE: Duration = Duration::from_secs(90);
 const PIPELINE: [(&str, &str); 1] = [("pipeline", "copy")];
-
-struct Sites {
-    east: NatsServer,
-    west: NatsServer,
-    east_js: Context,
-    west_js: Context,
-}
-
-async fn sites() -> Sites {
-    let east = NatsServer::start();
-    let west = NatsServer::start();
-    let (_, east_js) = js_client(&east.url()).await;
-    let (_, west_js) = js_client(&west.url()).await;
-    Sites {
-        east,
-        west,
-        east_js,
-        west_js,
-    }
-}
 
 async fn create_stream(js: &Context, config: StreamConfig) {
     let name = config.name.clone();
@@ -136,7 +116,7 @@ async fn source_with_one_oversize_message(sites: &Sites) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_reject_pause_holds_at_the_rejected_message_and_skip_passes_it_counted() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     source_with_one_oversize_message(&sites).await;
     let mut ferry = Ferry::start(&replicator_yaml(
         &sites.east.url(),
@@ -214,7 +194,7 @@ async fn on_reject_pause_holds_at_the_rejected_message_and_skip_passes_it_counte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_source_pauses_by_default_and_restart_copies_the_new_stream() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     source_stream(&sites.east_js).await;
     fill_range(&sites.east_js, 0..100).await;
     let mut ferry = Ferry::start(&replicator_yaml(
@@ -283,7 +263,7 @@ async fn a_recreated_source_pauses_by_default_and_restart_copies_the_new_stream(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordering_subject_keeps_per_subject_order_through_a_target_outage() {
     const N: usize = 6_000;
-    let mut sites = sites().await;
+    let mut sites = two_sites().await;
     source_stream(&sites.east_js).await;
     fill_range(&sites.east_js, 0..N).await;
     let mut ferry = Ferry::start(&replicator_yaml(
@@ -319,7 +299,7 @@ async fn ordering_subject_keeps_per_subject_order_through_a_target_outage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_the_source_removed_before_they_were_copied_are_counted_as_source_gone() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     create_stream(
         &sites.east_js,
         StreamConfig {
@@ -372,7 +352,7 @@ async fn messages_the_source_removed_before_they_were_copied_are_counted_as_sour
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_work_queue_source_is_refused_with_a_clear_reason() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     create_stream(
         &sites.east_js,
         StreamConfig {
@@ -403,7 +383,7 @@ async fn a_work_queue_source_is_refused_with_a_clear_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_run_start_new_and_sequence() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     source_stream(&sites.east_js).await;
     fill_range(&sites.east_js, 0..100).await;
     let yaml = format!(

@@ -15,6 +15,8 @@
 //! - [`wait_until`]: the only way tests should wait. Fixed sleeps are either flaky (too short on a
 //!   loaded 2-core CI box) or slow (too long everywhere else); polling a condition is neither.
 //! - [`js_client`], [`stream_messages`]: read back what ferry wrote to JetStream.
+//! - [`Proxy`]: a fault-injecting TCP proxy (latency, a cut link, a link down) to put between
+//!   ferry and a server, for the faults a network between data centres has.
 #![allow(dead_code, unused_imports)]
 
 mod events;

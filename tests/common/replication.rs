@@ -350,3 +350,55 @@ replicators:
 {extra}"#
     )
 }
+
+/// Two data centres: `east` and `west`, each a JetStream server, with a client context on each.
+pub struct Sites {
+    pub east: super::NatsServer,
+    pub west: super::NatsServer,
+    pub east_js: Context,
+    pub west_js: Context,
+}
+
+/// Two empty data centres.
+pub async fn two_sites() -> Sites {
+    let east = super::NatsServer::start();
+    let west = super::NatsServer::start();
+    let (_, east_js) = super::js_client(&east.url()).await;
+    let (_, west_js) = super::js_client(&west.url()).await;
+    Sites {
+        east,
+        west,
+        east_js,
+        west_js,
+    }
+}
+
+/// Two data centres, east holding the source stream SRC on `SRC.>`.
+pub async fn sites_with_source() -> Sites {
+    let sites = two_sites().await;
+    sites
+        .east_js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "SRC".into(),
+            subjects: vec!["SRC.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create SRC");
+    sites
+}
+
+/// Publishes messages `range` to SRC: ten subjects `SRC.s0`..`SRC.s9`, payloads naming the index.
+pub async fn fill_source(js: &Context, range: std::ops::Range<usize>) {
+    publish_pipelined(
+        js,
+        range.map(|i| {
+            (
+                format!("SRC.s{}", i % 10),
+                HeaderMap::new(),
+                format!("message {i:06}").into(),
+            )
+        }),
+    )
+    .await;
+}
