@@ -132,6 +132,8 @@ struct Session {
     /// A message waiting for its subject to be free (`ordering: subject`).
     held: Option<Message>,
     highest_acked: u64,
+    /// Retries stored fresh during an outage's recovery, until every retry is answered.
+    fresh_retries: Vec<(u64, Subject)>,
     /// The last source sequence taken into the watermark.
     last_delivered: u64,
 }
@@ -299,6 +301,7 @@ impl Copier {
             busy_subjects: HashMap::new(),
             held: None,
             highest_acked: 0,
+            fresh_retries: Vec::new(),
             last_delivered: resume.done_through,
         };
         // A forced position is used once: record it as a normal checkpoint right away.
@@ -598,9 +601,7 @@ impl Copier {
                     let delay = (OffsetDateTime::now_utc() - pending.published).as_seconds_f64();
                     self.metrics.copy_delay.observe(delay.max(0.0));
                 }
-                if pending.attempts > 1 && pending.sequence < session.highest_acked {
-                    self.metrics.reordered.inc();
-                }
+                self.count_reordering(session, &pending, duplicate);
                 session.highest_acked = session.highest_acked.max(pending.sequence);
                 session.watermark.complete(pending.sequence);
                 None
@@ -641,6 +642,33 @@ impl Copier {
                     .await
             }
         }
+    }
+
+    /// Counts retries that landed after later messages. A fresh store of a retry is late when a
+    /// later message was already acknowledged, or when a later message of its subject turns out,
+    /// on its own retry, to have been stored already (the client resends what it had buffered
+    /// when a link broke, and that resend's ack went to a publish ferry had given up on).
+    fn count_reordering(&self, session: &mut Session, pending: &Pending, duplicate: bool) {
+        if pending.attempts <= 1 {
+            return;
+        }
+        if !duplicate {
+            if pending.sequence < session.highest_acked {
+                self.metrics.reordered.inc();
+            } else {
+                session
+                    .fresh_retries
+                    .push((pending.sequence, pending.subject.clone()));
+            }
+            return;
+        }
+        let before = session.fresh_retries.len();
+        session.fresh_retries.retain(|(sequence, subject)| {
+            !(*sequence < pending.sequence && *subject == pending.subject)
+        });
+        self.metrics
+            .reordered
+            .inc_by((before - session.fresh_retries.len()) as u64);
     }
 
     fn release_subject(&self, session: &mut Session, subject: &str) {
@@ -691,6 +719,8 @@ impl Copier {
                 }
             }
             if failed.is_empty() {
+                // Every retry is answered: no later duplicate can reveal a reordering now.
+                session.fresh_retries.clear();
                 self.board
                     .set_state(&self.config.name, PipelineState::Running, None);
                 tracing::info!(replicator = %self.config.name, "the target accepts writes again; reading resumed");
