@@ -46,22 +46,87 @@ pub fn classify(result: Result<PublishAck, PublishError>) -> Outcome {
         _ => {
             let api = std::error::Error::source(&error)
                 .and_then(|source| source.downcast_ref::<jetstream::Error>());
-            match api.map(|api| api.error_code()) {
-                Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)
-                | Some(ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM) => Outcome::Rejected {
-                    reason: "oversize",
-                    detail: error.to_string(),
-                },
-                Some(ErrorCode::STREAM_NOT_MATCH) => Outcome::Rejected {
-                    reason: "rejected",
-                    detail: format!(
-                        "the subject belongs to another stream ({error}); check output.subject and stream_subjects"
-                    ),
-                },
-                // Storage full, JetStream disabled or restarting, and anything unknown: retry
-                // rather than lose the event.
-                _ => Outcome::Outage(format!("publish: {error}")),
+            match api {
+                Some(api) => classify_api_error(api.error_code(), error.to_string()),
+                None => Outcome::Outage(format!("publish: {error}")),
             }
         }
+    }
+}
+
+/// Sorts a JetStream API error code: the few that no retry can fix, and outages.
+fn classify_api_error(code: ErrorCode, detail: String) -> Outcome {
+    match code {
+        ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM => {
+            Outcome::Rejected {
+                reason: "oversize",
+                detail,
+            }
+        }
+        ErrorCode::STREAM_NOT_MATCH => Outcome::Rejected {
+            reason: "rejected",
+            detail: format!(
+                "the subject belongs to another stream ({detail}); check output.subject and stream_subjects"
+            ),
+        },
+        // Storage full, JetStream disabled or restarting, and anything unknown: retry rather
+        // than lose the event.
+        _ => Outcome::Outage(format!("publish: {detail}")),
+    }
+}
+
+/// The parts of a JetStream publish ack that decide its outcome. A plain struct rather than
+/// async-nats's untagged response enum: serde then reads the JSON once, without buffering it.
+#[derive(serde::Deserialize)]
+struct AckReply<'a> {
+    #[serde(default)]
+    duplicate: bool,
+    #[serde(default, borrow)]
+    error: Option<AckError<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct AckError<'a> {
+    #[serde(default)]
+    err_code: u64,
+    #[serde(default, borrow)]
+    description: std::borrow::Cow<'a, str>,
+}
+
+/// Sorts the reply to a publish sent with its own reply subject (see `ack_inbox`).
+pub fn classify_reply(reply: &async_nats::Message) -> Outcome {
+    if let Some(status) = reply.status {
+        if status == async_nats::StatusCode::NO_RESPONDERS {
+            return Outcome::NoResponders;
+        }
+        return Outcome::Outage(format!("publish: the server answered with status {status}"));
+    }
+    match serde_json::from_slice::<AckReply>(&reply.payload) {
+        Ok(AckReply {
+            error: None,
+            duplicate,
+        }) => Outcome::Stored { duplicate },
+        Ok(AckReply {
+            error: Some(error), ..
+        }) => classify_api_error(
+            ErrorCode(error.err_code),
+            format!("{} (error code {})", error.description, error.err_code),
+        ),
+        Err(error) => Outcome::Outage(format!("publish: unreadable ack ({error})")),
+    }
+}
+
+/// Sorts a publish that could not even be handed to the client.
+pub fn classify_send_error(error: async_nats::PublishError) -> Outcome {
+    match error.kind() {
+        async_nats::PublishErrorKind::MaxPayloadExceeded => Outcome::Rejected {
+            reason: "oversize",
+            detail: error.to_string(),
+        },
+        async_nats::PublishErrorKind::InvalidSubject => Outcome::Rejected {
+            reason: "rejected",
+            detail: format!("{error}: the target subject is not a valid NATS subject"),
+        },
+        _ => Outcome::Outage(format!("publish: {error}")),
     }
 }

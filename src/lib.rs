@@ -4,11 +4,13 @@
 //! integration tests, the demo and the benchmarks drive the same code.
 
 pub mod ack;
+pub mod ack_inbox;
 pub mod adapter;
 pub mod app;
 pub mod bench;
 pub mod config;
 pub mod connect;
+pub mod decimal;
 pub mod demo;
 pub mod ferry_process;
 pub mod filter;

@@ -526,6 +526,46 @@ async fn subjects_are_rewritten_strip_then_prefix() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stripped_prefix_alone_is_removed_from_every_copy() {
+    let sites = sites().await;
+    create_stream(
+        &sites.east_js,
+        StreamConfig {
+            name: "SRC".into(),
+            subjects: vec!["DC1.NODE_DATA.>".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let created = stream_created_ns(&sites.east_js, "SRC").await;
+    publish_pipelined(
+        &sites.east_js,
+        (0..100).map(|i| {
+            outgoing(
+                &format!("DC1.NODE_DATA.node{}", i % 5),
+                &[],
+                format!("reading {i}"),
+            )
+        }),
+    )
+    .await;
+    let yaml = config(&sites, ", subject_strip_prefix: DC1", "");
+    let mut ferry = Ferry::start(&yaml);
+    ferry.wait_ready().await;
+    wait_for_count(&sites.west_js, "DST", 100, DEADLINE).await;
+
+    let source = read_stream(&sites.east_js, "SRC").await;
+    let target = read_stream(&sites.west_js, "DST").await;
+    assert_eq!(target.len(), 100);
+    let originals = by_sequence(&source);
+    for copy in &target {
+        let original = originals[&SourceStamp::of(copy).sequence];
+        let stripped = &original.subject["DC1.".len()..];
+        assert_stamped_copy(original, copy, created, "DST", stripped);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_select_and_count_what_they_skip() {
     let sites = sites().await;
     source_stream(&sites.east_js, &["SRC.>"]).await;

@@ -125,7 +125,13 @@ impl TargetConfig {
             .filter(|rest| !rest.is_empty())
             .unwrap_or(subject);
         match self.subject_prefix.as_deref() {
-            Some(prefix) => std::borrow::Cow::Owned(format!("{prefix}.{stripped}")),
+            Some(prefix) => {
+                let mut rewritten = String::with_capacity(prefix.len() + 1 + stripped.len());
+                rewritten.push_str(prefix);
+                rewritten.push('.');
+                rewritten.push_str(stripped);
+                std::borrow::Cow::Owned(rewritten)
+            }
             None => std::borrow::Cow::Borrowed(stripped),
         }
     }

@@ -11,18 +11,14 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, Message};
 use async_nats::{HeaderMap, Subject};
 use backon::BackoffBuilder;
 use bytes::Bytes;
-use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -38,9 +34,10 @@ use super::shared_state::SharedState;
 use super::streams::{self, SourceInfo, StreamError};
 use super::watermark::Watermark;
 use super::ReplicatorMetrics;
-use crate::ack::{classify, Outcome};
+use crate::ack::Outcome;
+use crate::ack_inbox::AckInbox;
 use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig};
-use crate::connect::Connection;
+use crate::connect::{Connection, JETSTREAM_TIMEOUT};
 use crate::filter::{Filter, Verdict};
 use crate::status::{PipelineState, StatusBoard};
 use crate::subject;
@@ -84,8 +81,6 @@ struct Pending {
     attempts: u32,
 }
 
-type AckFuture = Pin<Box<dyn Future<Output = (Pending, Outcome)> + Send>>;
-
 /// Header lookup over an optional JetStream header map, for filters.
 struct Headers<'a>(Option<&'a HeaderMap>);
 
@@ -126,7 +121,8 @@ struct Session {
     target_origin: String,
     watermark: Watermark,
     saved: u64,
-    in_flight: FuturesUnordered<AckFuture>,
+    /// Publishes waiting for the target's ack.
+    in_flight: AckInbox<Pending>,
     /// Subjects with a publish in flight (`ordering: subject`).
     busy_subjects: HashMap<String, usize>,
     /// A message waiting for its subject to be free (`ordering: subject`).
@@ -284,6 +280,15 @@ impl Copier {
             Ok(messages) => messages,
             Err(reason) => return SessionEnd::Retry(reason),
         };
+        let in_flight = match AckInbox::open(&self.target.client, JETSTREAM_TIMEOUT).await {
+            Ok(inbox) => inbox,
+            Err(error) => {
+                return SessionEnd::Retry(format!(
+                    "cannot subscribe for acks on connection {}: {error}",
+                    self.target.name
+                ))
+            }
+        };
         tracing::info!(replicator = %self.config.name, source = %source.identity, reason = %resume.reason, "replicator reading");
         let stamp = Stamp::new(
             &source.identity,
@@ -297,7 +302,7 @@ impl Copier {
             target_origin,
             watermark: Watermark::new(resume.done_through),
             saved: u64::MAX,
-            in_flight: FuturesUnordered::new(),
+            in_flight,
             busy_subjects: HashMap::new(),
             held: None,
             highest_acked: 0,
@@ -478,12 +483,15 @@ impl Copier {
         }
         // Ordered consumers need no acks: the message's parts move on without copies.
         let (message, _no_ack_needed) = message.split();
+        // An unchanged subject keeps sharing the message's bytes; a stripped one is borrowed
+        // from them too but shorter, so it needs its own.
+        let rewritten = match self.config.to.rewrite_subject(message.subject.as_str()) {
+            Cow::Borrowed(same) if same.len() == message.subject.len() => None,
+            other => Some(Subject::from(other.as_ref())),
+        };
         let pending = Pending {
             sequence,
-            subject: match self.config.to.rewrite_subject(message.subject.as_str()) {
-                Cow::Borrowed(_) => message.subject,
-                Cow::Owned(rewritten) => Subject::from(rewritten),
-            },
+            subject: rewritten.unwrap_or(message.subject),
             source_headers: message.headers,
             payload: message.payload,
             published,
@@ -541,40 +549,30 @@ impl Copier {
                 .entry(pending.subject.to_string())
                 .or_insert(0) += 1;
         }
-        let ack = self.publish(&session.stamp, pending).await;
-        session.in_flight.push(ack);
+        self.publish(session, pending).await;
     }
 
-    async fn publish(&self, stamp: &Stamp, mut pending: Pending) -> AckFuture {
+    /// Publishes one message (again); its ack comes back through `in_flight`.
+    async fn publish(&self, session: &mut Session, mut pending: Pending) {
         pending.attempts += 1;
         let timestamp_ms = pending.published.unix_timestamp_nanos() / 1_000_000;
         let headers = target_headers(
             pending.source_headers.as_ref(),
             pending.sequence,
             timestamp_ms,
-            stamp,
+            &session.stamp,
         );
-        let message = PublishMessage::build()
-            .payload(pending.payload.clone())
-            .headers(headers);
         if !self.target.is_connected() {
             let reason = format!("connection {} is down", self.target.name);
-            return Box::pin(async move { (pending, Outcome::Outage(reason)) });
+            session.in_flight.fail(pending, Outcome::Outage(reason));
+            return;
         }
-        match self
-            .target_js
-            .send_publish(pending.subject.clone(), message)
-            .await
-        {
-            Ok(ack) => Box::pin(async move {
-                let outcome = classify(ack.await);
-                (pending, outcome)
-            }),
-            Err(error) => {
-                let outcome = classify(Err(error));
-                Box::pin(async move { (pending, outcome) })
-            }
-        }
+        let subject = pending.subject.clone();
+        let payload = pending.payload.clone();
+        session
+            .in_flight
+            .publish(subject, headers, payload, pending)
+            .await;
     }
 
     /// Accounts for one ack. Returns how the session ends, if it must.
@@ -747,8 +745,7 @@ impl Copier {
             }
             failed.sort_by_key(|pending| pending.sequence);
             for pending in failed.drain(..) {
-                let ack = self.publish(&session.stamp, pending).await;
-                session.in_flight.push(ack);
+                self.publish(session, pending).await;
             }
         }
     }
