@@ -130,3 +130,60 @@ pub fn classify_send_error(error: async_nats::PublishError) -> Outcome {
         _ => Outcome::Outage(format!("publish: {error}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{classify_reply, Outcome};
+
+    fn reply(payload: &str, status: Option<async_nats::StatusCode>) -> async_nats::Message {
+        async_nats::Message {
+            subject: "_INBOX.x.1".into(),
+            reply: None,
+            payload: payload.to_string().into(),
+            headers: None,
+            status,
+            description: None,
+            length: payload.len(),
+        }
+    }
+
+    #[test]
+    fn replies_are_sorted_like_the_client_sorts_acks() {
+        let stored = classify_reply(&reply(r#"{"stream":"DST","domain":"b","seq":7}"#, None));
+        assert!(matches!(stored, Outcome::Stored { duplicate: false }));
+        let duplicate =
+            classify_reply(&reply(r#"{"stream":"DST","seq":7,"duplicate":true}"#, None));
+        assert!(matches!(duplicate, Outcome::Stored { duplicate: true }));
+        let oversize = classify_reply(&reply(
+            r#"{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"},"stream":"DST","seq":0}"#,
+            None,
+        ));
+        assert!(matches!(
+            oversize,
+            Outcome::Rejected {
+                reason: "oversize",
+                ..
+            }
+        ));
+        let wrong_stream = classify_reply(&reply(
+            r#"{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"}}"#,
+            None,
+        ));
+        assert!(matches!(
+            wrong_stream,
+            Outcome::Rejected {
+                reason: "rejected",
+                ..
+            }
+        ));
+        let unavailable = classify_reply(&reply(
+            r#"{"error":{"code":503,"err_code":10077,"description":"resource limits exceeded for account"}}"#,
+            None,
+        ));
+        assert!(matches!(unavailable, Outcome::Outage(detail) if detail.contains("10077")));
+        let nobody = classify_reply(&reply("", Some(async_nats::StatusCode::NO_RESPONDERS)));
+        assert!(matches!(nobody, Outcome::NoResponders));
+        let garbage = classify_reply(&reply("{not json", None));
+        assert!(matches!(garbage, Outcome::Outage(_)));
+    }
+}
