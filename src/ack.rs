@@ -2,9 +2,7 @@
 //! a reject that no retry can fix, or an outage to ride out. Shared by adapters and replicators so
 //! both treat the same server answer the same way.
 
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-use async_nats::jetstream::publish::PublishAck;
-use async_nats::jetstream::{self, ErrorCode};
+use async_nats::jetstream::ErrorCode;
 
 /// What happened to one publish.
 pub enum Outcome {
@@ -22,36 +20,6 @@ pub enum Outcome {
     /// The server said no stream listens on the subject: a reject if the stream is there, an
     /// outage if the stream is gone: the caller decides by looking at the stream.
     NoResponders,
-}
-
-/// Sorts a JetStream ack into stored, reject and outage.
-pub fn classify(result: Result<PublishAck, PublishError>) -> Outcome {
-    let error = match result {
-        Ok(ack) => {
-            return Outcome::Stored {
-                duplicate: ack.duplicate,
-            }
-        }
-        Err(error) => error,
-    };
-    match error.kind() {
-        PublishErrorKind::StreamNotFound => Outcome::NoResponders,
-        PublishErrorKind::MaxPayloadExceeded => Outcome::Rejected {
-            reason: "oversize",
-            detail: error.to_string(),
-        },
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
-            Outcome::Outage(format!("publish: {error}"))
-        }
-        _ => {
-            let api = std::error::Error::source(&error)
-                .and_then(|source| source.downcast_ref::<jetstream::Error>());
-            match api {
-                Some(api) => classify_api_error(api.error_code(), error.to_string()),
-                None => Outcome::Outage(format!("publish: {error}")),
-            }
-        }
-    }
 }
 
 /// Sorts a JetStream API error code: the few that no retry can fix, and outages.

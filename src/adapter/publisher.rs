@@ -10,17 +10,11 @@
 //!   spool's head with jittered exponential backoff, forever, until JetStream takes it again.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
 use backon::BackoffBuilder;
-use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::message::OutMessage;
@@ -28,9 +22,10 @@ use super::router::Router;
 use super::spool::Spool;
 use super::stream::{self, StreamProblem};
 use super::{AdapterMetrics, Health};
-use crate::ack::{classify, Outcome};
+use crate::ack::Outcome;
+use crate::ack_inbox::AckInbox;
 use crate::config::schema::AdapterConfig;
-use crate::connect::Connection;
+use crate::connect::{Connection, JETSTREAM_TIMEOUT};
 use crate::subject;
 
 /// How many spooled events are read from the store at a time.
@@ -66,8 +61,6 @@ enum Finished {
     /// JetStream is not taking events.
     Outage(String),
 }
-
-type AckFuture = Pin<Box<dyn Future<Output = (InFlight, Outcome)> + Send>>;
 
 pub struct Publisher {
     pub config: AdapterConfig,
@@ -126,7 +119,15 @@ impl Publisher {
     /// Publishes from the queue, then the spool, until an outage or the end of a shutdown.
     async fn publish_loop(&mut self) -> Exit {
         let max = self.config.max_in_flight.max(1);
-        let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+        let mut in_flight = match AckInbox::open(&self.output.client, JETSTREAM_TIMEOUT).await {
+            Ok(inbox) => inbox,
+            Err(error) => {
+                return Exit::Outage(format!(
+                    "cannot subscribe for acks on connection {}: {error}",
+                    self.output.name
+                ))
+            }
+        };
         let mut cursor: Option<u64> = None;
         // Spooled events read but not yet published; they stay in the spool until acked.
         let mut read_ahead: VecDeque<OutMessage> = VecDeque::new();
@@ -138,8 +139,8 @@ impl Publisher {
             // Fill the pipeline: the queue first (its events are older than the spool's).
             while in_flight.len() < max {
                 match self.queue.try_recv() {
-                    Ok(message) => match self.start(message, Origin::Queue).await {
-                        Ok(ack) => in_flight.push(ack),
+                    Ok(message) => match self.start(&mut in_flight, message, Origin::Queue).await {
+                        Ok(()) => {}
                         Err(reason) => return self.spill_for_outage(in_flight, reason).await,
                     },
                     Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -172,8 +173,8 @@ impl Publisher {
                         let Some(message) = read_ahead.pop_front() else {
                             break;
                         };
-                        match self.start(message, Origin::Spool).await {
-                            Ok(ack) => in_flight.push(ack),
+                        match self.start(&mut in_flight, message, Origin::Spool).await {
+                            Ok(()) => {}
                             Err(reason) => {
                                 self.flush_removals(&mut acked_spooled);
                                 return self.spill_for_outage(in_flight, reason).await;
@@ -207,8 +208,8 @@ impl Publisher {
                     }
                 }
                 received = self.queue.recv(), if can_take && !queue_closed => match received {
-                    Some(message) => match self.start(message, Origin::Queue).await {
-                        Ok(ack) => in_flight.push(ack),
+                    Some(message) => match self.start(&mut in_flight, message, Origin::Queue).await {
+                        Ok(()) => {}
                         Err(reason) => return self.spill_for_outage(in_flight, reason).await,
                     },
                     None => queue_closed = true,
@@ -225,49 +226,32 @@ impl Publisher {
         }
     }
 
-    /// Sends one event; the returned future resolves with its ack. `Err` means an outage.
-    async fn start(&self, message: OutMessage, origin: Origin) -> Result<AckFuture, String> {
+    /// Sends one event; its ack comes back through `in_flight`. `Err` means an outage.
+    async fn start(
+        &self,
+        in_flight: &mut AckInbox<InFlight>,
+        message: OutMessage,
+        origin: Origin,
+    ) -> Result<(), String> {
         if !self.output.is_connected() {
+            // Keep the event: it goes to the spool with everything else in memory.
             self.spool_or_drop(&message, origin);
             return Err(format!("connection {} is down", self.output.name));
         }
         let headers = message.headers(&self.config.name, &self.config.output.stream);
-        let publish = PublishMessage::build()
-            .payload(message.payload.clone())
-            .headers(headers);
-        let started = Instant::now();
+        let subject = message.subject.clone();
+        let payload = message.payload.clone();
         let item = InFlight {
             message,
             origin,
-            started,
+            started: Instant::now(),
         };
-        match self
-            .js
-            .send_publish(item.message.subject.clone(), publish)
-            .await
-        {
-            Ok(ack) => Ok(Box::pin(async move {
-                let outcome = classify(ack.await);
-                (item, outcome)
-            })),
-            Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                let detail = error.to_string();
-                Ok(Box::pin(async move {
-                    (
-                        item,
-                        Outcome::Rejected {
-                            reason: "oversize",
-                            detail,
-                        },
-                    )
-                }))
-            }
-            Err(error) => {
-                // Keep the event: it goes to the spool with everything else in memory.
-                self.spool_or_drop(&item.message, origin);
-                Err(format!("publish failed: {error}"))
-            }
-        }
+        // A publish the client refuses (too large, or the client closed) comes back from
+        // `in_flight` as a reject or an outage, like an ack would.
+        in_flight
+            .publish(subject.into(), headers, payload, item)
+            .await;
+        Ok(())
     }
 
     /// Accounts for one completed publish: done with it (handing back a spooled event that can
@@ -388,7 +372,7 @@ impl Publisher {
     /// what failed or waits in the queue to the spool as well.
     async fn spill_for_outage(
         &mut self,
-        mut in_flight: FuturesUnordered<AckFuture>,
+        mut in_flight: AckInbox<InFlight>,
         reason: String,
     ) -> Exit {
         self.router.start_spooling();
@@ -401,7 +385,7 @@ impl Publisher {
 
     /// The shutdown deadline passed: stop taking events and let the publishes in flight finish
     /// (each is bounded by the JetStream ack timeout); failed ones and the queue go to the spool.
-    async fn spill_at_deadline(&mut self, mut in_flight: FuturesUnordered<AckFuture>) {
+    async fn spill_at_deadline(&mut self, mut in_flight: AckInbox<InFlight>) {
         self.router.start_spooling();
         while let Some((item, outcome)) = in_flight.next().await {
             let _ = self.finish_now(item, outcome).await;
@@ -498,6 +482,10 @@ impl Publisher {
     /// Publishes the spool's head (and whatever follows that JetStream rejects outright) and
     /// waits for the ack.
     async fn probe(&mut self) -> Probe {
+        let mut in_flight = match AckInbox::open(&self.output.client, JETSTREAM_TIMEOUT).await {
+            Ok(inbox) => inbox,
+            Err(error) => return Probe::StillDown(format!("cannot subscribe for acks: {error}")),
+        };
         loop {
             let head = match self.spool.read_after(None, 1) {
                 Ok(mut batch) => batch.pop(),
@@ -506,11 +494,12 @@ impl Publisher {
             let Some(message) = head else {
                 return Probe::Recovered;
             };
-            let ack = match self.start(message, Origin::Spool).await {
-                Ok(ack) => ack,
-                Err(reason) => return Probe::StillDown(reason),
+            if let Err(reason) = self.start(&mut in_flight, message, Origin::Spool).await {
+                return Probe::StillDown(reason);
+            }
+            let Some((item, outcome)) = in_flight.next().await else {
+                return Probe::StillDown("the probe's publish was lost".into());
             };
-            let (item, outcome) = ack.await;
             let outcome = match outcome {
                 Outcome::NoResponders => self.resolve_no_responders(&item.message).await,
                 other => other,
