@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::ack::{classify_reply, classify_send_error, Outcome};
+use crate::connect::{Connection, JETSTREAM_TIMEOUT};
 
 struct Waiting<T> {
     item: T,
@@ -54,6 +55,19 @@ impl<T> AckInbox<T> {
             outstanding: 0,
             ready: VecDeque::new(),
         })
+    }
+
+    /// `open` on a configured connection with the JetStream ack timeout; the error names the
+    /// connection.
+    pub async fn on(connection: &Connection) -> Result<Self, String> {
+        AckInbox::open(&connection.client, JETSTREAM_TIMEOUT)
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot subscribe for acks on connection {}: {error}",
+                    connection.name
+                )
+            })
     }
 
     /// Publishes not yet returned by `next`.

@@ -25,7 +25,7 @@ use super::{AdapterMetrics, Health};
 use crate::ack::Outcome;
 use crate::ack_inbox::AckInbox;
 use crate::config::schema::AdapterConfig;
-use crate::connect::{Connection, JETSTREAM_TIMEOUT};
+use crate::connect::Connection;
 use crate::subject;
 
 /// How many spooled events are read from the store at a time.
@@ -119,14 +119,9 @@ impl Publisher {
     /// Publishes from the queue, then the spool, until an outage or the end of a shutdown.
     async fn publish_loop(&mut self) -> Exit {
         let max = self.config.max_in_flight.max(1);
-        let mut in_flight = match AckInbox::open(&self.output.client, JETSTREAM_TIMEOUT).await {
+        let mut in_flight = match AckInbox::on(&self.output).await {
             Ok(inbox) => inbox,
-            Err(error) => {
-                return Exit::Outage(format!(
-                    "cannot subscribe for acks on connection {}: {error}",
-                    self.output.name
-                ))
-            }
+            Err(reason) => return Exit::Outage(reason),
         };
         let mut cursor: Option<u64> = None;
         // Spooled events read but not yet published; they stay in the spool until acked.
@@ -482,9 +477,9 @@ impl Publisher {
     /// Publishes the spool's head (and whatever follows that JetStream rejects outright) and
     /// waits for the ack.
     async fn probe(&mut self) -> Probe {
-        let mut in_flight = match AckInbox::open(&self.output.client, JETSTREAM_TIMEOUT).await {
+        let mut in_flight = match AckInbox::on(&self.output).await {
             Ok(inbox) => inbox,
-            Err(error) => return Probe::StillDown(format!("cannot subscribe for acks: {error}")),
+            Err(reason) => return Probe::StillDown(reason),
         };
         loop {
             let head = match self.spool.read_after(None, 1) {

@@ -37,7 +37,7 @@ use super::ReplicatorMetrics;
 use crate::ack::Outcome;
 use crate::ack_inbox::AckInbox;
 use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig};
-use crate::connect::{Connection, JETSTREAM_TIMEOUT};
+use crate::connect::Connection;
 use crate::filter::{Filter, Verdict};
 use crate::status::{PipelineState, StatusBoard};
 use crate::subject;
@@ -280,14 +280,9 @@ impl Copier {
             Ok(messages) => messages,
             Err(reason) => return SessionEnd::Retry(reason),
         };
-        let in_flight = match AckInbox::open(&self.target.client, JETSTREAM_TIMEOUT).await {
+        let in_flight = match AckInbox::on(&self.target).await {
             Ok(inbox) => inbox,
-            Err(error) => {
-                return SessionEnd::Retry(format!(
-                    "cannot subscribe for acks on connection {}: {error}",
-                    self.target.name
-                ))
-            }
+            Err(reason) => return SessionEnd::Retry(reason),
         };
         tracing::info!(replicator = %self.config.name, source = %source.identity, reason = %resume.reason, "replicator reading");
         let stamp = Stamp::new(
