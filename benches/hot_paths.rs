@@ -11,7 +11,7 @@ use bytes::Bytes;
 use choria_lifecycle::{LifecycleDecoder, OutputFormat};
 use choria_registration::RegistrationDecoder;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ferry::adapter::message::OutMessage;
+use ferry::adapter::message::{OutMessage, SpoolPlace};
 use ferry::adapter::spool::Spool;
 use ferry::config::replicator::{SampleConfig, SampleKey};
 use ferry::config::schema::{FilterConfig, PredicateConfig};
@@ -200,6 +200,7 @@ fn spool(c: &mut Criterion) {
         sender: Some("web0042.dc1.example.net".into()),
         received: "2026-12-01T00:00:00.123456789Z".into(),
         payload: payload.clone(),
+        spooled_at: SpoolPlace::Nowhere,
     };
     const BATCH: u64 = 1024;
     group.throughput(Throughput::Elements(BATCH));
@@ -215,8 +216,15 @@ fn spool(c: &mut Criterion) {
                 .expect("register");
             gauge
         };
-        let (spool, _) = Spool::open(&store, "bench", u64::MAX, gauge("messages"), gauge("bytes"))
-            .expect("spool");
+        let (spool, _) = Spool::open(
+            &store,
+            dir.path(),
+            "bench",
+            u64::MAX,
+            gauge("messages"),
+            gauge("bytes"),
+        )
+        .expect("spool");
         let mut next = 0u64;
         b.iter_batched(
             || {

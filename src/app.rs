@@ -83,6 +83,7 @@ pub async fn run_until(
             input: input.clone(),
             output: output.clone(),
             store: store.clone(),
+            state_dir: config.state_dir.clone(),
             metrics: metrics.clone(),
             board: board.clone(),
         })
@@ -227,6 +228,7 @@ pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
         let labels = [adapter.name.as_str()];
         let (spool, _) = crate::adapter::spool::Spool::open(
             &store,
+            &config.state_dir,
             &adapter.name,
             u64::MAX,
             metrics.adapter_spool_messages.with_label_values(&labels),

@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::message::OutMessage;
+use super::message::{OutMessage, SpoolPlace};
 use super::router::{Routed, Router};
 use super::{AdapterMetrics, Health};
 use crate::config::schema::AdapterConfig;
@@ -192,6 +192,7 @@ impl Intake {
                 .filter(|sender| !sender.is_empty()),
             received: now_rfc3339(),
             payload,
+            spooled_at: SpoolPlace::Nowhere,
         }
     }
 

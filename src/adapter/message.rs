@@ -26,6 +26,21 @@ pub struct OutMessage {
     /// `Ferry-Received`, RFC3339.
     pub received: String,
     pub payload: Bytes,
+    /// Where the spool holds this event, when it was read from the spool (so it can be removed).
+    pub spooled_at: SpoolPlace,
+}
+
+/// Where in the spool an event read from it lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SpoolPlace {
+    /// Not read from the spool (fresh from intake, or in the in-memory queue).
+    #[default]
+    Nowhere,
+    /// In the state store's spool tree (an event put back out of arrival order, or written by an
+    /// older release).
+    Tree,
+    /// Record `ordinal` of the segment file whose first sequence is `segment`.
+    Log { segment: u64, ordinal: u32 },
 }
 
 impl OutMessage {
@@ -115,6 +130,7 @@ impl OutMessage {
             sender,
             received,
             payload,
+            spooled_at: SpoolPlace::Nowhere,
         })
     }
 }
@@ -152,6 +168,7 @@ mod tests {
             sender: sender.map(String::from),
             received: "2026-01-01T00:00:00Z".into(),
             payload: Bytes::from_static(b"{\"a\":1}"),
+            spooled_at: SpoolPlace::Nowhere,
         }
     }
 

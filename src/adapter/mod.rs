@@ -15,6 +15,7 @@ pub mod router;
 pub mod spool;
 pub mod stream;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,13 +29,13 @@ use crate::connect::Connection;
 use crate::filter::Filter;
 use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
-use crate::state::{StateError, StateStore};
+use crate::state::StateStore;
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
 use crate::subject::Template;
 use intake::Intake;
 use publisher::Publisher;
 use router::Router;
-use spool::Spool;
+use spool::{Spool, SpoolError};
 
 /// The in-memory queue between intake and publisher holds this many events per allowed publish in
 /// flight (at least [`MIN_QUEUE`]). It absorbs bursts; beyond it, events go to the disk spool.
@@ -169,6 +170,8 @@ pub struct AdapterContext {
     pub input: Connection,
     pub output: Connection,
     pub store: Arc<dyn StateStore>,
+    /// Where the spool's segment files live (`state_dir/spool/<adapter>/`).
+    pub state_dir: PathBuf,
     pub metrics: Arc<Metrics>,
     pub board: Arc<StatusBoard>,
 }
@@ -177,7 +180,7 @@ pub struct AdapterContext {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("adapter {adapter}: {source}")]
-    State { adapter: String, source: StateError },
+    State { adapter: String, source: SpoolError },
     #[error("adapter {adapter}: {message}")]
     Config { adapter: String, message: String },
 }
@@ -189,6 +192,8 @@ pub struct Adapter {
     publisher: JoinHandle<()>,
     status: JoinHandle<()>,
     flusher: JoinHandle<()>,
+    spool: Arc<Spool>,
+    store: Arc<dyn StateStore>,
     stop: watch::Sender<bool>,
     deadline: watch::Sender<bool>,
 }
@@ -201,6 +206,7 @@ impl Adapter {
             input,
             output,
             store,
+            state_dir,
             metrics,
             board,
         } = context;
@@ -217,6 +223,7 @@ impl Adapter {
         let labels = [name.as_str()];
         let (spool, recovered) = Spool::open(
             store.as_ref(),
+            &state_dir,
             &name,
             config.spool.max_bytes.0,
             metrics.adapter_spool_messages.with_label_values(&labels),
@@ -228,6 +235,9 @@ impl Adapter {
         })?;
         if recovered.unreadable > 0 {
             tracing::warn!(adapter = %name, records = recovered.unreadable, "the spool holds records this version cannot read; they are kept untouched");
+        }
+        for (file, bytes) in &recovered.torn {
+            tracing::warn!(adapter = %name, file = %file.display(), bytes, "a spool segment ends in an incomplete record (a write cut short by a crash or power loss, of events never counted as spooled); the records before it are kept");
         }
         if !spool.is_empty() {
             tracing::info!(adapter = %name, events = spool.messages(), bytes = spool.bytes(), "spool holds events from a previous run; they are published first");
@@ -267,7 +277,8 @@ impl Adapter {
             config,
         };
         let router_for_status = router;
-        let flusher = tokio::spawn(flush_spool(store, spool.clone(), stop_rx.clone()));
+        let flusher = tokio::spawn(flush_spool(store.clone(), spool.clone(), stop_rx.clone()));
+        let spool_for_stop = spool.clone();
         let status = tokio::spawn(report_status(
             name.clone(),
             board,
@@ -284,6 +295,8 @@ impl Adapter {
             publisher: tokio::spawn(publisher.run()),
             status,
             flusher,
+            spool: spool_for_stop,
+            store,
             stop: stop_tx,
             deadline: deadline_tx,
         })
@@ -318,6 +331,17 @@ impl Adapter {
         }
         self.status.abort();
         self.flusher.abort();
+        // What the publisher spilled at the end must be on disk before the process exits.
+        let (spool, store) = (self.spool, self.store);
+        let pending = spool.unflushed();
+        match tokio::task::spawn_blocking(move || spool.flush(store.as_ref()).map(|()| spool)).await
+        {
+            Ok(Ok(spool)) => spool.mark_flushed(pending),
+            Ok(Err(error)) => {
+                tracing::error!(adapter = %self.name, %error, "cannot flush the spool")
+            }
+            Err(error) => tracing::error!(adapter = %self.name, %error, "spool flush task failed"),
+        }
     }
 }
 
@@ -337,11 +361,11 @@ async fn flush_spool(
         if pending.is_empty() {
             continue;
         }
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || store.flush()).await {
+        let (store, flushing) = (store.clone(), spool.clone());
+        match tokio::task::spawn_blocking(move || flushing.flush(store.as_ref())).await {
             Ok(Ok(())) => spool.mark_flushed(pending),
-            Ok(Err(error)) => tracing::error!(%error, "cannot flush the state store"),
-            Err(error) => tracing::error!(%error, "state store flush task failed"),
+            Ok(Err(error)) => tracing::error!(%error, "cannot flush the spool"),
+            Err(error) => tracing::error!(%error, "spool flush task failed"),
         }
     }
 }

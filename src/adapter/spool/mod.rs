@@ -1,0 +1,586 @@
+//! The disk spool of one adapter: a FIFO of events, bounded by `spool.max_bytes`.
+//!
+//! Events enter when JetStream cannot take them (or the in-memory queue is full) and leave only
+//! once JetStream acknowledged them, so a crash while draining replays them (the `Nats-Msg-Id`
+//! makes the replay harmless) rather than losing them.
+//!
+//! Two places hold them, read back merged in arrival (sequence) order:
+//! - the [`segments::SegmentLog`] under `state_dir/spool/<adapter>/`, for everything appended in
+//!   arrival order: under overload that is every event, so it must be cheap;
+//! - the state store's tree `spool:<adapter>` (SPEC section 9), for the few events put back out of
+//!   order (publishes that were in flight when JetStream went away, which are older than what was
+//!   spooled meanwhile) and for records written by releases before the log existed.
+//!
+//! How far the log has been consumed is saved in the tree `spool_log:<adapter>`, so a restart
+//! does not publish again what had already left.
+
+pub mod segments;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prometheus::IntGauge;
+
+use super::message::{OutMessage, SpoolPlace};
+use crate::state::{StateError, StateStore, StateTree};
+use segments::SegmentLog;
+
+/// The key under which the log's consumed position is saved.
+const REMOVED_THROUGH_KEY: &[u8] = b"removed_through";
+/// Leading byte of the saved position, so a later release can change its format.
+const POSITION_VERSION: u8 = 1;
+
+/// Why an event could not be spooled, or the spool not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool is full ({bytes} of {max} bytes used)")]
+    Full { bytes: u64, max: u64 },
+    #[error(transparent)]
+    Store(#[from] StateError),
+    #[error("spool segment {0}")]
+    Log(#[from] std::io::Error),
+}
+
+/// The directory of an adapter's segment log.
+pub fn log_dir(state_dir: &Path, adapter: &str) -> PathBuf {
+    state_dir.join("spool").join(adapter)
+}
+
+pub struct Spool {
+    log: Mutex<SegmentLog>,
+    tree: Arc<dyn StateTree>,
+    positions: Arc<dyn StateTree>,
+    /// The consumed position last saved, so it is written only when it moves.
+    saved_position: Mutex<Option<u64>>,
+    /// Entries in the tree (readable or not): while zero, reads skip the tree entirely.
+    tree_entries: AtomicU64,
+    max_bytes: u64,
+    /// Everything in the spool, flushed or not: what the size limit and the drain look at.
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    /// Pushed since the last completed flush. The gauges leave these out: SPEC section 9 counts an
+    /// event as spooled only once the store has flushed it, and operators read the gauges that way
+    /// (e.g. before a planned kill).
+    unflushed_messages: AtomicU64,
+    unflushed_bytes: AtomicU64,
+    messages_gauge: IntGauge,
+    bytes_gauge: IntGauge,
+}
+
+/// What was pushed up to a moment: taken before a flush, credited after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unflushed {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Unflushed {
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+}
+
+/// What the spool held when it was opened.
+pub struct Recovered {
+    /// The highest sequence found, so new events are numbered after it.
+    pub last_seq: Option<u64>,
+    /// Records this version cannot read (kept in place and reported, never deleted).
+    pub unreadable: u64,
+    /// Segment files with bytes after their last whole record (a write cut short by a crash),
+    /// and how many bytes.
+    pub torn: Vec<(PathBuf, u64)>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is completed or not started; a panic elsewhere cannot leave
+    // them half-done, so a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn decode_position(value: &[u8]) -> Option<u64> {
+    match value.split_first() {
+        Some((&POSITION_VERSION, rest)) => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+impl Spool {
+    /// Opens the adapter's spool and rebuilds its counters from what is on disk.
+    pub fn open(
+        store: &dyn StateStore,
+        state_dir: &Path,
+        adapter: &str,
+        max_bytes: u64,
+        messages_gauge: IntGauge,
+        bytes_gauge: IntGauge,
+    ) -> Result<(Spool, Recovered), SpoolError> {
+        let tree = store.tree(&format!("spool:{adapter}"))?;
+        let positions = store.tree(&format!("spool_log:{adapter}"))?;
+        let removed_through = positions
+            .get(REMOVED_THROUGH_KEY)?
+            .and_then(|value| decode_position(&value));
+        let (log, recovery) = SegmentLog::open(&log_dir(state_dir, adapter), removed_through)?;
+        let mut messages = recovery.messages;
+        let mut bytes = recovery.bytes;
+        let mut unreadable = recovery.unreadable;
+        let mut tree_entries = 0u64;
+        let mut last_seq = log.last_seq();
+        tree.for_each(&mut |key, value| {
+            tree_entries += 1;
+            match OutMessage::decode(key, value) {
+                Some(message) => {
+                    messages += 1;
+                    bytes += message.size() as u64;
+                    last_seq = last_seq.max(Some(message.seq));
+                }
+                None => unreadable += 1,
+            }
+        })?;
+        messages_gauge.set(messages as i64);
+        bytes_gauge.set(bytes as i64);
+        let spool = Spool {
+            log: Mutex::new(log),
+            tree,
+            positions,
+            saved_position: Mutex::new(removed_through),
+            tree_entries: AtomicU64::new(tree_entries),
+            max_bytes,
+            messages: AtomicU64::new(messages),
+            bytes: AtomicU64::new(bytes),
+            unflushed_messages: AtomicU64::new(0),
+            unflushed_bytes: AtomicU64::new(0),
+            messages_gauge,
+            bytes_gauge,
+        };
+        Ok((
+            spool,
+            Recovered {
+                last_seq,
+                unreadable,
+                torn: recovery.torn,
+            },
+        ))
+    }
+
+    /// Appends an event (one read from the spool is already there and is left in its place).
+    pub fn push(&self, message: &OutMessage) -> Result<(), SpoolError> {
+        if message.spooled_at != SpoolPlace::Nowhere {
+            return Ok(());
+        }
+        let size = message.size() as u64;
+        let used = self.bytes.load(Ordering::Relaxed);
+        if used + size > self.max_bytes {
+            return Err(SpoolError::Full {
+                bytes: used,
+                max: self.max_bytes,
+            });
+        }
+        let body = message.encode();
+        let appended = {
+            let mut log = lock(&self.log);
+            if log.accepts(message.seq) {
+                log.append(message.seq, &body)?;
+                true
+            } else {
+                false
+            }
+        };
+        if !appended {
+            self.tree.insert(&message.key(), &body)?;
+            self.tree_entries.fetch_add(1, Ordering::Relaxed);
+        }
+        self.unflushed_messages.fetch_add(1, Ordering::Relaxed);
+        self.unflushed_bytes.fetch_add(size, Ordering::Relaxed);
+        self.add(1, size as i64);
+        Ok(())
+    }
+
+    /// Removes an acknowledged (or permanently rejected) event.
+    pub fn remove(&self, message: &OutMessage) -> Result<(), SpoolError> {
+        self.remove_all(std::slice::from_ref(message))
+    }
+
+    /// Removes acknowledged (or permanently rejected) events read from the spool. Removing one
+    /// twice, or one that was never read from the spool, changes nothing.
+    pub fn remove_all(&self, messages: &[OutMessage]) -> Result<(), SpoolError> {
+        let mut removed = 0i64;
+        let mut removed_bytes = 0i64;
+        let mut tree_keys: Vec<[u8; 8]> = Vec::new();
+        let position = {
+            let mut log = lock(&self.log);
+            for message in messages {
+                match message.spooled_at {
+                    SpoolPlace::Log { segment, ordinal } => {
+                        if log.remove(segment, ordinal, message.seq) {
+                            removed += 1;
+                            removed_bytes += message.size() as i64;
+                        }
+                    }
+                    SpoolPlace::Tree => tree_keys.push(message.key()),
+                    SpoolPlace::Nowhere => {}
+                }
+            }
+            log.removed_through()
+        };
+        if !tree_keys.is_empty() {
+            let refs: Vec<&[u8]> = tree_keys.iter().map(|key| &key[..]).collect();
+            self.tree.remove_many(&refs)?;
+            let bytes: usize = messages
+                .iter()
+                .filter(|message| message.spooled_at == SpoolPlace::Tree)
+                .map(OutMessage::size)
+                .sum();
+            removed += tree_keys.len() as i64;
+            removed_bytes += bytes as i64;
+            add_signed(&self.tree_entries, -(tree_keys.len() as i64));
+        }
+        self.add(-removed, -removed_bytes);
+        self.save_position(position)
+    }
+
+    /// Saves how far the log has been consumed, when that moved.
+    fn save_position(&self, position: Option<u64>) -> Result<(), SpoolError> {
+        let Some(seq) = position else {
+            return Ok(());
+        };
+        let mut saved = lock(&self.saved_position);
+        if *saved == Some(seq) {
+            return Ok(());
+        }
+        let mut value = [0u8; 9];
+        value[0] = POSITION_VERSION;
+        value[1..].copy_from_slice(&seq.to_be_bytes());
+        self.positions.insert(REMOVED_THROUGH_KEY, &value)?;
+        *saved = Some(seq);
+        Ok(())
+    }
+
+    /// Up to `limit` events after sequence `after` (from the head when `None`), in order.
+    pub fn read_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OutMessage>, SpoolError> {
+        let from_log = lock(&self.log).read_after(after, limit)?;
+        if self.tree_entries.load(Ordering::Relaxed) == 0 {
+            return Ok(from_log);
+        }
+        let key = after.map(u64::to_be_bytes);
+        let from_tree: Vec<OutMessage> = self
+            .tree
+            .scan_after(key.as_ref().map(|k| &k[..]), limit)?
+            .iter()
+            .filter_map(|(key, value)| OutMessage::decode(key, value))
+            .map(|mut message| {
+                message.spooled_at = SpoolPlace::Tree;
+                message
+            })
+            .collect();
+        Ok(merge_by_seq(from_log, from_tree, limit))
+    }
+
+    /// Makes everything pushed so far durable: the log's files, then the state store.
+    pub fn flush(&self, store: &dyn StateStore) -> Result<(), SpoolError> {
+        let pending = lock(&self.log).prepare_sync()?;
+        pending.run()?;
+        store.flush()?;
+        Ok(())
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages() == 0
+    }
+
+    /// What has been pushed so far and not yet credited as flushed. Take it *before* flushing
+    /// the store: everything it counts is then covered by the flush.
+    pub fn unflushed(&self) -> Unflushed {
+        Unflushed {
+            messages: self.unflushed_messages.load(Ordering::Relaxed),
+            bytes: self.unflushed_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Credits a completed flush of what [`Spool::unflushed`] returned before it.
+    pub fn mark_flushed(&self, flushed: Unflushed) {
+        add_signed(&self.unflushed_messages, -(flushed.messages as i64));
+        add_signed(&self.unflushed_bytes, -(flushed.bytes as i64));
+        self.add(0, 0);
+    }
+
+    fn add(&self, messages: i64, bytes: i64) {
+        let m = add_signed(&self.messages, messages);
+        let b = add_signed(&self.bytes, bytes);
+        let unflushed_m = self.unflushed_messages.load(Ordering::Relaxed);
+        let unflushed_b = self.unflushed_bytes.load(Ordering::Relaxed);
+        self.messages_gauge
+            .set(m.saturating_sub(unflushed_m) as i64);
+        self.bytes_gauge.set(b.saturating_sub(unflushed_b) as i64);
+    }
+}
+
+/// Merges two lists sorted by sequence into one of at most `limit`.
+fn merge_by_seq(a: Vec<OutMessage>, b: Vec<OutMessage>, limit: usize) -> Vec<OutMessage> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity((a.len() + b.len()).min(limit));
+    let mut a = a.into_iter().peekable();
+    let mut b = b.into_iter().peekable();
+    while out.len() < limit {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.seq < y.seq,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
+    out
+}
+
+fn add_signed(counter: &AtomicU64, delta: i64) -> u64 {
+    if delta >= 0 {
+        counter.fetch_add(delta as u64, Ordering::Relaxed) + delta as u64
+    } else {
+        let sub = delta.unsigned_abs();
+        let previous = counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(sub))
+            })
+            .unwrap_or(0);
+        previous.saturating_sub(sub)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SledStore;
+    use bytes::Bytes;
+    use std::io::Write;
+
+    fn message(seq: u64, size: usize) -> OutMessage {
+        OutMessage {
+            seq,
+            subject: "s".into(),
+            msg_id: format!("id{seq}"),
+            source_subject: "src".into(),
+            sender: None,
+            received: "t".into(),
+            payload: Bytes::from(vec![b'x'; size]),
+            spooled_at: SpoolPlace::Nowhere,
+        }
+    }
+
+    fn gauges() -> (IntGauge, IntGauge) {
+        (
+            IntGauge::new("m", "m").unwrap(),
+            IntGauge::new("b", "b").unwrap(),
+        )
+    }
+
+    fn open(store: &SledStore, dir: &Path, max: u64) -> (Spool, Recovered) {
+        let (m, b) = gauges();
+        Spool::open(store, dir, "a", max, m, b).unwrap()
+    }
+
+    fn seqs(messages: &[OutMessage]) -> Vec<u64> {
+        messages.iter().map(|m| m.seq).collect()
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(log_dir(dir, "a"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn fifo_bounded_merged_in_order_and_recovered_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (m, b) = gauges();
+        let (spool, recovered) = Spool::open(&store, dir.path(), "a", 1000, m.clone(), b).unwrap();
+        assert_eq!(recovered.last_seq, None);
+        for seq in [1, 3, 5] {
+            spool.push(&message(seq, 100)).unwrap();
+        }
+        // Older than the log's tail: kept in the tree, read back in its place.
+        spool.push(&message(2, 100)).unwrap();
+        assert_eq!(m.get(), 0, "not counted before the store flushed");
+        let pending = spool.unflushed();
+        spool.flush(&store).unwrap();
+        spool.mark_flushed(pending);
+        assert_eq!(m.get(), 4);
+        assert!(spool.unflushed().is_empty());
+        let all = spool.read_after(None, 10).unwrap();
+        assert_eq!(seqs(&all), [1, 2, 3, 5]);
+        assert_eq!(all[1].spooled_at, SpoolPlace::Tree);
+        assert!(matches!(all[0].spooled_at, SpoolPlace::Log { .. }));
+        assert_eq!(seqs(&spool.read_after(Some(1), 2).unwrap()), [2, 3]);
+        assert!(matches!(
+            spool.push(&message(9, 700)),
+            Err(SpoolError::Full { .. })
+        ));
+        // Pushing an event read from the spool leaves it in its place.
+        spool.push(&all[2]).unwrap();
+        assert_eq!(spool.messages(), 4);
+        spool.remove_all(&all[..2]).unwrap();
+        spool.remove(&all[0]).unwrap();
+        assert_eq!(spool.messages(), 2, "a second removal changes nothing");
+        assert_eq!(spool.bytes(), 2 * message(3, 100).size() as u64);
+        assert_eq!(seqs(&spool.read_after(None, 10).unwrap()), [3, 5]);
+        spool.flush(&store).unwrap();
+        drop(spool);
+        let (spool, recovered) = open(&store, dir.path(), 1000);
+        assert_eq!(recovered.last_seq, Some(5));
+        assert_eq!(spool.messages(), 2);
+        assert_eq!(seqs(&spool.read_after(None, 10).unwrap()), [3, 5]);
+        assert_eq!(seqs(&spool.read_after(Some(3), 10).unwrap()), [5]);
+    }
+
+    #[test]
+    fn consumed_segments_are_deleted_and_not_replayed_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (spool, _) = open(&store, dir.path(), u64::MAX);
+        let size = 16 << 10;
+        let count = 3 * segments::SEGMENT_BYTES / size as u64;
+        for seq in 1..=count {
+            spool.push(&message(seq, size)).unwrap();
+        }
+        assert!(segment_files(dir.path()).len() >= 3);
+        let mut read = Vec::new();
+        let mut cursor = None;
+        loop {
+            let batch = spool.read_after(cursor, 100).unwrap();
+            let Some(last) = batch.last() else { break };
+            cursor = Some(last.seq);
+            read.extend(batch);
+        }
+        assert_eq!(seqs(&read), (1..=count).collect::<Vec<_>>());
+        // Everything finishes except two events near the end; one more finishes out of order.
+        let keep = [count - 10, count - 3];
+        let done: Vec<OutMessage> = read
+            .iter()
+            .filter(|m| !keep.contains(&m.seq))
+            .cloned()
+            .collect();
+        spool.remove_all(&done).unwrap();
+        assert_eq!(spool.messages(), 2);
+        assert_eq!(
+            segment_files(dir.path()).len(),
+            1,
+            "consumed segments are deleted; the one holding the rest stays"
+        );
+        spool.flush(&store).unwrap();
+        drop(spool);
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        assert_eq!(recovered.last_seq, Some(count));
+        let replayed = seqs(&spool.read_after(None, 100).unwrap());
+        // The two kept ones, plus the ones that finished out of order after the first of them.
+        assert_eq!(replayed.first(), Some(&keep[0]));
+        assert!(replayed.contains(&keep[1]));
+        assert_eq!(replayed.len(), (count - keep[0] + 1) as usize);
+        assert_eq!(spool.messages(), replayed.len() as u64);
+    }
+
+    #[test]
+    fn a_torn_write_is_reported_and_the_records_before_it_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (spool, _) = open(&store, dir.path(), u64::MAX);
+        for seq in 1..=3 {
+            spool.push(&message(seq, 50)).unwrap();
+        }
+        spool.flush(&store).unwrap();
+        drop(spool);
+        let file = segment_files(dir.path()).remove(0);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap()
+            .write_all(&[0, 0, 0, 90, 1, 2, 3])
+            .unwrap();
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        assert_eq!(recovered.torn, vec![(file, 7)]);
+        assert_eq!(recovered.last_seq, Some(3));
+        spool.push(&message(4, 50)).unwrap();
+        let all = spool.read_after(None, 10).unwrap();
+        assert_eq!(seqs(&all), [1, 2, 3, 4]);
+        spool.remove_all(&all).unwrap();
+        assert!(spool.is_empty());
+        assert_eq!(
+            segment_files(dir.path()).len(),
+            1,
+            "only the segment being written"
+        );
+    }
+
+    #[test]
+    fn records_left_in_the_tree_by_an_older_release_are_published_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let tree = store.tree("spool:a").unwrap();
+        for seq in [7, 8] {
+            let old = message(seq, 10);
+            tree.insert(&old.key(), &old.encode()).unwrap();
+        }
+        tree.insert(&9u64.to_be_bytes(), b"\x09unknown format")
+            .unwrap();
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        assert_eq!(recovered.last_seq, Some(8));
+        assert_eq!(recovered.unreadable, 1);
+        spool.push(&message(10, 10)).unwrap();
+        let all = spool.read_after(None, 10).unwrap();
+        assert_eq!(seqs(&all), [7, 8, 10]);
+        spool.remove_all(&all).unwrap();
+        assert!(spool.is_empty());
+        assert_eq!(
+            tree.scan_after(None, 10).unwrap().len(),
+            1,
+            "the unreadable record is kept"
+        );
+    }
+
+    #[test]
+    fn a_reader_started_anywhere_sees_exactly_what_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (spool, _) = open(&store, dir.path(), u64::MAX);
+        let count = 2000u64;
+        for seq in (1..=count).map(|n| n * 3) {
+            spool.push(&message(seq, 3000)).unwrap();
+        }
+        for after in [
+            None,
+            Some(0),
+            Some(4),
+            Some(6),
+            Some(1500),
+            Some(3 * count - 1),
+            Some(3 * count),
+        ] {
+            let got = seqs(&spool.read_after(after, 5).unwrap());
+            let want: Vec<u64> = (1..=count)
+                .map(|n| n * 3)
+                .filter(|&seq| after.is_none_or(|after| seq > after))
+                .take(5)
+                .collect();
+            assert_eq!(got, want, "after {after:?}");
+        }
+    }
+}
