@@ -80,8 +80,8 @@ pub async fn stream_message_count(js: &Context, stream: &str) -> u64 {
 /// consumer (so the stream's consumer count, which tests may assert on, is untouched), and works
 /// whatever the stream's `allow_direct` setting. The response is decoded here rather than by
 /// `Stream::get_raw_message` because async-nats 0.51 keeps only the last value of a repeated header
-/// there, and tests must see exactly what ferry stored. One request per message: fine for
-/// test-sized streams; for very large ones assert on [`stream_message_count`] instead.
+/// there, and tests must see exactly what ferry stored. One request per message, 64 in flight:
+/// fine for test-sized streams; for very large ones assert on [`stream_message_count`] instead.
 pub async fn stream_messages(js: &Context, stream: &str) -> Vec<StoredMessage> {
     let mut handle = js
         .get_stream(stream)
@@ -97,16 +97,28 @@ pub async fn stream_messages(js: &Context, stream: &str) -> Vec<StoredMessage> {
     if state.messages == 0 {
         return out;
     }
+    // Requests go out PIPELINE at a time. A request for a sequence in a gap returns the next
+    // message, which its own request returns too: duplicates are dropped by sequence.
+    const PIPELINE: u64 = 64;
     let mut next = state.first_sequence;
     while next <= state.last_sequence {
-        let Some(msg) = get_message_at_or_after(js, stream, next).await else {
+        let end = (next + PIPELINE).min(state.last_sequence + 1);
+        let batch = futures_util::future::join_all(
+            (next..end).map(|seq| get_message_at_or_after(js, stream, seq)),
+        )
+        .await;
+        let mut got: Vec<StoredMessage> = batch
+            .into_iter()
+            .flatten()
+            .filter(|msg| msg.sequence <= state.last_sequence)
+            .collect();
+        got.sort_by_key(|msg| msg.sequence);
+        got.dedup_by_key(|msg| msg.sequence);
+        let Some(last) = got.last().map(|msg| msg.sequence) else {
             break;
         };
-        if msg.sequence > state.last_sequence {
-            break;
-        }
-        next = msg.sequence + 1;
-        out.push(msg);
+        next = last.max(end - 1) + 1;
+        out.extend(got);
     }
     out
 }
