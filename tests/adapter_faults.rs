@@ -342,6 +342,20 @@ async fn sigterm_with_output_down_spools_and_restart_drains() {
     // shutdown_timeout is 5s; allow scheduling slack on a busy machine.
     let status = ferry.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0), "graceful stop exits 0");
+    // With no instance running, `ferry status` reads the spool from disk.
+    let out = common::ferry_command()
+        .args(["status", "-c"])
+        .arg(ferry.config_path())
+        .arg("--json")
+        .output()
+        .expect("ferry status");
+    assert!(out.status.success(), "ferry status: {out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let lifecycle = report["pipelines"]
+        .as_array()
+        .and_then(|pipelines| pipelines.iter().find(|p| p["name"] == "lifecycle"))
+        .unwrap_or_else(|| panic!("no lifecycle pipeline in {report}"));
+    assert_eq!(lifecycle["spool_messages"], N as u64, "{report}");
 
     output.restart();
     ferry.restart();
