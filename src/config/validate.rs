@@ -138,6 +138,7 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
         check_replicator(&mut out, base, replicator, &defined, &adapters);
     }
     check_across_replicators(&mut out, &config.replicators, &replicator_paths);
+    check_ack_capacity(&mut out, config, &adapter_paths, &replicator_paths);
 
     let names = config
         .adapters
@@ -153,6 +154,48 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
         );
     check_pipeline_names(&mut out, names);
     out.0
+}
+
+/// The acks of a pipeline's publishes in flight all arrive on one subscription of its output
+/// connection. A subscription buffer smaller than `max_in_flight` would overflow under load: the
+/// acks lost then time out and the publishes are retried (no loss, but the pipeline crawls).
+fn check_ack_capacity(
+    out: &mut Problems,
+    config: &Config,
+    adapter_paths: &[String],
+    replicator_paths: &[String],
+) {
+    let adapters = config
+        .adapters
+        .iter()
+        .zip(adapter_paths)
+        .map(|(adapter, base)| (base, adapter.output_connection(), adapter.max_in_flight));
+    let replicators = config
+        .replicators
+        .iter()
+        .zip(replicator_paths)
+        .map(|(replicator, base)| {
+            (
+                base,
+                replicator.to.connection.as_str(),
+                replicator.max_in_flight,
+            )
+        });
+    for (base, name, max_in_flight) in adapters.chain(replicators) {
+        let Some(connection) = config.connections.get(name) else {
+            continue;
+        };
+        if connection.subscription_capacity > 0 && connection.subscription_capacity < max_in_flight
+        {
+            out.push(
+                format!("{base}.max_in_flight"),
+                format!(
+                    "is {max_in_flight}, more than connections.{name}.subscription_capacity ({}): the acks of the publishes in flight arrive on one subscription of that connection and would overflow it; lower max_in_flight or raise subscription_capacity",
+                    connection.subscription_capacity
+                ),
+            );
+        }
+    }
 }
 
 /// `key[i]` for each of `count` parsed entries, `i` being its position in the file.
@@ -2050,6 +2093,38 @@ adapters:
         assert_eq!(
             broken("    queue_group: ferry\n", "    queue_group: ferry\n    spool: { max_bytes: 1MiB }\n    max_in_flight: 65536\n"),
             Vec::new()
+        );
+    }
+
+    #[test]
+    fn ack_subscriptions_must_hold_every_publish_in_flight() {
+        let east = "    servers: [\"nats://10.0.0.1:4222\", \"10.0.0.2:4222\"]\n";
+        assert_problem(
+            &broken(east, &format!("{east}    subscription_capacity: 100\n")),
+            "adapters[0].max_in_flight",
+            "is 1024, more than connections.east.subscription_capacity (100)",
+        );
+        assert_eq!(
+            broken(east, &format!("{east}    subscription_capacity: 1024\n")),
+            Vec::new()
+        );
+        let west = "    servers: [\"tls://nats.west.example.com:4222\"]\n";
+        let yaml = format!("{VALID}{REPLICATORS}").replacen(
+            west,
+            &format!("{west}    subscription_capacity: 512\n"),
+            1,
+        );
+        let problems = problems_of(&yaml);
+        assert_problem(
+            &problems,
+            "adapters[1].max_in_flight",
+            "more than connections.west.subscription_capacity (512)",
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path.starts_with("replicators[") && p.path.ends_with(".max_in_flight")),
+            "{problems:?}"
         );
     }
 
