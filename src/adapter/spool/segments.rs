@@ -667,3 +667,99 @@ impl PendingSync {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn body(seq: u64, size: usize) -> Vec<u8> {
+        OutMessage {
+            seq,
+            subject: "s".into(),
+            msg_id: format!("id{seq}"),
+            source_subject: "src".into(),
+            sender: None,
+            received: "t".into(),
+            payload: Bytes::from(vec![b'x'; size]),
+            spooled_at: SpoolPlace::Nowhere,
+        }
+        .encode()
+    }
+
+    /// Makes the disk refuse the writer's writes (a read-only handle fails every write), or
+    /// accept them again.
+    fn refuse_writes(log: &mut SegmentLog, refuse: bool) {
+        let writer = log.writer.as_mut().expect("a segment being written");
+        let path = segment_path(&log.dir, writer.segment);
+        let file = if refuse {
+            File::open(&path)
+        } else {
+            OpenOptions::new().append(true).open(&path)
+        };
+        writer.file = Arc::new(file.expect("segment file"));
+    }
+
+    fn all_seqs(log: &mut SegmentLog) -> Vec<u64> {
+        log.read_after(None, usize::MAX)
+            .expect("read")
+            .iter()
+            .map(|message| message.seq)
+            .collect()
+    }
+
+    #[test]
+    fn appends_the_disk_refuses_stay_readable_and_are_written_once_it_accepts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = SegmentLog::open(dir.path(), None).unwrap();
+        for seq in 1..=3 {
+            log.append(seq, &body(seq, 100)).unwrap();
+        }
+        log.prepare_sync().unwrap().run().unwrap();
+        refuse_writes(&mut log, true);
+        // Well past one write chunk: every attempt to write out fails.
+        for seq in 4..=200 {
+            log.append(seq, &body(seq, 1024)).unwrap();
+        }
+        assert!(
+            log.prepare_sync().is_err(),
+            "a flush reports the disk's refusal"
+        );
+        assert_eq!(all_seqs(&mut log), (1..=200).collect::<Vec<_>>());
+
+        refuse_writes(&mut log, false);
+        log.prepare_sync().unwrap().run().unwrap();
+        drop(log);
+        let (mut log, recovery) = SegmentLog::open(dir.path(), None).unwrap();
+        assert_eq!(recovery.messages, 200);
+        assert!(recovery.torn.is_empty());
+        assert_eq!(all_seqs(&mut log), (1..=200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn appends_fail_once_the_memory_held_for_a_refusing_disk_is_used_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = SegmentLog::open(dir.path(), None).unwrap();
+        log.append(1, &body(1, 10)).unwrap();
+        refuse_writes(&mut log, true);
+        let record = 8 << 10;
+        let fits = (MAX_PENDING / record) as u64;
+        let mut refused = None;
+        for seq in 2..fits + 10 {
+            if let Err(error) = log.append(seq, &body(seq, record)) {
+                refused = Some((seq, error));
+                break;
+            }
+        }
+        let (seq, error) = refused.expect("appends are refused beyond MAX_PENDING");
+        assert!(seq > fits / 2, "refused too early, at {seq}");
+        assert!(
+            error
+                .to_string()
+                .contains(&segment_path(dir.path(), 1).display().to_string()),
+            "the error names the file: {error}"
+        );
+        // Nothing accepted was lost.
+        assert_eq!(all_seqs(&mut log), (1..seq).collect::<Vec<_>>());
+    }
+}
