@@ -62,6 +62,14 @@ impl Connection {
         }
     }
 
+    /// The JetStream API subject prefix: `$JS.API`, or `$JS.<domain>.API` with a domain.
+    pub fn api_prefix(&self) -> String {
+        match &self.jetstream_domain {
+            Some(domain) => format!("$JS.{domain}.API"),
+            None => "$JS.API".to_string(),
+        }
+    }
+
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }

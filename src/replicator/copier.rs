@@ -14,12 +14,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::{self, Message};
+use async_nats::jetstream;
 use async_nats::{HeaderMap, Subject};
 use backon::BackoffBuilder;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -28,6 +26,7 @@ use super::checkpoint::{Checkpoint, Checkpoints};
 use super::election::Role;
 use super::headers::{is_loop, target_headers, Stamp};
 use super::limits::RateLimiter;
+use super::reader::{SourceMessage, SourceReader};
 use super::resume::{self, Resume};
 use super::sampler::{Decision, Sampler};
 use super::shared_state::SharedState;
@@ -65,7 +64,7 @@ enum Event {
     Ack(Pending, Outcome),
     Checkpoint,
     Sweep,
-    Read(Box<Option<Result<Message, jetstream::consumer::pull::OrderedError>>>),
+    Read(Box<Option<Result<SourceMessage, String>>>),
 }
 
 /// One message on its way to the target.
@@ -126,7 +125,7 @@ struct Session {
     /// Subjects with a publish in flight (`ordering: subject`).
     busy_subjects: HashMap<String, usize>,
     /// A message waiting for its subject to be free (`ordering: subject`).
-    held: Option<Message>,
+    held: Option<SourceMessage>,
     highest_acked: u64,
     /// Retries stored fresh during an outage's recovery, until every retry is answered.
     fresh_retries: Vec<(u64, Subject)>,
@@ -329,41 +328,23 @@ impl Copier {
         }
     }
 
-    async fn consumer(
-        &self,
-        resume: &Resume,
-    ) -> Result<jetstream::consumer::pull::Ordered, String> {
+    async fn consumer(&self, resume: &Resume) -> Result<SourceReader, String> {
         let stream = self
             .source_js
             .get_stream(&self.config.from.stream)
             .await
             .map_err(|error| format!("source stream {}: {error}", self.config.from.stream))?;
-        let filter_subjects = self.filter.server_subjects().to_vec();
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subjects,
-                deliver_policy: resume.deliver,
-                max_batch: self.config.max_in_flight.clamp(64, 4096) as i64,
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| {
-                format!(
-                    "cannot create the ordered consumer on {}: {error}",
-                    self.config.from.stream
-                )
-            })?;
-        consumer
-            .messages()
-            .await
-            .map_err(|error| format!("cannot read {}: {error}", self.config.from.stream))
+        SourceReader::open(
+            &self.source,
+            stream,
+            self.filter.server_subjects().to_vec(),
+            resume.deliver,
+            self.config.max_in_flight.clamp(64, 4096),
+        )
+        .await
     }
 
-    async fn copy(
-        &mut self,
-        session: &mut Session,
-        messages: &mut jetstream::consumer::pull::Ordered,
-    ) -> SessionEnd {
+    async fn copy(&mut self, session: &mut Session, messages: &mut SourceReader) -> SessionEnd {
         let max = self.config.max_in_flight.max(1);
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval.0);
         let mut sweep_tick = tokio::time::interval(SWEEP_INTERVAL);
@@ -443,15 +424,12 @@ impl Copier {
     }
 
     /// Decides one source message: skip it (counted, checkpoint moves on) or publish it.
-    async fn process(&mut self, session: &mut Session, message: Message) -> Option<SessionEnd> {
-        let info = match message.info() {
-            Ok(info) => (info.stream_sequence, info.pending, info.published),
-            Err(error) => {
-                tracing::warn!(replicator = %self.config.name, %error, "source message without metadata; ignoring it");
-                return None;
-            }
-        };
-        let (sequence, pending, published) = info;
+    async fn process(
+        &mut self,
+        session: &mut Session,
+        message: SourceMessage,
+    ) -> Option<SessionEnd> {
+        let (sequence, pending, published) = (message.sequence, message.pending, message.published);
         // A recreated consumer can hand over a message again; it is already being handled.
         if sequence <= session.last_delivered {
             tracing::debug!(replicator = %self.config.name, sequence, "source message delivered twice; ignoring the repeat");
@@ -476,8 +454,7 @@ impl Copier {
         if let Some(limiter) = &self.limiter {
             limiter.acquire(size).await;
         }
-        // Ordered consumers need no acks: the message's parts move on without copies.
-        let (message, _no_ack_needed) = message.split();
+        // The consumer needs no acks: the message's parts move on without copies.
         // An unchanged subject keeps sharing the message's bytes; a stripped one is borrowed
         // from them too but shorter, so it needs its own.
         let rewritten = match self.config.to.rewrite_subject(message.subject.as_str()) {
@@ -500,7 +477,7 @@ impl Copier {
     fn skip_reason(
         &self,
         session: &Session,
-        message: &Message,
+        message: &SourceMessage,
         published: OffsetDateTime,
     ) -> Option<&'static str> {
         let headers = message.headers.as_ref();

@@ -13,6 +13,7 @@ pub mod election;
 pub mod headers;
 pub mod heartbeat;
 pub mod limits;
+pub mod reader;
 pub mod resume;
 pub mod sampler;
 pub mod shared_state;
