@@ -482,3 +482,65 @@ async fn status_shows_the_position_and_reset_moves_it() {
             .is_some()
     );
 }
+
+/// The source consumer deleted under a running copy (an operator cleaning up, a server losing
+/// it): the session ends, a new one resumes from the checkpoint, and the copy is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_consumer_deleted_mid_copy_is_replaced_and_the_copy_is_exact() {
+    use futures_util::StreamExt;
+    const N: usize = 20_000;
+    let sites = sites().await;
+    fill(&sites.east_js, 0..N).await;
+    let mut ferry = Ferry::start(&config(
+        &sites,
+        "    max_in_flight: 256\n    limit: { rate: 3000/s }\n",
+    ));
+    ferry.wait_ready().await;
+    wait_until("some copied", DEADLINE, || async {
+        count_or_zero(&sites.west_js, "DST").await >= (N / 5) as u64
+    })
+    .await;
+
+    let stream = sites
+        .east_js
+        .get_stream("SRC")
+        .await
+        .expect("source stream");
+    let names: Vec<String> = stream
+        .consumer_names()
+        .filter_map(|name| async move { name.ok() })
+        .collect()
+        .await;
+    assert!(!names.is_empty(), "the replicator reads through a consumer");
+    for name in &names {
+        stream.delete_consumer(name).await.expect("delete consumer");
+    }
+    let copied_at_delete = count_or_zero(&sites.west_js, "DST").await;
+    assert!(
+        copied_at_delete < N as u64,
+        "the copy finished before the consumer was deleted"
+    );
+
+    wait_for_count(&sites.west_js, "DST", N as u64, DEADLINE).await;
+    // Listed before the checks below, which read the streams through consumers of their own.
+    let left: Vec<String> = stream
+        .consumer_names()
+        .filter_map(|name| async move { name.ok() })
+        .collect()
+        .await;
+    assert_eq!(
+        left.len(),
+        1,
+        "one consumer reads the source again: {left:?}"
+    );
+    assert!(
+        !names.contains(&left[0]),
+        "a new consumer replaced the deleted one"
+    );
+    let source = read_stream(&sites.east_js, "SRC").await;
+    let target = read_stream(&sites.west_js, "DST").await;
+    assert_same_set_per_subject(&source, &target);
+    let sequences = assert_no_duplicate_stored(&target);
+    let want: Vec<u64> = source.iter().map(|m| m.sequence).collect();
+    assert_eq!(sequences, want, "every source sequence stored once");
+}
