@@ -1,4 +1,4 @@
-//! The copy loop of one replicator (SPEC section 5): read the source with an ordered consumer,
+//! The copy loop of one replicator (SPEC section 5): read the source in order (`reader`),
 //! decide per message (loop, age, filter, sampling), publish to the target with up to
 //! `max_in_flight` acks outstanding, and move the checkpoint over what is done.
 //!

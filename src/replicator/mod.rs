@@ -1,7 +1,7 @@
 //! Replicators (SPEC section 5): copy a JetStream stream from one NATS deployment to another.
 //!
 //! ```text
-//! source stream ─ordered consumer─▶ loop/age/filter/sampling ─▶ rate limit ─▶ publish (acks in flight) ─▶ target
+//! source stream ─pull consumer─▶ loop/age/filter/sampling ─▶ rate limit ─▶ publish (acks in flight) ─▶ target
 //!                 from checkpoint+1          │ skipped: counted, checkpoint moves on     └─▶ watermark ─▶ checkpoint
 //! ```
 //! [`copier::Copier`] is the loop; the other modules are its parts.
