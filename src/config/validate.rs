@@ -159,6 +159,7 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
 /// The acks of a pipeline's publishes in flight all arrive on one subscription of its output
 /// connection. A subscription buffer smaller than `max_in_flight` would overflow under load: the
 /// acks lost then time out and the publishes are retried (no loss, but the pipeline crawls).
+/// Likewise a replicator's source messages arrive on one subscription, two pull batches ahead.
 fn check_ack_capacity(
     out: &mut Problems,
     config: &Config,
@@ -181,6 +182,23 @@ fn check_ack_capacity(
                 replicator.max_in_flight,
             )
         });
+    for (replicator, base) in config.replicators.iter().zip(replicator_paths) {
+        let name = replicator.from.connection.as_str();
+        let Some(connection) = config.connections.get(name) else {
+            continue;
+        };
+        // The source is pulled in batches of max_in_flight (64 to 4,096), up to two at a time.
+        let buffered = 2 * replicator.max_in_flight.clamp(64, 4096);
+        if connection.subscription_capacity > 0 && connection.subscription_capacity < buffered {
+            out.push(
+                format!("{base}.max_in_flight"),
+                format!(
+                    "is {}, so up to {buffered} source messages arrive ahead of the copy, more than connections.{name}.subscription_capacity ({}): the buffer would overflow and every session would restart; lower max_in_flight or raise subscription_capacity",
+                    replicator.max_in_flight, connection.subscription_capacity
+                ),
+            );
+        }
+    }
     for (base, name, max_in_flight) in adapters.chain(replicators) {
         let Some(connection) = config.connections.get(name) else {
             continue;
@@ -2125,6 +2143,23 @@ adapters:
                 .iter()
                 .any(|p| p.path.starts_with("replicators[") && p.path.ends_with(".max_in_flight")),
             "{problems:?}"
+        );
+        // A replicator reading from east (two batches of 1,024 ahead) needs room for 2,048.
+        let yaml = format!("{VALID}{REPLICATORS}").replacen(
+            east,
+            &format!("{east}    subscription_capacity: 1500\n"),
+            1,
+        );
+        let problems = problems_of(&yaml);
+        assert!(
+            problems.iter().any(|p| p.path.starts_with("replicators[")
+                && p.message
+                    .contains("up to 2048 source messages arrive ahead")),
+            "{problems:?}"
+        );
+        assert!(
+            !problems.iter().any(|p| p.path.starts_with("adapters[")),
+            "1,500 holds the adapters' 1,024 acks: {problems:?}"
         );
     }
 
