@@ -209,6 +209,7 @@ impl Spool {
         let mut removed = 0i64;
         let mut removed_bytes = 0i64;
         let mut tree_keys: Vec<[u8; 8]> = Vec::new();
+        let mut tree_bytes = 0i64;
         let position = {
             let mut log = lock(&self.log);
             for message in messages {
@@ -219,7 +220,10 @@ impl Spool {
                             removed_bytes += message.size() as i64;
                         }
                     }
-                    SpoolPlace::Tree => tree_keys.push(message.key()),
+                    SpoolPlace::Tree => {
+                        tree_keys.push(message.key());
+                        tree_bytes += message.size() as i64;
+                    }
                     SpoolPlace::Nowhere => {}
                 }
             }
@@ -228,13 +232,8 @@ impl Spool {
         if !tree_keys.is_empty() {
             let refs: Vec<&[u8]> = tree_keys.iter().map(|key| &key[..]).collect();
             self.tree.remove_many(&refs)?;
-            let bytes: usize = messages
-                .iter()
-                .filter(|message| message.spooled_at == SpoolPlace::Tree)
-                .map(OutMessage::size)
-                .sum();
             removed += tree_keys.len() as i64;
-            removed_bytes += bytes as i64;
+            removed_bytes += tree_bytes;
             add_signed(&self.tree_entries, -(tree_keys.len() as i64));
         }
         self.add(-removed, -removed_bytes);
@@ -370,7 +369,8 @@ mod tests {
     use bytes::Bytes;
     use std::io::Write;
 
-    fn message(seq: u64, size: usize) -> OutMessage {
+    /// A small event with sequence `seq` and a `size`-byte payload (also used by `segments`).
+    pub(super) fn message(seq: u64, size: usize) -> OutMessage {
         OutMessage {
             seq,
             subject: "s".into(),

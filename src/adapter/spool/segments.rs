@@ -567,9 +567,6 @@ impl SegmentLog {
                 out.push(message);
             }
         }
-        if reader.cursor.is_none() {
-            reader.cursor = after;
-        }
         self.reader = Some(reader);
         Ok(out)
     }
@@ -631,11 +628,6 @@ impl SegmentLog {
             self.segments.pop_front();
         }
     }
-
-    /// Files on disk, for tests and `ferry status`.
-    pub fn segment_count(&self) -> usize {
-        self.segments.len()
-    }
 }
 
 impl Drop for SegmentLog {
@@ -671,20 +663,9 @@ impl PendingSync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn body(seq: u64, size: usize) -> Vec<u8> {
-        OutMessage {
-            seq,
-            subject: "s".into(),
-            msg_id: format!("id{seq}"),
-            source_subject: "src".into(),
-            sender: None,
-            received: "t".into(),
-            payload: Bytes::from(vec![b'x'; size]),
-            spooled_at: SpoolPlace::Nowhere,
-        }
-        .encode()
+        super::super::tests::message(seq, size).encode()
     }
 
     /// Makes the disk refuse the writer's writes (a read-only handle fails every write), or
