@@ -82,6 +82,36 @@ async fn assert_target_equals_source(sites: &Sites) -> Vec<StoredMessage> {
     target
 }
 
+/// Fills SRC with `n` messages and starts a replicator slowed to 3,000 messages/s, returning once
+/// a fifth is copied: a fault injected then surely lands mid-copy.
+async fn start_slow_copy(sites: &Sites, n: usize) -> Ferry {
+    fill(&sites.east_js, 0..n).await;
+    let mut ferry = Ferry::start(&config(
+        sites,
+        "    max_in_flight: 256\n    limit: { rate: 3000/s }\n",
+    ));
+    ferry.wait_ready().await;
+    wait_until("some copied", DEADLINE, || async {
+        count_or_zero(&sites.west_js, "DST").await >= (n / 5) as u64
+    })
+    .await;
+    ferry
+}
+
+/// The target holds each source message once and per subject the same messages; their order may
+/// differ where a retried publish landed late (allowed under `ordering: relaxed` when counted).
+async fn assert_target_holds_source_once(
+    sites: &Sites,
+) -> (Vec<StoredMessage>, Vec<StoredMessage>) {
+    let source = read_stream(&sites.east_js, "SRC").await;
+    let target = read_stream(&sites.west_js, "DST").await;
+    assert_same_set_per_subject(&source, &target);
+    let sequences = assert_no_duplicate_stored(&target);
+    let want: Vec<u64> = source.iter().map(|m| m.sequence).collect();
+    assert_eq!(sequences, want, "every source sequence stored once");
+    (source, target)
+}
+
 fn run_cli(args: &[&str]) -> Output {
     ferry_command()
         .args(args)
@@ -277,16 +307,7 @@ async fn target_down_for_ten_seconds_mid_copy_completes_exactly() {
     const N: usize = 20_000;
     const EXTRA: usize = 2_000;
     let mut sites = sites().await;
-    fill(&sites.east_js, 0..N).await;
-    let mut ferry = Ferry::start(&config(
-        &sites,
-        "    max_in_flight: 256\n    limit: { rate: 3000/s }\n",
-    ));
-    ferry.wait_ready().await;
-    wait_until("some copied", DEADLINE, || async {
-        count_or_zero(&sites.west_js, "DST").await >= (N / 5) as u64
-    })
-    .await;
+    let mut ferry = start_slow_copy(&sites, N).await;
 
     let down_at = Instant::now();
     sites.west.stop();
@@ -324,12 +345,7 @@ async fn target_down_for_ten_seconds_mid_copy_completes_exactly() {
     // Publishes caught by the outage are retried, and the client also resends what it had
     // buffered when the link broke, so under `ordering: relaxed` a retry may land after later
     // messages of its subject: allowed, but only when counted.
-    let source = read_stream(&sites.east_js, "SRC").await;
-    let target = read_stream(&sites.west_js, "DST").await;
-    assert_same_set_per_subject(&source, &target);
-    let sequences = assert_no_duplicate_stored(&target);
-    let want: Vec<u64> = source.iter().map(|m| m.sequence).collect();
-    assert_eq!(sequences, want, "every source sequence stored once");
+    let (source, target) = assert_target_holds_source_once(&sites).await;
     if !same_order_per_subject(&source, &target) {
         assert!(
             metric(&ferry, "ferry_replicator_reordered_total", &PIPELINE).await > 0.0,
@@ -487,30 +503,16 @@ async fn status_shows_the_position_and_reset_moves_it() {
 /// it): the session ends, a new one resumes from the checkpoint, and the copy is exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_consumer_deleted_mid_copy_is_replaced_and_the_copy_is_exact() {
-    use futures_util::StreamExt;
     const N: usize = 20_000;
     let sites = sites().await;
-    fill(&sites.east_js, 0..N).await;
-    let mut ferry = Ferry::start(&config(
-        &sites,
-        "    max_in_flight: 256\n    limit: { rate: 3000/s }\n",
-    ));
-    ferry.wait_ready().await;
-    wait_until("some copied", DEADLINE, || async {
-        count_or_zero(&sites.west_js, "DST").await >= (N / 5) as u64
-    })
-    .await;
+    let _ferry = start_slow_copy(&sites, N).await;
 
     let stream = sites
         .east_js
         .get_stream("SRC")
         .await
         .expect("source stream");
-    let names: Vec<String> = stream
-        .consumer_names()
-        .filter_map(|name| async move { name.ok() })
-        .collect()
-        .await;
+    let names = consumer_names(&stream).await;
     assert!(!names.is_empty(), "the replicator reads through a consumer");
     for name in &names {
         stream.delete_consumer(name).await.expect("delete consumer");
@@ -523,11 +525,7 @@ async fn a_source_consumer_deleted_mid_copy_is_replaced_and_the_copy_is_exact() 
 
     wait_for_count(&sites.west_js, "DST", N as u64, DEADLINE).await;
     // Listed before the checks below, which read the streams through consumers of their own.
-    let left: Vec<String> = stream
-        .consumer_names()
-        .filter_map(|name| async move { name.ok() })
-        .collect()
-        .await;
+    let left = consumer_names(&stream).await;
     assert_eq!(
         left.len(),
         1,
@@ -537,10 +535,14 @@ async fn a_source_consumer_deleted_mid_copy_is_replaced_and_the_copy_is_exact() 
         !names.contains(&left[0]),
         "a new consumer replaced the deleted one"
     );
-    let source = read_stream(&sites.east_js, "SRC").await;
-    let target = read_stream(&sites.west_js, "DST").await;
-    assert_same_set_per_subject(&source, &target);
-    let sequences = assert_no_duplicate_stored(&target);
-    let want: Vec<u64> = source.iter().map(|m| m.sequence).collect();
-    assert_eq!(sequences, want, "every source sequence stored once");
+    assert_target_holds_source_once(&sites).await;
+}
+
+async fn consumer_names(stream: &async_nats::jetstream::stream::Stream) -> Vec<String> {
+    use futures_util::StreamExt;
+    stream
+        .consumer_names()
+        .filter_map(|name| async move { name.ok() })
+        .collect()
+        .await
 }
