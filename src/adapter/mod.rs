@@ -332,16 +332,7 @@ impl Adapter {
         self.status.abort();
         self.flusher.abort();
         // What the publisher spilled at the end must be on disk before the process exits.
-        let (spool, store) = (self.spool, self.store);
-        let pending = spool.unflushed();
-        match tokio::task::spawn_blocking(move || spool.flush(store.as_ref()).map(|()| spool)).await
-        {
-            Ok(Ok(spool)) => spool.mark_flushed(pending),
-            Ok(Err(error)) => {
-                tracing::error!(adapter = %self.name, %error, "cannot flush the spool")
-            }
-            Err(error) => tracing::error!(adapter = %self.name, %error, "spool flush task failed"),
-        }
+        flush_and_count(&self.store, &self.spool).await;
     }
 }
 
@@ -357,16 +348,21 @@ async fn flush_spool(
             _ = tokio::time::sleep(crate::state::FLUSH_INTERVAL) => {}
             changed = stop.changed() => if changed.is_err() { return },
         }
-        let pending = spool.unflushed();
-        if pending.is_empty() {
-            continue;
+        if !spool.unflushed().is_empty() {
+            flush_and_count(&store, &spool).await;
         }
-        let (store, flushing) = (store.clone(), spool.clone());
-        match tokio::task::spawn_blocking(move || flushing.flush(store.as_ref())).await {
-            Ok(Ok(())) => spool.mark_flushed(pending),
-            Ok(Err(error)) => tracing::error!(%error, "cannot flush the spool"),
-            Err(error) => tracing::error!(%error, "spool flush task failed"),
-        }
+    }
+}
+
+/// Makes what was spooled so far durable, then counts it in the spool gauges.
+async fn flush_and_count(store: &Arc<dyn StateStore>, spool: &Arc<Spool>) {
+    // Taken before the flush: everything it counts is covered by it.
+    let pending = spool.unflushed();
+    let (store, flushing) = (store.clone(), spool.clone());
+    match tokio::task::spawn_blocking(move || flushing.flush(store.as_ref())).await {
+        Ok(Ok(())) => spool.mark_flushed(pending),
+        Ok(Err(error)) => tracing::error!(%error, "cannot flush the spool"),
+        Err(error) => tracing::error!(%error, "spool flush task failed"),
     }
 }
 
