@@ -35,8 +35,10 @@ fn a_small_bench_measures_every_scenario_without_loss() {
         names,
         [
             "adapter",
+            "adapter-same-headers",
             "adapter-latency",
             "replicate",
+            "replicate-same-headers",
             "sample",
             "sample-1m"
         ]
@@ -71,13 +73,25 @@ fn a_small_bench_measures_every_scenario_without_loss() {
             .find(|s| s["name"] == name)
             .unwrap_or_else(|| panic!("no {name}"))
     };
-    for name in ["adapter", "replicate", "sample"] {
+    for name in [
+        "adapter",
+        "adapter-same-headers",
+        "replicate",
+        "replicate-same-headers",
+        "sample",
+    ] {
         let scenario = by_name(name);
         let ratio = scenario["ratio"].as_f64().expect("a ratio");
         let ferry = scenario["ferry_msgs_per_s"].as_f64().unwrap();
         let baseline = scenario["baseline_msgs_per_s"].as_f64().unwrap();
         assert!((ratio - ferry / baseline).abs() < 1e-9, "{scenario}");
         assert_eq!(scenario["messages"], 3000);
+    }
+    // The same-headers rows compare the very same ferry runs against another baseline.
+    for name in ["adapter", "replicate"] {
+        let (plain, headed) = (by_name(name), by_name(&format!("{name}-same-headers")));
+        assert_eq!(plain["ferry_msgs_per_s"], headed["ferry_msgs_per_s"]);
+        assert_ne!(plain["baseline_msgs_per_s"], headed["baseline_msgs_per_s"]);
     }
     let latency = by_name("adapter-latency");
     assert!(latency["ratio"].is_null() && latency["baseline_msgs_per_s"].is_null());

@@ -6,7 +6,11 @@
 //! would drop, and the run would measure loss instead of speed). ferry's rate is N over the time
 //! from the first publish to the last JetStream ack its metrics report. The baseline publishes the
 //! same events straight to JetStream from one client with as many acks in flight as ferry's
-//! `max_in_flight`.
+//! `max_in_flight`. A third run per round, `adapter-same-headers`, publishes the same events the
+//! same way but as ferry stores them: on ferry's output subject, with the headers every stored
+//! event must carry (`Nats-Msg-Id`, `Nats-Expected-Stream`, `Ferry-*`), so the share of the gap to
+//! the bare publisher that is the contract's (the server deduplicating by `Nats-Msg-Id`) and the
+//! share that is ferry's can be told apart.
 //!
 //! Latency: the same path at a fixed 10,000 events/s for a few seconds; every stored event is read
 //! back through an ordered consumer and matched by its `Nats-Msg-Id` to the moment it was
@@ -24,10 +28,12 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 
 use super::jetstream::{
-    connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Waiter,
+    connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Outgoing,
+    Waiter,
 };
 use super::report::ScenarioResult;
 use super::{median, quantile, rate, BenchOptions, Progress};
+use crate::adapter::message::{OutMessage, SpoolPlace};
 use crate::ferry_process::metric_sum;
 use crate::local_server::ServerOptions;
 use crate::sim::{Fleet, LifecycleType};
@@ -67,6 +73,7 @@ pub async fn run(
     let events = events(0, messages);
 
     let mut baseline_rates = Vec::new();
+    let mut headed_rates = Vec::new();
     let mut ferry_rates = Vec::new();
     let mut peak_rss = None;
     let mut lost = 0;
@@ -79,9 +86,9 @@ pub async fn run(
         let started = Instant::now();
         publish_pipelined(
             &js,
-            events
-                .iter()
-                .map(|(subject, payload)| (format!("{prefix}.{subject}"), payload.clone())),
+            events.iter().map(|event| {
+                Outgoing::bare(format!("{prefix}.{}", event.subject), event.payload.clone())
+            }),
             MAX_IN_FLIGHT,
             progress,
             &format!("{label}: baseline"),
@@ -89,6 +96,28 @@ pub async fn run(
         )
         .await?;
         baseline_rates.push(rate(messages, started.elapsed()));
+        let _ = js.delete_stream(&stream).await;
+
+        progress.phase(&format!(
+            "{label}: same headers (straight to JetStream, as ferry stores them)"
+        ));
+        let stream = format!("BENCH_HEADED_{round}");
+        let prefix = format!("headed{round}");
+        fresh_stream(&js, stream_config(&stream, &prefix)).await?;
+        let received = now_rfc3339();
+        let started = Instant::now();
+        publish_pipelined(
+            &js,
+            events
+                .iter()
+                .map(|event| as_ferry_stores_it(event, &prefix, &stream, &received)),
+            MAX_IN_FLIGHT,
+            progress,
+            &format!("{label}: same headers"),
+            messages,
+        )
+        .await?;
+        headed_rates.push(rate(messages, started.elapsed()));
         let _ = js.delete_stream(&stream).await;
 
         progress.phase(&format!("{label}: ferry (core NATS → adapter → JetStream)"));
@@ -109,6 +138,7 @@ pub async fn run(
         let _ = js.delete_stream(&stream).await;
     }
     let baseline = median(&baseline_rates);
+    let headed = median(&headed_rates);
     let ferry = median(&ferry_rates);
     let throughput = ScenarioResult {
         name: "adapter".into(),
@@ -125,17 +155,65 @@ pub async fn run(
             "one async-nats client publishing the same events to JetStream, {MAX_IN_FLIGHT} acks in flight"
         ),
     };
+    let same_headers = ScenarioResult {
+        name: "adapter-same-headers".into(),
+        baseline_msgs_per_s: headed,
+        ratio: ScenarioResult::ratio_of(ferry, headed),
+        baseline: format!(
+            "the same client publishing the events as ferry stores them (its subject, Nats-Msg-Id, \
+             Nats-Expected-Stream, Ferry-* headers), {MAX_IN_FLIGHT} acks in flight"
+        ),
+        ..throughput.clone()
+    };
 
     let latency_messages = messages.min(LATENCY_RATE * LATENCY_SECONDS);
     progress.phase(&format!(
         "adapter-latency: {latency_messages} events at {LATENCY_RATE}/s"
     ));
     let latency = ferry_latency(&client, &js, &server.url(), latency_messages, progress).await?;
-    Ok(vec![throughput, latency])
+    Ok(vec![throughput, same_headers, latency])
 }
 
-/// `count` distinct lifecycle events (subject, payload), starting at event number `first`.
-fn events(first: u64, count: u64) -> Vec<(String, Bytes)> {
+/// A lifecycle event as a node publishes it.
+#[derive(Clone)]
+struct Event {
+    subject: String,
+    sender: String,
+    payload: Bytes,
+}
+
+/// `event` as ferry's adapter stores it with this bench's config: on `<prefix>.<type>.<component>`
+/// with the adapter's headers.
+fn as_ferry_stores_it(event: &Event, prefix: &str, stream: &str, received: &str) -> Outgoing {
+    let type_and_component = event
+        .subject
+        .strip_prefix("choria.lifecycle.event.")
+        .unwrap_or(&event.subject);
+    let stored = OutMessage {
+        seq: 0,
+        subject: format!("{prefix}.{type_and_component}"),
+        msg_id: content_digest(&event.subject, &event.payload),
+        source_subject: event.subject.clone(),
+        sender: Some(event.sender.clone()),
+        received: received.to_string(),
+        payload: event.payload.clone(),
+        spooled_at: SpoolPlace::Nowhere,
+    };
+    Outgoing {
+        headers: Some(stored.headers("lifecycle", stream)),
+        subject: stored.subject,
+        payload: stored.payload,
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+/// `count` distinct lifecycle events, starting at event number `first`.
+fn events(first: u64, count: u64) -> Vec<Event> {
     let fleet = Fleet::new(NODES, 7);
     let mut out = Vec::with_capacity(count as usize);
     for n in first..first + count {
@@ -143,7 +221,11 @@ fn events(first: u64, count: u64) -> Vec<(String, Bytes)> {
         // A later tick per lap over the fleet, so every event has its own id and time.
         let tick = n / NODES as u64 + 1;
         let event = fleet.lifecycle(node, LifecycleType::Startup, tick);
-        out.push((event.subject(), Bytes::from(event.payload())));
+        out.push(Event {
+            subject: event.subject(),
+            sender: event.sender().to_string(),
+            payload: Bytes::from(event.payload()),
+        });
     }
     out
 }
@@ -190,7 +272,7 @@ async fn ferry_throughput(
     js: &async_nats::jetstream::Context,
     url: &str,
     stream: &str,
-    events: &[(String, Bytes)],
+    events: &[Event],
     progress: &Progress,
     label: &str,
 ) -> anyhow::Result<ThroughputRun> {
@@ -207,9 +289,9 @@ async fn ferry_throughput(
             tokio::time::sleep(Duration::from_millis(1)).await;
             continue;
         }
-        for (subject, payload) in &events[sent as usize..allowed as usize] {
+        for event in &events[sent as usize..allowed as usize] {
             client
-                .publish(subject.clone(), payload.clone())
+                .publish(event.subject.clone(), event.payload.clone())
                 .await
                 .map_err(|e| anyhow!("core publish: {e}"))?;
         }
@@ -260,7 +342,7 @@ async fn ferry_latency(
     let index: HashMap<String, usize> = events
         .iter()
         .enumerate()
-        .map(|(i, (subject, payload))| (content_digest(subject, payload), i))
+        .map(|(i, event)| (content_digest(&event.subject, &event.payload), i))
         .collect();
     let mut ferry = FerryRun::spawn("bench-latency", &ferry_config(url, stream, "latency"))?;
     ferry.wait_ready().await?;
@@ -288,13 +370,13 @@ async fn ferry_latency(
         tokio::spawn(async move {
             let interval = Duration::from_secs_f64(1.0 / LATENCY_RATE as f64);
             let start = Instant::now();
-            for (i, (subject, payload)) in events.into_iter().enumerate() {
+            for (i, event) in events.into_iter().enumerate() {
                 let due = start + interval * i as u32;
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     tokio::time::sleep(wait).await;
                 }
                 sent_at[i].store(base.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
-                client.publish(subject, payload).await?;
+                client.publish(event.subject, event.payload).await?;
                 client.flush().await?;
             }
             Ok::<(), async_nats::Error>(())
@@ -362,12 +444,33 @@ mod tests {
         let events = events(0, 25_000);
         let digests: std::collections::HashSet<String> = events
             .iter()
-            .map(|(subject, payload)| content_digest(subject, payload))
+            .map(|event| content_digest(&event.subject, &event.payload))
             .collect();
         assert_eq!(digests.len(), events.len(), "no two events alike");
         assert!(events
             .iter()
-            .all(|(subject, _)| subject == "choria.lifecycle.event.startup.server"));
+            .all(|event| event.subject == "choria.lifecycle.event.startup.server"));
+    }
+
+    #[test]
+    fn the_same_headers_run_stores_events_as_ferry_does() {
+        let event = events(0, 1).remove(0);
+        let stored =
+            as_ferry_stores_it(&event, "headed1", "BENCH_HEADED_1", "2026-12-02T00:00:00Z");
+        assert_eq!(stored.subject, "headed1.startup.server");
+        let headers = stored.headers.expect("headers");
+        let get = |name: &str| headers.get(name).map(|value| value.as_str().to_string());
+        assert_eq!(
+            get("Nats-Msg-Id"),
+            Some(content_digest(&event.subject, &event.payload))
+        );
+        assert_eq!(
+            get("Nats-Expected-Stream").as_deref(),
+            Some("BENCH_HEADED_1")
+        );
+        assert_eq!(get("Ferry-Sender"), Some(event.sender.clone()));
+        assert_eq!(get("Ferry-Source-Subject"), Some(event.subject.clone()));
+        assert_eq!(stored.payload, event.payload);
     }
 
     #[test]

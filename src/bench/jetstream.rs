@@ -56,11 +56,28 @@ pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
     }
 }
 
+/// A message a baseline publishes, with or without headers.
+pub struct Outgoing {
+    pub subject: String,
+    pub headers: Option<async_nats::HeaderMap>,
+    pub payload: Bytes,
+}
+
+impl Outgoing {
+    pub fn bare(subject: String, payload: Bytes) -> Outgoing {
+        Outgoing {
+            subject,
+            headers: None,
+            payload,
+        }
+    }
+}
+
 /// Publishes `messages` to JetStream with up to `window` acks outstanding and waits for all of
 /// them: the fastest a single client stores messages, and the adapter's baseline.
 pub async fn publish_pipelined(
     js: &jetstream::Context,
-    messages: impl IntoIterator<Item = (String, Bytes)>,
+    messages: impl IntoIterator<Item = Outgoing>,
     window: usize,
     progress: &Progress,
     label: &str,
@@ -68,16 +85,20 @@ pub async fn publish_pipelined(
 ) -> anyhow::Result<()> {
     let mut acks = VecDeque::with_capacity(window);
     let mut sent = 0u64;
-    for (subject, payload) in messages {
+    for message in messages {
         if acks.len() >= window {
             let ack: jetstream::context::PublishAckFuture =
                 acks.pop_front().expect("non-empty window");
             ack.await.map_err(|e| anyhow!("publish ack: {e}"))?;
         }
-        let ack = js
-            .publish(subject, payload)
-            .await
-            .map_err(|e| anyhow!("publish: {e}"))?;
+        let ack = match message.headers {
+            Some(headers) => {
+                js.publish_with_headers(message.subject, headers, message.payload)
+                    .await
+            }
+            None => js.publish(message.subject, message.payload).await,
+        }
+        .map_err(|e| anyhow!("publish: {e}"))?;
         acks.push_back(ack);
         sent += 1;
         if sent % 4096 == 0 {

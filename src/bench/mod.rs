@@ -14,8 +14,10 @@
 //! | scenario | ferry | baseline |
 //! | --- | --- | --- |
 //! | `adapter` | Choria lifecycle events on core NATS → adapter (spool on) → JetStream | the same events published straight to JetStream with pipelined acks |
+//! | `adapter-same-headers` | the same ferry runs as `adapter` | the same client publishing the events as ferry stores them, with the headers the contract requires (`Nats-Msg-Id` makes the server deduplicate) |
 //! | `adapter-latency` | the same path at a fixed 10,000 events/s: p50/p99 from core publish to stored | — |
 //! | `replicate` | a pre-filled stream on server A → replicator → server B | a JetStream mirror on B of the stream on A, across JetStream domains over a leafnode |
+//! | `replicate-same-headers` | the same ferry runs as `replicate` | one client publishing the same messages to B with the headers of a copy, without reading A |
 //! | `sample` | registrations of 50,000 senders through a replicator sampling each sender once an hour: messages examined per second | reading the same stream with a plain ordered consumer |
 //! | `sample-1m` | the same with 1,000,000 senders: memory must stay bounded | as `sample` |
 
@@ -74,7 +76,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
         );
     }
     if matches!(options.suite, Suite::Replicate | Suite::All) {
-        scenarios.push(
+        scenarios.extend(
             replicate::run(options, &progress)
                 .await
                 .context("scenario replicate")?,

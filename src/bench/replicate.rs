@@ -7,6 +7,12 @@
 //! from the start of its process until the target holds every message, so ferry's start-up counts
 //! against it.
 //!
+//! A third run per round, `replicate-same-headers`, publishes the same messages to B from one plain
+//! client with the headers every copy must carry (`Nats-Msg-Id`, `Nats-Expected-Stream`,
+//! `Ferry-Source`, `Choria-SR-Source`, `Ferry-Origin`), without reading A at all: what B stores
+//! per second under the copy contract, so the share of the gap to the mirror that is the
+//! contract's (B deduplicating by `Nats-Msg-Id`) and the share that is ferry's can be told apart.
+//!
 //! ferry's target subjects carry a prefix: A's stream listens on `bench.src.>`, and because the
 //! leafnode carries subscription interest, a copy written to B on the very same subjects would
 //! also be stored by A's stream.
@@ -18,11 +24,14 @@ use async_nats::jetstream::stream::{Config as StreamConfig, External, Source};
 use bytes::Bytes;
 
 use super::jetstream::{
-    connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Waiter,
+    connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Outgoing,
+    Waiter,
 };
 use super::report::ScenarioResult;
 use super::{median, rate, BenchOptions, Progress};
 use crate::local_server::ServerOptions;
+use crate::replicator::checkpoint::SourceIdentity;
+use crate::replicator::headers::{target_headers, Stamp};
 
 /// Source messages unless `--messages` says otherwise.
 const DEFAULT_MESSAGES: u64 = 1_000_000;
@@ -30,8 +39,13 @@ const DEFAULT_MESSAGES: u64 = 1_000_000;
 const SUBJECTS: u64 = 100;
 /// ferry's `max_in_flight` for the copy.
 const MAX_IN_FLIGHT: usize = 4096;
+/// The target streams' duplicate window (ferry's and the same-headers run's alike).
+const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
 
-pub async fn run(options: &BenchOptions, progress: &Progress) -> anyhow::Result<ScenarioResult> {
+pub async fn run(
+    options: &BenchOptions,
+    progress: &Progress,
+) -> anyhow::Result<Vec<ScenarioResult>> {
     let messages = options.messages_or(DEFAULT_MESSAGES);
     progress.phase("replicate: starting nats-servers a and b (JetStream domains, leafnode b → a)");
     let a = start_server(
@@ -77,7 +91,7 @@ pub async fn run(options: &BenchOptions, progress: &Progress) -> anyhow::Result<
     publish_pipelined(
         &a_js,
         (0..messages).map(|i| {
-            (
+            Outgoing::bare(
                 format!("bench.src.{}", i % SUBJECTS),
                 payload(i, payload_size),
             )
@@ -89,7 +103,16 @@ pub async fn run(options: &BenchOptions, progress: &Progress) -> anyhow::Result<
     )
     .await?;
 
+    let source_created_ns = a_js
+        .get_stream("SRC")
+        .await
+        .map_err(|e| anyhow!("stream SRC: {e}"))?
+        .cached_info()
+        .created
+        .unix_timestamp_nanos();
+
     let mut baseline_rates = Vec::new();
+    let mut headed_rates = Vec::new();
     let mut ferry_rates = Vec::new();
     let mut peak_rss = None;
     let mut lost = 0;
@@ -124,6 +147,47 @@ pub async fn run(options: &BenchOptions, progress: &Progress) -> anyhow::Result<
         baseline_rates.push(rate(messages, done - started));
         let _ = b_js.delete_stream(&mirror).await;
 
+        progress.phase(&format!(
+            "{label}: same headers (one client publishing to b as a copy must)"
+        ));
+        let headed = format!("HEADED_{round}");
+        let stamp = Stamp::new(
+            &SourceIdentity {
+                stream: "SRC".into(),
+                created_ns: source_created_ns,
+            },
+            "bench",
+            "copy",
+            &headed,
+        );
+        fresh_stream(
+            &b_js,
+            StreamConfig {
+                name: headed.clone(),
+                subjects: vec![format!("headed{round}.>")],
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let timestamp_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let started = Instant::now();
+        publish_pipelined(
+            &b_js,
+            (0..messages).map(|i| Outgoing {
+                subject: format!("headed{round}.bench.src.{}", i % SUBJECTS),
+                headers: Some(target_headers(None, i + 1, timestamp_ms, &stamp)),
+                payload: payload(i, payload_size),
+            }),
+            MAX_IN_FLIGHT,
+            progress,
+            &format!("{label}: same headers"),
+            messages,
+        )
+        .await?;
+        headed_rates.push(rate(messages, started.elapsed()));
+        let _ = b_js.delete_stream(&headed).await;
+
         progress.phase(&format!("{label}: ferry (replicator a → b)"));
         let target = format!("COPY_{round}");
         let started = Instant::now();
@@ -145,8 +209,9 @@ pub async fn run(options: &BenchOptions, progress: &Progress) -> anyhow::Result<
         let _ = b_js.delete_stream(&target).await;
     }
     let baseline = median(&baseline_rates);
+    let headed = median(&headed_rates);
     let ferry = median(&ferry_rates);
-    Ok(ScenarioResult {
+    let replicate = ScenarioResult {
         name: "replicate".into(),
         messages,
         baseline_msgs_per_s: baseline,
@@ -161,7 +226,18 @@ pub async fn run(options: &BenchOptions, progress: &Progress) -> anyhow::Result<
             "a JetStream mirror on b of the stream on a ({} B messages), domains a/b over a leafnode",
             options.size
         ),
-    })
+    };
+    let same_headers = ScenarioResult {
+        name: "replicate-same-headers".into(),
+        baseline_msgs_per_s: headed,
+        ratio: ScenarioResult::ratio_of(ferry, headed),
+        baseline: format!(
+            "one client publishing the same messages to b with the headers of a copy (Nats-Msg-Id, \
+             Nats-Expected-Stream, Ferry-*), {MAX_IN_FLIGHT} acks in flight, without reading a"
+        ),
+        ..replicate.clone()
+    };
+    Ok(vec![replicate, same_headers])
 }
 
 /// Message `i`: its number, then filler up to `size` bytes.

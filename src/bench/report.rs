@@ -107,8 +107,9 @@ pub fn render_table(report: &Report) -> String {
         "\nmedians of {} interleaved baseline/ferry rounds on {} CPUs; baselines:",
         report.rounds, report.cpus
     );
+    let name_width = widths[0];
     for s in &report.scenarios {
-        let _ = writeln!(out, "  {:<16} {}", s.name, s.baseline);
+        let _ = writeln!(out, "  {:<name_width$}  {}", s.name, s.baseline);
     }
     out
 }
@@ -174,7 +175,7 @@ mod tests {
         assert!(table.contains("0.95x"), "{table}");
         assert!(table.contains("95,000"), "{table}");
         assert!(table.contains("64.0MiB"), "{table}");
-        assert!(table.contains("  replicate        a mirror"), "{table}");
+        assert!(table.contains("  replicate  a mirror"), "{table}");
         let lines: Vec<&str> = table.lines().collect();
         let end = |line: &str, cell: &str| line.find(cell).map(|start| start + cell.len());
         assert_eq!(
@@ -187,5 +188,23 @@ mod tests {
             "missing values are dashes: {table}"
         );
         assert_eq!(ScenarioResult::ratio_of(Some(1.0), Some(0.0)), None);
+    }
+
+    #[test]
+    fn baseline_legend_lines_up_under_the_longest_name() {
+        let report = Report {
+            scenarios: vec![row("replicate"), row("replicate-same-headers")],
+            rounds: 3,
+            cpus: 2,
+        };
+        let table = render_table(&report);
+        assert!(
+            table.contains("\n  replicate               a mirror\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("\n  replicate-same-headers  a mirror\n"),
+            "{table}"
+        );
     }
 }

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 
 use super::jetstream::{
-    connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Waiter,
+    connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Outgoing,
+    Waiter,
 };
 use super::report::ScenarioResult;
 use super::{median, rate, BenchOptions, Progress};
@@ -113,7 +114,7 @@ async fn scenario(
         a_js,
         (0..shape.messages).map(|i| {
             let sender = i % senders;
-            (
+            Outgoing::bare(
                 format!("bench.registration.node{sender:07}"),
                 registration(sender, i / senders),
             )
