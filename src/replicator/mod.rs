@@ -15,6 +15,7 @@ pub mod heartbeat;
 pub mod limits;
 pub mod reader;
 pub mod resume;
+pub mod sample_index;
 pub mod sampler;
 pub mod shared_state;
 pub mod streams;

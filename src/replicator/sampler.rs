@@ -14,16 +14,20 @@
 //!
 //! - `sample:<replicator>`: sender → record (last seen, last copied, last copied size, advised flag,
 //!   and the due time under which the record is indexed), with a leading format byte.
-//! - `sample-due:<replicator>`: (due time, big-endian ms) ++ sender → nothing. The due time is when
-//!   the sender next needs a look: its timeout, or its expiry once timed out. A sweep reads only the
-//!   head of this tree, the entries already due, so its cost does not grow with the number of senders.
+//! - `sample-due:<replicator>`: the due index, entries (due time, sender) kept in blocks of a few
+//!   hundred, ordered by due time (layout in [`super::sample_index`]). The due time is when the
+//!   sender next needs a look: its timeout, or its expiry once timed out. A sweep reads only the
+//!   head of this tree, the blocks already due, so its cost does not grow with the number of
+//!   senders; and indexing a sender costs a share of one write, not a write of its own.
 //!
 //! The index is lazy: a sighting does not move the sender's index entry (that would be two extra
 //! writes per message). An entry may therefore be early, never late (a recovery, which brings the
-//! next timeout closer, moves it on the next write); when a sweep reaches an entry whose sender was
-//! heard since, it just moves the entry to the sender's real due time. The record
-//! names the index entry it owns, so entries left behind by a crash between the two writes are
-//! recognised as stale and removed.
+//! next timeout closer, adds an entry on the next write); when a sweep reaches an entry whose
+//! sender was heard since, it indexes the sender again at its real due time. The record names the
+//! due time of the entry it owns, so any other entry of the sender (superseded, or left behind by a
+//! crash between writes) is recognised as stale and dropped when a sweep reaches it. Entries are
+//! never removed one by one: a sweep removes the blocks it has read, after writing the entries of
+//! them that are not due yet into new blocks.
 //!
 //! In front of the trees sits a bounded write-back cache of recently used records. Decisions update
 //! the cache only; [`Sampler::flush`] (on the checkpoint interval, at shutdown, before a sweep, and
@@ -48,6 +52,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::sample_index::{self, BlockIds, IndexKey};
 use crate::config::replicator::{AdvisoriesConfig, SampleConfig, SampleKey};
 use crate::logging::LogLimiter;
 use crate::state::{StateError, StateStore, StateTree};
@@ -64,8 +69,9 @@ pub const CACHE_CAPACITY: usize = 100_000;
 /// Bounds of the last-seen move after which a record with no other change is written.
 const SEEN_WRITE_MIN_MS: u64 = 5_000;
 const SEEN_WRITE_MAX_MS: u64 = 60_000;
-/// Index entries read from the store per batch during a sweep.
-const SWEEP_BATCH: usize = 512;
+/// Index keys read from the store per batch during a sweep (a block key carries hundreds of
+/// entries, so few at a time keep the read small).
+const SWEEP_BATCH: usize = 16;
 /// Index entries one sweep handles at most, so a mass expiry is spread over several sweeps and
 /// never holds up the copy path for long.
 const SWEEP_LIMIT: usize = 5_000;
@@ -530,77 +536,107 @@ impl Sampler {
         cache.write(&*self.records, &*self.due, self.settings.seen_write_ms)
     }
 
-    /// Handles the index entries due by `now_ms`, up to [`SWEEP_LIMIT`].
+    /// Handles the index entries due by `now_ms`, up to [`SWEEP_LIMIT`] (whole blocks, so a
+    /// sweep may handle a block's worth more).
     fn sweep_due(
         &self,
         cache: &mut Cache,
         now_ms: u64,
         advisories: &mut Vec<Advisory>,
     ) -> Result<(), StateError> {
-        let mut handled = 0;
+        let mut sweep = Sweep::default();
         let mut after: Option<Vec<u8>> = None;
-        while handled < SWEEP_LIMIT {
+        'scan: while sweep.handled < SWEEP_LIMIT {
             let batch = self.due.scan_after(after.as_deref(), SWEEP_BATCH)?;
             let full = batch.len() == SWEEP_BATCH;
-            for (index_key, _) in batch {
-                let Some((due_ms, sender)) = split_index_key(&index_key) else {
-                    self.due.remove(&index_key)?;
-                    continue;
-                };
-                if due_ms > now_ms || handled >= SWEEP_LIMIT {
-                    return Ok(());
+            for (key, value) in batch {
+                match sample_index::parse_key(&key) {
+                    None => {}
+                    Some(parsed) if parsed.due_ms() > now_ms || sweep.handled >= SWEEP_LIMIT => {
+                        break 'scan
+                    }
+                    Some(IndexKey::Single { due_ms, sender }) => {
+                        self.visit(cache, now_ms, due_ms, sender, &mut sweep, advisories)?;
+                    }
+                    Some(IndexKey::Block { .. }) => {
+                        let Some(entries) = sample_index::decode_block(&value) else {
+                            // Only a newer release writes what this one cannot read: keep it for
+                            // that release, and go on past it.
+                            if let Some(suppressed) = self.errors.allow() {
+                                tracing::warn!(
+                                    suppressed,
+                                    "sampling state: an index block of a newer format is kept \
+                                     unread; its senders expire once the newer release runs again"
+                                );
+                            }
+                            after = Some(key);
+                            continue;
+                        };
+                        for (due_ms, sender) in entries {
+                            if due_ms > now_ms {
+                                sweep.not_due.push((due_ms, sender.to_vec()));
+                            } else {
+                                self.visit(cache, now_ms, due_ms, sender, &mut sweep, advisories)?;
+                            }
+                        }
+                    }
                 }
-                handled += 1;
-                if let Some(advisory) = self.visit(cache, now_ms, due_ms, sender, &index_key)? {
-                    advisories.push(advisory);
-                }
-                after = Some(index_key);
+                after = Some(key.clone());
+                sweep.consumed.push(key);
             }
             if !full {
                 break;
             }
         }
-        Ok(())
+        self.finish_sweep(cache, sweep)
     }
 
-    /// One due index entry: expire the sender, advise its timeout, or move the entry to where it
-    /// belongs now.
+    /// One due index entry: expire the sender (at once), advise its timeout, or note that it must
+    /// be indexed again under its next due time (written by [`Sampler::finish_sweep`]).
     fn visit(
         &self,
         cache: &mut Cache,
         now_ms: u64,
         due_ms: u64,
         sender: &[u8],
-        index_key: &[u8],
-    ) -> Result<Option<Advisory>, StateError> {
-        let record = match cache.entries.get(bytes_as_str(sender).unwrap_or("")) {
+        sweep: &mut Sweep,
+        advisories: &mut Vec<Advisory>,
+    ) -> Result<(), StateError> {
+        sweep.handled += 1;
+        let Some(key) = bytes_as_str(sender) else {
+            return Ok(());
+        };
+        if sweep.reindexed.contains_key(key) {
+            // A second live entry (a crash between writes): the first one was handled.
+            return Ok(());
+        }
+        let record = match cache.entries.get(key) {
             Some(cached) => Some(cached.record),
             None => self.records.get(sender)?.and_then(|v| Record::decode(&v)),
         };
         let Some(mut record) = record.filter(|r| r.due_ms == due_ms) else {
-            // Left behind by a crash between writes, or by a removed record.
-            self.due.remove(index_key)?;
-            return Ok(None);
+            // Superseded, left behind by a crash, or its record is gone.
+            return Ok(());
         };
         let silence = now_ms.saturating_sub(record.seen_ms);
-        let value = || String::from_utf8_lossy(sender).into_owned();
         if silence >= self.settings.expire_ms {
             self.records.remove(sender)?;
-            if let Some(key) = bytes_as_str(sender) {
-                self.note_shared(key, None);
-            }
-            self.due.remove(index_key)?;
-            if let Some(key) = bytes_as_str(sender) {
-                cache.entries.remove(key);
-            }
+            self.note_shared(key, None);
+            cache.entries.remove(key);
             let _ = self
                 .senders
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
             // Like Choria, senders long gone (e.g. while ferry was down) are dropped quietly.
             let stale = silence >= self.settings.expire_ms.saturating_mul(2);
-            return Ok(
-                (!stale).then(|| self.advisory(AdvisoryEvent::Expire, value(), &record, silence))
-            );
+            if !stale {
+                advisories.push(self.advisory(
+                    AdvisoryEvent::Expire,
+                    key.to_string(),
+                    &record,
+                    silence,
+                ));
+            }
+            return Ok(());
         }
         let timed_out = self
             .settings
@@ -608,37 +644,44 @@ impl Sampler {
             .is_some_and(|timeout| silence >= timeout && !record.advised);
         if timed_out {
             record.advised = true;
+            self.note_shared(key, Some(&record));
+            advisories.push(self.advisory(
+                AdvisoryEvent::Timeout,
+                key.to_string(),
+                &record,
+                silence,
+            ));
         }
         record.due_ms = self.settings.next_due(&record);
-        if timed_out {
-            if let Some(key) = bytes_as_str(sender) {
-                self.note_shared(key, Some(&record));
-            }
-        }
-        self.move_index(cache, sender, index_key, record)?;
-        Ok(timed_out.then(|| self.advisory(AdvisoryEvent::Timeout, value(), &record, silence)))
+        sweep.reindexed.insert(key.to_string(), record);
+        Ok(())
     }
 
-    /// Re-indexes a record under its new due time: new entry first, then the record naming it,
-    /// then the old entry goes, so a crash at any point leaves the record indexed.
-    fn move_index(
-        &self,
-        cache: &mut Cache,
-        sender: &[u8],
-        old_key: &[u8],
-        record: Record,
-    ) -> Result<(), StateError> {
-        let new_key = index_key(record.due_ms, sender);
-        self.due.insert(&new_key, &[])?;
-        self.records.insert(sender, &record.encode())?;
-        if let Some(cached) = bytes_as_str(sender).and_then(|key| cache.entries.get_mut(key)) {
-            cached.record = record;
-            cached.mark_written();
+    /// Writes what a sweep decided, in the order that keeps every stored record indexed through
+    /// a crash at any point: the new index blocks first (senders indexed again, and the entries
+    /// of read blocks not due yet), then the records naming them, then the keys read go.
+    fn finish_sweep(&self, cache: &mut Cache, sweep: Sweep) -> Result<(), StateError> {
+        let mut entries: Vec<(u64, &[u8])> = sweep
+            .not_due
+            .iter()
+            .map(|(due_ms, sender)| (*due_ms, sender.as_slice()))
+            .chain(
+                sweep
+                    .reindexed
+                    .iter()
+                    .map(|(key, record)| (record.due_ms, key.as_bytes())),
+            )
+            .collect();
+        sample_index::write_blocks(&*self.due, &mut entries, &mut cache.block_ids)?;
+        for (key, record) in &sweep.reindexed {
+            self.records.insert(key.as_bytes(), &record.encode())?;
+            if let Some(cached) = cache.entries.get_mut(key.as_str()) {
+                cached.record = *record;
+                cached.mark_written();
+            }
         }
-        if new_key != old_key {
-            self.due.remove(old_key)?;
-        }
-        Ok(())
+        let consumed: Vec<&[u8]> = sweep.consumed.iter().map(Vec::as_slice).collect();
+        self.due.remove_many(&consumed)
     }
 
     fn advisory(
@@ -707,6 +750,19 @@ struct Sighting {
     size: u64,
     /// Whether the force field is `true`; `None` when it is read only if needed.
     forced: Option<bool>,
+}
+
+/// What one sweep has read and decided, written at its end.
+#[derive(Default)]
+struct Sweep {
+    /// Index entries handled (against [`SWEEP_LIMIT`]).
+    handled: usize,
+    /// Index keys read, removed once the rest is written.
+    consumed: Vec<Vec<u8>>,
+    /// Entries of read blocks that are not due yet, to be indexed again as they are.
+    not_due: Vec<(u64, Vec<u8>)>,
+    /// Senders to index again under a new due time, with their updated records.
+    reindexed: HashMap<String, Record>,
 }
 
 /// The stored state of one sender.
@@ -784,6 +840,7 @@ impl Cached {
 struct Cache {
     entries: HashMap<String, Cached>,
     capacity: usize,
+    block_ids: BlockIds,
     /// A write error met while evicting, reported by the caller once the lock is released.
     error: Option<StateError>,
 }
@@ -793,6 +850,7 @@ impl Cache {
         Cache {
             entries: HashMap::with_capacity(capacity.min(1 << 16)),
             capacity,
+            block_ids: BlockIds::from_clock(),
             error: None,
         }
     }
@@ -881,28 +939,32 @@ impl Cache {
         result
     }
 
-    /// Writes records that need it. A new or moved index entry is written before the record
-    /// naming it, and a moved one's old entry removed after, so a stored record is always indexed.
-    /// Stops at the first error (the rest stay pending).
+    /// Writes records that need it. Their new index entries are written first, in blocks, so a
+    /// stored record is always indexed; the entries they replace stay until a sweep drops them as
+    /// stale. Stops at the first error (the rest stay pending; a second entry written for a sender
+    /// on the retry is harmless).
     fn write(
         &mut self,
         records: &dyn StateTree,
         due: &dyn StateTree,
         seen_step_ms: u64,
     ) -> Result<(), StateError> {
+        let mut index: Vec<(u64, &[u8])> = self
+            .entries
+            .iter()
+            .filter(|(_, cached)| {
+                cached.needs_write(seen_step_ms)
+                    && cached.stored_due_ms != Some(cached.record.due_ms)
+            })
+            .map(|(key, cached)| (cached.record.due_ms, key.as_bytes()))
+            .collect();
+        sample_index::write_blocks(due, &mut index, &mut self.block_ids)?;
         for (key, cached) in self.entries.iter_mut() {
             if !cached.needs_write(seen_step_ms) {
                 continue;
             }
-            let moved_from = cached.stored_due_ms.filter(|&d| d != cached.record.due_ms);
-            if cached.stored_due_ms != Some(cached.record.due_ms) {
-                due.insert(&index_key(cached.record.due_ms, key.as_bytes()), &[])?;
-            }
             records.insert(key.as_bytes(), &cached.record.encode())?;
             cached.mark_written();
-            if let Some(old) = moved_from {
-                due.remove(&index_key(old, key.as_bytes()))?;
-            }
         }
         Ok(())
     }
@@ -913,18 +975,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn index_key(due_ms: u64, sender: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + sender.len());
-    key.extend_from_slice(&due_ms.to_be_bytes());
-    key.extend_from_slice(sender);
-    key
-}
-
-fn split_index_key(key: &[u8]) -> Option<(u64, &[u8])> {
-    let (due, sender) = key.split_at_checked(8)?;
-    Some((u64::from_be_bytes(due.try_into().ok()?), sender))
 }
 
 fn bytes_as_str(bytes: &[u8]) -> Option<&str> {
@@ -1132,6 +1182,7 @@ mod tests {
     use super::*;
     use crate::config::units::{ByteSize, HumanDuration};
     use crate::state::SledStore;
+    use sample_index::single_key;
 
     const HOUR: u64 = 3600;
 
@@ -1502,16 +1553,96 @@ mod tests {
         decide(&sampler, &payload("a", 1), 1000);
         sampler.flush().unwrap();
         let due = store.tree("sample-due:r").unwrap();
-        // An entry whose record is gone, one not owned by its record, and a malformed key.
-        due.insert(&index_key(1_010_000, b"ghost"), &[]).unwrap();
-        due.insert(&index_key(1_020_000, b"a"), &[]).unwrap();
+        // An entry whose record is gone, one not owned by its record (both in the form earlier
+        // releases wrote), a malformed key, and the live entry written again (a crash between
+        // writing an index block and the record naming it).
+        due.insert(&single_key(1_010_000, b"ghost"), &[]).unwrap();
+        due.insert(&single_key(1_020_000, b"a"), &[]).unwrap();
         due.insert(b"x", &[]).unwrap();
+        let record =
+            Record::decode(&store.tree("sample:r").unwrap().get(b"a").unwrap().unwrap()).unwrap();
+        let mut again = [(record.due_ms, &b"a"[..])];
+        sample_index::write_blocks(&*due, &mut again, &mut BlockIds::from_clock()).unwrap();
         let swept = sampler.sweep(1061.0);
-        assert_eq!(swept.len(), 1);
+        assert_eq!(swept.len(), 1, "one timeout, however often it is indexed");
         assert_eq!(swept[0].event, AdvisoryEvent::Timeout);
-        let left: Vec<_> = due.scan_after(None, 10).unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(split_index_key(&left[0].0).unwrap().1, b"a");
+        let left = sample_index::all_entries(&*due).unwrap();
+        assert_eq!(
+            left,
+            vec![(1_600_000, b"a".to_vec())],
+            "indexed once, at its expiry"
+        );
+        assert_eq!(due.scan_after(None, 10).unwrap().len(), 1, "in one block");
+    }
+
+    #[test]
+    fn index_entries_of_earlier_releases_are_swept() {
+        let (_dir, store) = store();
+        let config = advisories(Some(60), Some(600));
+        let records = store.tree("sample:r").unwrap();
+        let due = store.tree("sample-due:r").unwrap();
+        // As an earlier release left it: a record and its single-key index entry.
+        let record = Record {
+            seen_ms: 1_000_000,
+            copied_ms: 1_000_000,
+            size: 1,
+            advised: false,
+            due_ms: 1_060_000,
+        };
+        records.insert(b"old", &record.encode()).unwrap();
+        due.insert(&single_key(1_060_000, b"old"), &[]).unwrap();
+        let sampler =
+            Sampler::open(&store, "r", &sample(field_key(), HOUR), Some(&config)).unwrap();
+        let swept = sampler.sweep(1061.0);
+        assert_eq!(
+            swept
+                .iter()
+                .map(|a| (a.event, a.value.as_str()))
+                .collect::<Vec<_>>(),
+            [(AdvisoryEvent::Timeout, "old")]
+        );
+        assert_eq!(
+            sample_index::all_entries(&*due).unwrap(),
+            vec![(1_600_000, b"old".to_vec())]
+        );
+        assert_eq!(sampler.sweep(1600.0)[0].event, AdvisoryEvent::Expire);
+        assert!(due.scan_after(None, 1).unwrap().is_empty());
+        assert_eq!(sampler.senders(), 0);
+    }
+
+    #[test]
+    fn many_new_senders_share_index_blocks() {
+        let (_dir, store) = store();
+        let config = advisories(Some(60), Some(600));
+        let sampler =
+            Sampler::open(&store, "r", &sample(field_key(), HOUR), Some(&config)).unwrap();
+        let senders = 3 * sample_index::BLOCK_ENTRIES + 7;
+        for sender in 0..senders {
+            let now = 1000 + (sender % 10) as u64;
+            decide(&sampler, &payload(&format!("n{sender}"), 1), now);
+        }
+        sampler.flush().unwrap();
+        let due = store.tree("sample-due:r").unwrap();
+        assert_eq!(
+            due.scan_after(None, 100).unwrap().len(),
+            4,
+            "blocks, not keys"
+        );
+        assert_eq!(sample_index::all_entries(&*due).unwrap().len(), senders);
+        // Timeouts come due over ten seconds: a sweep in the middle handles the due half and
+        // keeps the rest indexed as it was.
+        let swept = sampler.sweep(1064.0);
+        assert_eq!(swept.len(), (0..senders).filter(|s| s % 10 <= 4).count());
+        assert!(swept.iter().all(|a| a.event == AdvisoryEvent::Timeout));
+        assert_eq!(sample_index::all_entries(&*due).unwrap().len(), senders);
+        let swept = sampler.sweep(1070.0);
+        assert_eq!(swept.len(), (0..senders).filter(|s| s % 10 > 4).count());
+        assert_eq!(sampler.sweep(1599.0).len(), 0);
+        let expired = sampler.sweep(1610.0);
+        assert_eq!(expired.len(), senders);
+        assert!(expired.iter().all(|a| a.event == AdvisoryEvent::Expire));
+        assert!(due.scan_after(None, 1).unwrap().is_empty());
+        assert_eq!(sampler.senders(), 0);
     }
 
     #[test]
