@@ -85,7 +85,8 @@ impl Unflushed {
 pub struct Recovered {
     /// The highest sequence found, so new events are numbered after it.
     pub last_seq: Option<u64>,
-    /// Records this version cannot read (kept in place and reported, never deleted).
+    /// Records this version cannot read: kept untouched in the tree for the release that wrote
+    /// them, reported, never deleted.
     pub unreadable: u64,
     /// Segment files with bytes after their last whole record (a write cut short by a crash),
     /// and how many bytes.
@@ -122,10 +123,27 @@ impl Spool {
         let removed_through = positions
             .get(REMOVED_THROUGH_KEY)?
             .and_then(|value| decode_position(&value));
-        let (log, recovery) = SegmentLog::open(&log_dir(state_dir, adapter), removed_through)?;
+        // A record this version cannot decode comes from a newer release. It moves to the tree,
+        // where unreadable records are kept untouched for that release: left in its segment it
+        // would hold back the deletion of that file, every file after it and the saved position.
+        let (mut log, recovery) = SegmentLog::open(
+            &log_dir(state_dir, adapter),
+            removed_through,
+            &mut |seq, body| {
+                tree.insert(&seq.to_be_bytes(), body)
+                    .map_err(|error| std::io::Error::other(error.to_string()))
+            },
+        )?;
+        if !recovery.unreadable.is_empty() {
+            store.flush()?;
+            for place in &recovery.unreadable {
+                log.remove(place.segment, place.ordinal, place.seq);
+            }
+        }
+        let position = log.removed_through();
         let mut messages = recovery.messages;
         let mut bytes = recovery.bytes;
-        let mut unreadable = recovery.unreadable;
+        let mut unreadable = 0u64;
         let mut tree_entries = 0u64;
         let mut last_seq = log.last_seq();
         tree.for_each(&mut |key, value| {
@@ -155,6 +173,7 @@ impl Spool {
             messages_gauge,
             bytes_gauge,
         };
+        spool.save_position(position)?;
         Ok((
             spool,
             Recovered {
@@ -267,18 +286,40 @@ impl Spool {
         if self.tree_entries.load(Ordering::Relaxed) == 0 {
             return Ok(from_log);
         }
-        let key = after.map(u64::to_be_bytes);
-        let from_tree: Vec<OutMessage> = self
-            .tree
-            .scan_after(key.as_ref().map(|k| &k[..]), limit)?
-            .iter()
-            .filter_map(|(key, value)| OutMessage::decode(key, value))
-            .map(|mut message| {
-                message.spooled_at = SpoolPlace::Tree;
-                message
-            })
-            .collect();
-        Ok(merge_by_seq(from_log, from_tree, limit))
+        Ok(merge_by_seq(
+            from_log,
+            self.read_tree_after(after, limit)?,
+            limit,
+        ))
+    }
+
+    /// Up to `limit` readable events from the tree after `after`. Unreadable records are passed
+    /// over, however many of them come first.
+    fn read_tree_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OutMessage>, SpoolError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<Vec<u8>> = after.map(|seq| seq.to_be_bytes().to_vec());
+        while out.len() < limit {
+            let entries = self.tree.scan_after(cursor.as_deref(), limit - out.len())?;
+            let exhausted = entries.len() < limit - out.len();
+            out.extend(
+                entries
+                    .iter()
+                    .filter_map(|(key, value)| OutMessage::decode(key, value))
+                    .map(|mut message| {
+                        message.spooled_at = SpoolPlace::Tree;
+                        message
+                    }),
+            );
+            match entries.into_iter().next_back() {
+                Some((key, _)) if !exhausted => cursor = Some(key),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     /// Makes everything pushed so far durable: the log's files, then the state store.
@@ -554,6 +595,74 @@ mod tests {
             1,
             "the unreadable record is kept"
         );
+    }
+
+    #[test]
+    fn an_unreadable_record_in_a_segment_moves_to_the_tree_and_holds_nothing_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let newer = b"\x09a newer release's format";
+        let size = 16 << 10;
+        let count = 3 * segments::SEGMENT_BYTES / size as u64;
+        {
+            // Segments as a newer release might leave them: one record this version cannot read.
+            let (mut log, _) =
+                SegmentLog::open(&log_dir(dir.path(), "a"), None, &mut |_, _| Ok(())).unwrap();
+            for seq in 1..=count {
+                let body = if seq == 2 {
+                    newer.to_vec()
+                } else {
+                    message(seq, size).encode()
+                };
+                log.append(seq, &body).unwrap();
+            }
+            log.prepare_sync().unwrap().run().unwrap();
+        }
+        assert!(segment_files(dir.path()).len() >= 3);
+        let store = SledStore::open(dir.path()).unwrap();
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        assert_eq!(recovered.unreadable, 1);
+        assert_eq!(spool.messages(), count - 1);
+        let all = spool.read_after(None, usize::MAX).unwrap();
+        assert_eq!(
+            seqs(&all),
+            (1..=count).filter(|&seq| seq != 2).collect::<Vec<_>>()
+        );
+        spool.remove_all(&all).unwrap();
+        assert!(
+            segment_files(dir.path()).is_empty(),
+            "every consumed segment is deleted, the unreadable record's too"
+        );
+        spool.flush(&store).unwrap();
+        drop(spool);
+
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        assert_eq!(recovered.unreadable, 1, "still reported");
+        assert!(spool.is_empty());
+        assert!(
+            spool.read_after(None, 10).unwrap().is_empty(),
+            "nothing consumed is published again"
+        );
+        let kept = store.tree("spool:a").unwrap().scan_after(None, 10).unwrap();
+        assert_eq!(kept, vec![(2u64.to_be_bytes().to_vec(), newer.to_vec())]);
+    }
+
+    #[test]
+    fn readable_records_in_the_tree_are_found_behind_many_unreadable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let tree = store.tree("spool:a").unwrap();
+        for seq in 1..=5u64 {
+            tree.insert(&seq.to_be_bytes(), b"\x09unknown").unwrap();
+        }
+        for seq in [6, 7] {
+            let old = message(seq, 10);
+            tree.insert(&old.key(), &old.encode()).unwrap();
+        }
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        assert_eq!(recovered.unreadable, 5);
+        spool.push(&message(8, 10)).unwrap();
+        assert_eq!(seqs(&spool.read_after(None, 2).unwrap()), [6, 7]);
+        assert_eq!(seqs(&spool.read_after(Some(6), 2).unwrap()), [7, 8]);
     }
 
     #[test]

@@ -39,14 +39,24 @@ const INDEX_EVERY: u32 = 256;
 const HEADER: usize = 16;
 const EXTENSION: &str = "seg";
 
+/// Where a record sits in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPlace {
+    pub segment: u64,
+    pub ordinal: u32,
+    pub seq: u64,
+}
+
 /// What the log found on disk when it was opened.
 #[derive(Debug, Default)]
 pub struct Recovery {
     /// Readable events still to be published, and their size as counted against the limit.
     pub messages: u64,
     pub bytes: u64,
-    /// Records this version cannot decode: kept in place (their segment is never deleted).
-    pub unreadable: u64,
+    /// Records this version cannot decode (a newer release's format). Each was handed to the
+    /// opener's `keep_unreadable` and is still in the log: the opener removes it once its copy
+    /// is durable, so it no longer holds back the deletion of its file and every file after it.
+    pub unreadable: Vec<RecordPlace>,
     /// Bytes after the last whole record of a segment: a write cut short by a crash or power
     /// loss (events that were never flushed, so never counted as spooled).
     pub torn: Vec<(PathBuf, u64)>,
@@ -75,7 +85,7 @@ struct Segment {
     len: u64,
     records: u32,
     last_seq: u64,
-    /// Records not yet removed (including unreadable ones, which are never removed).
+    /// Records not yet removed (an unreadable one until its copy in the state store is durable).
     live: u32,
     /// Every ordinal below this has been removed...
     prefix: u32,
@@ -331,8 +341,13 @@ impl Reader {
 
 impl SegmentLog {
     /// Opens the log in `dir` (created if missing), skipping everything up to `removed_through`
-    /// and deleting segments that hold nothing else.
-    pub fn open(dir: &Path, removed_through: Option<u64>) -> io::Result<(SegmentLog, Recovery)> {
+    /// and deleting segments that hold nothing else. Records this version cannot decode are
+    /// passed to `keep_unreadable` (sequence, body) and listed in [`Recovery::unreadable`].
+    pub fn open(
+        dir: &Path,
+        removed_through: Option<u64>,
+        keep_unreadable: &mut dyn FnMut(u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<(SegmentLog, Recovery)> {
         fs::create_dir_all(dir).map_err(|error| named(dir, error))?;
         let mut ids = Vec::new();
         for entry in fs::read_dir(dir).map_err(|error| named(dir, error))? {
@@ -384,7 +399,14 @@ impl SegmentLog {
                         recovery.messages += 1;
                         recovery.bytes += message.size() as u64;
                     }
-                    None => recovery.unreadable += 1,
+                    None => {
+                        keep_unreadable(seq, body)?;
+                        recovery.unreadable.push(RecordPlace {
+                            segment: id,
+                            ordinal,
+                            seq,
+                        });
+                    }
                 }
             }
             if at < bytes.len() {
@@ -664,6 +686,10 @@ impl PendingSync {
 mod tests {
     use super::*;
 
+    fn keep_nothing(_: u64, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+
     fn body(seq: u64, size: usize) -> Vec<u8> {
         super::super::tests::message(seq, size).encode()
     }
@@ -692,7 +718,7 @@ mod tests {
     #[test]
     fn appends_the_disk_refuses_stay_readable_and_are_written_once_it_accepts_again() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = SegmentLog::open(dir.path(), None).unwrap();
+        let (mut log, _) = SegmentLog::open(dir.path(), None, &mut keep_nothing).unwrap();
         for seq in 1..=3 {
             log.append(seq, &body(seq, 100)).unwrap();
         }
@@ -711,7 +737,7 @@ mod tests {
         refuse_writes(&mut log, false);
         log.prepare_sync().unwrap().run().unwrap();
         drop(log);
-        let (mut log, recovery) = SegmentLog::open(dir.path(), None).unwrap();
+        let (mut log, recovery) = SegmentLog::open(dir.path(), None, &mut keep_nothing).unwrap();
         assert_eq!(recovery.messages, 200);
         assert!(recovery.torn.is_empty());
         assert_eq!(all_seqs(&mut log), (1..=200).collect::<Vec<_>>());
@@ -720,7 +746,7 @@ mod tests {
     #[test]
     fn appends_fail_once_the_memory_held_for_a_refusing_disk_is_used_up() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = SegmentLog::open(dir.path(), None).unwrap();
+        let (mut log, _) = SegmentLog::open(dir.path(), None, &mut keep_nothing).unwrap();
         log.append(1, &body(1, 10)).unwrap();
         refuse_writes(&mut log, true);
         let record = 8 << 10;
