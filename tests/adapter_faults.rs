@@ -626,6 +626,11 @@ async fn full_spool_drops_are_counted_and_the_rest_is_stored() {
         |v| v > 0.0,
     )
     .await;
+    // The gauge counts an event only once its flush completes (every 100 ms), so wait for it.
+    wait_metric(&ferry, "ferry_adapter_spool_bytes", &RAW, "> 0", |v| {
+        v > 0.0
+    })
+    .await;
     let m = ferry.metrics().await;
     let spool_bytes = m.sum("ferry_adapter_spool_bytes", &RAW);
     assert!(
