@@ -129,6 +129,16 @@ impl Intake {
 
     async fn handle(&mut self, message: Message) {
         self.metrics.received.inc();
+        if let Some(reason) = unparseable(&message) {
+            self.metrics.invalid(reason).inc();
+            self.health.note_invalid(
+                &self.config.name,
+                &message.subject,
+                &format_args!("{reason}: the message does not follow the NATS format"),
+            );
+            self.republish_invalid(&message, reason).await;
+            return;
+        }
         match self.process(&message) {
             Step::Invalid(reason) => self.republish_invalid(&message, reason).await,
             Step::Filtered => self.metrics.filtered.inc(),
@@ -197,7 +207,8 @@ impl Intake {
     }
 
     /// Undecodable messages go, unchanged, to `invalid_subject` for inspection, with headers
-    /// saying where they came from and why they were refused.
+    /// saying where they came from and why they were refused. A header block that does not parse
+    /// is kept byte for byte, ferry's headers added before its final empty line.
     async fn republish_invalid(&self, message: &Message, reason: &str) {
         let Some(invalid_subject) = &self.config.invalid_subject else {
             return;
@@ -216,6 +227,19 @@ impl Intake {
         {
             tracing::debug!(adapter = %self.config.name, %error, "cannot republish an invalid event");
         }
+    }
+}
+
+/// Why a message the client could not parse is invalid (the client hands such messages over
+/// with their raw parts instead of dropping the connection; see docs/design.md).
+fn unparseable(message: &Message) -> Option<&'static str> {
+    let unparsed = message.headers.as_ref()?.unparsed()?;
+    if unparsed.subject.is_some() {
+        Some("unparseable_subject")
+    } else if unparsed.headers.is_some() {
+        Some("unparseable_headers")
+    } else {
+        None
     }
 }
 

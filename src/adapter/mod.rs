@@ -155,7 +155,7 @@ impl Health {
     }
 
     /// Logs an undecodable event, at most once per interval.
-    pub fn note_invalid(&self, adapter: &str, subject: &str, error: &ferry_adapter::DecodeError) {
+    pub fn note_invalid(&self, adapter: &str, subject: &str, error: &dyn std::fmt::Display) {
         if let Some(suppressed) = self.invalid.allow() {
             tracing::warn!(adapter, subject, %error, suppressed, "invalid event (counted in ferry_adapter_invalid_total)");
         } else {

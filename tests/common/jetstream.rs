@@ -11,8 +11,12 @@ use bytes::Bytes;
 pub struct StoredMessage {
     pub sequence: u64,
     pub subject: String,
-    /// All headers (NATS headers may repeat a name); see [`StoredMessage::header`].
+    /// All headers (NATS headers may repeat a name); see [`StoredMessage::header`]. Empty when the
+    /// block does not follow the NATS header format (see `raw_headers`).
     pub headers: HeaderMap,
+    /// The header block exactly as stored, when it was read (by [`stream_messages`], always; by
+    /// `read_stream`, only for a block the client could not parse).
+    pub raw_headers: Option<Vec<u8>>,
     pub payload: Bytes,
     /// When the server stored it.
     pub time: async_nats::datetime::DateTime,
@@ -152,13 +156,13 @@ async fn get_message_at_or_after(js: &Context, stream: &str, seq: u64) -> Option
         Some(data) => base64_decode(data).unwrap_or_else(|e| panic!("{e} in data of {}", what())),
         None => Vec::new(),
     };
-    let headers = match field("hdrs") {
-        Some(hdrs) => {
-            let raw = base64_decode(hdrs).unwrap_or_else(|e| panic!("{e} in hdrs of {}", what()));
-            parse_header_block(&raw).unwrap_or_else(|e| panic!("{e} in headers of {}", what()))
-        }
-        None => HeaderMap::new(),
-    };
+    // A block that does not parse is kept raw: hostile publishers can store one.
+    let raw_headers = field("hdrs")
+        .map(|hdrs| base64_decode(hdrs).unwrap_or_else(|e| panic!("{e} in hdrs of {}", what())));
+    let headers = raw_headers
+        .as_deref()
+        .and_then(|raw| parse_header_block(raw).ok())
+        .unwrap_or_default();
     let time = field("time")
         .map(|t| {
             async_nats::datetime::parse_rfc3339(t)
@@ -169,6 +173,7 @@ async fn get_message_at_or_after(js: &Context, stream: &str, seq: u64) -> Option
         sequence,
         subject: subject.to_string(),
         headers,
+        raw_headers,
         payload: Bytes::from(payload),
         time,
     })

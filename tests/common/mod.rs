@@ -26,6 +26,7 @@ mod jetstream;
 mod metrics;
 mod nats;
 mod proxy;
+mod raw_nats;
 mod replication;
 pub use replication::*;
 
@@ -39,6 +40,7 @@ pub use jetstream::{
 pub use metrics::{parse_metrics, Metrics, Sample};
 pub use nats::{nats_server_bin, NatsServer, ServerOptions};
 pub use proxy::{Link, Proxy};
+pub use raw_nats::{RawNats, UNPARSEABLE_HEADER_BLOCKS};
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -120,6 +120,12 @@ pub async fn read_stream(js: &Context, stream: &str) -> Vec<StoredMessage> {
             sequence,
             subject: message.subject.to_string(),
             headers: message.headers.clone().unwrap_or_default(),
+            raw_headers: message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.unparsed())
+                .and_then(|unparsed| unparsed.headers.as_ref())
+                .map(|block| block.to_vec()),
             payload: message.payload.clone(),
             time,
         });

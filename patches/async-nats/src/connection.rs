@@ -35,7 +35,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{self, AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::trace;
 
-use crate::header::{HeaderMap, HeaderName, IntoHeaderValue};
+use crate::header::{HeaderMap, HeaderName, IntoHeaderValue, Unparsed};
 use crate::status::StatusCode;
 use crate::subject::Subject;
 use crate::{ClientOp, ServerError, ServerOp, Statistics};
@@ -177,9 +177,11 @@ impl Connection {
         }
 
         if self.read_buf.starts_with(b"MSG ") {
-            let line = str::from_utf8(&self.read_buf[4..len])
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-            let mut args = line.split(' ').filter(|s| !s.is_empty());
+            // Split as bytes: only the sid and the length must be text, a subject that is not
+            // UTF-8 is delivered with its raw bytes (see `Unparsed`).
+            let mut args = self.read_buf[4..len]
+                .split(|byte| *byte == b' ')
+                .filter(|s| !s.is_empty());
 
             // Parse the operation syntax: MSG <subject> <sid> [reply-to] <#bytes>
             let (subject, sid, reply_to, payload_len) = match (
@@ -203,14 +205,10 @@ impl Connection {
                 }
             };
 
-            let sid = sid
-                .parse::<u64>()
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            let sid = parse_number::<u64>(sid)?;
 
             // Parse the number of payload bytes.
-            let payload_len = payload_len
-                .parse::<usize>()
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            let payload_len = parse_number::<usize>(payload_len)?;
 
             // Return early without advancing if there is not enough data read the entire
             // message
@@ -222,8 +220,14 @@ impl Connection {
                 + reply_to.as_ref().map(|reply| reply.len()).unwrap_or(0)
                 + subject.len();
 
-            let subject = Subject::from(subject);
-            let reply = reply_to.map(Subject::from);
+            let (subject, unparsed_subject) = subject_from_bytes(subject);
+            let reply = reply_to.map(|reply| subject_from_bytes(reply).0);
+            let headers = unparsed_subject.map(|subject| {
+                HeaderMap::from_unparsed(Unparsed {
+                    headers: None,
+                    subject: Some(subject),
+                })
+            });
 
             self.read_buf.advance(len + 2);
             let payload = self.read_buf.split_to(payload_len).freeze();
@@ -241,7 +245,7 @@ impl Connection {
                 sid,
                 length,
                 reply,
-                headers: None,
+                headers,
                 subject,
                 payload,
                 status: None,
@@ -250,10 +254,10 @@ impl Connection {
         }
 
         if self.read_buf.starts_with(b"HMSG ") {
-            // Extract whitespace-delimited arguments that come after "HMSG".
-            let line = std::str::from_utf8(&self.read_buf[5..len])
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-            let mut args = line.split_whitespace().filter(|s| !s.is_empty());
+            // Extract whitespace-delimited arguments that come after "HMSG", as bytes: see MSG.
+            let mut args = self.read_buf[5..len]
+                .split(|byte| byte.is_ascii_whitespace())
+                .filter(|s| !s.is_empty());
 
             // <subject> <sid> [reply-to] <# header bytes><# total bytes>
             let (subject, sid, reply_to, header_len, total_len) = match (
@@ -283,22 +287,16 @@ impl Connection {
                 }
             };
 
-            // Convert the slice into a subject
-            let subject = Subject::from(subject);
-
             // Parse the subject ID.
-            let sid = sid.parse::<u64>().map_err(|_| {
+            let sid = parse_number::<u64>(sid).map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "cannot parse sid argument after HMSG",
                 )
             })?;
 
-            // Convert the slice into a subject.
-            let reply = reply_to.map(Subject::from);
-
             // Parse the number of payload bytes.
-            let header_len = header_len.parse::<usize>().map_err(|_| {
+            let header_len = parse_number::<usize>(header_len).map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "cannot parse the number of header bytes argument after \
@@ -307,7 +305,7 @@ impl Connection {
             })?;
 
             // Parse the number of payload bytes.
-            let total_len = total_len.parse::<usize>().map_err(|_| {
+            let total_len = parse_number::<usize>(total_len).map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "cannot parse the number of bytes argument after HMSG",
@@ -326,72 +324,30 @@ impl Connection {
                 return Ok(None);
             }
 
+            // Convert the slices into subjects.
+            let (subject, unparsed_subject) = subject_from_bytes(subject);
+            let reply = reply_to.map(|reply| subject_from_bytes(reply).0);
+
             self.read_buf.advance(len + 2);
-            let header = self.read_buf.split_to(header_len);
+            let header = self.read_buf.split_to(header_len).freeze();
             let payload = self.read_buf.split_to(total_len - header_len).freeze();
             self.read_buf.advance(2);
 
-            let mut lines = std::str::from_utf8(&header)
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "header isn't valid utf-8")
-                })?
-                .lines()
-                .peekable();
-            let version_line = lines.next().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-            })?;
-
-            let version_line_suffix = version_line
-                .strip_prefix("NATS/1.0")
-                .map(str::trim)
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "header version line does not begin with `NATS/1.0`",
-                    )
-                })?;
-
-            let (status, description) = version_line_suffix
-                .split_once(' ')
-                .map(|(status, description)| (status.trim(), description.trim()))
-                .unwrap_or((version_line_suffix, ""));
-            let status = if !status.is_empty() {
-                Some(
-                    status
-                        .parse::<StatusCode>()
-                        .map_err(|_| std::io::Error::other("could not parse status parameter"))?,
-                )
-            } else {
-                None
+            // The frame is complete whatever its header block holds: a block that does not
+            // parse is delivered raw rather than closing the connection.
+            let (mut headers, status, description) = match parse_header_block(&header) {
+                Some(parsed) => parsed,
+                None => (
+                    HeaderMap::from_unparsed(Unparsed {
+                        headers: Some(header),
+                        subject: None,
+                    }),
+                    None,
+                    None,
+                ),
             };
-            let description = if !description.is_empty() {
-                Some(description.to_owned())
-            } else {
-                None
-            };
-
-            let mut headers = HeaderMap::new();
-            while let Some(line) = lines.next() {
-                if line.is_empty() {
-                    continue;
-                }
-
-                let (name, value) = line.split_once(':').ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-                })?;
-
-                let name = HeaderName::from_str(name)
-                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-
-                // Read the header value, which might have been split into multiple lines
-                // `trim_start` and `trim_end` do the same job as doing `value.trim().to_owned()` at the end, but without a reallocation
-                let mut value = value.trim_start().to_owned();
-                while let Some(v) = lines.next_if(|s| s.starts_with(char::is_whitespace)) {
-                    value.push_str(v);
-                }
-                value.truncate(value.trim_end().len());
-
-                headers.append(name, value.into_header_value());
+            if let Some(raw) = unparsed_subject {
+                headers.set_unparsed_subject(raw);
             }
 
             trace!(
@@ -862,6 +818,73 @@ where
     }
 }
 
+/// A number in a protocol line (sid, lengths), which must be ASCII digits.
+fn parse_number<T: FromStr>(bytes: &[u8]) -> Result<T, io::Error>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    str::from_utf8(bytes)
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?
+        .parse::<T>()
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))
+}
+
+/// A subject from a protocol line, with its raw bytes when they are not UTF-8 (the subject is then
+/// a lossy copy).
+fn subject_from_bytes(bytes: &[u8]) -> (Subject, Option<Bytes>) {
+    match str::from_utf8(bytes) {
+        Ok(subject) => (Subject::from(subject), None),
+        Err(_) => (
+            Subject::from(String::from_utf8_lossy(bytes).into_owned()),
+            Some(Bytes::copy_from_slice(bytes)),
+        ),
+    }
+}
+
+/// A header block with its status and description, or `None` when the block does not follow the
+/// NATS header format.
+fn parse_header_block(block: &[u8]) -> Option<(HeaderMap, Option<StatusCode>, Option<String>)> {
+    let mut lines = str::from_utf8(block).ok()?.lines().peekable();
+    let version_line = lines.next()?;
+    let version_line_suffix = version_line.strip_prefix("NATS/1.0").map(str::trim)?;
+
+    let (status, description) = version_line_suffix
+        .split_once(' ')
+        .map(|(status, description)| (status.trim(), description.trim()))
+        .unwrap_or((version_line_suffix, ""));
+    let status = if !status.is_empty() {
+        Some(status.parse::<StatusCode>().ok()?)
+    } else {
+        None
+    };
+    let description = if !description.is_empty() {
+        Some(description.to_owned())
+    } else {
+        None
+    };
+
+    let mut headers = HeaderMap::new();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+
+        let (name, value) = line.split_once(':')?;
+        let name = HeaderName::from_str(name).ok()?;
+
+        // Read the header value, which might have been split into multiple lines
+        // `trim_start` and `trim_end` do the same job as doing `value.trim().to_owned()` at the end, but without a reallocation
+        let mut value = value.trim_start().to_owned();
+        while let Some(v) = lines.next_if(|s| s.starts_with(char::is_whitespace)) {
+            value.push_str(v);
+        }
+        value.truncate(value.trim_end().len());
+
+        headers.append(name, value.into_header_value());
+    }
+    Some((headers, status, description))
+}
+
 #[cfg(test)]
 mod read_op {
     use std::sync::Arc;
@@ -1186,19 +1209,7 @@ mod read_op {
     // The parser must surface an io::Error rather than panicking, otherwise the
     // ConnectionHandler task dies and the client never reconnects.
     #[tokio::test]
-    async fn msg_with_non_utf8_subject_returns_error() {
-        let (stream, mut server) = io::duplex(128);
-        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
-
-        server.write_all(b"MSG balance.\xFF 1 2\r\n").await.unwrap();
-        server.write_all(b"hi\r\n").await.unwrap();
-
-        let err = connection.read_op().await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-    }
-
-    #[tokio::test]
-    async fn hmsg_with_non_utf8_subject_returns_error() {
+    async fn hmsg_with_non_utf8_subject_is_delivered_with_the_raw_subject() {
         let (stream, mut server) = io::duplex(128);
         let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
 
@@ -1207,6 +1218,106 @@ mod read_op {
             .await
             .unwrap();
         server.write_all(b"NATS/1.0\r\n\r\nhi\r\n").await.unwrap();
+        server.write_all(b"PING\r\n").await.unwrap();
+
+        let Some(ServerOp::Message {
+            subject,
+            headers,
+            payload,
+            ..
+        }) = connection.read_op().await.unwrap()
+        else {
+            panic!("expected a message");
+        };
+        assert_eq!(subject.as_str(), "balance.\u{FFFD}");
+        assert_eq!(payload, "hi");
+        let unparsed = headers.as_ref().and_then(|h| h.unparsed()).unwrap();
+        assert_eq!(unparsed.subject.as_deref(), Some(&b"balance.\xFF"[..]));
+        assert_eq!(unparsed.headers, None);
+        assert_eq!(connection.read_op().await.unwrap(), Some(ServerOp::Ping));
+    }
+
+    #[tokio::test]
+    async fn msg_with_non_utf8_subject_is_delivered_with_the_raw_subject() {
+        let (stream, mut server) = io::duplex(128);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        server
+            .write_all(b"MSG a.\xC3 7 INBOX.1 2\r\nhi\r\nPING\r\n")
+            .await
+            .unwrap();
+
+        let Some(ServerOp::Message {
+            sid,
+            subject,
+            reply,
+            headers,
+            payload,
+            ..
+        }) = connection.read_op().await.unwrap()
+        else {
+            panic!("expected a message");
+        };
+        assert_eq!((sid, subject.as_str()), (7, "a.\u{FFFD}"));
+        assert_eq!(reply.as_deref(), Some("INBOX.1"));
+        assert_eq!(payload, "hi");
+        let unparsed = headers.as_ref().and_then(|h| h.unparsed()).unwrap();
+        assert_eq!(unparsed.subject.as_deref(), Some(&b"a.\xC3"[..]));
+        assert_eq!(connection.read_op().await.unwrap(), Some(ServerOp::Ping));
+    }
+
+    #[tokio::test]
+    async fn hmsg_with_a_header_block_that_does_not_parse_is_delivered_raw() {
+        let blocks: [&[u8]; 6] = [
+            b"NATS/1.0\r\nX-Node: caf\xe9\r\n\r\n",
+            b"NATS/1.0\r\nno colon here\r\n\r\n",
+            b"NATS/1.0\r\nX Node: web1\r\n\r\n",
+            b"NATS/1.0 abc\r\nX-Node: web1\r\n\r\n",
+            b"NATS/2.0\r\nX-Node: web1\r\n\r\n",
+            b"",
+        ];
+        for block in blocks {
+            let (stream, mut server) = io::duplex(1024);
+            let mut connection =
+                Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+            let mut frame =
+                format!("HMSG a.b 3 {} {}\r\n", block.len(), block.len() + 2).into_bytes();
+            frame.extend_from_slice(block);
+            frame.extend_from_slice(b"hi\r\nPING\r\n");
+            server.write_all(&frame).await.unwrap();
+
+            let Some(ServerOp::Message {
+                sid,
+                subject,
+                headers,
+                payload,
+                status,
+                ..
+            }) = connection.read_op().await.unwrap()
+            else {
+                panic!("expected a message for {block:?}");
+            };
+            assert_eq!(
+                (sid, subject.as_str(), &payload[..]),
+                (3, "a.b", &b"hi"[..])
+            );
+            assert_eq!(status, None);
+            let headers = headers.unwrap();
+            assert_eq!(headers.iter().count(), 0);
+            let unparsed = headers.unparsed().unwrap();
+            assert_eq!(unparsed.headers.as_deref(), Some(block));
+            assert_eq!(unparsed.subject, None);
+            // The connection goes on with the next operation.
+            assert_eq!(connection.read_op().await.unwrap(), Some(ServerOp::Ping));
+        }
+    }
+
+    #[tokio::test]
+    async fn hmsg_with_a_broken_frame_still_closes() {
+        let (stream, mut server) = io::duplex(128);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        server.write_all(b"HMSG a.b x 12 14\r\n").await.unwrap();
 
         let err = connection.read_op().await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
@@ -1220,6 +1331,51 @@ mod write_op {
     use super::Connection;
     use crate::{ClientOp, ConnectInfo, HeaderMap, Protocol, Statistics};
     use tokio::io::{self, AsyncBufReadExt, BufReader};
+
+    #[tokio::test]
+    async fn publish_with_a_raw_header_block() {
+        use tokio::io::AsyncReadExt;
+        let (stream, mut server) = io::duplex(1024);
+        let mut connection = Connection::new(Box::new(stream), 0, Arc::new(Statistics::default()));
+
+        let block = &b"NATS/1.0 abc\r\nX Node: caf\xe9\r\n\r\n"[..];
+        let mut with_entry = HeaderMap::from_raw_block(bytes::Bytes::from_static(block));
+        with_entry.insert("Added", "1");
+        connection
+            .easy_write_and_flush(
+                [
+                    ClientOp::Publish {
+                        subject: "A".into(),
+                        payload: "hi".into(),
+                        respond: None,
+                        headers: Some(HeaderMap::from_raw_block(bytes::Bytes::from_static(block))),
+                    },
+                    ClientOp::Publish {
+                        subject: "B".into(),
+                        payload: "hi".into(),
+                        respond: None,
+                        headers: Some(with_entry),
+                    },
+                ]
+                .iter(),
+            )
+            .await
+            .unwrap();
+        drop(connection);
+
+        let mut written = Vec::new();
+        server.read_to_end(&mut written).await.unwrap();
+        let mut expected = format!("HPUB A {} {}\r\n", block.len(), block.len() + 2).into_bytes();
+        expected.extend_from_slice(block);
+        expected.extend_from_slice(b"hi\r\n");
+        let second = b"NATS/1.0 abc\r\nX Node: caf\xe9\r\nAdded: 1\r\n\r\n";
+        expected.extend_from_slice(
+            format!("HPUB B {} {}\r\n", second.len(), second.len() + 2).as_bytes(),
+        );
+        expected.extend_from_slice(second);
+        expected.extend_from_slice(b"hi\r\n");
+        assert_eq!(written, expected);
+    }
 
     #[tokio::test]
     async fn publish() {

@@ -47,6 +47,26 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct HeaderMap {
     inner: HashMap<HeaderName, Vec<HeaderValue>>,
+    /// Parts of a received message the client could not parse, or a block to send verbatim.
+    unparsed: Option<Box<Unparsed>>,
+}
+
+/// Parts of a received message that the client could not parse, exactly as they arrived.
+///
+/// The server forwards a header block or a subject that breaks the NATS format (a value that is
+/// not UTF-8, a line without `:`, a name with a space, an unknown version or status line, a
+/// subject that is not UTF-8) as it received it. Rather than close the connection, and with it
+/// every subscription's messages in flight, the client delivers such a message with its raw parts
+/// here: see [`HeaderMap::unparsed`].
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
+pub struct Unparsed {
+    /// The header block, when it could not be parsed. The map then has no entries, and the
+    /// message no status or description.
+    pub headers: Option<Bytes>,
+    /// The subject, when it is not UTF-8. The message's `subject` then holds a lossy copy (each
+    /// invalid sequence replaced by U+FFFD).
+    pub subject: Option<Bytes>,
 }
 
 /// Helper enum for backward-compatible deserialization using serde's untagged feature
@@ -72,8 +92,14 @@ impl<'de> Deserialize<'de> for HeaderMap {
         let helper = HeaderMapHelper::deserialize(deserializer)?;
 
         Ok(match helper {
-            HeaderMapHelper::Legacy { inner } => HeaderMap { inner },
-            HeaderMapHelper::Current(inner) => HeaderMap { inner },
+            HeaderMapHelper::Legacy { inner } => HeaderMap {
+                inner,
+                unparsed: None,
+            },
+            HeaderMapHelper::Current(inner) => HeaderMap {
+                inner,
+                unparsed: None,
+            },
         })
     }
 }
@@ -147,7 +173,7 @@ impl HeaderMap {
     /// assert!(!map.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.inner.is_empty() && self.unparsed_headers().is_none()
     }
 
     pub fn len(&self) -> usize {
@@ -158,7 +184,10 @@ impl HeaderMap {
     /// produces), computed without allocating.
     pub(crate) fn wire_len(&self) -> usize {
         // Mirrors `to_bytes`: "NATS/1.0\r\n" + each "<key>: <value>\r\n" + "\r\n".
-        let mut len = b"NATS/1.0\r\n".len() + b"\r\n".len();
+        let mut len = match self.unparsed_headers() {
+            Some(block) => block.len(),
+            None => b"NATS/1.0\r\n".len() + b"\r\n".len(),
+        };
         for (k, vs) in &self.inner {
             for v in vs.iter() {
                 len += k.as_str().len() + b": ".len() + v.inner.len() + b"\r\n".len();
@@ -274,7 +303,24 @@ impl HeaderMap {
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut buf = vec![];
-        buf.extend_from_slice(b"NATS/1.0\r\n");
+        // A verbatim block is written as it is, with any entries before its final empty line.
+        let tail: &[u8] = match self.unparsed_headers() {
+            Some(block) => match block.strip_suffix(b"\r\n\r\n") {
+                Some(body) if !self.inner.is_empty() => {
+                    buf.extend_from_slice(body);
+                    buf.extend_from_slice(b"\r\n");
+                    b"\r\n"
+                }
+                _ => {
+                    buf.extend_from_slice(block);
+                    b""
+                }
+            },
+            None => {
+                buf.extend_from_slice(b"NATS/1.0\r\n");
+                b"\r\n"
+            }
+        };
         for (k, vs) in &self.inner {
             for v in vs.iter() {
                 buf.extend_from_slice(k.as_str().as_bytes());
@@ -283,8 +329,69 @@ impl HeaderMap {
                 buf.extend_from_slice(b"\r\n");
             }
         }
-        buf.extend_from_slice(b"\r\n");
+        buf.extend_from_slice(tail);
         buf
+    }
+
+    /// A map holding a header block the client received but could not parse (see [`Unparsed`]).
+    pub(crate) fn from_unparsed(unparsed: Unparsed) -> HeaderMap {
+        HeaderMap {
+            inner: HashMap::new(),
+            unparsed: Some(Box::new(unparsed)),
+        }
+    }
+
+    /// The parts of a received message that the client could not parse, exactly as they arrived;
+    /// `None` for every well-formed message.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), async_nats::Error> {
+    /// use futures_util::StreamExt;
+    /// let client = async_nats::connect("demo.nats.io").await?;
+    /// let mut subscriber = client.subscribe("events.>").await?;
+    /// while let Some(message) = subscriber.next().await {
+    ///     match message.headers.as_ref().and_then(|headers| headers.unparsed()) {
+    ///         Some(unparsed) => println!("malformed message: {unparsed:?}"),
+    ///         None => println!("{:?}", message.payload),
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn unparsed(&self) -> Option<&Unparsed> {
+        self.unparsed.as_deref()
+    }
+
+    /// A map that is sent as `block`, byte for byte, for relaying a header block that may not
+    /// follow the NATS format (such as [`Unparsed::headers`]). The caller vouches for the block:
+    /// nothing is checked. Entries inserted later are written before the block's final empty
+    /// line when it ends with one (`\r\n\r\n`), otherwise after it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_nats::HeaderMap;
+    ///
+    /// let headers = HeaderMap::from_raw_block("NATS/1.0\r\nX Odd: kept as is\r\n\r\n".into());
+    /// assert!(!headers.is_empty());
+    /// ```
+    pub fn from_raw_block(block: Bytes) -> HeaderMap {
+        HeaderMap::from_unparsed(Unparsed {
+            headers: Some(block),
+            subject: None,
+        })
+    }
+
+    /// Records the raw subject of a received message whose subject is not UTF-8.
+    pub(crate) fn set_unparsed_subject(&mut self, subject: Bytes) {
+        self.unparsed.get_or_insert_with(Default::default).subject = Some(subject);
+    }
+
+    fn unparsed_headers(&self) -> Option<&Bytes> {
+        self.unparsed.as_ref()?.headers.as_ref()
     }
 }
 

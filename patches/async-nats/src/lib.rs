@@ -244,7 +244,7 @@ pub use tokio_rustls::rustls;
 use connection::{Connection, State};
 use connector::{Connector, ConnectorOptions};
 pub use connector::{ReconnectToServer, Server};
-pub use header::{HeaderMap, HeaderName, HeaderValue};
+pub use header::{HeaderMap, HeaderName, HeaderValue, Unparsed};
 pub use subject::{Subject, SubjectError, ToSubject};
 
 mod auth;

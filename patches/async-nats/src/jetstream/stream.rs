@@ -1804,8 +1804,17 @@ impl TryFrom<RawMessage> for StreamMessage {
             .map(|header| STANDARD.decode(header))
             .map_or(Ok(None), |v| v.map(Some))?;
 
-        let (headers, _, _) = decoded_headers
-            .map_or_else(|| Ok((HeaderMap::new(), None, None)), |h| parse_headers(&h))?;
+        // A stored block that does not parse is handed over raw, as the connection does.
+        let headers = match decoded_headers {
+            None => HeaderMap::new(),
+            Some(block) => match parse_headers(&block) {
+                Ok((headers, _, _)) => headers,
+                Err(_) => HeaderMap::from_unparsed(crate::header::Unparsed {
+                    headers: Some(block.into()),
+                    subject: None,
+                }),
+            },
+        };
 
         Ok(StreamMessage {
             subject: value.subject.into(),
