@@ -355,7 +355,7 @@ impl Fleet {
                 events.push(self.lifecycle(index, LifecycleType::Upgraded, tick));
             }
             events.push(self.lifecycle(index, LifecycleType::Startup, tick));
-        } else if (tick - boot) % ALIVE_INTERVAL_TICKS == 0 {
+        } else if (tick - boot).is_multiple_of(ALIVE_INTERVAL_TICKS) {
             events.push(self.lifecycle(index, LifecycleType::Alive, tick));
         }
         if (tick - boot) % self.registration_interval == node.phase % self.registration_interval {
@@ -377,14 +377,15 @@ impl Fleet {
 
     /// Whether a governed facts refresh starts on node `index` at `tick`.
     fn governed(&self, index: usize, tick: u64) -> bool {
-        hash(self.seed, index as u64, SALT_GOVERNOR, tick) % GOVERNOR_ODDS == 0
+        hash(self.seed, index as u64, SALT_GOVERNOR, tick).is_multiple_of(GOVERNOR_ODDS)
     }
 
     /// The governor event of node `index` at `tick` (`enter` or `exit`).
     fn governor(&self, index: usize, tick: u64, event_type: &'static str) -> SimEvent {
         let node = &self.nodes[index];
         // Most governed runs are the scheduled facts refresh; some are an operator's CLI.
-        let component = if hash(self.seed, index as u64, SALT_GOVERNOR + 1, tick) % 4 == 0 {
+        let component = if hash(self.seed, index as u64, SALT_GOVERNOR + 1, tick).is_multiple_of(4)
+        {
             "CLI"
         } else {
             "facts"

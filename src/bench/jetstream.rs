@@ -101,7 +101,7 @@ pub async fn publish_pipelined(
         .map_err(|e| anyhow!("publish: {e}"))?;
         acks.push_back(ack);
         sent += 1;
-        if sent % 4096 == 0 {
+        if sent.is_multiple_of(4096) {
             progress.update(label, sent, total);
         }
     }

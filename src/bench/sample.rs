@@ -255,7 +255,7 @@ async fn read_all(
             Ok(None) => bail!("the consumer on {stream} ended after {read} of {count}"),
             Err(_) => bail!("reading {stream} stalled after {read} of {count}"),
         }
-        if read % 4096 == 0 {
+        if read.is_multiple_of(4096) {
             progress.update(&format!("{label}: baseline read"), read, count);
         }
     }

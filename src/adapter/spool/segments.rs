@@ -166,7 +166,7 @@ impl Segment {
     }
 
     fn add_record(&mut self, seq: u64, length: u64) {
-        if self.records % INDEX_EVERY == 0 {
+        if self.records.is_multiple_of(INDEX_EVERY) {
             self.index.push((seq, self.len));
         }
         self.records += 1;
