@@ -23,3 +23,4 @@ pub mod sim;
 pub mod state;
 pub mod status;
 pub mod subject;
+pub mod wire_headers;

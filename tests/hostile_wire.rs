@@ -174,3 +174,202 @@ async fn unparseable_messages_are_counted_and_the_adapter_keeps_its_connection()
     }
     assert!(ferry.is_running());
 }
+
+/// A replicator from east's SRC to west's DST, with `extra` appended to the replicator.
+fn replicator_yaml(east: &str, west: &str, extra: &str) -> String {
+    format!(
+        r#"
+name: dc1
+state_dir: "{{state_dir}}"
+monitor: {{ listen: "{{monitor}}" }}
+connections:
+  east: {{ servers: ["{east}"] }}
+  west: {{ servers: ["{west}"] }}
+replicators:
+  - name: copy
+    from: {{ connection: east, stream: SRC }}
+    to: {{ connection: west, stream: DST, create: true, duplicate_window: 10m }}
+{extra}"#
+    )
+}
+
+async fn create_source(js: &async_nats::jetstream::Context) {
+    js.create_stream(StreamConfig {
+        name: "SRC".into(),
+        subjects: vec!["src.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create SRC");
+}
+
+/// Publishes `good.{i}` messages for `range` through JetStream (acked), so they are stored in order.
+async fn publish_good(js: &async_nats::jetstream::Context, range: std::ops::Range<usize>) {
+    for i in range {
+        js.publish(format!("src.good.{i}"), format!("good {i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+}
+
+/// The `Choria-SR-Source` line ferry adds to a copy of source sequence `sequence`.
+fn provenance_line(sequence: u64) -> String {
+    format!("Choria-SR-Source: SRC {sequence} dc1 copy ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_header_block_that_does_not_parse_is_copied_byte_for_byte() {
+    let east = NatsServer::start();
+    let west = NatsServer::start();
+    let (_e, east_js) = js_client(&east.url()).await;
+    let (_w, west_js) = js_client(&west.url()).await;
+    create_source(&east_js).await;
+    publish_good(&east_js, 0..100).await;
+    let mut raw = RawNats::connect(&east.url());
+    for (k, (_, block)) in UNPARSEABLE_HEADER_BLOCKS.iter().enumerate() {
+        raw.hpub(format!("src.hostile.{k}").as_bytes(), block, b"hostile");
+    }
+    raw.sync();
+    let hostile = UNPARSEABLE_HEADER_BLOCKS.len() as u64;
+    common::wait_for_count(&east_js, "SRC", 100 + hostile, DEADLINE).await;
+
+    let state = tempfile::tempdir().expect("state dir");
+    let yaml = replicator_yaml(&east.url(), &west.url(), "");
+    let mut ferry = Ferry::start_in(state.path().to_path_buf(), &yaml);
+    ferry.wait_ready().await;
+    common::wait_for_count(&west_js, "DST", 100 + hostile, DEADLINE).await;
+    let (code, body) = ferry.get("/readyz").await.expect("readyz");
+    assert_eq!(code, 200, "{body}");
+
+    // The state directory is lost: the resume position must come from the target's newest
+    // message, which is one of the raw blocks.
+    ferry.sigterm();
+    assert_eq!(
+        ferry.wait_exit(Duration::from_secs(20)).await.code(),
+        Some(0)
+    );
+    drop(ferry);
+    std::fs::remove_dir_all(state.path().join("ferry.db")).expect("remove the state store");
+    publish_good(&east_js, 100..200).await;
+    let mut ferry = Ferry::start_in(state.path().to_path_buf(), &yaml);
+    ferry.wait_ready().await;
+    common::wait_for_count(&west_js, "DST", 200 + hostile, DEADLINE).await;
+    let copy = [("pipeline", "copy")];
+    wait_until("100 acknowledged copies", DEADLINE, || async {
+        ferry
+            .metrics()
+            .await
+            .sum("ferry_replicator_copied_total", &copy)
+            == 100.0
+    })
+    .await;
+    // The provenance was read from the raw block: the resume starts from it, not from `start`.
+    let log = ferry.log();
+    let resumed: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("replicator reading"))
+        .collect();
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert!(resumed[0].contains("target's last copy 105"), "{resumed:?}");
+
+    let mut raw_copies = 0;
+    let source = stream_messages(&east_js, "SRC").await;
+    let target = stream_messages(&west_js, "DST").await;
+    assert_eq!(target.len(), source.len(), "no gap, no duplicate");
+    for (from, to) in source.iter().zip(&target) {
+        assert_eq!(
+            (&to.subject, &to.payload),
+            (&from.subject, &from.payload),
+            "seq {}",
+            from.sequence
+        );
+        let stored = to.raw_headers.as_deref().unwrap_or_default();
+        let text = String::from_utf8_lossy(stored);
+        assert!(
+            text.contains(&provenance_line(from.sequence)),
+            "seq {}: {text:?}",
+            from.sequence
+        );
+        let sent = from.raw_headers.as_deref().unwrap_or_default();
+        if from.subject.starts_with("src.hostile.") && from.headers.is_empty() {
+            let body = sent.strip_suffix(b"\r\n").expect("ends in an empty line");
+            assert!(stored.starts_with(body), "seq {}: {text:?}", from.sequence);
+            assert!(to.headers.is_empty(), "the copy does not parse either");
+            raw_copies += 1;
+        }
+    }
+    // The server itself drops a status from a `NATS/1.0` line when it stores a message, so that
+    // block arrives parseable; every other one is copied raw.
+    assert_eq!(raw_copies, hostile - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_subject_that_is_not_utf8_pauses_the_replicator_until_skip_is_chosen() {
+    let east = NatsServer::start();
+    let west = NatsServer::start();
+    let (_e, east_js) = js_client(&east.url()).await;
+    let (_w, west_js) = js_client(&west.url()).await;
+    create_source(&east_js).await;
+    publish_good(&east_js, 0..50).await;
+    let mut raw = RawNats::connect(&east.url());
+    raw.publish(b"src.caf\xe9", b"unpublishable");
+    raw.sync();
+    common::wait_for_count(&east_js, "SRC", 51, DEADLINE).await;
+    publish_good(&east_js, 50..100).await;
+
+    let state = tempfile::tempdir().expect("state dir");
+    let mut ferry = Ferry::start_in(
+        state.path().to_path_buf(),
+        &replicator_yaml(&east.url(), &west.url(), ""),
+    );
+    common::wait_for_count(&west_js, "DST", 50, DEADLINE).await;
+    wait_until("/readyz reports the pause", DEADLINE, || async {
+        matches!(ferry.get("/readyz").await, Ok((503, body)) if body.contains("source sequence 51") && body.contains("not UTF-8"))
+    })
+    .await;
+    let (_, status) = ferry.get("/status").await.expect("status");
+    assert!(status.contains("not UTF-8"), "{status}");
+    let copy = [("pipeline", "copy")];
+    let metrics = ferry.metrics().await;
+    assert_eq!(metrics.sum("ferry_replicator_copied_total", &copy), 50.0);
+    assert_eq!(
+        metrics.sum(
+            "ferry_replicator_skipped_total",
+            &[("pipeline", "copy"), ("reason", "rejected")]
+        ),
+        0.0
+    );
+    assert!(
+        ferry.log().contains("source_sequence=51"),
+        "logged with its sequence"
+    );
+    ferry.sigterm();
+    assert_eq!(
+        ferry.wait_exit(Duration::from_secs(20)).await.code(),
+        Some(0)
+    );
+    drop(ferry);
+
+    let mut ferry = Ferry::start_in(
+        state.path().to_path_buf(),
+        &replicator_yaml(&east.url(), &west.url(), "    on_reject: skip\n"),
+    );
+    ferry.wait_ready().await;
+    common::wait_for_count(&west_js, "DST", 100, DEADLINE).await;
+    wait_until("the skip is counted", DEADLINE, || async {
+        ferry.metrics().await.sum(
+            "ferry_replicator_skipped_total",
+            &[("pipeline", "copy"), ("reason", "rejected")],
+        ) == 1.0
+    })
+    .await;
+    let payloads: Vec<String> = stream_messages(&west_js, "DST")
+        .await
+        .iter()
+        .map(|m| m.payload_str().to_string())
+        .collect();
+    let expected: Vec<String> = (0..100).map(|i| format!("good {i}")).collect();
+    assert_eq!(payloads, expected);
+}

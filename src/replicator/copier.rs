@@ -85,7 +85,7 @@ struct Headers<'a>(Option<&'a HeaderMap>);
 
 impl ferry_adapter::HeaderLookup for Headers<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.0?.get(name).map(|value| value.as_str())
+        crate::wire_headers::lookup(self.0, name)
     }
 }
 
@@ -450,6 +450,16 @@ impl Copier {
             session.watermark.complete(sequence);
             return None;
         }
+        if let Some(raw) = unparsed_subject(&message) {
+            // The source server stored a subject that is not UTF-8; no NATS client can publish it.
+            let detail = format!(
+                "its subject is not UTF-8 ({}), which a NATS client cannot publish",
+                String::from_utf8_lossy(&raw).escape_debug()
+            );
+            return self
+                .reject(session, sequence, "unpublishable_subject", detail)
+                .await;
+        }
         let size = message.payload.len();
         if let Some(limiter) = &self.limiter {
             limiter.acquire(size).await;
@@ -578,31 +588,8 @@ impl Copier {
             }
             Outcome::Rejected { reason, detail } => {
                 self.release_subject(session, pending.subject.as_str());
-                tracing::error!(
-                    replicator = %self.config.name,
-                    source_sequence = pending.sequence,
-                    subject = %pending.subject,
-                    reason,
-                    %detail,
-                    "the target rejected a message"
-                );
-                match self.config.on_reject {
-                    OnReject::Skip => {
-                        self.metrics.skipped("rejected").inc();
-                        session.watermark.complete(pending.sequence);
-                        None
-                    }
-                    OnReject::Pause => {
-                        self.drain(session).await;
-                        Some(SessionEnd::Halt(
-                            PipelineState::Paused,
-                            format!(
-                                "the target rejected source sequence {} ({reason}: {detail}); on_reject is pause — fix the target or set on_reject: skip, then restart",
-                                pending.sequence
-                            ),
-                        ))
-                    }
-                }
+                let detail = format!("subject {}: {detail}", pending.subject);
+                self.reject(session, pending.sequence, reason, detail).await
             }
             Outcome::Outage(reason) | Outcome::StreamUnavailable(reason) => {
                 self.ride_out_outage(session, pending, reason).await
@@ -610,6 +597,40 @@ impl Copier {
             Outcome::NoResponders => {
                 self.ride_out_outage(session, pending, "no responders".into())
                     .await
+            }
+        }
+    }
+
+    /// A message the target cannot take: logged with its source sequence, then skipped and counted
+    /// under `on_reject: skip`, otherwise the replicator pauses with the reason on /readyz.
+    async fn reject(
+        &mut self,
+        session: &mut Session,
+        sequence: u64,
+        reason: &'static str,
+        detail: String,
+    ) -> Option<SessionEnd> {
+        tracing::error!(
+            replicator = %self.config.name,
+            source_sequence = sequence,
+            reason,
+            %detail,
+            "the target cannot take a message"
+        );
+        match self.config.on_reject {
+            OnReject::Skip => {
+                self.metrics.skipped("rejected").inc();
+                session.watermark.complete(sequence);
+                None
+            }
+            OnReject::Pause => {
+                self.drain(session).await;
+                Some(SessionEnd::Halt(
+                    PipelineState::Paused,
+                    format!(
+                        "the target cannot take source sequence {sequence} ({reason}: {detail}); on_reject is pause — fix the cause or set on_reject: skip, then restart"
+                    ),
+                ))
             }
         }
     }
@@ -837,6 +858,11 @@ fn new_backoff() -> impl Iterator<Item = Duration> {
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+/// The raw subject of a source message whose subject is not UTF-8.
+fn unparsed_subject(message: &SourceMessage) -> Option<Bytes> {
+    message.headers.as_ref()?.unparsed()?.subject.clone()
 }
 
 fn unix_now() -> f64 {

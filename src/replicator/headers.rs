@@ -6,6 +6,7 @@ use async_nats::HeaderMap;
 
 use super::checkpoint::SourceIdentity;
 use crate::decimal::push_decimal;
+use crate::wire_headers;
 
 /// JetStream control headers that must not take effect a second time on the target.
 fn is_control_header(name: &str) -> bool {
@@ -70,12 +71,11 @@ pub fn origin_value(source: &SourceIdentity) -> String {
 
 /// Whether a message originated in `target` (two-way replication must not echo it back).
 pub fn is_loop(headers: Option<&HeaderMap>, target_origin: &str) -> bool {
-    headers
-        .and_then(|headers| headers.get("Ferry-Origin"))
-        .is_some_and(|origin| origin.as_str() == target_origin)
+    wire_headers::lookup(headers, "Ferry-Origin").is_some_and(|origin| origin == target_origin)
 }
 
-/// The target headers: the source's minus control headers, plus ferry's own.
+/// The target headers: the source's minus control headers, plus ferry's own. A source block the
+/// client could not parse is copied byte for byte, less the same headers.
 pub fn target_headers(
     source_headers: Option<&HeaderMap>,
     sequence: u64,
@@ -84,7 +84,13 @@ pub fn target_headers(
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut has_origin = false;
-    if let Some(source) = source_headers {
+    if let Some(block) = wire_headers::unparsed_block(source_headers) {
+        let clean = wire_headers::clean_block(block, |name| {
+            is_control_header(name) || is_ferry_header(name)
+        });
+        headers = HeaderMap::from_raw_block(clean.block);
+        has_origin = clean.has_origin;
+    } else if let Some(source) = source_headers {
         for (name, values) in source.iter() {
             let name_text: &str = name.as_ref();
             if name_text == "Nats-Msg-Id" {

@@ -183,6 +183,16 @@ impl SourceReader {
                 }
             };
             self.last_activity = Instant::now();
+            // A stored message is one whatever its header block says: a publisher can store a
+            // block that mimics a status line, but only the server's own status messages come
+            // without the `$JS.ACK.` reply of a delivered message.
+            if message
+                .reply
+                .as_deref()
+                .is_some_and(|reply| reply.starts_with("$JS.ACK."))
+            {
+                return Some(self.accept(message));
+            }
             match message.status {
                 None | Some(StatusCode::OK) => return Some(self.accept(message)),
                 Some(StatusCode::IDLE_HEARTBEAT) => continue,

@@ -418,9 +418,7 @@ impl Sampler {
                 let force = self.settings.force.as_deref().filter(|_| with_force);
                 return scan_json(payload, Some(path), force);
             }
-            KeySource::Header(name) => headers
-                .and_then(|h| h.get(name.as_str()))
-                .map(|v| v.as_str()),
+            KeySource::Header(name) => crate::wire_headers::lookup(headers, name),
             KeySource::SubjectToken(n) => subject_token(subject, *n),
         };
         Found {

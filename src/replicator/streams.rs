@@ -9,6 +9,7 @@ use super::checkpoint::SourceIdentity;
 use super::headers::parse_ferry_source;
 use crate::config::replicator::ReplicatorConfig;
 use crate::config::schema::StorageKind;
+use crate::wire_headers;
 
 /// Why a stream step failed: worth retrying, or not.
 #[derive(Debug, thiserror::Error)]
@@ -169,14 +170,16 @@ pub async fn last_copied(
         let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await else {
             continue;
         };
-        let Some(value) = message.headers.get("Ferry-Source") else {
+        // A copied block the client could not parse is read raw (see wire_headers).
+        let headers = Some(&message.headers);
+        let Some(value) = wire_headers::lookup(headers, "Ferry-Source") else {
             continue;
         };
-        let Some(parsed) = parse_ferry_source(value.as_str()) else {
+        let Some(parsed) = parse_ferry_source(value) else {
             continue;
         };
-        let same_identity = message.headers.get("Nats-Msg-Id").is_some_and(|id| {
-            id.as_str().starts_with(&format!(
+        let same_identity = wire_headers::lookup(headers, "Nats-Msg-Id").is_some_and(|id| {
+            id.starts_with(&format!(
                 "{}:{}:",
                 source.identity.stream, source.identity.created_ns
             ))
