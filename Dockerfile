@@ -12,6 +12,8 @@ WORKDIR /src
 # Only what the build needs, so edits elsewhere (docs, tests) do not invalidate the layer.
 COPY Cargo.toml Cargo.lock ./
 COPY adapters ./adapters
+COPY patches ./patches
+COPY benches ./benches
 COPY src ./src
 RUN cargo build --release --locked --bin ferry \
     && strip target/release/ferry \
