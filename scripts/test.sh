@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned nats-server when missing, then runs every check a change must pass:
-# formatting, clippy with warnings denied, and all unit and integration tests.
+# formatting, clippy with warnings denied, and all unit and integration tests (with the test-only
+# fault hooks compiled in).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,4 +14,6 @@ export PATH
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test --workspace
+# The test-only fault hooks (src/fault.rs) are compiled in for the tests of the supervisor.
+cargo clippy --all-targets --features fault-injection -- -D warnings
+cargo test --workspace --features fault-injection

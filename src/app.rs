@@ -15,6 +15,7 @@ use crate::replicator::checkpoint::{Checkpoint, Checkpoints, Forced};
 use crate::replicator::{Replicator, ReplicatorContext};
 use crate::state::{SledStore, StateDirLock, StateStore};
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
+use crate::supervisor::{supervise, Running, Spawner, Supervision};
 
 /// Why `ferry run` stopped with an error; decides the exit code (SPEC section 2).
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,16 @@ pub async fn run_until(
     };
 
     let connections = open_connections(&config, &instance, &metrics).await?;
-    let mut adapters = Vec::new();
+    let (stop_pipelines, pipelines_stop) = watch::channel(false);
+    let supervision = |name: &str| Supervision {
+        name: name.to_string(),
+        board: board.clone(),
+        restarts: metrics.pipeline_restarts.with_label_values(&[name]),
+        stop: pipelines_stop.clone(),
+        shutdown_timeout: config.shutdown_timeout.0,
+    };
+    let mut supervisors = Vec::new();
+    let mut names = Vec::new();
     for adapter in &config.adapters {
         let (Some(input), Some(output)) = (
             connections.get(&adapter.connection),
@@ -78,7 +88,7 @@ pub async fn run_until(
                 adapter.name
             )));
         };
-        let started = Adapter::start(AdapterContext {
+        let context = AdapterContext {
             config: adapter.clone(),
             input: input.clone(),
             output: output.clone(),
@@ -86,13 +96,26 @@ pub async fn run_until(
             state_dir: config.state_dir.clone(),
             metrics: metrics.clone(),
             board: board.clone(),
-        })
-        .map_err(|error| RunError::Runtime(error.to_string()))?;
-        adapters.push(started);
+        };
+        // The first start runs here, so a pipeline that cannot start at all fails `ferry run`.
+        let (spawner, ended) = Spawner::new(&adapter.name);
+        let first = Adapter::start(context.clone(), spawner)
+            .map_err(|error| RunError::Runtime(error.to_string()))?;
+        let restart = move |spawner| {
+            Adapter::start(context.clone(), spawner).map_err(|error| error.to_string())
+        };
+        supervisors.push(tokio::spawn(supervise(
+            supervision(&adapter.name),
+            Running {
+                pipeline: first,
+                ended,
+            },
+            restart,
+        )));
+        names.push(adapter.name.clone());
     }
     // Serve only now: with no pipeline registered yet, /readyz would report ready too early.
     let monitor = monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop_rx));
-    let mut replicators = Vec::new();
     for replicator in &config.replicators {
         let (Some(source), Some(target)) = (
             connections.get(&replicator.from.connection),
@@ -103,7 +126,7 @@ pub async fn run_until(
                 replicator.name
             )));
         };
-        let started = Replicator::start(ReplicatorContext {
+        let context = ReplicatorContext {
             config: replicator.clone(),
             instance: instance.clone(),
             source: source.clone(),
@@ -111,37 +134,42 @@ pub async fn run_until(
             store: store.clone(),
             metrics: metrics.clone(),
             board: board.clone(),
-        })
-        .map_err(|error| RunError::Runtime(error.to_string()))?;
-        replicators.push(started);
+        };
+        let (spawner, ended) = Spawner::new(&replicator.name);
+        let first = Replicator::start(context.clone(), spawner)
+            .map_err(|error| RunError::Runtime(error.to_string()))?;
+        let restart = move |spawner| {
+            Replicator::start(context.clone(), spawner).map_err(|error| error.to_string())
+        };
+        supervisors.push(tokio::spawn(supervise(
+            supervision(&replicator.name),
+            Running {
+                pipeline: first,
+                ended,
+            },
+            restart,
+        )));
+        names.push(replicator.name.clone());
     }
     tracing::info!(
         instance = %instance,
-        adapters = adapters.len(),
-        replicators = replicators.len(),
+        adapters = config.adapters.len(),
+        replicators = config.replicators.len(),
         state_dir = %config.state_dir.display(),
         "ferry running"
     );
 
     stop.await;
     tracing::info!(timeout = ?config.shutdown_timeout.0, "shutting down: stopping intake, finishing in-flight events");
-    for name in adapters
-        .iter()
-        .map(Adapter::name)
-        .chain(replicators.iter().map(Replicator::name))
-    {
+    for name in &names {
         board.set_state(name, PipelineState::Stopping, None);
     }
-    let timeout = config.shutdown_timeout.0;
-    futures_util::future::join(
-        futures_util::future::join_all(adapters.into_iter().map(|adapter| adapter.stop(timeout))),
-        futures_util::future::join_all(
-            replicators
-                .into_iter()
-                .map(|replicator| replicator.stop(timeout)),
-        ),
-    )
-    .await;
+    let _ = stop_pipelines.send(true);
+    for supervisor in futures_util::future::join_all(supervisors).await {
+        if let Err(error) = supervisor {
+            tracing::error!(%error, "a pipeline supervisor failed while stopping");
+        }
+    }
     if let Err(error) = store.flush() {
         tracing::error!(%error, "cannot flush the state store");
     }

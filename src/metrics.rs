@@ -92,6 +92,9 @@ pub struct Metrics {
     /// `ferry_advisories_total{pipeline,event}`: sampling advisories published.
     pub advisories: IntCounterVec,
 
+    /// `ferry_pipeline_restarts_total{pipeline}`: restarts after a task of the pipeline failed.
+    pub pipeline_restarts: IntCounterVec,
+
     /// `ferry_connection_state{connection}`: 1 while connected, 0 otherwise.
     pub connection_state: IntGaugeVec,
     /// `ferry_reconnects_total{connection}`: reconnections after a loss.
@@ -244,6 +247,12 @@ impl Metrics {
                 "ferry_advisories_total",
                 "Sampling advisories a replicator published, by event (new, timeout, recover, expire).",
                 &["pipeline", "event"],
+            ),
+            pipeline_restarts: counter(
+                r,
+                "ferry_pipeline_restarts_total",
+                "Restarts of a pipeline by its supervisor after one of its tasks panicked or ended early.",
+                PIPELINE,
             ),
             connection_state: gauge(
                 r,

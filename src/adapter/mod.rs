@@ -16,7 +16,7 @@ pub mod spool;
 pub mod stream;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +32,9 @@ use crate::metrics::Metrics;
 use crate::state::StateStore;
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
 use crate::subject::Template;
+use crate::supervisor::{Pipeline, Spawner};
 use intake::Intake;
+use message::OutMessage;
 use publisher::Publisher;
 use router::Router;
 use spool::{Spool, SpoolError};
@@ -76,7 +78,13 @@ impl AdapterMetrics {
             name: name.to_string(),
         };
         // Show the drop counters at zero from the start, so alerts can be written against them.
-        for reason in ["spool_full", "oversize", "no_responders", "rejected"] {
+        for reason in [
+            "spool_full",
+            "oversize",
+            "no_responders",
+            "rejected",
+            "task_failed",
+        ] {
             bound.dropped(reason);
         }
         bound
@@ -100,17 +108,33 @@ pub struct Health {
     failure: Mutex<Option<String>>,
     drops: LogLimiter,
     invalid: LogLimiter,
+    /// Publishes of events taken from the in-memory queue that await their ack: what a publisher
+    /// that fails would leave unaccounted for.
+    queue_in_flight: AtomicU64,
 }
 
 impl Health {
     fn new() -> Health {
         Health {
+            queue_in_flight: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
             output_problem: Mutex::new(None),
             failure: Mutex::new(None),
             drops: LogLimiter::new(Duration::from_secs(10)),
             invalid: LogLimiter::new(Duration::from_secs(10)),
         }
+    }
+
+    pub fn queue_publish_started(&self) {
+        self.queue_in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn queue_publish_finished(&self) {
+        self.queue_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn take_queue_in_flight(&self) -> u64 {
+        self.queue_in_flight.swap(0, Ordering::Relaxed)
     }
 
     pub fn set_subscribed(&self) {
@@ -165,6 +189,7 @@ impl Health {
 }
 
 /// Everything an adapter needs from the process.
+#[derive(Clone)]
 pub struct AdapterContext {
     pub config: AdapterConfig,
     pub input: Connection,
@@ -193,14 +218,21 @@ pub struct Adapter {
     status: JoinHandle<()>,
     flusher: JoinHandle<()>,
     spool: Arc<Spool>,
+    /// The in-memory queue's receiving end, held by the publisher while it runs; kept here so
+    /// that what it holds reaches the spool even when the publisher task failed.
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<OutMessage>>>,
+    router: Arc<Router>,
+    health: Arc<Health>,
+    metrics: AdapterMetrics,
     store: Arc<dyn StateStore>,
     stop: watch::Sender<bool>,
     deadline: watch::Sender<bool>,
 }
 
 impl Adapter {
-    /// Opens the spool and starts the adapter's tasks.
-    pub fn start(context: AdapterContext) -> Result<Adapter, StartError> {
+    /// Opens the spool and starts the adapter's tasks through `spawner`, which reports their ends
+    /// to the supervisor.
+    pub fn start(context: AdapterContext, spawner: Spawner) -> Result<Adapter, StartError> {
         let AdapterContext {
             config,
             input,
@@ -244,6 +276,11 @@ impl Adapter {
         }
         let spool = Arc::new(spool);
         let (queue_tx, queue_rx) = mpsc::channel(queue_capacity(&config));
+        let queue = Arc::new(tokio::sync::Mutex::new(queue_rx));
+        let queue_for_publisher = queue
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| config_error("the event queue is already taken".into()))?;
         let first_seq = recovered.last_seq.map_or(1, |seq| seq + 1);
         let router = Arc::new(Router::new(queue_tx, spool.clone(), first_seq));
         let adapter_metrics = AdapterMetrics::new(&metrics, &name);
@@ -256,7 +293,7 @@ impl Adapter {
             stream_subjects: config.stream_subjects(),
             js: output.jetstream(config.max_in_flight),
             output: output.clone(),
-            queue: queue_rx,
+            queue: queue_for_publisher,
             router: router.clone(),
             spool: spool.clone(),
             metrics: adapter_metrics.clone(),
@@ -271,31 +308,39 @@ impl Adapter {
             filter,
             template,
             router: router.clone(),
-            metrics: adapter_metrics,
+            metrics: adapter_metrics.clone(),
             health: health.clone(),
             stop: stop_rx.clone(),
             config,
         };
-        let router_for_status = router;
-        let flusher = tokio::spawn(flush_spool(store.clone(), spool.clone(), stop_rx.clone()));
-        let spool_for_stop = spool.clone();
-        let status = tokio::spawn(report_status(
-            name.clone(),
-            board,
-            health,
-            spool,
-            router_for_status,
-            input,
-            metrics,
-            stop_rx,
-        ));
+        let flusher = spawner.spawn(
+            "flusher",
+            flush_spool(store.clone(), spool.clone(), stop_rx.clone()),
+        );
+        let status = spawner.spawn(
+            "status",
+            report_status(
+                name.clone(),
+                board,
+                health.clone(),
+                spool.clone(),
+                router.clone(),
+                input,
+                metrics,
+                stop_rx,
+            ),
+        );
         Ok(Adapter {
             name,
-            intake: tokio::spawn(intake.run()),
-            publisher: tokio::spawn(publisher.run()),
+            intake: spawner.spawn("intake", intake.run()),
+            publisher: spawner.spawn("publisher", publisher.run()),
             status,
             flusher,
-            spool: spool_for_stop,
+            spool,
+            queue,
+            router,
+            health,
+            metrics: adapter_metrics,
             store,
             stop: stop_tx,
             deadline: deadline_tx,
@@ -308,31 +353,76 @@ impl Adapter {
 
     /// Graceful stop: intake unsubscribes and hands over what the client had buffered; the
     /// publisher finishes the in-memory events. At `timeout` the rest is written to the spool.
-    pub async fn stop(self, timeout: Duration) {
+    pub async fn stop(mut self, timeout: Duration) {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut intake = self.intake;
-        let mut publisher = self.publisher;
         tokio::select! {
-            _ = &mut intake => {}
+            _ = &mut self.intake => {}
             _ = tokio::time::sleep_until(deadline) => {
                 tracing::warn!(adapter = %self.name, "intake did not finish within shutdown_timeout");
             }
         }
         tokio::select! {
-            _ = &mut publisher => {}
+            _ = &mut self.publisher => {}
             _ = tokio::time::sleep_until(deadline) => {
                 let _ = self.deadline.send(true);
-                let _ = publisher.await;
+                let _ = (&mut self.publisher).await;
             }
         }
-        if !intake.is_finished() {
-            intake.abort();
+        if !self.intake.is_finished() {
+            self.intake.abort();
         }
         self.status.abort();
         self.flusher.abort();
+        self.keep_what_a_failed_publisher_left();
         // What the publisher spilled at the end must be on disk before the process exits.
         flush_and_count(&self.store, &self.spool).await;
+    }
+
+    /// A publisher that ended normally left nothing behind. One that failed left the events in
+    /// the queue (moved to the spool here, nothing lost) and its publishes in flight: JetStream
+    /// may or may not have stored them, and they cannot be retried, so they are counted as
+    /// `dropped{reason="task_failed"}` (an upper bound) with one log line.
+    fn keep_what_a_failed_publisher_left(&self) {
+        let Ok(mut queue) = self.queue.try_lock() else {
+            return;
+        };
+        let mut moved = 0u64;
+        if let Ok(message) = queue.try_recv() {
+            self.router.start_spooling();
+            let mut next = Some(message);
+            while let Some(message) = next {
+                match self.spool.push(&message) {
+                    Ok(()) => {
+                        self.metrics.spooled.inc();
+                        moved += 1;
+                    }
+                    Err(error) => {
+                        self.metrics.dropped("spool_full").inc();
+                        self.health.warn_drop(&self.name, &error);
+                    }
+                }
+                next = queue.try_recv().ok();
+            }
+        }
+        let lost = self.health.take_queue_in_flight();
+        if lost > 0 {
+            self.metrics.dropped("task_failed").inc_by(lost);
+        }
+        if moved > 0 || lost > 0 {
+            tracing::error!(
+                adapter = %self.name,
+                moved_to_spool = moved,
+                in_flight = lost,
+                "the publisher task failed: its queued events were moved to the spool; its publishes in flight may or may not be stored and are counted in ferry_adapter_dropped_total{{reason=\"task_failed\"}}"
+            );
+        }
+    }
+}
+
+impl Pipeline for Adapter {
+    async fn stop(self, timeout: Duration) {
+        Adapter::stop(self, timeout).await
     }
 }
 

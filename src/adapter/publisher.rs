@@ -69,7 +69,9 @@ pub struct Publisher {
     /// The output connection, checked before each publish: while it is down, the client would
     /// only buffer publishes and send them on reconnect, after ferry has given up on their acks.
     pub output: Connection,
-    pub queue: mpsc::Receiver<OutMessage>,
+    /// Held for the publisher's life; should it fail, the queue and its events stay with the
+    /// adapter (see `Adapter::stop`).
+    pub queue: tokio::sync::OwnedMutexGuard<mpsc::Receiver<OutMessage>>,
     pub router: Arc<Router>,
     pub spool: Arc<Spool>,
     pub metrics: AdapterMetrics,
@@ -241,6 +243,9 @@ impl Publisher {
             origin,
             started: Instant::now(),
         };
+        if origin == Origin::Queue {
+            self.health.queue_publish_started();
+        }
         // A publish the client refuses (too large, or the client closed) comes back from
         // `in_flight` as a reject or an outage, like an ack would.
         in_flight
@@ -252,6 +257,9 @@ impl Publisher {
     /// Accounts for one completed publish: done with it (handing back a spooled event that can
     /// now leave the spool), or an outage it revealed.
     async fn finish(&mut self, item: InFlight, outcome: Outcome) -> Finished {
+        if item.origin == Origin::Queue {
+            self.health.queue_publish_finished();
+        }
         let outcome = match outcome {
             Outcome::NoResponders => self.resolve_no_responders(&item.message).await,
             other => other,

@@ -147,6 +147,7 @@ impl AdvisoryPublisher {
     /// client; `reliable` publishes through JetStream, waiting for acks and retrying with backoff,
     /// else with core NATS publish. Fails on an invalid subject template.
     pub fn spawn(
+        spawner: &crate::supervisor::Spawner,
         client: async_nats::Client,
         config: &AdvisoriesConfig,
         instance: String,
@@ -169,7 +170,7 @@ impl AdvisoryPublisher {
             stop,
             errors: LogLimiter::new(Duration::from_secs(30)),
         };
-        let task = tokio::spawn(worker.run(receiver));
+        let task = spawner.spawn("advisories", worker.run(receiver));
         Ok(AdvisoryPublisher {
             queue,
             dropped: AtomicU64::new(0),
@@ -506,7 +507,9 @@ mod tests {
             expire_after: None,
             reliable,
         };
+        let (spawner, _ended) = crate::supervisor::Spawner::new("test");
         let core_publisher = AdvisoryPublisher::spawn(
+            &spawner,
             client.clone(),
             &config("core.{event}.{value}", false),
             "ferry-1".into(),
@@ -516,6 +519,7 @@ mod tests {
         )
         .unwrap();
         let reliable_publisher = AdvisoryPublisher::spawn(
+            &spawner,
             client.clone(),
             &config("reliable.{event}.{value}", true),
             "ferry-1".into(),

@@ -112,6 +112,7 @@ impl Election {
     /// Opens the bucket `bucket` on `js` (retrying while JetStream is away) and campaigns for
     /// `key` in it. `holder` names this process in the key's value, for operators.
     pub fn spawn(
+        spawner: &crate::supervisor::Spawner,
         js: jetstream::Context,
         bucket: String,
         key: String,
@@ -133,7 +134,7 @@ impl Election {
         };
         Election {
             role: role_rx,
-            task: tokio::spawn(campaign.run()),
+            task: spawner.spawn("election", campaign.run()),
             stop: stop_tx,
         }
     }

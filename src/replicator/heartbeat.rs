@@ -39,7 +39,9 @@ struct Payload<'a> {
 /// Publishes a heartbeat on `subject` every `interval` (the first at once) through JetStream until
 /// `stop` turns true (or its sender goes away). With `leading`, only while it says so: one
 /// heartbeat stream per replicator, from whichever instance copies.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
+    spawner: &crate::supervisor::Spawner,
     js: async_nats::jetstream::Context,
     subject: String,
     interval: Duration,
@@ -48,9 +50,10 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
     leading: Option<watch::Receiver<Role>>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(
-        js, subject, interval, instance, replicator, stop, leading,
-    ))
+    spawner.spawn(
+        "heartbeat",
+        run(js, subject, interval, instance, replicator, stop, leading),
+    )
 }
 
 async fn run(
@@ -177,7 +180,9 @@ mod tests {
         let js = async_nats::jetstream::new(client);
         let (stop_tx, stop_rx) = watch::channel(false);
         // No stream yet: errors are logged, the task keeps running.
+        let (spawner, _ended) = crate::supervisor::Spawner::new("r1");
         let task = spawn(
+            &spawner,
             js.clone(),
             "SRC._heartbeat".into(),
             Duration::from_millis(100),

@@ -34,6 +34,7 @@ use crate::filter::Filter;
 use crate::metrics::Metrics;
 use crate::state::{StateError, StateStore};
 use crate::status::{PipelineKind, StatusBoard};
+use crate::supervisor::{Pipeline, Spawner};
 use advisories::AdvisoryPublisher;
 use checkpoint::Checkpoints;
 use copier::Copier;
@@ -97,6 +98,7 @@ impl ReplicatorMetrics {
 }
 
 /// Everything a replicator needs from the process.
+#[derive(Clone)]
 pub struct ReplicatorContext {
     pub config: ReplicatorConfig,
     pub instance: String,
@@ -132,7 +134,8 @@ pub struct Replicator {
 }
 
 impl Replicator {
-    pub fn start(context: ReplicatorContext) -> Result<Replicator, StartError> {
+    /// Starts the replicator's tasks through `spawner`, which reports their ends to the supervisor.
+    pub fn start(context: ReplicatorContext, spawner: Spawner) -> Result<Replicator, StartError> {
         let ReplicatorContext {
             config,
             instance,
@@ -178,6 +181,7 @@ impl Replicator {
         let advisories = match &config.advisories {
             Some(advisories) => Some(
                 AdvisoryPublisher::spawn(
+                    &spawner,
                     source.client.clone(),
                     advisories,
                     instance.clone(),
@@ -191,6 +195,7 @@ impl Replicator {
         };
         let election = election_config.as_ref().map(|election| {
             Election::spawn(
+                &spawner,
                 target.jetstream(16),
                 election.bucket.clone(),
                 name.clone(),
@@ -200,6 +205,7 @@ impl Replicator {
         });
         let heartbeat = config.heartbeat.as_ref().map(|heartbeat| {
             heartbeat::spawn(
+                &spawner,
                 source.jetstream(16),
                 heartbeat.subject.clone(),
                 heartbeat.interval.0,
@@ -220,12 +226,15 @@ impl Replicator {
             _ => None,
         };
         let sharer = match (&shared, &election) {
-            (Some(shared), Some(election)) => Some(tokio::spawn(share_while_leading(
-                shared.clone(),
-                election.role(),
-                stop_rx.clone(),
-                name.clone(),
-            ))),
+            (Some(shared), Some(election)) => Some(spawner.spawn(
+                "sharer",
+                share_while_leading(
+                    shared.clone(),
+                    election.role(),
+                    stop_rx.clone(),
+                    name.clone(),
+                ),
+            )),
             _ => None,
         };
         let replicator_metrics = ReplicatorMetrics::new(&metrics, &name);
@@ -254,7 +263,7 @@ impl Replicator {
         };
         Ok(Replicator {
             name,
-            task: tokio::spawn(copier.run()),
+            task: spawner.spawn("copier", copier.run()),
             heartbeat,
             election,
             sharer,
@@ -268,6 +277,7 @@ impl Replicator {
     }
 
     /// Graceful stop: no new reads, in-flight acks awaited until `timeout`, checkpoint saved.
+    /// Also the way out after one of its tasks failed: the others are stopped the same way.
     pub async fn stop(self, timeout: Duration) {
         let sent = self.stop.send(true);
         tracing::debug!(replicator = %self.name, finished = self.task.is_finished(), sent = sent.is_ok(), "stopping the replicator");
@@ -328,5 +338,11 @@ async fn share_while_leading(
         if stopping {
             return;
         }
+    }
+}
+
+impl Pipeline for Replicator {
+    async fn stop(self, timeout: Duration) {
+        Replicator::stop(self, timeout).await
     }
 }
