@@ -20,6 +20,16 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// `GET path` from the monitor at `addr` (`host:port`); returns status code and body. Used by
 /// `ferry status`. A listen address on all interfaces (`0.0.0.0`, `[::]`) is asked on loopback.
 pub async fn fetch(addr: &str, path: &str, limit: Duration) -> io::Result<(u16, String)> {
+    fetch_bounded(addr, path, limit, MAX_RESPONSE_BYTES).await
+}
+
+/// [`fetch`] with the body limit as a parameter.
+async fn fetch_bounded(
+    addr: &str,
+    path: &str,
+    limit: Duration,
+    max_body: usize,
+) -> io::Result<(u16, String)> {
     if !path.starts_with('/')
         || path
             .bytes()
@@ -30,7 +40,7 @@ pub async fn fetch(addr: &str, path: &str, limit: Duration) -> io::Result<(u16, 
             format!("invalid request path {path:?}"),
         ));
     }
-    match timeout(limit, fetch_unbounded(addr, path)).await {
+    match timeout(limit, get_once(addr, path, max_body)).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -39,7 +49,8 @@ pub async fn fetch(addr: &str, path: &str, limit: Duration) -> io::Result<(u16, 
     }
 }
 
-async fn fetch_unbounded(addr: &str, path: &str) -> io::Result<(u16, String)> {
+/// One request and its answer, with no time limit.
+async fn get_once(addr: &str, path: &str, max_body: usize) -> io::Result<(u16, String)> {
     let target = connect_target(addr);
     let stream = TcpStream::connect(target.as_str()).await.map_err(|error| {
         io::Error::new(
@@ -72,7 +83,7 @@ async fn fetch_unbounded(addr: &str, path: &str) -> io::Result<(u16, String)> {
             .await
             .map_err(|error| malformed(&error))?;
         let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        let body = Limited::new(response.into_body(), max_body)
             .collect()
             .await
             .map_err(|error| malformed(&*error))?
@@ -154,6 +165,19 @@ mod tests {
             );
             assert!(error.to_string().contains(&addr), "{error}");
         }
+    }
+
+    #[tokio::test]
+    async fn bodies_beyond_the_limit_are_refused() {
+        let addr = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789").await;
+        assert_eq!(
+            fetch_bounded(&addr, "/x", LIMIT, 10).await.unwrap(),
+            (200, "0123456789".into())
+        );
+        let addr = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n0123456789a").await;
+        let error = fetch_bounded(&addr, "/x", LIMIT, 10).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        assert!(error.to_string().contains("length limit"), "{error}");
     }
 
     #[tokio::test]

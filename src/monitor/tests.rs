@@ -101,6 +101,20 @@ async fn routes() {
     assert_eq!(json["instance"], "test-instance");
     assert_eq!(json["pipelines"][0]["name"], "lifecycle");
 
+    // A page far larger than the head limit (which also bounds hyper's buffers) arrives whole.
+    for index in 0..4000 {
+        m.metrics
+            .adapter_received
+            .with_label_values(&[format!("pipeline-{index}").as_str()])
+            .inc();
+    }
+    let expected = m.metrics.encode();
+    assert!(expected.len() > 20 * MAX_HEAD_BYTES, "{}", expected.len());
+    let (status, body) = fetch(&m.addr, "/metrics", LIMIT).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), expected.len());
+    assert!(body.contains("ferry_adapter_received_total{pipeline=\"pipeline-3999\"} 1"));
+
     let _ = m.stop.send(true);
     timeout(LIMIT, m.task).await.unwrap().unwrap();
 }
