@@ -104,6 +104,10 @@ pub struct Metrics {
     /// `ferry_connection_errors_total{connection}` (extension): errors reported by the client.
     pub connection_errors: IntCounterVec,
 
+    /// `ferry_monitor_unanswered_total{reason}` (extension): monitor connections closed without an
+    /// answer (`evicted`, `head_timeout`, `answer_timeout`).
+    pub monitor_unanswered: IntCounterVec,
+
     /// `ferry_build_info{version}`: always 1; the label says which release runs.
     pub build_info: IntGaugeVec,
 }
@@ -278,6 +282,13 @@ impl Metrics {
                 "Errors the NATS client reported on the named connection.",
                 CONNECTION,
             ),
+            monitor_unanswered: counter(
+                r,
+                "ferry_monitor_unanswered_total",
+                "Connections the HTTP monitor closed without an answer, by reason \
+                 (evicted, head_timeout, answer_timeout).",
+                &["reason"],
+            ),
             build_info: gauge(
                 r,
                 "ferry_build_info",
@@ -394,6 +405,7 @@ mod tests {
         for vec in [&m.reconnects, &m.slow_consumers, &m.connection_errors] {
             vec.with_label_values(c).inc();
         }
+        m.monitor_unanswered.with_label_values(&["evicted"]).inc();
     }
 
     #[test]
@@ -428,6 +440,7 @@ mod tests {
             "ferry_reconnects_total",
             "ferry_slow_consumer_total",
             "ferry_connection_errors_total",
+            "ferry_monitor_unanswered_total",
             "ferry_build_info",
         ];
         for name in names {
