@@ -382,3 +382,130 @@ fn a_missing_file_is_named() {
         "{stderr}"
     );
 }
+
+/// Runs `ferry check -c path`, killing it if it has not finished within `deadline`: a file that
+/// would take the parser minutes or gigabytes must be refused at once.
+fn check_within(path: &Path, deadline: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = ferry_command()
+        .arg("check")
+        .arg("-c")
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferry binary runs");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ferry") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ferry check -c {} still ran after {deadline:?}",
+                path.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_end(&mut stdout).expect("stdout");
+    }
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_end(&mut stderr).expect("stderr");
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// `ferry check` refuses `yaml` within a few seconds with exactly one problem, `problem`.
+#[track_caller]
+fn assert_refused_quickly(yaml: &[u8], problem: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("ferry.yaml");
+    std::fs::write(&file, yaml).expect("write config");
+    let output = check_within(&file, std::time::Duration::from_secs(10));
+    assert_eq!(
+        text(&output.stderr),
+        format!("{}: 1 problem\n  {problem}\n", file.display())
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(text(&output.stdout), "");
+}
+
+#[test]
+fn an_alias_bomb_padded_past_the_parsers_repetition_limit_is_refused() {
+    // 17 KB: one anchored list of 3,500 values used 3,500 times would expand to 12 million
+    // values (about a gigabyte); the long list lifts the parser's own repetition limit.
+    let bomb = format!(
+        "state_dir: /tmp/x\nx: &a [{}]\ny: [{}]\n",
+        "1,".repeat(3_500),
+        "*a,".repeat(3_500)
+    );
+    assert_refused_quickly(
+        bomb.as_bytes(),
+        "YAML aliases would add more than 10000 values once expanded, the limit (each use of an alias copies its anchored node, the aliases inside it included): write the repeated settings out, or share fewer of them (at line 3, column 11)",
+    );
+    // Aliases of aliases ("billion laughs"): nine levels of nine uses.
+    let mut laughs =
+        String::from("state_dir: /tmp/x\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..10 {
+        let uses = vec![format!("*a{}", level - 1); 9].join(", ");
+        laughs.push_str(&format!("a{level}: &a{level} [{uses}]\n"));
+    }
+    assert_refused_quickly(
+        laughs.as_bytes(),
+        "YAML aliases would add more than 10000 values once expanded, the limit (each use of an alias copies its anchored node, the aliases inside it included): write the repeated settings out, or share fewer of them (at line 6, column 10)",
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    // 100,000 nested lists took the parser 20 s (its cost grows with the square of the depth).
+    let deep = format!("state_dir: {}", "[".repeat(100_000));
+    assert_refused_quickly(
+        deep.as_bytes(),
+        "lists and mappings nest more than 64 levels deep, the limit (a ferry config needs fewer than ten) (at line 1, column 75)",
+    );
+}
+
+#[test]
+fn a_file_over_one_mebibyte_is_refused() {
+    let mut big = b"state_dir: /tmp/x\n".to_vec();
+    big.extend(std::iter::repeat_n(b"# padding\n".as_slice(), 200_000).flatten());
+    assert_refused_quickly(
+        &big,
+        "the file is larger than 1048576 bytes (1 MiB), the limit for a config file: a ferry config is a few kilobytes, so check that this is the right file",
+    );
+}
+
+#[test]
+fn anchors_shared_between_pipelines_still_work() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    filter: &servers_only { match: [ { field: component, equals: server } ] }
+    output: { stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}" }
+  - name: lifecycle-archive
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    filter: *servers_only
+    output: { stream: FERRY_ARCHIVE, subject: "ferry.archive.{type}.{component}" }
+"#;
+    let (_dir, file) = write_config(yaml);
+    assert_valid(&check(&file, &[], &[]), &file);
+}
