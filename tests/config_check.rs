@@ -509,3 +509,52 @@ adapters:
     let (_dir, file) = write_config(yaml);
     assert_valid(&check(&file, &[], &[]), &file);
 }
+
+/// Every number `check` accepts, `run` can run: values past what the NATS client or server takes
+/// are refused with their path (they passed `check` before, then panicked or failed in `run`).
+#[test]
+fn numbers_beyond_what_ferry_can_run_are_refused_with_their_paths() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+    subscription_capacity: 2305843009213693952
+adapters:
+  - name: pass
+    kind: passthrough
+    connection: east
+    subjects: ["in.>"]
+    output:
+      stream: PASS
+      subject: "out.{subject}"
+      max_age: 106752d
+      duplicate_window: 106752d
+replicators:
+  - name: copy
+    from: { connection: east, stream: PASS }
+    to: { connection: east, stream: COPY, create: true, subject_prefix: copy, max_age: 150000d, duplicate_window: 106752d }
+    limit:
+      rate: 1e300/1ns
+      sample: { key: { field: sender }, interval: 53376d }
+    leader_election: { bucket: ELECT, ttl: 106752d }
+"#;
+    let (_dir, file) = write_config(yaml);
+    let output = check(&file, &[], &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let server = "must be at most 106751d (about 292 years): the NATS server reads durations as 64-bit nanoseconds";
+    let expected = [
+        "connections.east.subscription_capacity: is 2305843009213693952; must be at most 2305843009213693951, the most the NATS client's subscription buffer can hold (default 65536)".to_string(),
+        format!("adapters[0].output.max_age: is 106752d; {server}"),
+        format!("adapters[0].output.duplicate_window: is 106752d; {server}"),
+        format!("replicators[0].to.max_age: is 150000d; {server}"),
+        format!("replicators[0].to.duplicate_window: is 106752d; {server}"),
+        "replicators[0].limit.rate: is 1e300/1ns, more messages per second than a number can hold; write a rate a replicator could reach (e.g. 100000/s)".to_string(),
+        format!("replicators[0].leader_election.ttl: is 106752d; {server}"),
+        "replicators[0].limit.sample.interval: is 53376d; must be at most 53375d with leader_election: the shared sampling state is kept twice this long in a key-value bucket, and the NATS server takes at most 106751d".to_string(),
+    ];
+    let lines: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
+    assert_eq!(lines, expected, "{stderr}");
+    assert!(stderr.starts_with(&format!("{}: 8 problems\n", file.display())));
+}

@@ -40,6 +40,13 @@ pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// A leader stops copying this long before its election key could expire (SPEC section 8), so an
 /// election `ttl` must be longer than this or the leader would never copy.
 pub const ELECTION_SAFETY_MARGIN: Duration = Duration::from_secs(1);
+/// Longest duration the NATS server takes (a stream's `max_age` and `duplicate_window`, a
+/// key-value bucket's age): it reads them as signed 64-bit nanoseconds, about 292 years. Longer
+/// ones reach the server as negative numbers and every create is refused.
+pub const MAX_SERVER_DURATION: Duration = Duration::from_secs(106_751 * 86_400);
+/// Largest `subscription_capacity`: the NATS client buffers each subscription in a tokio channel,
+/// which panics when asked for more permits than this.
+pub const MAX_SUBSCRIPTION_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// The template tokens each decoder kind fills (`token.N` stands for `token.1`, `token.2`, ...).
 /// Kept consistent with each decoder's `accepts_token` by a unit test.
@@ -530,6 +537,28 @@ fn check_connection(out: &mut Problems, name: &str, connection: &ConnectionConfi
             format!("{base}.subscription_capacity"),
             "must be at least 1 (default 65536)",
         );
+    } else if connection.subscription_capacity > MAX_SUBSCRIPTION_CAPACITY {
+        out.push(
+            format!("{base}.subscription_capacity"),
+            format!(
+                "is {}; must be at most {MAX_SUBSCRIPTION_CAPACITY}, the most the NATS client's subscription buffer can hold (default 65536)",
+                connection.subscription_capacity
+            ),
+        );
+    }
+}
+
+/// A duration the NATS server will be given: at most [`MAX_SERVER_DURATION`].
+fn check_server_duration(out: &mut Problems, path: String, duration: Option<Duration>) {
+    if let Some(duration) = duration.filter(|d| *d > MAX_SERVER_DURATION) {
+        out.push(
+            path,
+            format!(
+                "is {}; must be at most {} (about 292 years): the NATS server reads durations as 64-bit nanoseconds",
+                format_duration(duration),
+                format_duration(MAX_SERVER_DURATION)
+            ),
+        );
     }
 }
 
@@ -747,6 +776,16 @@ fn check_adapter(out: &mut Problems, base: &str, adapter: &AdapterConfig, define
             ),
         );
     }
+    check_server_duration(
+        out,
+        format!("{base}.output.max_age"),
+        output.max_age.map(|d| d.0),
+    );
+    check_server_duration(
+        out,
+        format!("{base}.output.duplicate_window"),
+        output.duplicate_window.map(|d| d.0),
+    );
     if let Some(window) = output.duplicate_window {
         if adapter.kind == AdapterKind::ChoriaLifecycle && window.0 >= CHORIA_ALIVE_INTERVAL {
             out.push(
@@ -1279,6 +1318,36 @@ fn check_replicator(
                 ),
             );
         }
+        check_server_duration(out, format!("{path}.ttl"), Some(election.ttl.0));
+        check_shared_sampling_age(out, base, replicator);
+    }
+}
+
+/// With leader election, the sampling state is shared through a key-value bucket that keeps a
+/// record twice as long as a silent sender is remembered (`advisories.expire_after`, else
+/// `limit.sample.interval`), so that must be at most half of what the server takes.
+fn check_shared_sampling_age(out: &mut Problems, base: &str, replicator: &ReplicatorConfig) {
+    let Some(sample) = replicator.sample() else {
+        return;
+    };
+    // Half the server's limit, in whole days.
+    let limit = Duration::from_secs(MAX_SERVER_DURATION.as_secs() / 2 / 86_400 * 86_400);
+    let expire = replicator
+        .advisories
+        .as_ref()
+        .and_then(|a| a.expire_after)
+        .map(|d| (d.0, "advisories.expire_after"));
+    let (forget, key) = expire.unwrap_or((sample.interval.0, "limit.sample.interval"));
+    if forget > limit {
+        out.push(
+            format!("{base}.{key}"),
+            format!(
+                "is {}; must be at most {} with leader_election: the shared sampling state is kept twice this long in a key-value bucket, and the NATS server takes at most {}",
+                format_duration(forget),
+                format_duration(limit),
+                format_duration(MAX_SERVER_DURATION)
+            ),
+        );
     }
 }
 
@@ -1300,6 +1369,12 @@ fn check_target(out: &mut Problems, base: &str, replicator: &ReplicatorConfig) {
             }
         }
     }
+    check_server_duration(out, format!("{base}.to.max_age"), to.max_age.map(|d| d.0));
+    check_server_duration(
+        out,
+        format!("{base}.to.duplicate_window"),
+        to.duplicate_window.map(|d| d.0),
+    );
     if let Some(replicas) = to.replicas {
         if !(1..=MAX_REPLICAS).contains(&replicas) {
             out.push(
@@ -1330,6 +1405,14 @@ fn check_limit(out: &mut Problems, base: &str, replicator: &ReplicatorConfig, re
     };
     let path = format!("{base}.limit");
     if let Some(rate) = &limit.rate {
+        if !rate.per_second().is_finite() {
+            out.push(
+                format!("{path}.rate"),
+                format!(
+                    "is {rate}, more messages per second than a number can hold; write a rate a replicator could reach (e.g. 100000/s)"
+                ),
+            );
+        }
         if rate.burst() < 1.0 {
             out.push(
                 format!("{path}.rate"),
