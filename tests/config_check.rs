@@ -220,9 +220,10 @@ adapters:
         &[],
     );
     assert_eq!(output.status.code(), Some(1));
+    // Values from the environment are shown as their reference, never expanded.
     assert!(
         text(&output.stderr).contains(
-            "connections.east.servers[0]: \"http://127.0.0.1:4222\" has unsupported scheme"
+            "connections.east.servers[0]: \"${FERRY_CHECK_TEST_URL}\" has unsupported scheme"
         ),
         "{}",
         text(&output.stderr)
@@ -557,4 +558,77 @@ replicators:
     let lines: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
     assert_eq!(lines, expected, "{stderr}");
     assert!(stderr.starts_with(&format!("{}: 8 problems\n", file.display())));
+}
+
+/// `ferry check` never prints a secret: not a value from the environment (even where it lands in
+/// a number field, whose type error would quote it), not a token or password written in the file
+/// (even one with a broken `${`), not credentials in a server URL, and not at debug level either.
+#[test]
+fn check_never_prints_a_secret() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://ferry:url-pa55word@127.0.0.1:4222", "nats://${FERRY_CHECK_TEST_HOST}"]
+    subscription_capacity: "${FERRY_CHECK_TEST_SECRET}"
+    user: ferry
+    password: "lit3ral-pa55${word"
+  west:
+    servers: ["tls://t0ken-in-url@127.0.0.1:4223"]
+    tls: {}
+    token: 98765432101
+adapters:
+  - name: pass
+    kind: passthrough
+    connection: east
+    subjects: ["in.${FERRY_CHECK_TEST_SECRET}.>"]
+    max_in_flight: "${FERRY_CHECK_TEST_SECRET}"
+    output: { stream: PASS, subject: "out.{subject}" }
+"#;
+    let (_dir, file) = write_config(yaml);
+    let secrets = [
+        "s3cret-from-env",
+        "url-pa55word",
+        "lit3ral-pa55",
+        "t0ken-in-url",
+        "98765432101",
+        "host-pa55",
+    ];
+    let env = [
+        ("FERRY_CHECK_TEST_SECRET", "s3cret-from-env"),
+        ("FERRY_CHECK_TEST_HOST", "u:host-pa55@h:zz"),
+    ];
+    for level in ["warn", "debug", "trace"] {
+        let mut command = ferry_command();
+        command
+            .args(["check", "--log-level", level, "-c"])
+            .arg(&file);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("ferry check");
+        let stdout = text(&output.stdout);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        for secret in secrets {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "{secret} printed at --log-level {level}:\n{stdout}{stderr}"
+            );
+        }
+        let problems: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
+        assert_eq!(
+            problems,
+            [
+                "connections.east.password: unterminated \"${\" at character 13 (close it with '}', or write $${ for a literal ${)",
+                "connections.east.subscription_capacity: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize",
+                "connections.west.token: invalid type: integer `***`, expected a string (quote it)",
+                "adapters[0].max_in_flight: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize",
+                "connections.east.servers[0]: \"nats://***@127.0.0.1:4222\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
+                "connections.east.servers[1]: \"nats://***@h:zz\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
+                "connections.west.servers[0]: \"tls://***@127.0.0.1:4223\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
+            ],
+            "{stderr}"
+        );
+    }
 }

@@ -10,6 +10,7 @@
 pub mod expand;
 pub mod permissions;
 pub mod prescan;
+pub mod redact;
 pub mod replicator;
 pub mod schema;
 pub mod units;
@@ -143,7 +144,9 @@ pub fn parse_with_env(
         )])
     })?;
     let mut problems = Vec::new();
-    expand::expand_value(&mut root, "", lookup, &mut problems);
+    let mut secrets = redact::Secrets::default();
+    expand::expand_value(&mut root, "", lookup, &mut problems, &mut secrets);
+    secrets.collect_connection_secrets(&root, &problems);
     let Value::Mapping(mut top) = root else {
         return Err(fail(vec![Problem::new(
             "",
@@ -241,7 +244,12 @@ pub fn parse_with_env(
     if problems.is_empty() {
         Ok(config)
     } else {
-        Err(fail(problems))
+        Err(fail(
+            problems
+                .into_iter()
+                .map(|problem| secrets.redact(problem))
+                .collect(),
+        ))
     }
 }
 

@@ -16,7 +16,7 @@
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
 
-use unsafe_libyaml_norway as sys;
+use unsafe_libyaml_norway as unsafe_yaml;
 
 /// Largest config file. A ferry config is a few kilobytes; the reference file with every key
 /// documented is under 20 KiB.
@@ -170,7 +170,7 @@ enum Event {
 /// C library with its C interface, so this is the one place that calls it directly.
 struct EventParser<'input> {
     /// Boxed because the parser points at itself once its input is set: it must not move.
-    parser: Box<MaybeUninit<sys::yaml_parser_t>>,
+    parser: Box<MaybeUninit<unsafe_yaml::yaml_parser_t>>,
     /// The parser reads this slice; the borrow keeps it alive as long as the parser.
     _input: &'input [u8],
     /// Whether `yaml_parser_initialize` succeeded, so `drop` must delete the parser.
@@ -181,16 +181,16 @@ struct EventParser<'input> {
 
 impl<'input> EventParser<'input> {
     fn new(input: &'input [u8]) -> EventParser<'input> {
-        let mut parser = Box::new(MaybeUninit::<sys::yaml_parser_t>::uninit());
+        let mut parser = Box::new(MaybeUninit::<unsafe_yaml::yaml_parser_t>::uninit());
         let raw = parser.as_mut_ptr();
         // SAFETY: `raw` points at writable memory for a parser, which `yaml_parser_initialize`
         // fills in (it only fails when it cannot allocate its buffers). The input slice outlives
         // the parser (the `'input` borrow), and the parser is deleted exactly once, in `drop`.
         let initialized = unsafe {
-            let ok = sys::yaml_parser_initialize(raw).ok;
+            let ok = unsafe_yaml::yaml_parser_initialize(raw).ok;
             if ok {
-                sys::yaml_parser_set_encoding(raw, sys::YAML_UTF8_ENCODING);
-                sys::yaml_parser_set_input_string(raw, input.as_ptr(), input.len() as u64);
+                unsafe_yaml::yaml_parser_set_encoding(raw, unsafe_yaml::YAML_UTF8_ENCODING);
+                unsafe_yaml::yaml_parser_set_input_string(raw, input.as_ptr(), input.len() as u64);
             }
             ok
         };
@@ -205,44 +205,46 @@ impl<'input> EventParser<'input> {
 
     /// The next event and where it starts, or `None` at the end of the stream or at a syntax
     /// error (left for the deserializer to report).
-    fn next(&mut self) -> Option<(Event, sys::yaml_mark_t)> {
+    fn next(&mut self) -> Option<(Event, unsafe_yaml::yaml_mark_t)> {
         if self.done {
             return None;
         }
         let raw = self.parser.as_mut_ptr();
-        let mut event = MaybeUninit::<sys::yaml_event_t>::uninit();
+        let mut event = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
         // SAFETY: the parser was initialised in `new` (`done` is false otherwise) and has not been
         // deleted. `yaml_parser_parse` fills `event` when it succeeds; only then is it read, and
         // it is deleted right after its fields are copied out.
         unsafe {
-            if !sys::yaml_parser_parse(raw, event.as_mut_ptr()).ok {
+            if !unsafe_yaml::yaml_parser_parse(raw, event.as_mut_ptr()).ok {
                 self.done = true;
                 return None;
             }
             let event = event.as_mut_ptr();
             let mark = (*event).start_mark;
             let converted = match (*event).type_ {
-                sys::YAML_STREAM_END_EVENT => {
+                unsafe_yaml::YAML_STREAM_END_EVENT => {
                     self.done = true;
                     Event::Other
                 }
-                sys::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
-                sys::YAML_SEQUENCE_START_EVENT => Event::Start {
+                unsafe_yaml::YAML_DOCUMENT_START_EVENT => Event::DocumentStart,
+                unsafe_yaml::YAML_SEQUENCE_START_EVENT => Event::Start {
                     anchor: anchor((*event).data.sequence_start.anchor),
                 },
-                sys::YAML_MAPPING_START_EVENT => Event::Start {
+                unsafe_yaml::YAML_MAPPING_START_EVENT => Event::Start {
                     anchor: anchor((*event).data.mapping_start.anchor),
                 },
-                sys::YAML_SEQUENCE_END_EVENT | sys::YAML_MAPPING_END_EVENT => Event::End,
-                sys::YAML_SCALAR_EVENT => Event::Scalar {
+                unsafe_yaml::YAML_SEQUENCE_END_EVENT | unsafe_yaml::YAML_MAPPING_END_EVENT => {
+                    Event::End
+                }
+                unsafe_yaml::YAML_SCALAR_EVENT => Event::Scalar {
                     anchor: anchor((*event).data.scalar.anchor),
                 },
-                sys::YAML_ALIAS_EVENT => Event::Alias {
+                unsafe_yaml::YAML_ALIAS_EVENT => Event::Alias {
                     anchor: anchor((*event).data.alias.anchor).unwrap_or_default(),
                 },
                 _ => Event::Other,
             };
-            sys::yaml_event_delete(event);
+            unsafe_yaml::yaml_event_delete(event);
             Some((converted, mark))
         }
     }
@@ -270,7 +272,7 @@ impl Drop for EventParser<'_> {
             return;
         }
         // SAFETY: the parser was initialised in `new` and is deleted only here.
-        unsafe { sys::yaml_parser_delete(self.parser.as_mut_ptr()) };
+        unsafe { unsafe_yaml::yaml_parser_delete(self.parser.as_mut_ptr()) };
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use ferry_adapter::Decoder;
 
+use super::redact::{redact_url, split_userinfo};
 use super::replicator::{parse_start_time, ReplicatorConfig, SampleKey, StartPosition};
 use super::schema::{AdapterConfig, AdapterKind, Config, ConnectionConfig, FilterConfig};
 use super::units::{format_duration, format_size};
@@ -318,16 +319,20 @@ fn valid_host_name(host: &str) -> bool {
         })
 }
 
-/// Checks one server address: `scheme://[user[:pass]@]host[:port]` with scheme nats, tls, ws or
-/// wss, or a bare `host[:port]`. Returns the scheme (lowercase; `nats` when bare).
+/// Checks one server address: `scheme://host[:port]` with scheme nats, tls, ws or wss, or a bare
+/// `host[:port]`. Returns the scheme (lowercase; `nats` when bare). Credentials in the URL
+/// (`user:pass@`, `token@`) are refused: the NATS client does not send them, and a URL is shown in
+/// logs and errors, so they belong in the connection's `user`/`password` or `token`.
 fn check_server(url: &str) -> Result<String, String> {
     let hint =
         "use e.g. nats://10.0.0.1:4222, tls://nats.example.com:4222 or wss://nats.example.com";
     if url.trim().is_empty() {
         return Err(format!("is empty ({hint})"));
     }
+    // Credentials in the URL are never shown, and never used: see below.
+    let shown = redact_url(url);
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{url:?} contains whitespace ({hint})"));
+        return Err(format!("{shown:?} contains whitespace ({hint})"));
     }
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
@@ -335,50 +340,55 @@ fn check_server(url: &str) -> Result<String, String> {
     };
     if !matches!(scheme.as_str(), "nats" | "tls" | "ws" | "wss") {
         return Err(format!(
-            "{url:?} has unsupported scheme {scheme:?} (use nats://, tls://, ws:// or wss://)"
+            "{shown:?} has unsupported scheme {scheme:?} (use nats://, tls://, ws:// or wss://)"
         ));
     }
-    let after_user = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    if split_userinfo(url).is_some() {
+        return Err(format!(
+            "{shown:?} carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${{NATS_PASSWORD}}\") or token"
+        ));
+    }
+    let after_user = rest;
     let (host_port, path) = match after_user.find('/') {
         Some(slash) => (&after_user[..slash], &after_user[slash..]),
         None => (after_user, ""),
     };
     if !path.is_empty() && path != "/" && !scheme.starts_with("ws") {
         return Err(format!(
-            "{url:?} has a path, which only ws:// and wss:// servers can have ({hint})"
+            "{shown:?} has a path, which only ws:// and wss:// servers can have ({hint})"
         ));
     }
     let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
         let Some((ip, tail)) = bracketed.split_once(']') else {
-            return Err(format!("{url:?} has an unclosed '[' ({hint})"));
+            return Err(format!("{shown:?} has an unclosed '[' ({hint})"));
         };
         if ip.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("{url:?} has an invalid IPv6 address {ip:?}"));
+            return Err(format!("{shown:?} has an invalid IPv6 address {ip:?}"));
         }
         match tail {
             "" => (ip, None),
             _ => match tail.strip_prefix(':') {
                 Some(port) => (ip, Some(port)),
-                None => return Err(format!("{url:?}: expected ':port' after ']' ({hint})")),
+                None => return Err(format!("{shown:?}: expected ':port' after ']' ({hint})")),
             },
         }
     } else {
         match host_port.split_once(':') {
             Some((host, port)) if port.contains(':') => {
                 return Err(format!(
-                    "{url:?}: write an IPv6 address in brackets, e.g. nats://[::1]:4222 ({host}...)"
-                ))
+                "{shown:?}: write an IPv6 address in brackets, e.g. nats://[::1]:4222 ({host}...)"
+            ))
             }
             Some((host, port)) => {
                 if host.parse::<IpAddr>().is_err() && !valid_host_name(host) {
-                    return Err(format!("{url:?} has an invalid host {host:?} ({hint})"));
+                    return Err(format!("{shown:?} has an invalid host {host:?} ({hint})"));
                 }
                 (host, Some(port))
             }
             None => {
                 if host_port.parse::<IpAddr>().is_err() && !valid_host_name(host_port) {
                     return Err(format!(
-                        "{url:?} has an invalid host {host_port:?} ({hint})"
+                        "{shown:?} has an invalid host {host_port:?} ({hint})"
                     ));
                 }
                 (host_port, None)
@@ -386,11 +396,11 @@ fn check_server(url: &str) -> Result<String, String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("{url:?} has no host ({hint})"));
+        return Err(format!("{shown:?} has no host ({hint})"));
     }
     if let Some(port) = port {
         if port.parse::<u16>().is_err() {
-            return Err(format!("{url:?} has an invalid port {port:?} ({hint})"));
+            return Err(format!("{shown:?} has an invalid port {port:?} ({hint})"));
         }
     }
     Ok(scheme)
@@ -1822,6 +1832,11 @@ adapters:
             ("nats://a b:4222", "whitespace"),
             ("nats://x:4222/path", "has a path"),
             ("nats://::1:4222", "IPv6"),
+            (
+                "nats://user:pw@host.example.com:4222",
+                "carries credentials",
+            ),
+            ("tls://t0ken@host.example.com:4222", "carries credentials"),
         ] {
             assert_problem(
                 &broken("\"10.0.0.2:4222\"", &format!("{bad:?}")),
@@ -1830,7 +1845,6 @@ adapters:
             );
         }
         for good in [
-            "nats://user:pw@host.example.com:4222",
             "ws://127.0.0.1:8080/nats",
             "wss://nats.example.com",
             "nats://[::1]:4222",
