@@ -60,14 +60,17 @@ struct Scan {
     expanded: u64,
     /// Of those, the nodes that aliases added.
     from_aliases: u64,
-    /// Per anchor: the expanded size and height (levels of nesting) of its node.
+    /// Per anchor: its node, once complete. An anchor is defined from where its node starts, as
+    /// the deserializer reads it, so an alias inside the node refers to the node itself.
     anchors: std::collections::HashMap<Vec<u8>, Anchored>,
 }
 
 #[derive(Clone, Copy)]
-struct Anchored {
-    nodes: u64,
-    height: usize,
+enum Anchored {
+    /// The node has started and not ended yet.
+    Open,
+    /// Its size with aliases expanded, and its height (levels of nesting).
+    Complete { nodes: u64, height: usize },
 }
 
 struct Open {
@@ -83,6 +86,9 @@ impl Scan {
         match event {
             Event::Start { anchor } => {
                 self.expanded = self.expanded.saturating_add(1);
+                if let Some(anchor) = &anchor {
+                    self.anchors.insert(anchor.clone(), Anchored::Open);
+                }
                 self.open.push(Open {
                     anchor,
                     expanded_before: self.expanded - 1,
@@ -100,14 +106,15 @@ impl Scan {
                     if let Some(anchor) = closed.anchor {
                         let nodes = self.expanded - closed.expanded_before;
                         let height = closed.height;
-                        self.anchors.insert(anchor, Anchored { nodes, height });
+                        self.anchors
+                            .insert(anchor, Anchored::Complete { nodes, height });
                     }
                 }
             }
             Event::Scalar { anchor } => {
                 self.expanded = self.expanded.saturating_add(1);
                 if let Some(anchor) = anchor {
-                    let node = Anchored {
+                    let node = Anchored::Complete {
                         nodes: 1,
                         height: 0,
                     };
@@ -115,23 +122,30 @@ impl Scan {
                 }
             }
             Event::Alias { anchor } => {
-                // An unknown anchor is the parser's error to report; it adds nothing here.
-                let Some(node) = self.anchors.get(&anchor).copied() else {
-                    return Ok(());
+                let (nodes, height) = match self.anchors.get(&anchor) {
+                    Some(Anchored::Complete { nodes, height }) => (*nodes, *height),
+                    Some(Anchored::Open) => {
+                        return Err(format!(
+                            "the alias *{} is inside the node it refers to, which would repeat it without end",
+                            String::from_utf8_lossy(&anchor)
+                        ))
+                    }
+                    // An unknown anchor is the parser's error to report; it adds nothing here.
+                    None => return Ok(()),
                 };
-                self.expanded = self.expanded.saturating_add(node.nodes);
-                self.from_aliases = self.from_aliases.saturating_add(node.nodes);
+                self.expanded = self.expanded.saturating_add(nodes);
+                self.from_aliases = self.from_aliases.saturating_add(nodes);
                 if self.from_aliases > MAX_ALIAS_NODES {
                     return Err(format!(
                         "YAML aliases would add more than {MAX_ALIAS_NODES} values once expanded, the limit (each use of an alias copies its anchored node, the aliases inside it included): write the repeated settings out, or share fewer of them"
                     ));
                 }
-                if self.open.len() + node.height > MAX_DEPTH {
+                if self.open.len() + height > MAX_DEPTH {
                     return Err(format!(
                         "an alias nests lists and mappings more than {MAX_DEPTH} levels deep, the limit"
                     ));
                 }
-                self.child_height(node.height);
+                self.child_height(height);
             }
             Event::DocumentStart => self.anchors.clear(),
             Event::Other => {}
@@ -370,6 +384,19 @@ mod tests {
         assert_eq!(check(deep.as_bytes()), Ok(()));
         let nested_use = format!("{deep}b: {}*a{}\n", "[".repeat(30), "]".repeat(30));
         assert!(refused(&nested_use).starts_with("an alias nests lists and mappings more than 64"));
+    }
+
+    #[test]
+    fn an_alias_inside_its_own_node_is_refused() {
+        assert_eq!(
+            refused("a: &a {b: [1, *a]}\n"),
+            "the alias *a is inside the node it refers to, which would repeat it without end (at line 1, column 15)"
+        );
+        // A redefined anchor names the new node from where it starts (as the deserializer reads
+        // it), so an alias inside that node is a cycle too.
+        assert_eq!(check(b"a: &a [1]\nb: &a [*a, *a]\nc: *a\n"), Err(
+            "the alias *a is inside the node it refers to, which would repeat it without end (at line 2, column 8)".into()
+        ));
     }
 
     #[test]

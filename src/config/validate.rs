@@ -1086,14 +1086,12 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
         .filter(|(_, a)| a.output.create)
         .map(|(i, a)| (i, a.stream_subjects()))
         .collect();
+    // At most one problem per adapter (the first conflict), so a file of many alike adapters
+    // gets a list as long as the file, not one entry per pair.
     for (later, (j, subjects_j)) in created.iter().enumerate() {
         let b = &adapters[*j];
-        for (i, subjects_i) in created.iter().take(later) {
-            let a = &adapters[*i];
-            if a.output_connection() != b.output_connection() {
-                continue;
-            }
-            let path = format!(
+        let path = || {
+            format!(
                 "{}.output.{}",
                 paths[*j],
                 if b.output.stream_subjects.is_some() {
@@ -1101,7 +1099,13 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                 } else {
                     "subject"
                 }
-            );
+            )
+        };
+        for (i, subjects_i) in created.iter().take(later) {
+            let a = &adapters[*i];
+            if a.output_connection() != b.output_connection() {
+                continue;
+            }
             if a.output.stream == b.output.stream {
                 let mut sorted_a = subjects_i.clone();
                 let mut sorted_b = subjects_j.clone();
@@ -1109,7 +1113,7 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                 sorted_b.sort();
                 if sorted_a != sorted_b {
                     out.push(
-                        path,
+                        path(),
                         format!(
                             "stream {} is also created by {} with subjects [{}] but here with [{}]: whichever starts first decides; give both the same output.stream_subjects",
                             b.output.stream,
@@ -1118,6 +1122,7 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                             subjects_j.join(", ")
                         ),
                     );
+                    break;
                 }
                 continue;
             }
@@ -1128,7 +1133,7 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                     .map(|y| (x, y))
             }) {
                 out.push(
-                    path,
+                    path(),
                     format!(
                         "stream subject {x:?} of stream {} overlaps {y:?} of stream {} ({}) on connection {}: a subject can belong to only one stream, so the server would refuse one of them",
                         b.output.stream,
@@ -1137,6 +1142,7 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                         b.output_connection()
                     ),
                 );
+                break;
             }
         }
     }
