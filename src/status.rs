@@ -148,9 +148,9 @@ pub enum ConnectionState {
 /// One named NATS connection on `/status`.
 ///
 /// Its `last_error` says why it failed (the server refused the credentials, nothing listens,
-/// the TLS handshake failed...). While it is not up, every pipeline using it that is not ready
-/// shows that cause as its `reason` (on `/readyz` too) and `last_error`, because it is the cause
-/// of whatever the pipeline itself sees (a timeout, "connection is down").
+/// the TLS handshake failed...). While it is not up, every pipeline using it that is starting or
+/// disconnected shows that cause as its `reason` (on `/readyz` too) and `last_error`, because it
+/// is the cause of whatever the pipeline itself sees (a timeout, "connection is down").
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionStatus {
     pub name: String,
@@ -164,13 +164,17 @@ pub struct ConnectionStatus {
     pub since: String,
 }
 
-/// `status` with the cause of a connection it uses, when it is not ready and that connection is
-/// not up for a known cause.
+/// `status` with the cause of a connection it uses, when it is starting or disconnected (the
+/// states a connection keeps it in) and that connection is not up for a known cause. A paused or
+/// failed pipeline keeps its own reason.
 fn with_connection_cause(
     mut status: PipelineStatus,
     connections: &BTreeMap<String, ConnectionStatus>,
 ) -> PipelineStatus {
-    if status.state.is_ready() || status.state == PipelineState::Stopping {
+    if !matches!(
+        status.state,
+        PipelineState::Starting | PipelineState::Disconnected
+    ) {
         return status;
     }
     let cause = connections.values().find(|connection| {
