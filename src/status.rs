@@ -6,8 +6,9 @@
 //! so an async lock would only add cost. A poisoned lock is recovered rather than propagated, because
 //! the status of a pipeline must never take the process down.
 //!
-//! The board holds no configuration, so `/status` can never leak a secret: errors are recorded as
-//! their display text, which the connection layer keeps free of credentials.
+//! The board holds no configuration, so `/status` can never leak a secret: errors and reasons are
+//! recorded as their display text, which the connection layer keeps free of credentials, and pass
+//! through the same filter of known secrets as the log (`logging::redact`).
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -235,6 +236,7 @@ impl StatusBoard {
     /// Sets state and reason; `since` moves only when the state actually changes, so repeated
     /// reports of the same state do not hide how long it has lasted.
     pub fn set_state(&self, name: &str, state: PipelineState, reason: Option<String>) {
+        let reason = reason.map(|text| crate::logging::redact(&text).into_owned());
         self.update(name, |status| status.change_state(state, reason));
     }
 
@@ -635,6 +637,24 @@ mod tests {
             Some("connection east: h:1: authorization violation")
         );
         assert_eq!(board.to_json()["connections"][0]["state"], "up");
+    }
+
+    #[test]
+    fn known_secrets_never_reach_the_board() {
+        crate::logging::hide_secret("status-test-s3cret");
+        let board = StatusBoard::new("dc1");
+        board.register("a", PipelineKind::Adapter);
+        board.register_connection("east", vec!["a".into()]);
+        board.set_state(
+            "a",
+            PipelineState::Failed,
+            Some("bad status-test-s3cret".into()),
+        );
+        board.record_error("a", "refused status-test-s3cret");
+        board.record_connection_error("east", "x status-test-s3cret");
+        let json = board.to_json().to_string();
+        assert!(!json.contains("status-test-s3cret"), "{json}");
+        assert_eq!(board.snapshot()[0].reason.as_deref(), Some("bad ***"));
     }
 
     #[test]
