@@ -150,8 +150,9 @@ pub enum ConnectionState {
 ///
 /// Its `last_error` says why it failed (the server refused the credentials, nothing listens,
 /// the TLS handshake failed...). While it is not up, every pipeline using it that is starting or
-/// disconnected shows that cause as its `reason` (on `/readyz` too) and `last_error`, because it
-/// is the cause of whatever the pipeline itself sees (a timeout, "connection is down").
+/// disconnected shows that cause in its `reason` (on `/readyz` too: `connection east is down:
+/// CAUSE`, next to what the pipeline says itself) and as its `last_error`, because it is the
+/// cause of whatever the pipeline itself sees (a timeout, "connection is down").
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionStatus {
     pub name: String,
@@ -184,8 +185,15 @@ fn with_connection_cause(
             && connection.pipelines.contains(&status.name)
     });
     if let Some(connection) = cause {
-        let error = connection.last_error.clone().unwrap_or_default();
-        status.reason = Some(format!("connection {} is down: {error}", connection.name));
+        let error = connection.last_error.as_deref().unwrap_or_default();
+        let down = format!("connection {} is down", connection.name);
+        let with_cause = format!("{down}: {error}");
+        // The pipeline's own words stay ("spooling", what timed out); the cause goes with them.
+        status.reason = Some(match status.reason.take() {
+            None => with_cause,
+            Some(own) if own.contains(&down) => own.replacen(&down, &with_cause, 1),
+            Some(own) => format!("{own} ({with_cause})"),
+        });
         status.last_error = Some(format!("connection {}: {error}", connection.name));
         status.last_error_at = connection.last_error_at.clone();
     }
@@ -616,6 +624,25 @@ mod tests {
             a.reason.as_deref(),
             Some("connection east is down: h:1: authorization violation")
         );
+        board.set_state(
+            "a",
+            PipelineState::Disconnected,
+            Some("spooling: connection east is down".into()),
+        );
+        assert_eq!(
+            board.snapshot()[0].reason.as_deref(),
+            Some("spooling: connection east is down: h:1: authorization violation")
+        );
+        board.set_state(
+            "a",
+            PipelineState::Disconnected,
+            Some("request timed out".into()),
+        );
+        assert_eq!(
+            board.snapshot()[0].reason.as_deref(),
+            Some("request timed out (connection east is down: h:1: authorization violation)")
+        );
+        board.set_state("a", PipelineState::Disconnected, None);
         assert_eq!(
             a.last_error.as_deref(),
             Some("connection east: h:1: authorization violation")
