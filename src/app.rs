@@ -67,7 +67,7 @@ pub async fn run_until(
         None => None,
     };
 
-    let connections = open_connections(&config, &instance, &metrics).await?;
+    let connections = open_connections(&config, &instance, &metrics, &board).await?;
     let (stop_pipelines, pipelines_stop) = watch::channel(false);
     let supervision = |name: &str| Supervision {
         name: name.to_string(),
@@ -185,11 +185,13 @@ pub async fn run_until(
     Ok(())
 }
 
-/// One client per connection name that a pipeline uses.
+/// One client per connection name that a pipeline uses, each registered on `board` with the
+/// pipelines using it (so a connection's failure shows on theirs).
 async fn open_connections(
     config: &Config,
     instance: &str,
     metrics: &Arc<Metrics>,
+    board: &Arc<StatusBoard>,
 ) -> Result<BTreeMap<String, Connection>, RunError> {
     let mut used: Vec<&str> = Vec::new();
     for adapter in &config.adapters {
@@ -209,7 +211,21 @@ async fn open_connections(
                 "connection {name:?} is not defined under connections (run `ferry check`)"
             )));
         };
-        let connection = connect::connect(name, settings, instance, metrics.clone())
+        let users = config
+            .adapters
+            .iter()
+            .filter(|a| a.connection == name || a.output_connection() == name)
+            .map(|a| a.name.clone())
+            .chain(
+                config
+                    .replicators
+                    .iter()
+                    .filter(|r| r.from.connection == name || r.to.connection == name)
+                    .map(|r| r.name.clone()),
+            )
+            .collect();
+        board.register_connection(name, users);
+        let connection = connect::connect(name, settings, instance, metrics.clone(), board.clone())
             .await
             .map_err(|error| match error {
                 ConnectError::File { .. } | ConnectError::Invalid { .. } => {

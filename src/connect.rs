@@ -5,18 +5,26 @@
 //! and a NATS server that is down at start or restarts later must never stop it. Every connection
 //! event is counted in the metrics and logged once, so an outage shows up as one line and one
 //! counter step rather than a flood.
+//!
+//! Why a connect fails is named: the server refused the credentials, nothing listens, the TLS
+//! handshake failed... The client's own failure event only says "IO error", so the cause is read
+//! from the per-server errors the client keeps, which it hands to ferry before each new attempt.
+//! The cause is logged once (repeats of the same cause once per interval, with the number held
+//! back) and recorded on the status board: `/status` shows it as the connection's `last_error`
+//! and, for the pipelines using it, as their reason and last error, which `/readyz` repeats.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::ContextBuilder};
-use async_nats::{Client, ConnectOptions, Event};
+use async_nats::{Client, ConnectOptions, Event, ServerError};
 
 use crate::config::schema::ConnectionConfig;
-use crate::logging::LogLimiter;
+use crate::logging::{self, LogLimiter};
 use crate::metrics::Metrics;
+use crate::status::StatusBoard;
 
 /// How long JetStream API calls and publish acks may take before ferry treats them as failed.
 pub const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,14 +84,16 @@ impl Connection {
 }
 
 /// Opens the connection named `name`. Returns at once even when no server is reachable yet: the
-/// client keeps trying in the background.
+/// client keeps trying in the background. Its state and failures are reported on `board` (where
+/// the caller registered it with the pipelines using it).
 pub async fn connect(
     name: &str,
     config: &ConnectionConfig,
     instance: &str,
     metrics: Arc<Metrics>,
+    board: Arc<StatusBoard>,
 ) -> Result<Connection, ConnectError> {
-    let options = options(name, config, instance, metrics).await?;
+    let options = options(name, config, instance, metrics, board).await?;
     let client = options
         .connect(config.servers.clone())
         .await
@@ -103,10 +113,12 @@ async fn options(
     config: &ConnectionConfig,
     instance: &str,
     metrics: Arc<Metrics>,
+    board: Arc<StatusBoard>,
 ) -> Result<ConnectOptions, ConnectError> {
     let mut options = ConnectOptions::new();
     if let Some(path) = &config.credentials {
         ensure_readable(name, "credentials", path)?;
+        hide_seeds_in(path);
         options = options
             .credentials_file(path)
             .await
@@ -135,12 +147,15 @@ async fn options(
                     path.display()
                 ),
             })?;
+        logging::hide_secret(seed);
         options = options.nkey(seed.to_string());
     }
     if let Some(token) = &config.token {
+        logging::hide_secret(token.expose());
         options = options.token(token.expose().to_string());
     }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
+        logging::hide_secret(password.expose());
         options = options.user_and_password(user.clone(), password.expose().to_string());
     }
     let wants_tls = config.servers.iter().any(|s| s.starts_with("tls://"));
@@ -172,26 +187,63 @@ async fn options(
     metrics.reconnects.with_label_values(&[name]);
     metrics.slow_consumers.with_label_values(&[name]);
     let state = Arc::new(EventState {
+        name: name.to_string(),
+        auth_hint: auth_hint(name, config),
         ever_connected: AtomicBool::new(false),
         errors: LogLimiter::new(Duration::from_secs(30)),
+        cause: Mutex::new(None),
+        cause_repeats: LogLimiter::new(Duration::from_secs(30)),
+        metrics,
+        board,
     });
-    let name = name.to_string();
     let client_name = config
         .name
         .clone()
         .unwrap_or_else(|| format!("ferry {instance} {name}"));
+    let before_attempt = state.clone();
     Ok(options
         .name(client_name)
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
         .subscription_capacity(config.subscription_capacity.max(1))
+        // Called before every connect attempt with each server's last error; `None` keeps the
+        // client's own choice of server.
+        .reconnect_to_server_callback(move |servers, _| {
+            before_attempt.on_attempt(&servers);
+            std::future::ready(None)
+        })
         .event_callback(move |event| {
-            let name = name.clone();
-            let metrics = metrics.clone();
             let state = state.clone();
-            async move { on_event(&name, &metrics, &state, event) }
+            async move { state.on_event(event) }
         }))
+}
+
+/// Hides the nkey seeds of a `.creds` file from logs (the JWT is not secret; its seed is).
+fn hide_seeds_in(path: &Path) {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('S') && line.len() > 50 && !line.contains(' ') {
+                logging::hide_secret(line);
+            }
+        }
+    }
+}
+
+/// What to check when the server refuses the credentials: the keys this connection sets.
+fn auth_hint(name: &str, config: &ConnectionConfig) -> String {
+    let base = format!("connections.{name}");
+    if config.credentials.is_some() {
+        format!("check {base}.credentials")
+    } else if config.nkey.is_some() {
+        format!("check {base}.nkey")
+    } else if config.token.is_some() {
+        format!("check {base}.token")
+    } else if config.user.is_some() {
+        format!("check {base}.user and password")
+    } else {
+        format!("the server requires authentication: set credentials, nkey, token or user and password on {base}")
+    }
 }
 
 fn ensure_readable(connection: &str, key: &'static str, path: &Path) -> Result<(), ConnectError> {
@@ -205,59 +257,196 @@ fn ensure_readable(connection: &str, key: &'static str, path: &Path) -> Result<(
         })
 }
 
-/// What the event handler remembers between events of one connection.
+/// What the event handlers of one connection share.
 struct EventState {
+    name: String,
+    /// The fix for an authorization violation (the keys to check).
+    auth_hint: String,
     /// Tells a first connect from a reconnect.
     ever_connected: AtomicBool,
+    /// Server and client errors once connected (permissions and the like).
     errors: LogLimiter,
+    /// The cause of the current failure to connect, as last logged.
+    cause: Mutex<Option<String>>,
+    /// Repeats of the same cause.
+    cause_repeats: LogLimiter,
+    metrics: Arc<Metrics>,
+    board: Arc<StatusBoard>,
 }
 
-/// Counts and logs one client event.
-fn on_event(name: &str, metrics: &Metrics, state: &EventState, event: Event) {
-    let ever_connected = &state.ever_connected;
-    let labels = [name];
-    match &event {
-        Event::Connected => {
-            metrics.connection_state.with_label_values(&labels).set(1);
-            if ever_connected.swap(true, Ordering::Relaxed) {
-                metrics.reconnects.with_label_values(&labels).inc();
-                tracing::info!(connection = %name, "reconnected to NATS");
-            } else {
-                tracing::info!(connection = %name, "connected to NATS");
+impl EventState {
+    /// Before a connect attempt: reports why the previous ones failed.
+    fn on_attempt(&self, servers: &[async_nats::Server]) {
+        let mut failures: Vec<String> = servers
+            .iter()
+            .filter(|server| server.failed_attempts > 0)
+            .filter_map(|server| {
+                let error = server.last_error.as_deref()?;
+                let address = format!("{}:{}", server.addr.host(), server.addr.port());
+                Some(describe_failure(
+                    &address,
+                    error,
+                    &self.name,
+                    &self.auth_hint,
+                ))
+            })
+            .collect();
+        failures.sort();
+        failures.dedup();
+        if !failures.is_empty() {
+            self.report_cause(failures.join("; "));
+        }
+    }
+
+    /// Logs `cause` once when it is new, and its repeats once per interval; records it on the
+    /// status board.
+    fn report_cause(&self, cause: String) {
+        let cause = logging::redact(&cause).into_owned();
+        let mut last = self.cause.lock().unwrap_or_else(|p| p.into_inner());
+        let name = &self.name;
+        if last.as_deref() != Some(cause.as_str()) {
+            tracing::error!(connection = %name, %cause, "cannot connect to NATS; retrying");
+            *last = Some(cause.clone());
+            // Repeats of this cause are counted from now.
+            let _ = self.cause_repeats.allow();
+        } else if let Some(suppressed) = self.cause_repeats.allow() {
+            tracing::error!(connection = %name, %cause, repeats = suppressed, "still cannot connect to NATS; retrying");
+        }
+        drop(last);
+        self.board.record_connection_error(name, &cause);
+    }
+
+    /// Counts and logs one client event.
+    fn on_event(&self, event: Event) {
+        let (name, metrics) = (self.name.as_str(), &self.metrics);
+        let labels = [name];
+        match &event {
+            Event::Connected => {
+                metrics.connection_state.with_label_values(&labels).set(1);
+                self.board.set_connection_up(name, true);
+                let recovered = self.cause.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if self.ever_connected.swap(true, Ordering::Relaxed) {
+                    metrics.reconnects.with_label_values(&labels).inc();
+                    tracing::info!(connection = %name, "reconnected to NATS");
+                } else if recovered.is_some() {
+                    tracing::info!(connection = %name, "connected to NATS after failed attempts");
+                } else {
+                    tracing::info!(connection = %name, "connected to NATS");
+                }
+            }
+            Event::Disconnected => {
+                metrics.connection_state.with_label_values(&labels).set(0);
+                self.board.set_connection_up(name, false);
+                tracing::warn!(connection = %name, "disconnected from NATS; reconnecting");
+            }
+            Event::SlowConsumer(sid) => {
+                metrics.slow_consumers.with_label_values(&labels).inc();
+                tracing::warn!(
+                    connection = %name,
+                    subscription = sid,
+                    "slow consumer: the server dropped messages for a subscription; raise subscription_capacity or add instances in a queue group"
+                );
+            }
+            Event::LameDuckMode => {
+                tracing::warn!(connection = %name, "server entered lame duck mode; will move to another server");
+            }
+            // A refused connect is also reported, with its cause, before the next attempt
+            // (`on_attempt`); these events count it.
+            Event::ClientError(_) => {
+                metrics.connection_errors.with_label_values(&labels).inc();
+            }
+            // Errors the server sends on an established connection: a revoked or expired
+            // authorization closes it, a permissions violation refuses one operation.
+            Event::ServerError(error) => {
+                metrics.connection_errors.with_label_values(&labels).inc();
+                let text = match error {
+                    ServerError::AuthorizationViolation => format!(
+                        "authorization violation: the server refused ferry's credentials ({})",
+                        self.auth_hint
+                    ),
+                    other => describe_server_error(&other.to_string(), &self.auth_hint),
+                };
+                if let Some(suppressed) = self.errors.allow() {
+                    tracing::warn!(connection = %name, error = %text, suppressed, "server error");
+                }
+                self.board.record_connection_error(name, &text);
+            }
+            Event::Draining | Event::Closed => {
+                metrics.connection_state.with_label_values(&labels).set(0);
+                self.board.set_connection_up(name, false);
+                tracing::debug!(connection = %name, %event, "connection event");
             }
         }
-        Event::Disconnected => {
-            metrics.connection_state.with_label_values(&labels).set(0);
-            tracing::warn!(connection = %name, "disconnected from NATS; reconnecting");
-        }
-        Event::SlowConsumer(sid) => {
-            metrics.slow_consumers.with_label_values(&labels).inc();
-            tracing::warn!(
-                connection = %name,
-                subscription = sid,
-                "slow consumer: the server dropped messages for a subscription; raise subscription_capacity or add instances in a queue group"
-            );
-        }
-        Event::LameDuckMode => {
-            tracing::warn!(connection = %name, "server entered lame duck mode; will move to another server");
-        }
-        // A wrong secret or an unreachable server repeats these on every attempt: log one line
-        // per interval with the number held back; the counter has them all.
-        Event::ServerError(error) => {
-            metrics.connection_errors.with_label_values(&labels).inc();
-            if let Some(suppressed) = state.errors.allow() {
-                tracing::warn!(connection = %name, %error, suppressed, "server error");
-            }
-        }
-        Event::ClientError(error) => {
-            metrics.connection_errors.with_label_values(&labels).inc();
-            if let Some(suppressed) = state.errors.allow() {
-                tracing::warn!(connection = %name, %error, suppressed, "client error");
-            }
-        }
-        Event::Draining | Event::Closed => {
-            metrics.connection_state.with_label_values(&labels).set(0);
-            tracing::debug!(connection = %name, %event, "connection event");
-        }
+    }
+}
+
+/// Why connecting to `server` failed, from the client's error text, with what to do about it.
+fn describe_failure(server: &str, error: &str, connection: &str, auth_hint: &str) -> String {
+    let lower = error.to_ascii_lowercase();
+    let cause = if lower.contains("authorization violation") {
+        format!("authorization violation: the server refused ferry's credentials ({auth_hint})")
+    } else if lower.contains("expired") || lower.contains("revoked") {
+        describe_server_error(error, auth_hint)
+    } else if lower.contains("failed signing nonce") {
+        format!("cannot sign the server's challenge with the nkey seed ({auth_hint})")
+    } else if lower.contains("tls") || lower.contains("certificate") {
+        format!("TLS failure: {error} (check connections.{connection}.tls: ca, cert and key, and the server's certificate)")
+    } else if lower.contains("connection refused") {
+        "connection refused: nothing accepts connections there (is nats-server running and listening on this address?)".to_string()
+    } else if lower.contains("timed out") {
+        "timed out: no answer within 5s (is the address right, and open through the firewall?)"
+            .to_string()
+    } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") {
+        format!("cannot resolve the host name: {error}")
+    } else {
+        error.to_string()
+    };
+    format!("{server}: {cause}")
+}
+
+/// An error the server sent, with the fix when it is about the credentials.
+fn describe_server_error(error: &str, auth_hint: &str) -> String {
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("expired") {
+        format!("the credentials have expired: {error} ({auth_hint}, and renew them)")
+    } else if lower.contains("revoked") {
+        format!("the credentials were revoked: {error} ({auth_hint})")
+    } else {
+        error.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_their_cause_and_fix() {
+        let hint = "check connections.core.user and password";
+        assert_eq!(
+            describe_failure(
+                "127.0.0.1:4222",
+                "authorization violation: nats: authorization violation",
+                "core",
+                hint
+            ),
+            "127.0.0.1:4222: authorization violation: the server refused ferry's credentials (check connections.core.user and password)"
+        );
+        assert_eq!(
+            describe_failure("h:1", "IO error: Connection refused (os error 111)", "core", hint),
+            "h:1: connection refused: nothing accepts connections there (is nats-server running and listening on this address?)"
+        );
+        assert_eq!(
+            describe_failure("h:1", "TLS error: invalid peer certificate: UnknownIssuer", "core", hint),
+            "h:1: TLS failure: TLS error: invalid peer certificate: UnknownIssuer (check connections.core.tls: ca, cert and key, and the server's certificate)"
+        );
+        assert_eq!(
+            describe_failure("h:1", "IO error: nats: user authentication expired", "core", hint),
+            "h:1: the credentials have expired: IO error: nats: user authentication expired (check connections.core.user and password, and renew them)"
+        );
+        assert_eq!(
+            describe_failure("h:1", "something else", "core", hint),
+            "h:1: something else"
+        );
     }
 }

@@ -6,8 +6,9 @@
 //! so an async lock would only add cost. A poisoned lock is recovered rather than propagated, because
 //! the status of a pipeline must never take the process down.
 //!
-//! The board holds no configuration, so `/status` can never leak a secret: errors are recorded as
-//! their display text, which the connection layer keeps free of credentials.
+//! The board holds no configuration, so `/status` can never leak a secret: errors and reasons are
+//! recorded as their display text, which the connection layer keeps free of credentials, and pass
+//! through the same filter of known secrets as the log (`logging::redact`).
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -135,6 +136,70 @@ pub struct NotReady {
     pub reason: Option<String>,
 }
 
+/// Whether a NATS connection is established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    /// Not connected yet since ferry started.
+    Connecting,
+    Up,
+    Down,
+}
+
+/// One named NATS connection on `/status`.
+///
+/// Its `last_error` says why it failed (the server refused the credentials, nothing listens,
+/// the TLS handshake failed...). While it is not up, every pipeline using it that is starting or
+/// disconnected shows that cause in its `reason` (on `/readyz` too: `connection east is down:
+/// CAUSE`, next to what the pipeline says itself) and as its `last_error`, because it is the
+/// cause of whatever the pipeline itself sees (a timeout, "connection is down").
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionStatus {
+    pub name: String,
+    pub state: ConnectionState,
+    /// The pipelines that use it.
+    pub pipelines: Vec<String>,
+    pub last_error: Option<String>,
+    /// RFC3339 time of `last_error`.
+    pub last_error_at: Option<String>,
+    /// RFC3339 time of the last state change.
+    pub since: String,
+}
+
+/// `status` with the cause of a connection it uses, when it is starting or disconnected (the
+/// states a connection keeps it in) and that connection is not up for a known cause. A paused or
+/// failed pipeline keeps its own reason.
+fn with_connection_cause(
+    mut status: PipelineStatus,
+    connections: &BTreeMap<String, ConnectionStatus>,
+) -> PipelineStatus {
+    if !matches!(
+        status.state,
+        PipelineState::Starting | PipelineState::Disconnected
+    ) {
+        return status;
+    }
+    let cause = connections.values().find(|connection| {
+        connection.state != ConnectionState::Up
+            && connection.last_error.is_some()
+            && connection.pipelines.contains(&status.name)
+    });
+    if let Some(connection) = cause {
+        let error = connection.last_error.as_deref().unwrap_or_default();
+        let down = format!("connection {} is down", connection.name);
+        let with_cause = format!("{down}: {error}");
+        // The pipeline's own words stay ("spooling", what timed out); the cause goes with them.
+        status.reason = Some(match status.reason.take() {
+            None => with_cause,
+            Some(own) if own.contains(&down) => own.replacen(&down, &with_cause, 1),
+            Some(own) => format!("{own} ({with_cause})"),
+        });
+        status.last_error = Some(format!("connection {}: {error}", connection.name));
+        status.last_error_at = connection.last_error_at.clone();
+    }
+    status
+}
+
 /// The status of every pipeline of this instance, shared between the pipelines and the monitor.
 ///
 /// Calls naming a pipeline that was never registered are ignored: a status report must not be able
@@ -142,6 +207,7 @@ pub struct NotReady {
 pub struct StatusBoard {
     instance: String,
     pipelines: Mutex<BTreeMap<String, PipelineStatus>>,
+    connections: Mutex<BTreeMap<String, ConnectionStatus>>,
 }
 
 impl StatusBoard {
@@ -150,6 +216,7 @@ impl StatusBoard {
         StatusBoard {
             instance: instance.into(),
             pipelines: Mutex::new(BTreeMap::new()),
+            connections: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -177,13 +244,14 @@ impl StatusBoard {
     /// Sets state and reason; `since` moves only when the state actually changes, so repeated
     /// reports of the same state do not hide how long it has lasted.
     pub fn set_state(&self, name: &str, state: PipelineState, reason: Option<String>) {
+        let reason = reason.map(|text| crate::logging::redact(&text).into_owned());
         self.update(name, |status| status.change_state(state, reason));
     }
 
     /// Records `error` as the pipeline's last error, stamped with the current time. The state is
     /// left alone: many errors are retried without changing what the pipeline is doing.
     pub fn record_error(&self, name: &str, error: impl fmt::Display) {
-        let text = error.to_string();
+        let text = crate::logging::redact(&error.to_string()).into_owned();
         self.update(name, |status| {
             status.last_error = Some(text);
             status.last_error_at = Some(now_rfc3339());
@@ -197,17 +265,23 @@ impl StatusBoard {
         }
     }
 
-    /// A copy of every pipeline's status, ordered by name.
+    /// A copy of every pipeline's status, ordered by name. A pipeline that is not ready while a
+    /// connection it uses is down for a known cause shows that cause (see [`ConnectionStatus`]).
     pub fn snapshot(&self) -> Vec<PipelineStatus> {
-        self.lock().values().cloned().collect()
+        let connections = self.lock_connections().clone();
+        self.lock()
+            .values()
+            .cloned()
+            .map(|status| with_connection_cause(status, &connections))
+            .collect()
     }
 
     /// `Ok` when every pipeline is running or a healthy standby (and when there are none: an
     /// instance without pipelines has nothing to wait for), otherwise the pipelines that are not.
     pub fn readiness(&self) -> Result<(), Vec<NotReady>> {
         let not_ready: Vec<NotReady> = self
-            .lock()
-            .values()
+            .snapshot()
+            .iter()
             .filter(|status| !status.state.is_ready())
             .map(|status| NotReady {
                 pipeline: status.name.clone(),
@@ -222,14 +296,70 @@ impl StatusBoard {
         }
     }
 
-    /// The `/status` document: `{"instance", "version", "pipelines": [...]}`.
+    /// The `/status` document: `{"instance", "version", "pipelines": [...], "connections": [...]}`.
     pub fn to_json(&self) -> Value {
         let pipelines = serde_json::to_value(self.snapshot()).unwrap_or_default();
+        let connections: Vec<ConnectionStatus> =
+            self.lock_connections().values().cloned().collect();
         serde_json::json!({
             "instance": self.instance,
             "version": env!("CARGO_PKG_VERSION"),
             "pipelines": pipelines,
+            "connections": serde_json::to_value(connections).unwrap_or_default(),
         })
+    }
+
+    /// Adds the NATS connection `name`, used by `pipelines`, in state `connecting`.
+    pub fn register_connection(&self, name: &str, pipelines: Vec<String>) {
+        self.lock_connections().insert(
+            name.to_string(),
+            ConnectionStatus {
+                name: name.to_string(),
+                state: ConnectionState::Connecting,
+                pipelines,
+                last_error: None,
+                last_error_at: None,
+                since: now_rfc3339(),
+            },
+        );
+    }
+
+    /// Records that the connection `name` is up or down.
+    pub fn set_connection_up(&self, name: &str, up: bool) {
+        let state = if up {
+            ConnectionState::Up
+        } else {
+            ConnectionState::Down
+        };
+        if let Some(connection) = self.lock_connections().get_mut(name) {
+            if connection.state != state {
+                connection.state = state;
+                connection.since = now_rfc3339();
+            }
+        }
+    }
+
+    /// Records why the connection `name` failed (`authorization violation ...`, `connection
+    /// refused ...`) as its last error and as the last error of every pipeline using it.
+    pub fn record_connection_error(&self, name: &str, error: impl fmt::Display) {
+        let text = crate::logging::redact(&error.to_string()).into_owned();
+        let pipelines = match self.lock_connections().get_mut(name) {
+            Some(connection) => {
+                connection.last_error = Some(text.clone());
+                connection.last_error_at = Some(now_rfc3339());
+                connection.pipelines.clone()
+            }
+            None => return,
+        };
+        for pipeline in pipelines {
+            self.record_error(&pipeline, format!("connection {name}: {text}"));
+        }
+    }
+
+    fn lock_connections(&self) -> MutexGuard<'_, BTreeMap<String, ConnectionStatus>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, PipelineStatus>> {
@@ -474,6 +604,84 @@ mod tests {
         ] {
             assert!(!state.is_ready());
         }
+    }
+
+    #[test]
+    fn a_connection_down_for_a_known_cause_shows_on_its_pipelines() {
+        let board = StatusBoard::new("dc1");
+        board.register("a", PipelineKind::Adapter);
+        board.register("b", PipelineKind::Adapter);
+        board.register_connection("east", vec!["a".into()]);
+        board.set_state(
+            "a",
+            PipelineState::Disconnected,
+            Some("connection east is down".into()),
+        );
+        board.set_state("b", PipelineState::Running, None);
+        board.record_connection_error("east", "h:1: authorization violation");
+        let a = &board.snapshot()[0];
+        assert_eq!(
+            a.reason.as_deref(),
+            Some("connection east is down: h:1: authorization violation")
+        );
+        board.set_state(
+            "a",
+            PipelineState::Disconnected,
+            Some("spooling: connection east is down".into()),
+        );
+        assert_eq!(
+            board.snapshot()[0].reason.as_deref(),
+            Some("spooling: connection east is down: h:1: authorization violation")
+        );
+        board.set_state(
+            "a",
+            PipelineState::Disconnected,
+            Some("request timed out".into()),
+        );
+        assert_eq!(
+            board.snapshot()[0].reason.as_deref(),
+            Some("request timed out (connection east is down: h:1: authorization violation)")
+        );
+        board.set_state("a", PipelineState::Disconnected, None);
+        assert_eq!(
+            a.last_error.as_deref(),
+            Some("connection east: h:1: authorization violation")
+        );
+        assert_eq!(board.snapshot()[1].last_error, None, "b does not use east");
+        let json = board.to_json();
+        assert_eq!(json["connections"][0]["state"], "connecting");
+        assert_eq!(
+            json["connections"][0]["last_error"],
+            "h:1: authorization violation"
+        );
+        // Once it is up, the pipeline speaks for itself again; the error stays its last one.
+        board.set_connection_up("east", true);
+        board.set_state("a", PipelineState::Starting, Some("subscribing".into()));
+        let a = &board.snapshot()[0];
+        assert_eq!(a.reason.as_deref(), Some("subscribing"));
+        assert_eq!(
+            a.last_error.as_deref(),
+            Some("connection east: h:1: authorization violation")
+        );
+        assert_eq!(board.to_json()["connections"][0]["state"], "up");
+    }
+
+    #[test]
+    fn known_secrets_never_reach_the_board() {
+        crate::logging::hide_secret("status-test-s3cret");
+        let board = StatusBoard::new("dc1");
+        board.register("a", PipelineKind::Adapter);
+        board.register_connection("east", vec!["a".into()]);
+        board.set_state(
+            "a",
+            PipelineState::Failed,
+            Some("bad status-test-s3cret".into()),
+        );
+        board.record_error("a", "refused status-test-s3cret");
+        board.record_connection_error("east", "x status-test-s3cret");
+        let json = board.to_json().to_string();
+        assert!(!json.contains("status-test-s3cret"), "{json}");
+        assert_eq!(board.snapshot()[0].reason.as_deref(), Some("bad ***"));
     }
 
     #[test]

@@ -220,9 +220,10 @@ adapters:
         &[],
     );
     assert_eq!(output.status.code(), Some(1));
+    // Values from the environment are shown as their reference, never expanded.
     assert!(
         text(&output.stderr).contains(
-            "connections.east.servers[0]: \"http://127.0.0.1:4222\" has unsupported scheme"
+            "connections.east.servers[0]: \"${FERRY_CHECK_TEST_URL}\" has unsupported scheme"
         ),
         "{}",
         text(&output.stderr)
@@ -381,4 +382,253 @@ fn a_missing_file_is_named() {
         stderr.contains("/nonexistent/ferry-check-test.yaml") && stderr.contains("cannot read"),
         "{stderr}"
     );
+}
+
+/// Runs `ferry check -c path`, killing it if it has not finished within `deadline`: a file that
+/// would take the parser minutes or gigabytes must be refused at once.
+fn check_within(path: &Path, deadline: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = ferry_command()
+        .arg("check")
+        .arg("-c")
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferry binary runs");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ferry") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ferry check -c {} still ran after {deadline:?}",
+                path.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_end(&mut stdout).expect("stdout");
+    }
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_end(&mut stderr).expect("stderr");
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// `ferry check` refuses `yaml` within a few seconds with exactly one problem, `problem`.
+#[track_caller]
+fn assert_refused_quickly(yaml: &[u8], problem: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("ferry.yaml");
+    std::fs::write(&file, yaml).expect("write config");
+    let output = check_within(&file, std::time::Duration::from_secs(10));
+    assert_eq!(
+        text(&output.stderr),
+        format!("{}: 1 problem\n  {problem}\n", file.display())
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(text(&output.stdout), "");
+}
+
+#[test]
+fn an_alias_bomb_padded_past_the_parsers_repetition_limit_is_refused() {
+    // 17 KB: one anchored list of 3,500 values used 3,500 times would expand to 12 million
+    // values (about a gigabyte); the long list lifts the parser's own repetition limit.
+    let bomb = format!(
+        "state_dir: /tmp/x\nx: &a [{}]\ny: [{}]\n",
+        "1,".repeat(3_500),
+        "*a,".repeat(3_500)
+    );
+    assert_refused_quickly(
+        bomb.as_bytes(),
+        "YAML aliases would add more than 10000 values once expanded, the limit (each use of an alias copies its anchored node, the aliases inside it included): write the repeated settings out, or share fewer of them (at line 3, column 11)",
+    );
+    // Aliases of aliases ("billion laughs"): nine levels of nine uses.
+    let mut laughs =
+        String::from("state_dir: /tmp/x\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..10 {
+        let uses = vec![format!("*a{}", level - 1); 9].join(", ");
+        laughs.push_str(&format!("a{level}: &a{level} [{uses}]\n"));
+    }
+    assert_refused_quickly(
+        laughs.as_bytes(),
+        "YAML aliases would add more than 10000 values once expanded, the limit (each use of an alias copies its anchored node, the aliases inside it included): write the repeated settings out, or share fewer of them (at line 6, column 10)",
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    // 100,000 nested lists took the parser 20 s (its cost grows with the square of the depth).
+    let deep = format!("state_dir: {}", "[".repeat(100_000));
+    assert_refused_quickly(
+        deep.as_bytes(),
+        "lists and mappings nest more than 64 levels deep, the limit (a ferry config needs fewer than ten) (at line 1, column 75)",
+    );
+}
+
+#[test]
+fn a_file_over_one_mebibyte_is_refused() {
+    let mut big = b"state_dir: /tmp/x\n".to_vec();
+    big.extend(std::iter::repeat_n(b"# padding\n".as_slice(), 200_000).flatten());
+    assert_refused_quickly(
+        &big,
+        "the file is larger than 1048576 bytes (1 MiB), the limit for a config file: a ferry config is a few kilobytes, so check that this is the right file",
+    );
+}
+
+#[test]
+fn anchors_shared_between_pipelines_still_work() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    filter: &servers_only { match: [ { field: component, equals: server } ] }
+    output: { stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}" }
+  - name: lifecycle-archive
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    filter: *servers_only
+    output: { stream: FERRY_ARCHIVE, subject: "ferry.archive.{type}.{component}" }
+"#;
+    let (_dir, file) = write_config(yaml);
+    assert_valid(&check(&file, &[], &[]), &file);
+}
+
+/// Every number `check` accepts, `run` can run: values past what the NATS client or server takes
+/// are refused with their path (they passed `check` before, then panicked or failed in `run`).
+#[test]
+fn numbers_beyond_what_ferry_can_run_are_refused_with_their_paths() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+    subscription_capacity: 2305843009213693952
+adapters:
+  - name: pass
+    kind: passthrough
+    connection: east
+    subjects: ["in.>"]
+    output:
+      stream: PASS
+      subject: "out.{subject}"
+      max_age: 106752d
+      duplicate_window: 106752d
+replicators:
+  - name: copy
+    from: { connection: east, stream: PASS }
+    to: { connection: east, stream: COPY, create: true, subject_prefix: copy, max_age: 150000d, duplicate_window: 106752d }
+    limit:
+      rate: 1e300/1ns
+      sample: { key: { field: sender }, interval: 53376d }
+    leader_election: { bucket: ELECT, ttl: 106752d }
+"#;
+    let (_dir, file) = write_config(yaml);
+    let output = check(&file, &[], &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let server = "must be at most 106751d (about 292 years): the NATS server reads durations as 64-bit nanoseconds";
+    let expected = [
+        "connections.east.subscription_capacity: is 2305843009213693952; must be at most 2305843009213693951, the most the NATS client's subscription buffer can hold (default 65536)".to_string(),
+        format!("adapters[0].output.max_age: is 106752d; {server}"),
+        format!("adapters[0].output.duplicate_window: is 106752d; {server}"),
+        format!("replicators[0].to.max_age: is 150000d; {server}"),
+        format!("replicators[0].to.duplicate_window: is 106752d; {server}"),
+        "replicators[0].limit.rate: is 1e300/1ns, more messages per second than a number can hold; write a rate a replicator could reach (e.g. 100000/s)".to_string(),
+        format!("replicators[0].leader_election.ttl: is 106752d; {server}"),
+        "replicators[0].limit.sample.interval: is 53376d; must be at most 53375d with leader_election: the shared sampling state is kept twice this long in a key-value bucket, and the NATS server takes at most 106751d".to_string(),
+    ];
+    let lines: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
+    assert_eq!(lines, expected, "{stderr}");
+    assert!(stderr.starts_with(&format!("{}: 8 problems\n", file.display())));
+}
+
+/// `ferry check` never prints a secret: not a value from the environment (even where it lands in
+/// a number field, whose type error would quote it), not a token or password written in the file
+/// (even one with a broken `${`), not credentials in a server URL, and not at debug level either.
+#[test]
+fn check_never_prints_a_secret() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://ferry:url-pa55word@127.0.0.1:4222", "nats://${FERRY_CHECK_TEST_HOST}"]
+    subscription_capacity: "${FERRY_CHECK_TEST_SECRET}"
+    user: ferry
+    password: "lit3ral-pa55${word"
+  west:
+    servers: ["tls://t0ken-in-url@127.0.0.1:4223"]
+    tls: {}
+    token: 98765432101
+adapters:
+  - name: pass
+    kind: passthrough
+    connection: east
+    subjects: ["in.${FERRY_CHECK_TEST_SECRET}.>"]
+    max_in_flight: "${FERRY_CHECK_TEST_SECRET}"
+    output: { stream: PASS, subject: "out.{subject}" }
+"#;
+    let (_dir, file) = write_config(yaml);
+    let secrets = [
+        "s3cret-from-env",
+        "url-pa55word",
+        "lit3ral-pa55",
+        "t0ken-in-url",
+        "98765432101",
+        "host-pa55",
+    ];
+    let env = [
+        ("FERRY_CHECK_TEST_SECRET", "s3cret-from-env"),
+        ("FERRY_CHECK_TEST_HOST", "u:host-pa55@h:zz"),
+    ];
+    for level in ["warn", "debug", "trace"] {
+        let mut command = ferry_command();
+        command
+            .args(["check", "--log-level", level, "-c"])
+            .arg(&file);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("ferry check");
+        let stdout = text(&output.stdout);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        for secret in secrets {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "{secret} printed at --log-level {level}:\n{stdout}{stderr}"
+            );
+        }
+        let problems: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
+        assert_eq!(
+            problems,
+            [
+                "connections.east.password: unterminated \"${\" at character 13 (close it with '}', or write $${ for a literal ${)",
+                "connections.east.subscription_capacity: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize",
+                "connections.west.token: invalid type: integer `***`, expected a string (quote it)",
+                "adapters[0].max_in_flight: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize",
+                "connections.east.servers[0]: \"nats://***@127.0.0.1:4222\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
+                "connections.east.servers[1]: \"nats://***@h:zz\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
+                "connections.west.servers[0]: \"tls://***@127.0.0.1:4223\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
+            ],
+            "{stderr}"
+        );
+    }
 }

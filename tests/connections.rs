@@ -160,3 +160,118 @@ async fn missing_credentials_file_exits_1_naming_the_key() {
         "the error names the key and the file: {log}"
     );
 }
+
+/// A password the server refuses is named as the cause, not only "the connection is down": in
+/// one log line (repeats are rate-limited), as the connection's `last_error` on `/status`, as the
+/// reason and last error of the pipeline using it, and as its reason on `/readyz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_password_is_named_in_the_log_status_and_readyz() {
+    let server = NatsServer::start_with(
+        ServerOptions::default()
+            .config(r#"authorization { users: [ { user: ferry, password: "right-pa55" } ] }"#),
+    );
+    let ferry = Ferry::start_with(
+        &yaml(
+            &server.url(),
+            "    user: ferry\n    password: \"${FERRY_TEST_PASSWORD}\"",
+        ),
+        FerryOptions::default().env("FERRY_TEST_PASSWORD", "wr0ng-pa55-s3cret"),
+    );
+    let cause = format!(
+        "127.0.0.1:{}: authorization violation: the server refused ferry's credentials (check connections.core.user and password)",
+        server.port()
+    );
+    let status = || async {
+        match ferry.get("/status").await {
+            Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body).ok(),
+            _ => None,
+        }
+    };
+    wait_until(
+        "/status names the cause",
+        Duration::from_secs(30),
+        || async {
+            status()
+                .await
+                .is_some_and(|s| s["connections"][0]["last_error"] == cause.as_str())
+        },
+    )
+    .await;
+    let status = status().await.expect("/status");
+    let connection = &status["connections"][0];
+    assert_eq!(connection["name"], "core");
+    assert_eq!(connection["state"], "connecting");
+    assert_eq!(connection["pipelines"], serde_json::json!(["lifecycle"]));
+    let pipeline = &status["pipelines"][0];
+    assert_eq!(pipeline["name"], "lifecycle");
+    assert_eq!(pipeline["state"], "disconnected");
+    assert_eq!(
+        pipeline["reason"],
+        format!("connection core is down: {cause}").as_str()
+    );
+    assert_eq!(
+        pipeline["last_error"],
+        format!("connection core: {cause}").as_str()
+    );
+    assert!(pipeline["last_error_at"].is_string());
+
+    let (code, body) = ferry.get("/readyz").await.unwrap();
+    assert_eq!(code, 503);
+    let readyz: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        readyz["not_ready"],
+        serde_json::json!([{
+            "pipeline": "lifecycle",
+            "state": "disconnected",
+            "reason": format!("connection core is down: {cause}"),
+        }])
+    );
+
+    // One line, though the client retried many times meanwhile.
+    let log = ferry.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("cannot connect to NATS"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("ERROR")
+            && lines[0].contains("connection=core")
+            && lines[0].contains(&cause),
+        "{}",
+        lines[0]
+    );
+    let metrics = ferry.metrics().await;
+    assert!(
+        metrics.sum("ferry_connection_errors_total", &[("connection", "core")]) >= 2.0,
+        "the retries are counted"
+    );
+    for (what, text) in [
+        ("log", log),
+        ("/status", status.to_string()),
+        ("/readyz", body),
+    ] {
+        assert!(
+            !text.contains("wr0ng-pa55-s3cret"),
+            "the password is in the {what}"
+        );
+    }
+}
+
+/// Nothing listening at the address: the cause says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_named() {
+    let port = common::free_port();
+    let ferry = Ferry::start(&yaml(&format!("nats://127.0.0.1:{port}"), ""));
+    let reason = format!(
+        "connection core is down: 127.0.0.1:{port}: connection refused: nothing accepts connections there (is nats-server running and listening on this address?)"
+    );
+    wait_until(
+        "/readyz names the cause",
+        Duration::from_secs(30),
+        || async {
+            matches!(ferry.get("/readyz").await, Ok((503, body)) if body.contains(&reason))
+        },
+    )
+    .await;
+}

@@ -131,6 +131,19 @@ async fn mutual_tls_needs_the_client_certificate() {
         },
     )
     .await;
+    // The cause is named: the server wanted a client certificate.
+    let reason = format!(
+        "connection core is down: 127.0.0.1:{}: TLS failure: IO error: received fatal alert: CertificateRequired (check connections.core.tls: ca, cert and key, and the server's certificate)",
+        server.port()
+    );
+    wait_until(
+        "/readyz names the TLS failure",
+        Duration::from_secs(20),
+        || async {
+            matches!(refused.get("/readyz").await, Ok((503, body)) if body.contains(&reason))
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         matches!(refused.get("/readyz").await, Ok((503, _))),
@@ -326,4 +339,96 @@ fn check_warns_about_a_readable_config_with_a_secret_and_never_prints_it() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(!all.contains("plain-t0ken-s3cret"), "{all}");
+}
+
+/// Credentials written into a server URL are refused, naming the fix: the NATS client does not
+/// send them (ferry would retry a refused login forever) and URLs are logged. Refused by `run`
+/// as by `check`, without showing the password; the same credentials as `user` and `password`
+/// connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_a_server_url_are_refused_naming_the_fix() {
+    let server = NatsServer::start_with(
+        ServerOptions::default()
+            .config(r#"authorization { users: [ { user: ferry, password: "url-pa55word" } ] }"#),
+    );
+    let url = format!("nats://ferry:url-pa55word@127.0.0.1:{}", server.port());
+    let mut ferry = Ferry::start(&yaml(&url, ""));
+    let status = ferry.wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(1));
+    let log = ferry.log();
+    assert!(
+        log.contains(&format!(
+            "connections.core.servers[0]: \"nats://***@127.0.0.1:{}\" carries credentials in the URL, which ferry does not use",
+        server.port())) && log.contains("set them on the connection instead, as user and password"),
+        "{log}"
+    );
+    assert!(!log.contains("url-pa55word"), "{log}");
+
+    let mut ferry = Ferry::start(&yaml(
+        &server.url(),
+        "    user: ferry\n    password: \"url-pa55word\"",
+    ));
+    ferry.wait_ready().await;
+    assert_event_flows(
+        &server.url(),
+        ConnectOptions::with_user_and_password("ferry".into(), "url-pa55word".into()),
+    )
+    .await;
+}
+
+/// Runs `ferry run -c FILE --log-level LEVEL` until its log names an authorization violation,
+/// and returns the log.
+async fn log_at_level(config: &std::path::Path, level: &str) -> String {
+    let log_path = config.with_extension(format!("{level}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = ferry_command()
+        .args(["run", "--log-level", level, "-c"])
+        .arg(config)
+        .env("FERRY_TEST_TOKEN", "t0ken-from-env-s3cret")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("ferry runs");
+    let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let named = tokio::time::timeout(Duration::from_secs(30), async {
+        while !read().contains("authorization violation") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        named.is_ok(),
+        "no authorization violation logged at {level}: {}",
+        read()
+    );
+    read()
+}
+
+/// A refused token, at every log level (`trace` includes the NATS client's own lines): the log
+/// names the cause and never shows the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_secret_never_reaches_the_log_at_any_level() {
+    let server = NatsServer::start_with(
+        ServerOptions::default().config(r#"authorization { token: "the-right-t0ken" }"#),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferry.yaml");
+    let text = yaml(&server.url(), "    token: \"${FERRY_TEST_TOKEN}\"")
+        .replace(
+            "{state_dir}",
+            &dir.path().join("state").display().to_string(),
+        )
+        .replace("monitor: { listen: \"{monitor}\" }\n", "");
+    std::fs::write(&config, text).unwrap();
+    for level in ["info", "trace"] {
+        let log = log_at_level(&config, level).await;
+        assert!(
+            log.contains("authorization violation: the server refused ferry's credentials (check connections.core.token)"),
+            "{log}"
+        );
+        assert!(!log.contains("t0ken-from-env-s3cret"), "{level}: {log}");
+        std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    }
 }

@@ -11,13 +11,24 @@ use std::env::VarError;
 
 use serde_norway::Value;
 
+use super::redact::{redact_url, Secrets};
 use super::Problem;
 
 /// Expands `${VAR}` references in `text`, reading variables through `lookup`. The error is the
-/// message for the key holding `text` (its path is the caller's).
+/// message for the key holding `text` (its path is the caller's). It never quotes `text`, which
+/// may be a secret written literally (`password: "abc${def"`).
 pub fn expand_str(
     text: &str,
     lookup: &dyn Fn(&str) -> Result<String, VarError>,
+) -> Result<String, String> {
+    expand_recording(text, lookup, &mut Vec::new())
+}
+
+/// [`expand_str`], pushing each variable used and its value onto `used`.
+fn expand_recording(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Result<String, VarError>,
+    used: &mut Vec<(String, String)>,
 ) -> Result<String, String> {
     if !text.contains('$') {
         return Ok(text.to_string());
@@ -27,21 +38,26 @@ pub fn expand_str(
     while let Some(dollar) = rest.find('$') {
         out.push_str(&rest[..dollar]);
         let after = &rest[dollar..];
+        // 1-based, in characters, for the messages (which cannot quote the text).
+        let position = text[..text.len() - after.len()].chars().count() + 1;
         if let Some(tail) = after.strip_prefix("$${") {
             out.push_str("${");
             rest = tail;
         } else if let Some(tail) = after.strip_prefix("${") {
             let close = tail.find('}').ok_or_else(|| {
-                format!("unterminated \"${{\" in {text:?} (close it with '}}', or write $${{ for a literal ${{)")
+                format!("unterminated \"${{\" at character {position} (close it with '}}', or write $${{ for a literal ${{)")
             })?;
             let name = &tail[..close];
             if !valid_variable_name(name) {
                 return Err(format!(
-                    "invalid environment variable reference \"${{{name}}}\" in {text:?} (names use A-Z, a-z, 0-9 and _ and do not start with a digit; write $${{ for a literal ${{)"
+                    "invalid environment variable reference at character {position} (names use A-Z, a-z, 0-9 and _ and do not start with a digit; write $${{ for a literal ${{)"
                 ));
             }
             match lookup(name) {
-                Ok(value) => out.push_str(&value),
+                Ok(value) => {
+                    out.push_str(&value);
+                    used.push((name.to_string(), value));
+                }
                 Err(VarError::NotPresent) => {
                     return Err(format!(
                         "environment variable {name:?} is not set (export it before starting ferry, or write $${{{name}}} for a literal ${{{name}}})"
@@ -71,30 +87,43 @@ fn valid_variable_name(name: &str) -> bool {
 
 /// Expands every string scalar under `value` in place. A value that fails is left unexpanded and
 /// reported at its path (`connections.east.token`, `adapters[0].subjects[1]`), so every bad
-/// reference in the file is reported at once.
+/// reference in the file is reported at once. Every value taken from the environment goes into
+/// `secrets`, to be shown as its reference in messages.
 pub fn expand_value(
     value: &mut Value,
     path: &str,
     lookup: &dyn Fn(&str) -> Result<String, VarError>,
     problems: &mut Vec<Problem>,
+    secrets: &mut Secrets,
 ) {
     match value {
-        Value::String(text) => match expand_str(text, lookup) {
-            Ok(expanded) => *text = expanded,
-            Err(message) => problems.push(Problem::new(path, message)),
-        },
+        Value::String(text) => {
+            let mut used = Vec::new();
+            match expand_recording(text, lookup, &mut used) {
+                Ok(expanded) => {
+                    if !used.is_empty() {
+                        secrets.hide(path, &expanded, &redact_url(text));
+                        for (name, value) in &used {
+                            secrets.hide(path, value, &format!("${{{name}}}"));
+                        }
+                    }
+                    *text = expanded;
+                }
+                Err(message) => problems.push(Problem::new(path, message)),
+            }
+        }
         Value::Sequence(items) => {
             for (index, item) in items.iter_mut().enumerate() {
-                expand_value(item, &format!("{path}[{index}]"), lookup, problems);
+                expand_value(item, &format!("{path}[{index}]"), lookup, problems, secrets);
             }
         }
         Value::Mapping(mapping) => {
             for (key, item) in mapping.iter_mut() {
                 let child = join_key(path, &key_text(key));
-                expand_value(item, &child, lookup, problems);
+                expand_value(item, &child, lookup, problems, secrets);
             }
         }
-        Value::Tagged(tagged) => expand_value(&mut tagged.value, path, lookup, problems),
+        Value::Tagged(tagged) => expand_value(&mut tagged.value, path, lookup, problems, secrets),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
@@ -162,12 +191,15 @@ mod tests {
             unset.starts_with("environment variable \"NATS_TOKEN\" is not set"),
             "{unset}"
         );
-        assert!(expand_str("${TOKEN", &env)
-            .unwrap_err()
-            .contains("unterminated"));
-        assert!(expand_str("${1X}", &env)
-            .unwrap_err()
-            .contains("invalid environment variable reference"));
+        // The text may be a secret written literally: messages give a position, not the text.
+        assert_eq!(
+            expand_str("abc${def", &env).unwrap_err(),
+            "unterminated \"${\" at character 4 (close it with '}', or write $${ for a literal ${)"
+        );
+        assert_eq!(
+            expand_str("pässw${1X}", &env).unwrap_err(),
+            "invalid environment variable reference at character 6 (names use A-Z, a-z, 0-9 and _ and do not start with a digit; write $${ for a literal ${)"
+        );
         assert!(expand_str("${}", &env).is_err());
         let not_unicode = |_: &str| Err(VarError::NotUnicode(Default::default()));
         assert!(expand_str("${X}", &not_unicode)
@@ -182,7 +214,8 @@ mod tests {
         )
         .unwrap();
         let mut problems = Vec::new();
-        expand_value(&mut value, "", &env, &mut problems);
+        let mut secrets = Secrets::default();
+        expand_value(&mut value, "", &env, &mut problems, &mut secrets);
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,

@@ -9,6 +9,8 @@
 
 pub mod expand;
 pub mod permissions;
+pub mod prescan;
+pub mod redact;
 pub mod replicator;
 pub mod schema;
 pub mod units;
@@ -82,14 +84,38 @@ impl fmt::Display for ConfigError {
 
 /// Reads, expands, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+    let unreadable = |error: std::io::Error| ConfigError {
         file: path.to_path_buf(),
         problems: vec![Problem::new(
             "",
             format!("cannot read the config file: {error}"),
         )],
+    };
+    // Read at most one byte more than the limit, so a huge file (or /dev/zero) is refused
+    // without being read whole.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            use std::io::Read;
+            file.take(prescan::MAX_FILE_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(unreadable)?;
+    load_from_bytes(&bytes, path)
+}
+
+/// [`load`] for a file's bytes already in memory; `origin` names it in errors. This is what
+/// `ferry check` and `ferry run` do after reading the file, so fuzzing it covers them: whatever
+/// the bytes, it returns (bounded by [`prescan`]) and never panics.
+pub fn load_from_bytes(bytes: &[u8], origin: &Path) -> Result<Config, ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| ConfigError {
+        file: origin.to_path_buf(),
+        problems: vec![Problem::new(
+            "",
+            format!("cannot read the config file: it is not valid UTF-8 ({error})"),
+        )],
     })?;
-    parse_str(&text, path)
+    parse_str(text, origin)
 }
 
 /// [`load`] for text already in memory; `origin` names it in errors. Variables come from the
@@ -108,6 +134,7 @@ pub fn parse_with_env(
         file: origin.to_path_buf(),
         problems,
     };
+    prescan::check(text.as_bytes()).map_err(|message| fail(vec![Problem::new("", message)]))?;
     let mut root: Value = serde_norway::from_str(text)
         .map_err(|error| fail(vec![Problem::new("", format!("not valid YAML: {error}"))]))?;
     root.apply_merge().map_err(|error| {
@@ -117,7 +144,9 @@ pub fn parse_with_env(
         )])
     })?;
     let mut problems = Vec::new();
-    expand::expand_value(&mut root, "", lookup, &mut problems);
+    let mut secrets = redact::Secrets::default();
+    expand::expand_value(&mut root, "", lookup, &mut problems, &mut secrets);
+    secrets.collect_connection_secrets(&root, &problems);
     let Value::Mapping(mut top) = root else {
         return Err(fail(vec![Problem::new(
             "",
@@ -215,7 +244,12 @@ pub fn parse_with_env(
     if problems.is_empty() {
         Ok(config)
     } else {
-        Err(fail(problems))
+        Err(fail(
+            problems
+                .into_iter()
+                .map(|problem| secrets.redact(problem))
+                .collect(),
+        ))
     }
 }
 

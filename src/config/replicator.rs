@@ -428,7 +428,12 @@ fn format_period(per: Duration) -> String {
 
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.amount, format_period(self.per))
+        // Huge amounts in exponent form, as they would be written (`1e300/s`, not 301 digits).
+        if self.amount >= 1e15 {
+            write!(f, "{:e}/{}", self.amount, format_period(self.per))
+        } else {
+            write!(f, "{}/{}", self.amount, format_period(self.per))
+        }
     }
 }
 

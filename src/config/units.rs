@@ -88,7 +88,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 pub fn format_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     if duration.subsec_nanos() != 0 || secs == 0 {
-        return format!("{}ms", duration.as_millis());
+        let nanos = duration.as_nanos();
+        for (unit, size) in [("ms", 1_000_000), ("us", 1_000)] {
+            if nanos.is_multiple_of(size) {
+                return format!("{}{unit}", nanos / size);
+            }
+        }
+        return format!("{nanos}ns");
     }
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
         if secs.is_multiple_of(size) {
@@ -216,6 +222,9 @@ mod tests {
             let parsed = parse_duration(text).unwrap();
             assert_eq!(format_duration(parsed), text);
         }
+        assert_eq!(format_duration(Duration::from_nanos(1)), "1ns");
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1500us");
+        assert_eq!(format_duration(Duration::ZERO), "0ms");
         assert_eq!(format_size(1 << 30), "1GiB");
         assert_eq!(format_size(1000), "1000B");
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use ferry_adapter::Decoder;
 
+use super::redact::{redact_url, split_userinfo};
 use super::replicator::{parse_start_time, ReplicatorConfig, SampleKey, StartPosition};
 use super::schema::{AdapterConfig, AdapterKind, Config, ConnectionConfig, FilterConfig};
 use super::units::{format_duration, format_size};
@@ -40,6 +41,13 @@ pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// A leader stops copying this long before its election key could expire (SPEC section 8), so an
 /// election `ttl` must be longer than this or the leader would never copy.
 pub const ELECTION_SAFETY_MARGIN: Duration = Duration::from_secs(1);
+/// Longest duration the NATS server takes (a stream's `max_age` and `duplicate_window`, a
+/// key-value bucket's age): it reads them as signed 64-bit nanoseconds, about 292 years. Longer
+/// ones reach the server as negative numbers and every create is refused.
+pub const MAX_SERVER_DURATION: Duration = Duration::from_secs(106_751 * 86_400);
+/// Largest `subscription_capacity`: the NATS client buffers each subscription in a tokio channel,
+/// which panics when asked for more permits than this.
+pub const MAX_SUBSCRIPTION_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// The template tokens each decoder kind fills (`token.N` stands for `token.1`, `token.2`, ...).
 /// Kept consistent with each decoder's `accepts_token` by a unit test.
@@ -311,16 +319,20 @@ fn valid_host_name(host: &str) -> bool {
         })
 }
 
-/// Checks one server address: `scheme://[user[:pass]@]host[:port]` with scheme nats, tls, ws or
-/// wss, or a bare `host[:port]`. Returns the scheme (lowercase; `nats` when bare).
+/// Checks one server address: `scheme://host[:port]` with scheme nats, tls, ws or wss, or a bare
+/// `host[:port]`. Returns the scheme (lowercase; `nats` when bare). Credentials in the URL
+/// (`user:pass@`, `token@`) are refused: the NATS client does not send them, and a URL is shown in
+/// logs and errors, so they belong in the connection's `user`/`password` or `token`.
 fn check_server(url: &str) -> Result<String, String> {
     let hint =
         "use e.g. nats://10.0.0.1:4222, tls://nats.example.com:4222 or wss://nats.example.com";
     if url.trim().is_empty() {
         return Err(format!("is empty ({hint})"));
     }
+    // Credentials in the URL are never shown, and never used: see below.
+    let shown = redact_url(url);
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{url:?} contains whitespace ({hint})"));
+        return Err(format!("{shown:?} contains whitespace ({hint})"));
     }
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
@@ -328,50 +340,55 @@ fn check_server(url: &str) -> Result<String, String> {
     };
     if !matches!(scheme.as_str(), "nats" | "tls" | "ws" | "wss") {
         return Err(format!(
-            "{url:?} has unsupported scheme {scheme:?} (use nats://, tls://, ws:// or wss://)"
+            "{shown:?} has unsupported scheme {scheme:?} (use nats://, tls://, ws:// or wss://)"
         ));
     }
-    let after_user = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    if split_userinfo(url).is_some() {
+        return Err(format!(
+            "{shown:?} carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${{NATS_PASSWORD}}\") or token"
+        ));
+    }
+    let after_user = rest;
     let (host_port, path) = match after_user.find('/') {
         Some(slash) => (&after_user[..slash], &after_user[slash..]),
         None => (after_user, ""),
     };
     if !path.is_empty() && path != "/" && !scheme.starts_with("ws") {
         return Err(format!(
-            "{url:?} has a path, which only ws:// and wss:// servers can have ({hint})"
+            "{shown:?} has a path, which only ws:// and wss:// servers can have ({hint})"
         ));
     }
     let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
         let Some((ip, tail)) = bracketed.split_once(']') else {
-            return Err(format!("{url:?} has an unclosed '[' ({hint})"));
+            return Err(format!("{shown:?} has an unclosed '[' ({hint})"));
         };
         if ip.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("{url:?} has an invalid IPv6 address {ip:?}"));
+            return Err(format!("{shown:?} has an invalid IPv6 address {ip:?}"));
         }
         match tail {
             "" => (ip, None),
             _ => match tail.strip_prefix(':') {
                 Some(port) => (ip, Some(port)),
-                None => return Err(format!("{url:?}: expected ':port' after ']' ({hint})")),
+                None => return Err(format!("{shown:?}: expected ':port' after ']' ({hint})")),
             },
         }
     } else {
         match host_port.split_once(':') {
             Some((host, port)) if port.contains(':') => {
                 return Err(format!(
-                    "{url:?}: write an IPv6 address in brackets, e.g. nats://[::1]:4222 ({host}...)"
-                ))
+                "{shown:?}: write an IPv6 address in brackets, e.g. nats://[::1]:4222 ({host}...)"
+            ))
             }
             Some((host, port)) => {
                 if host.parse::<IpAddr>().is_err() && !valid_host_name(host) {
-                    return Err(format!("{url:?} has an invalid host {host:?} ({hint})"));
+                    return Err(format!("{shown:?} has an invalid host {host:?} ({hint})"));
                 }
                 (host, Some(port))
             }
             None => {
                 if host_port.parse::<IpAddr>().is_err() && !valid_host_name(host_port) {
                     return Err(format!(
-                        "{url:?} has an invalid host {host_port:?} ({hint})"
+                        "{shown:?} has an invalid host {host_port:?} ({hint})"
                     ));
                 }
                 (host_port, None)
@@ -379,11 +396,11 @@ fn check_server(url: &str) -> Result<String, String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("{url:?} has no host ({hint})"));
+        return Err(format!("{shown:?} has no host ({hint})"));
     }
     if let Some(port) = port {
         if port.parse::<u16>().is_err() {
-            return Err(format!("{url:?} has an invalid port {port:?} ({hint})"));
+            return Err(format!("{shown:?} has an invalid port {port:?} ({hint})"));
         }
     }
     Ok(scheme)
@@ -529,6 +546,28 @@ fn check_connection(out: &mut Problems, name: &str, connection: &ConnectionConfi
         out.push(
             format!("{base}.subscription_capacity"),
             "must be at least 1 (default 65536)",
+        );
+    } else if connection.subscription_capacity > MAX_SUBSCRIPTION_CAPACITY {
+        out.push(
+            format!("{base}.subscription_capacity"),
+            format!(
+                "is {}; must be at most {MAX_SUBSCRIPTION_CAPACITY}, the most the NATS client's subscription buffer can hold (default 65536)",
+                connection.subscription_capacity
+            ),
+        );
+    }
+}
+
+/// A duration the NATS server will be given: at most [`MAX_SERVER_DURATION`].
+fn check_server_duration(out: &mut Problems, path: String, duration: Option<Duration>) {
+    if let Some(duration) = duration.filter(|d| *d > MAX_SERVER_DURATION) {
+        out.push(
+            path,
+            format!(
+                "is {}; must be at most {} (about 292 years): the NATS server reads durations as 64-bit nanoseconds",
+                format_duration(duration),
+                format_duration(MAX_SERVER_DURATION)
+            ),
         );
     }
 }
@@ -747,6 +786,16 @@ fn check_adapter(out: &mut Problems, base: &str, adapter: &AdapterConfig, define
             ),
         );
     }
+    check_server_duration(
+        out,
+        format!("{base}.output.max_age"),
+        output.max_age.map(|d| d.0),
+    );
+    check_server_duration(
+        out,
+        format!("{base}.output.duplicate_window"),
+        output.duplicate_window.map(|d| d.0),
+    );
     if let Some(window) = output.duplicate_window {
         if adapter.kind == AdapterKind::ChoriaLifecycle && window.0 >= CHORIA_ALIVE_INTERVAL {
             out.push(
@@ -1037,14 +1086,12 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
         .filter(|(_, a)| a.output.create)
         .map(|(i, a)| (i, a.stream_subjects()))
         .collect();
+    // At most one problem per adapter (the first conflict), so a file of many alike adapters
+    // gets a list as long as the file, not one entry per pair.
     for (later, (j, subjects_j)) in created.iter().enumerate() {
         let b = &adapters[*j];
-        for (i, subjects_i) in created.iter().take(later) {
-            let a = &adapters[*i];
-            if a.output_connection() != b.output_connection() {
-                continue;
-            }
-            let path = format!(
+        let path = || {
+            format!(
                 "{}.output.{}",
                 paths[*j],
                 if b.output.stream_subjects.is_some() {
@@ -1052,7 +1099,13 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                 } else {
                     "subject"
                 }
-            );
+            )
+        };
+        for (i, subjects_i) in created.iter().take(later) {
+            let a = &adapters[*i];
+            if a.output_connection() != b.output_connection() {
+                continue;
+            }
             if a.output.stream == b.output.stream {
                 let mut sorted_a = subjects_i.clone();
                 let mut sorted_b = subjects_j.clone();
@@ -1060,7 +1113,7 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                 sorted_b.sort();
                 if sorted_a != sorted_b {
                     out.push(
-                        path,
+                        path(),
                         format!(
                             "stream {} is also created by {} with subjects [{}] but here with [{}]: whichever starts first decides; give both the same output.stream_subjects",
                             b.output.stream,
@@ -1069,6 +1122,7 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                             subjects_j.join(", ")
                         ),
                     );
+                    break;
                 }
                 continue;
             }
@@ -1079,7 +1133,7 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                     .map(|y| (x, y))
             }) {
                 out.push(
-                    path,
+                    path(),
                     format!(
                         "stream subject {x:?} of stream {} overlaps {y:?} of stream {} ({}) on connection {}: a subject can belong to only one stream, so the server would refuse one of them",
                         b.output.stream,
@@ -1088,6 +1142,7 @@ fn check_across_adapters(out: &mut Problems, adapters: &[AdapterConfig], paths: 
                         b.output_connection()
                     ),
                 );
+                break;
             }
         }
     }
@@ -1279,6 +1334,36 @@ fn check_replicator(
                 ),
             );
         }
+        check_server_duration(out, format!("{path}.ttl"), Some(election.ttl.0));
+        check_shared_sampling_age(out, base, replicator);
+    }
+}
+
+/// With leader election, the sampling state is shared through a key-value bucket that keeps a
+/// record twice as long as a silent sender is remembered (`advisories.expire_after`, else
+/// `limit.sample.interval`), so that must be at most half of what the server takes.
+fn check_shared_sampling_age(out: &mut Problems, base: &str, replicator: &ReplicatorConfig) {
+    let Some(sample) = replicator.sample() else {
+        return;
+    };
+    // Half the server's limit, in whole days.
+    let limit = Duration::from_secs(MAX_SERVER_DURATION.as_secs() / 2 / 86_400 * 86_400);
+    let expire = replicator
+        .advisories
+        .as_ref()
+        .and_then(|a| a.expire_after)
+        .map(|d| (d.0, "advisories.expire_after"));
+    let (forget, key) = expire.unwrap_or((sample.interval.0, "limit.sample.interval"));
+    if forget > limit {
+        out.push(
+            format!("{base}.{key}"),
+            format!(
+                "is {}; must be at most {} with leader_election: the shared sampling state is kept twice this long in a key-value bucket, and the NATS server takes at most {}",
+                format_duration(forget),
+                format_duration(limit),
+                format_duration(MAX_SERVER_DURATION)
+            ),
+        );
     }
 }
 
@@ -1300,6 +1385,12 @@ fn check_target(out: &mut Problems, base: &str, replicator: &ReplicatorConfig) {
             }
         }
     }
+    check_server_duration(out, format!("{base}.to.max_age"), to.max_age.map(|d| d.0));
+    check_server_duration(
+        out,
+        format!("{base}.to.duplicate_window"),
+        to.duplicate_window.map(|d| d.0),
+    );
     if let Some(replicas) = to.replicas {
         if !(1..=MAX_REPLICAS).contains(&replicas) {
             out.push(
@@ -1330,6 +1421,14 @@ fn check_limit(out: &mut Problems, base: &str, replicator: &ReplicatorConfig, re
     };
     let path = format!("{base}.limit");
     if let Some(rate) = &limit.rate {
+        if !rate.per_second().is_finite() {
+            out.push(
+                format!("{path}.rate"),
+                format!(
+                    "is {rate}, more messages per second than a number can hold; write a rate a replicator could reach (e.g. 100000/s)"
+                ),
+            );
+        }
         if rate.burst() < 1.0 {
             out.push(
                 format!("{path}.rate"),
@@ -1739,6 +1838,11 @@ adapters:
             ("nats://a b:4222", "whitespace"),
             ("nats://x:4222/path", "has a path"),
             ("nats://::1:4222", "IPv6"),
+            (
+                "nats://user:pw@host.example.com:4222",
+                "carries credentials",
+            ),
+            ("tls://t0ken@host.example.com:4222", "carries credentials"),
         ] {
             assert_problem(
                 &broken("\"10.0.0.2:4222\"", &format!("{bad:?}")),
@@ -1747,7 +1851,6 @@ adapters:
             );
         }
         for good in [
-            "nats://user:pw@host.example.com:4222",
             "ws://127.0.0.1:8080/nats",
             "wss://nats.example.com",
             "nats://[::1]:4222",
