@@ -299,6 +299,29 @@ where
         .await
 }
 
+/// Serves one connection whose client sends `request` and then closes its sending side, and
+/// returns every byte answered (empty for a close without an answer): the monitor's request
+/// handling without a socket, for the fuzz target `fuzz/fuzz_targets/monitor_request.rs`.
+#[doc(hidden)]
+pub async fn answer(request: &[u8], metrics: Arc<Metrics>, board: Arc<StatusBoard>) -> Vec<u8> {
+    let shared = Shared {
+        metrics,
+        board,
+        read_timeout: READ_TIMEOUT,
+    };
+    let (mut client, server) = tokio::io::duplex(16 * 1024);
+    let head_received = AtomicBool::new(false);
+    let serve = serve_http(server, &shared, &head_received);
+    let talk = async {
+        let _ = client.write_all(request).await;
+        let _ = client.shutdown().await;
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer).await;
+        answer
+    };
+    tokio::join!(serve, talk).1
+}
+
 /// How serving one connection ended, short of a time limit.
 enum Served {
     /// hyper finished the connection (with an error for malformed heads, timeouts, resets).

@@ -379,17 +379,7 @@ const FUZZ_STATUSES: &[u16] = &[200, 400, 404, 405, 414, 431];
 /// its sending side) and returns everything the server wrote before closing.
 fn exchange(runtime: &tokio::runtime::Runtime, shared: &Shared, request: &[u8]) -> Vec<u8> {
     runtime.block_on(async {
-        let (mut client, server) = tokio::io::duplex(16 * 1024);
-        let head_received = AtomicBool::new(false);
-        let serve = serve_http(server, shared, &head_received);
-        let talk = async {
-            let _ = client.write_all(request).await;
-            let _ = client.shutdown().await;
-            let mut answer = Vec::new();
-            let _ = client.read_to_end(&mut answer).await;
-            answer
-        };
-        let both = async { tokio::join!(serve, talk).1 };
+        let both = answer(request, shared.metrics.clone(), shared.board.clone());
         timeout(Duration::from_secs(10), both)
             .await
             .unwrap_or_else(|_| b"HANG".to_vec())
