@@ -168,8 +168,11 @@ async fn fill(js: &async_nats::jetstream::Context, range: std::ops::Range<usize>
     }
 }
 
-/// Source messages other than ferry's own heartbeats.
+/// Source messages other than ferry's own heartbeats (none while the stream does not exist yet).
 async fn data_payloads(js: &async_nats::jetstream::Context, stream: &str) -> Vec<String> {
+    if common::count_or_zero(js, stream).await == 0 {
+        return Vec::new();
+    }
     stream_messages(js, stream)
         .await
         .iter()
