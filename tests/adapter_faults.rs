@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
-use common::{alive_event, msg_id, ALIVE_SUBJECT};
+use common::{alive_event, msg_id, publish_alive, ALIVE_SUBJECT};
 use common::{
     js_client, stream_message_count, stream_messages, wait_until, Ferry, NatsServer, ServerOptions,
 };
@@ -82,17 +82,6 @@ async fn try_count(js: &Context, stream: &str) -> Option<u64> {
 async fn wait_count(js: &Context, stream: &str, want: u64) {
     let what = format!("{want} messages in stream {stream}");
     settle(&what, || try_count(js, stream), |n| *n == Some(want)).await;
-}
-
-/// Publishes alive events `range` on core NATS and flushes.
-async fn publish_alive(client: &async_nats::Client, range: std::ops::Range<usize>) {
-    for i in range {
-        client
-            .publish(ALIVE_SUBJECT, alive_event(i).into())
-            .await
-            .expect("publish");
-    }
-    client.flush().await.expect("flush");
 }
 
 /// The index `i` of each stored alive event (from its payload), checking payload, subject and

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::Config as StreamConfig;
 use common::{
-    alive_event, js_client, stream_messages, wait_until, Ferry, FerryOptions, NatsServer,
-    ALIVE_SUBJECT,
+    js_client, publish_alive, stream_messages, wait_until, Ferry, FerryOptions, NatsServer,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -70,16 +69,6 @@ adapters:
     output: {{ stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{{type}}.{{component}}", duplicate_window: 2m }}
 "#
     )
-}
-
-async fn publish_alive(client: &async_nats::Client, range: std::ops::Range<usize>) {
-    for i in range {
-        client
-            .publish(ALIVE_SUBJECT, alive_event(i).into())
-            .await
-            .expect("publish");
-    }
-    client.flush().await.expect("flush");
 }
 
 async fn adapter_task_fails(task: &str, action: &str, cause: &str) {

@@ -25,3 +25,14 @@ pub fn alive_event(i: usize) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// Publishes alive events `range` on core NATS and flushes.
+pub async fn publish_alive(client: &async_nats::Client, range: std::ops::Range<usize>) {
+    for i in range {
+        client
+            .publish(ALIVE_SUBJECT, alive_event(i).into())
+            .await
+            .expect("publish");
+    }
+    client.flush().await.expect("flush");
+}

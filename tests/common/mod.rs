@@ -30,7 +30,7 @@ mod raw_nats;
 mod replication;
 pub use replication::*;
 
-pub use events::{alive_event, msg_id, ALIVE_SUBJECT};
+pub use events::{alive_event, msg_id, publish_alive, ALIVE_SUBJECT};
 pub use ferry::{ferry_bin, ferry_command, Ferry, FerryOptions};
 pub use http::{http_get, http_get_blocking, parse_response};
 pub use jetstream::{
