@@ -76,7 +76,13 @@ impl AdapterMetrics {
             name: name.to_string(),
         };
         // Show the drop counters at zero from the start, so alerts can be written against them.
-        for reason in ["spool_full", "oversize", "no_responders", "rejected"] {
+        for reason in [
+            "spool_full",
+            "spool_damaged",
+            "oversize",
+            "no_responders",
+            "rejected",
+        ] {
             bound.dropped(reason);
         }
         bound
@@ -194,6 +200,7 @@ pub struct Adapter {
     flusher: JoinHandle<()>,
     spool: Arc<Spool>,
     store: Arc<dyn StateStore>,
+    metrics: AdapterMetrics,
     stop: watch::Sender<bool>,
     deadline: watch::Sender<bool>,
 }
@@ -237,7 +244,12 @@ impl Adapter {
             tracing::warn!(adapter = %name, records = recovered.unreadable, "the spool holds records this version cannot read; they are kept untouched");
         }
         for (file, bytes) in &recovered.torn {
-            tracing::warn!(adapter = %name, file = %file.display(), bytes, "a spool segment ends in an incomplete record (a write cut short by a crash or power loss, of events never counted as spooled); the records before it are kept");
+            tracing::warn!(adapter = %name, file = %file.display(), bytes, "a spool segment ends in an incomplete record written after the last flush (a write cut short by a crash or power loss, of events never counted as spooled); the records before it are kept");
+        }
+        let adapter_metrics = AdapterMetrics::new(&metrics, &name);
+        report_damage(&name, &adapter_metrics, &recovered.damaged);
+        if !recovered.unrecorded.is_empty() {
+            tracing::info!(adapter = %name, files = recovered.unrecorded.len(), "spool segment files the state store had no record of yet (written by an earlier release, or the store was recreated): they are drained, and damage in them is counted from sequence gaps");
         }
         if !spool.is_empty() {
             tracing::info!(adapter = %name, events = spool.messages(), bytes = spool.bytes(), "spool holds events from a previous run; they are published first");
@@ -246,7 +258,6 @@ impl Adapter {
         let (queue_tx, queue_rx) = mpsc::channel(queue_capacity(&config));
         let first_seq = recovered.last_seq.map_or(1, |seq| seq + 1);
         let router = Arc::new(Router::new(queue_tx, spool.clone(), first_seq));
-        let adapter_metrics = AdapterMetrics::new(&metrics, &name);
         let health = Arc::new(Health::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let (deadline_tx, deadline_rx) = watch::channel(false);
@@ -271,11 +282,12 @@ impl Adapter {
             filter,
             template,
             router: router.clone(),
-            metrics: adapter_metrics,
+            metrics: adapter_metrics.clone(),
             health: health.clone(),
             stop: stop_rx.clone(),
             config,
         };
+        let metrics_for_stop = adapter_metrics.clone();
         let router_for_status = router;
         let flusher = tokio::spawn(flush_spool(store.clone(), spool.clone(), stop_rx.clone()));
         let spool_for_stop = spool.clone();
@@ -287,6 +299,7 @@ impl Adapter {
             router_for_status,
             input,
             metrics,
+            adapter_metrics.clone(),
             stop_rx,
         ));
         Ok(Adapter {
@@ -297,6 +310,7 @@ impl Adapter {
             flusher,
             spool: spool_for_stop,
             store,
+            metrics: metrics_for_stop,
             stop: stop_tx,
             deadline: deadline_tx,
         })
@@ -333,6 +347,7 @@ impl Adapter {
         self.flusher.abort();
         // What the publisher spilled at the end must be on disk before the process exits.
         flush_and_count(&self.store, &self.spool).await;
+        report_damage(&self.name, &self.metrics, &self.spool.take_damage());
     }
 }
 
@@ -348,7 +363,7 @@ async fn flush_spool(
             _ = tokio::time::sleep(crate::state::FLUSH_INTERVAL) => {}
             changed = stop.changed() => if changed.is_err() { return },
         }
-        if !spool.unflushed().is_empty() {
+        if spool.needs_flush() {
             flush_and_count(&store, &spool).await;
         }
     }
@@ -366,7 +381,33 @@ async fn flush_and_count(store: &Arc<dyn StateStore>, spool: &Arc<Spool>) {
     }
 }
 
-/// Keeps the status board current: state, reason and spool depth.
+/// Counts and logs, one line per file, the spooled events that damaged or missing segment files
+/// lost.
+fn report_damage(
+    adapter: &str,
+    metrics: &AdapterMetrics,
+    damaged: &[spool::segments::DamagedSegment],
+) {
+    for segment in damaged {
+        metrics.dropped("spool_damaged").inc_by(segment.lost);
+        let file = segment.path.display();
+        let counted = if segment.exact {
+            "counted against the state store's record of the file"
+        } else {
+            "estimated from the sequence numbers around the damage: the state store had no record of the file"
+        };
+        if segment.missing {
+            tracing::error!(adapter, file = %file, events_lost = segment.lost, "spool segment file is missing: {} spooled events in it are lost ({counted}) and counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}. Something deleted it under state_dir: keep state_dir out of cleanup jobs, and restore the whole state_dir from one backup rather than single files", segment.lost);
+        } else if segment.lost > 0 {
+            tracing::error!(adapter, file = %file, events_lost = segment.lost, damaged_bytes = segment.damaged_bytes, "spool segment file is damaged: {} spooled events in it can no longer be read ({counted}) and are counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}; the intact events in it are published as usual. Check the disk and file system under state_dir (kernel log, SMART)", segment.lost);
+        } else {
+            tracing::warn!(adapter, file = %file, damaged_bytes = segment.damaged_bytes, "spool segment file has damaged bytes, but no unpublished event was in them (or their loss was reported before); check the disk and file system under state_dir (kernel log, SMART)");
+        }
+    }
+}
+
+/// Keeps the status board current: state, reason and spool depth; reports spool damage found
+/// while draining.
 #[allow(clippy::too_many_arguments)]
 async fn report_status(
     name: String,
@@ -376,10 +417,12 @@ async fn report_status(
     router: Arc<Router>,
     input: Connection,
     metrics: Arc<Metrics>,
+    adapter_metrics: AdapterMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let queue_gauge = metrics.adapter_queue_depth.with_label_values(&[&name]);
     loop {
+        report_damage(&name, &adapter_metrics, &spool.take_damage());
         let (state, reason) = if let Some(failure) = health.failure() {
             (PipelineState::Failed, Some(failure))
         } else if !input.is_connected() {

@@ -14,8 +14,11 @@
 //! How far the log has been consumed is saved in the tree `spool_log:<adapter>`, so a restart
 //! does not publish again what had already left.
 
+pub mod damage;
+pub mod record;
 pub mod segments;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,10 +27,17 @@ use prometheus::IntGauge;
 
 use super::message::{OutMessage, SpoolPlace};
 use crate::state::{StateError, StateStore, StateTree};
-use segments::SegmentLog;
+use damage::SegmentMeta;
+use segments::{DamagedSegment, PendingSync, SegmentLog};
 
 /// The key under which the log's consumed position is saved.
 const REMOVED_THROUGH_KEY: &[u8] = b"removed_through";
+/// Keys under which what is known of each segment file is saved: this prefix and its name.
+const SEGMENT_KEY_PREFIX: &[u8] = b"segment:";
+
+fn segment_key(id: u64) -> Vec<u8> {
+    [SEGMENT_KEY_PREFIX, &id.to_be_bytes()].concat()
+}
 /// Leading byte of the saved position, so a later release can change its format.
 const POSITION_VERSION: u8 = 1;
 
@@ -66,6 +76,8 @@ pub struct Spool {
     unflushed_bytes: AtomicU64,
     messages_gauge: IntGauge,
     bytes_gauge: IntGauge,
+    /// Segments found damaged while running, not yet reported.
+    damage: Mutex<Vec<DamagedSegment>>,
 }
 
 /// What was pushed up to a moment: taken before a flush, credited after it.
@@ -88,9 +100,13 @@ pub struct Recovered {
     /// Records this version cannot read: kept untouched in the tree for the release that wrote
     /// them, reported, never deleted.
     pub unreadable: u64,
-    /// Segment files with bytes after their last whole record (a write cut short by a crash),
-    /// and how many bytes.
+    /// Segment files with bytes after their last whole record (a write cut short by a crash,
+    /// after the last flush), and how many bytes.
     pub torn: Vec<(PathBuf, u64)>,
+    /// Segment files that lost spooled events: damaged, cut short or gone.
+    pub damaged: Vec<DamagedSegment>,
+    /// Segment files the state store had no record of.
+    pub unrecorded: Vec<PathBuf>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,12 +139,23 @@ impl Spool {
         let removed_through = positions
             .get(REMOVED_THROUGH_KEY)?
             .and_then(|value| decode_position(&value));
+        let mut known = BTreeMap::new();
+        positions.for_each(&mut |key, value| {
+            let id = key
+                .strip_prefix(SEGMENT_KEY_PREFIX)
+                .and_then(|id| id.try_into().ok())
+                .map(u64::from_be_bytes);
+            if let (Some(id), Some(meta)) = (id, SegmentMeta::decode(value)) {
+                known.insert(id, meta);
+            }
+        })?;
         // A record this version cannot decode comes from a newer release. It moves to the tree,
         // where unreadable records are kept untouched for that release: left in its segment it
         // would hold back the deletion of that file, every file after it and the saved position.
         let (mut log, recovery) = SegmentLog::open(
             &log_dir(state_dir, adapter),
             removed_through,
+            &known,
             &mut |seq, body| {
                 tree.insert(&seq.to_be_bytes(), body)
                     .map_err(|error| std::io::Error::other(error.to_string()))
@@ -137,7 +164,7 @@ impl Spool {
         if !recovery.unreadable.is_empty() {
             store.flush()?;
             for place in &recovery.unreadable {
-                log.remove(place.segment, place.ordinal, place.seq);
+                log.remove(place.segment, place.ordinal, place.seq, 0);
             }
         }
         let position = log.removed_through();
@@ -172,6 +199,7 @@ impl Spool {
             unflushed_bytes: AtomicU64::new(0),
             messages_gauge,
             bytes_gauge,
+            damage: Mutex::new(Vec::new()),
         };
         spool.save_position(position)?;
         Ok((
@@ -180,6 +208,8 @@ impl Spool {
                 last_seq,
                 unreadable,
                 torn: recovery.torn,
+                damaged: recovery.damaged,
+                unrecorded: recovery.unrecorded,
             },
         ))
     }
@@ -201,7 +231,7 @@ impl Spool {
         let appended = {
             let mut log = lock(&self.log);
             if log.accepts(message.seq) {
-                log.append(message.seq, &body)?;
+                log.append(message.seq, &body, size)?;
                 true
             } else {
                 false
@@ -234,7 +264,7 @@ impl Spool {
             for message in messages {
                 match message.spooled_at {
                     SpoolPlace::Log { segment, ordinal } => {
-                        if log.remove(segment, ordinal, message.seq) {
+                        if log.remove(segment, ordinal, message.seq, message.size() as u64) {
                             removed += 1;
                             removed_bytes += message.size() as i64;
                         }
@@ -282,7 +312,12 @@ impl Spool {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<OutMessage>, SpoolError> {
-        let from_log = lock(&self.log).read_after(after, limit)?;
+        let from_log = {
+            let mut log = lock(&self.log);
+            let read = log.read_after(after, limit);
+            self.note_damage(log.take_damage());
+            read?
+        };
         if self.tree_entries.load(Ordering::Relaxed) == 0 {
             return Ok(from_log);
         }
@@ -322,10 +357,56 @@ impl Spool {
         Ok(out)
     }
 
-    /// Makes everything pushed so far durable: the log's files, then the state store.
+    /// Takes events lost to damage found while reading out of the counts, for
+    /// [`Spool::take_damage`] to report.
+    fn note_damage(&self, damaged: Vec<DamagedSegment>) {
+        if damaged.is_empty() {
+            return;
+        }
+        let (lost, lost_bytes) = damaged.iter().fold((0, 0), |(m, b), d| {
+            (m + d.lost as i64, b + d.lost_bytes as i64)
+        });
+        self.add(-lost, -lost_bytes);
+        lock(&self.damage).extend(damaged);
+    }
+
+    /// Segments found damaged while running since the last call: the events they lost are no
+    /// longer counted in the spool, and are the caller's to report.
+    pub fn take_damage(&self) -> Vec<DamagedSegment> {
+        std::mem::take(&mut *lock(&self.damage))
+    }
+
+    /// Whether [`Spool::flush`] has anything to do: new events, or files and records to settle.
+    pub fn needs_flush(&self) -> bool {
+        !self.unflushed().is_empty() || lock(&self.log).needs_flush()
+    }
+
+    /// Makes everything pushed so far durable: the log's files, what the store knows of them,
+    /// then the state store; only then are consumed files deleted. Appends the disk refused are
+    /// reported as an error after the rest of the flush was done.
     pub fn flush(&self, store: &dyn StateStore) -> Result<(), SpoolError> {
-        let pending = lock(&self.log).prepare_sync()?;
-        pending.run()?;
+        let mut sync = lock(&self.log).prepare_sync();
+        let write_error = sync.write_error.take();
+        if let Err(error) = self.make_durable(store, &sync) {
+            lock(&self.log).unflushed(sync);
+            return Err(error);
+        }
+        sync.delete_consumed();
+        lock(&self.log).flushed(&sync);
+        match write_error {
+            Some(error) => Err(SpoolError::Log(error)),
+            None => Ok(()),
+        }
+    }
+
+    fn make_durable(&self, store: &dyn StateStore, sync: &PendingSync) -> Result<(), SpoolError> {
+        sync.sync()?;
+        for (id, meta) in &sync.metadata {
+            self.positions.insert(&segment_key(*id), &meta.encode())?;
+        }
+        for id in sync.forget.iter().copied().chain(sync.deleted_ids()) {
+            self.positions.remove(&segment_key(id))?;
+        }
         store.flush()?;
         Ok(())
     }
@@ -522,6 +603,7 @@ mod tests {
             .collect();
         spool.remove_all(&done).unwrap();
         assert_eq!(spool.messages(), 2);
+        spool.flush(&store).unwrap();
         assert_eq!(
             segment_files(dir.path()).len(),
             1,
@@ -564,6 +646,7 @@ mod tests {
         assert_eq!(seqs(&all), [1, 2, 3, 4]);
         spool.remove_all(&all).unwrap();
         assert!(spool.is_empty());
+        spool.flush(&store).unwrap();
         assert_eq!(
             segment_files(dir.path()).len(),
             1,
@@ -605,17 +688,22 @@ mod tests {
         let count = 3 * segments::SEGMENT_BYTES / size as u64;
         {
             // Segments as a newer release might leave them: one record this version cannot read.
-            let (mut log, _) =
-                SegmentLog::open(&log_dir(dir.path(), "a"), None, &mut |_, _| Ok(())).unwrap();
+            let (mut log, _) = SegmentLog::open(
+                &log_dir(dir.path(), "a"),
+                None,
+                &BTreeMap::new(),
+                &mut |_, _| Ok(()),
+            )
+            .unwrap();
             for seq in 1..=count {
                 let body = if seq == 2 {
                     newer.to_vec()
                 } else {
                     message(seq, size).encode()
                 };
-                log.append(seq, &body).unwrap();
+                log.append(seq, &body, 0).unwrap();
             }
-            log.prepare_sync().unwrap().run().unwrap();
+            log.prepare_sync().sync().unwrap();
         }
         assert!(segment_files(dir.path()).len() >= 3);
         let store = SledStore::open(dir.path()).unwrap();
@@ -628,6 +716,7 @@ mod tests {
             (1..=count).filter(|&seq| seq != 2).collect::<Vec<_>>()
         );
         spool.remove_all(&all).unwrap();
+        spool.flush(&store).unwrap();
         assert!(
             segment_files(dir.path()).is_empty(),
             "every consumed segment is deleted, the unreadable record's too"
