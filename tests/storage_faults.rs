@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
-use common::{js_client, stream_messages, wait_until, Ferry, NatsServer};
+use common::{
+    ferry_command, js_client, stream_messages, wait_until, Ferry, FerryOptions, NatsServer, Proxy,
+};
 
 /// Deadline for counters and streams to reach the expected values.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -19,7 +21,8 @@ const SPOOL_DAMAGED: [(&str, &str); 2] = [("pipeline", "raw"), ("reason", "spool
 /// Events of this size fill a 4 MiB segment file with about 3,800 of them.
 const EVENT_BYTES: usize = 1000;
 
-/// A passthrough adapter from `data.>` on `input` to stream DATA on `output`.
+/// A passthrough adapter from `data.>` on `input` to stream DATA on `output`. The YAML's
+/// placeholders are filled by [`Ferry`].
 fn passthrough_yaml(input: &str, output: &str) -> String {
     r#"
 state_dir: "{state_dir}"
@@ -174,8 +177,14 @@ async fn spool_events(n: usize) -> Spooled {
 }
 
 /// Every event sent is stored once or counted as `spool_damaged`, and the ones stored are exactly
-/// the ones not in `lost`.
-async fn assert_books(ferry: &Ferry, js: &Context, n: usize, lost: &BTreeSet<usize>) {
+/// the ones not in `lost`; this ferry process published `published` of them.
+async fn assert_books(
+    ferry: &Ferry,
+    js: &Context,
+    n: usize,
+    lost: &BTreeSet<usize>,
+    published: usize,
+) {
     wait_count(js, "DATA", (n - lost.len()) as u64).await;
     wait_metric_eq(ferry, "ferry_adapter_spool_messages", &RAW, 0.0).await;
     let stored = stored_events(js).await;
@@ -197,8 +206,8 @@ async fn assert_books(ferry: &Ferry, js: &Context, n: usize, lost: &BTreeSet<usi
     assert_eq!(
         m.sum("ferry_adapter_published_total", &RAW)
             + m.sum("ferry_adapter_duplicates_total", &RAW),
-        (n - lost.len()) as f64,
-        "published + dropped{{spool_damaged}} == sent"
+        published as f64,
+        "this run published what was not lost"
     );
 }
 
@@ -240,7 +249,7 @@ async fn damaged_or_missing_segment_files_found_at_start_are_counted_exactly() {
     output.restart();
     ferry.restart();
     let (_out_client, js) = js_client(&output.url()).await;
-    assert_books(&ferry, &js, N, &lost).await;
+    assert_books(&ferry, &js, N, &lost, N - lost.len()).await;
     let log = ferry.log();
     for (file, what) in [
         (&files[0], "spool segment file is missing"),
@@ -278,7 +287,7 @@ async fn a_segment_file_deleted_while_ferry_runs_is_counted_and_the_drain_goes_o
 
     output.restart();
     let (_out_client, js) = js_client(&output.url()).await;
-    assert_books(&ferry, &js, N, &lost).await;
+    assert_books(&ferry, &js, N, &lost, N - lost.len()).await;
     let log = ferry.log();
     assert!(
         log.lines()
@@ -289,4 +298,275 @@ async fn a_segment_file_deleted_while_ferry_runs_is_counted_and_the_drain_goes_o
     );
     ferry.wait_ready().await;
     assert_eq!(metric(&ferry, "ferry_adapter_spool_bytes", &RAW).await, 0.0);
+}
+
+/// Writes 20 runs of 64 pseudo-random bytes (from `seed`) at pseudo-random places among the last
+/// 16 KiB `file` holds: the store's engine is log-structured, and its latest writes are what it
+/// reads at start (bytes elsewhere are mostly superseded data, whose damage changes nothing).
+fn scribble(file: &Path, seed: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let contents = std::fs::read(file).expect("store file");
+    let end = contents
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(1, |last| last as u64 + 1);
+    let start = end.saturating_sub(16 << 10);
+    let mut handle = std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .expect("open store file");
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for _ in 0..20 {
+        let mut bytes = [0u8; 64];
+        for byte in bytes.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *byte = x as u8;
+        }
+        handle
+            .seek(SeekFrom::Start(start + x % (end - start)))
+            .unwrap();
+        handle.write_all(&bytes).unwrap();
+    }
+}
+
+/// Copies a directory tree (the state store is a directory of a few files).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// How `ferry run` went on a scribbled state store.
+enum Outcome {
+    /// It stopped by itself: its exit status and output.
+    Exited(std::process::ExitStatus, String),
+    /// It ran (the bytes hit nothing it reads) and stopped gracefully when asked.
+    Ran,
+}
+
+/// Runs `ferry run -c CONFIG` for up to 15 s, then stops it with SIGTERM if it still runs.
+async fn run_briefly(config: &Path) -> Outcome {
+    let mut child = ferry_command()
+        .args(["run", "-c"])
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ferry");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if child.try_wait().expect("wait").is_some() {
+            let output = child.wait_with_output().expect("output");
+            let text = String::from_utf8_lossy(&output.stderr).to_string()
+                + &String::from_utf8_lossy(&output.stdout);
+            return Outcome::Exited(output.status, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SAFETY: signalling our own child, which has not been reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().expect("output");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    Outcome::Ran
+}
+
+/// Random bytes in the store's file: `ferry run` exits 2 with an error naming the file and the
+/// way out whenever they hit what it holds (a panic of the engine, or writes it silently dropped),
+/// and never panics; `--recover-state` moves the store aside, starts, and publishes every spooled
+/// event from the segment files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_store_exits_2_and_recover_state_keeps_the_spooled_events() {
+    const N: usize = 5_000;
+    let Spooled {
+        _input,
+        mut output,
+        mut ferry,
+    } = spool_events(N).await;
+    ferry.sigterm();
+    assert_eq!(
+        ferry.wait_exit(Duration::from_secs(20)).await.code(),
+        Some(0)
+    );
+    let state_dir = ferry.state_dir().to_path_buf();
+    let store = state_dir.join("ferry.db");
+    let marker = state_dir.join("ferry.db.id");
+    let pristine = state_dir.join("pristine-copy");
+    copy_dir(&store, &pristine);
+    let pristine_marker = std::fs::read(&marker).expect("the store's identity is recorded");
+
+    let mut damaged = 0;
+    let mut a_damaging_seed = None;
+    for seed in 1..=12u64 {
+        std::fs::remove_dir_all(&store).unwrap();
+        copy_dir(&pristine, &store);
+        std::fs::write(&marker, &pristine_marker).unwrap();
+        scribble(&store.join("db"), seed);
+        match run_briefly(ferry.config_path()).await {
+            Outcome::Exited(status, text) => {
+                assert!(!text.contains("panicked"), "seed {seed} panicked: {text}");
+                assert_eq!(status.code(), Some(2), "seed {seed}: {text}");
+                assert!(
+                    text.contains(&store.display().to_string()) && text.contains("--recover-state"),
+                    "seed {seed}: the error names neither the store nor the way out: {text}"
+                );
+                damaged += 1;
+                a_damaging_seed = Some(seed);
+            }
+            Outcome::Ran => {}
+        }
+    }
+    eprintln!("{damaged} of 12 scribbled stores were found damaged");
+    assert!(
+        damaged >= 6,
+        "only {damaged} of 12 scribbled stores were found damaged"
+    );
+    // A store found damaged, for --recover-state.
+    std::fs::remove_dir_all(&store).unwrap();
+    copy_dir(&pristine, &store);
+    std::fs::write(&marker, &pristine_marker).unwrap();
+    scribble(&store.join("db"), a_damaging_seed.expect("a damaged store"));
+    std::fs::remove_dir_all(&pristine).unwrap();
+
+    output.restart();
+    let recovering = Ferry::start_with(
+        &passthrough_yaml(&_input.url(), &output.url()),
+        FerryOptions::default()
+            .state_dir(&state_dir)
+            .arg("--recover-state"),
+    );
+    let (_out_client, js) = js_client(&output.url()).await;
+    assert_books(&recovering, &js, N, &BTreeSet::new(), N).await;
+    let moved: Vec<String> = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.starts_with("ferry.db.damaged-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "the damaged store is kept aside: {moved:?}");
+    let log = recovering.log();
+    assert!(log.contains("moved the damaged state store aside"), "{log}");
+    assert!(!log.contains("panicked"));
+}
+
+/// How a test takes the state store away.
+#[derive(Debug, Clone, Copy)]
+enum StoreLoss {
+    Deleted,
+    Zeroed,
+}
+
+/// The events kept in the state store's tree (publishes caught by an outage, and the in-memory
+/// queue) are gone with a deleted or emptied store: counted, never silent. The events in the
+/// segment files are drained from them.
+async fn a_lost_store(loss: StoreLoss) {
+    const A: usize = 2_000;
+    const B: usize = 30_000;
+    let input = NatsServer::start();
+    let output = NatsServer::start();
+    let proxy = Proxy::start(output.url().trim_start_matches("nats://").parse().unwrap()).await;
+    let mut ferry = Ferry::start(&passthrough_yaml(&input.url(), &proxy.url()));
+    ferry.wait_ready().await;
+    let (client, _) = js_client(&input.url()).await;
+    let (_out_client, js) = js_client(&output.url()).await;
+    for i in 0..A {
+        client
+            .publish(format!("data.{i}"), padded(i).into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    wait_count(&js, "DATA", A as u64).await;
+
+    // Nothing crosses the link from now on: what is in flight and queued when the acks time out
+    // goes to the store's tree, what comes after to the segment files.
+    proxy.cut();
+    for i in A..A + B {
+        client
+            .publish(format!("data.{i}"), padded(i).into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    wait_metric_eq(&ferry, "ferry_adapter_spool_messages", &RAW, B as f64).await;
+    // Reset the connections: what the cut held back never reaches the server.
+    proxy.down();
+    ferry.sigterm();
+    assert_eq!(
+        ferry.wait_exit(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+
+    let in_files: BTreeSet<usize> = segment_files(ferry.state_dir())
+        .iter()
+        .flat_map(|file| segment_events(file))
+        .collect();
+    let lost: BTreeSet<usize> = (A..A + B).filter(|i| !in_files.contains(i)).collect();
+    assert!(!lost.is_empty(), "nothing was kept in the store's tree");
+    let store = ferry.state_dir().join("ferry.db");
+    match loss {
+        StoreLoss::Deleted => std::fs::remove_dir_all(&store).unwrap(),
+        StoreLoss::Zeroed => {
+            let db = store.join("db");
+            let len = std::fs::metadata(&db).unwrap().len() as usize;
+            std::fs::write(&db, vec![0u8; len]).unwrap();
+        }
+    }
+
+    proxy.up();
+    let restarted = match loss {
+        // A store gone is reported, and ferry goes on with the segment files.
+        StoreLoss::Deleted => {
+            ferry.restart();
+            ferry
+        }
+        // Files that hold nothing of what ferry wrote are damage: ferry stops and says how to go
+        // on, and --recover-state does.
+        StoreLoss::Zeroed => {
+            match run_briefly(ferry.config_path()).await {
+                Outcome::Exited(status, text) => {
+                    assert_eq!(status.code(), Some(2), "{text}");
+                    assert!(text.contains("--recover-state"), "{text}");
+                }
+                Outcome::Ran => panic!("ferry ran on a zeroed state store"),
+            }
+            Ferry::start_with(
+                &passthrough_yaml(&input.url(), &proxy.url()),
+                FerryOptions::default()
+                    .state_dir(ferry.state_dir())
+                    .arg("--recover-state"),
+            )
+        }
+    };
+    assert_books(&restarted, &js, A + B, &lost, B - lost.len()).await;
+    let log = restarted.log();
+    assert!(
+        log.contains("the state store is not the one this state directory had"),
+        "{loss:?}: the store's loss is not reported"
+    );
+    assert!(
+        log.lines().any(|line| line.contains("is gone")
+            && line.contains(&format!("events_lost={}", lost.len()))),
+        "{loss:?}: no line counts the {} events lost with the store",
+        lost.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_state_store_is_reported_and_what_it_held_counted() {
+    a_lost_store(StoreLoss::Deleted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zeroed_state_store_is_reported_and_what_it_held_counted() {
+    a_lost_store(StoreLoss::Zeroed).await;
 }

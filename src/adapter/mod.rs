@@ -248,8 +248,11 @@ impl Adapter {
         }
         let adapter_metrics = AdapterMetrics::new(&metrics, &name);
         report_damage(&name, &adapter_metrics, &recovered.damaged);
-        if !recovered.unrecorded.is_empty() {
-            tracing::info!(adapter = %name, files = recovered.unrecorded.len(), "spool segment files the state store had no record of yet (written by an earlier release, or the store was recreated): they are drained, and damage in them is counted from sequence gaps");
+        if let Some(events) = recovered.store_lost {
+            adapter_metrics.dropped("spool_damaged").inc_by(events);
+            tracing::error!(adapter = %name, events_lost = events, segment_files = recovered.unrecorded.len(), "the state store that held this spool's position and its out-of-order part is gone (deleted, emptied or replaced): the {events} spooled events it held are lost and counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}. The segment files are drained from their start, so events published before may be published again (JetStream drops the repeats within the stream's duplicate window)");
+        } else if !recovered.unrecorded.is_empty() {
+            tracing::info!(adapter = %name, files = recovered.unrecorded.len(), "spool segment files the state store had no record of yet (written by an earlier release): they are drained, and damage in them is counted from sequence gaps");
         }
         if !spool.is_empty() {
             tracing::info!(adapter = %name, events = spool.messages(), bytes = spool.bytes(), "spool holds events from a previous run; they are published first");

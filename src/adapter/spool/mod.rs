@@ -17,6 +17,7 @@
 pub mod damage;
 pub mod record;
 pub mod segments;
+pub mod summary;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,12 @@ pub struct Spool {
     bytes_gauge: IntGauge,
     /// Segments found damaged while running, not yet reported.
     damage: Mutex<Vec<DamagedSegment>>,
+    /// The segment directory, where the [`summary`] is kept.
+    dir: PathBuf,
+    /// The state store's identity, for the summary.
+    store_identity: u64,
+    /// What the summary file says now.
+    summary_written: Mutex<Option<summary::Summary>>,
 }
 
 /// What was pushed up to a moment: taken before a flush, credited after it.
@@ -107,6 +114,9 @@ pub struct Recovered {
     pub damaged: Vec<DamagedSegment>,
     /// Segment files the state store had no record of.
     pub unrecorded: Vec<PathBuf>,
+    /// The state store that held this spool's position and tree is not the one found now (it was
+    /// deleted, emptied or replaced): how many events its tree held, which are lost.
+    pub store_lost: Option<u64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,6 +146,11 @@ impl Spool {
     ) -> Result<(Spool, Recovered), SpoolError> {
         let tree = store.tree(&format!("spool:{adapter}"))?;
         let positions = store.tree(&format!("spool_log:{adapter}"))?;
+        let dir = log_dir(state_dir, adapter);
+        let previous = summary::read(&dir);
+        let store_lost = previous
+            .filter(|previous| previous.store != store.identity())
+            .map(|previous| previous.tree_entries);
         let removed_through = positions
             .get(REMOVED_THROUGH_KEY)?
             .and_then(|value| decode_position(&value));
@@ -152,15 +167,11 @@ impl Spool {
         // A record this version cannot decode comes from a newer release. It moves to the tree,
         // where unreadable records are kept untouched for that release: left in its segment it
         // would hold back the deletion of that file, every file after it and the saved position.
-        let (mut log, recovery) = SegmentLog::open(
-            &log_dir(state_dir, adapter),
-            removed_through,
-            &known,
-            &mut |seq, body| {
+        let (mut log, recovery) =
+            SegmentLog::open(&dir, removed_through, &known, &mut |seq, body| {
                 tree.insert(&seq.to_be_bytes(), body)
                     .map_err(|error| std::io::Error::other(error.to_string()))
-            },
-        )?;
+            })?;
         if !recovery.unreadable.is_empty() {
             store.flush()?;
             for place in &recovery.unreadable {
@@ -200,6 +211,9 @@ impl Spool {
             messages_gauge,
             bytes_gauge,
             damage: Mutex::new(Vec::new()),
+            dir,
+            store_identity: store.identity(),
+            summary_written: Mutex::new(previous),
         };
         spool.save_position(position)?;
         Ok((
@@ -210,6 +224,7 @@ impl Spool {
                 torn: recovery.torn,
                 damaged: recovery.damaged,
                 unrecorded: recovery.unrecorded,
+                store_lost,
             },
         ))
     }
@@ -378,7 +393,26 @@ impl Spool {
 
     /// Whether [`Spool::flush`] has anything to do: new events, or files and records to settle.
     pub fn needs_flush(&self) -> bool {
-        !self.unflushed().is_empty() || lock(&self.log).needs_flush()
+        !self.unflushed().is_empty()
+            || lock(&self.log).needs_flush()
+            || *lock(&self.summary_written) != Some(self.summary())
+    }
+
+    /// What the summary beside the segment files should say now.
+    fn summary(&self) -> summary::Summary {
+        summary::Summary {
+            store: self.store_identity,
+            tree_entries: self.tree_entries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Brings the summary up to date with what the store holds after a flush. Best effort: it
+    /// only serves to count what a lost store took, and is retried at the next flush.
+    fn write_summary(&self, flushed: summary::Summary) {
+        let mut written = lock(&self.summary_written);
+        if *written != Some(flushed) && summary::write(&self.dir, flushed).is_ok() {
+            *written = Some(flushed);
+        }
     }
 
     /// Makes everything pushed so far durable: the log's files, what the store knows of them,
@@ -387,12 +421,15 @@ impl Spool {
     pub fn flush(&self, store: &dyn StateStore) -> Result<(), SpoolError> {
         let mut sync = lock(&self.log).prepare_sync();
         let write_error = sync.write_error.take();
+        // Taken before the store's flush, so the flush covers it.
+        let summary = self.summary();
         if let Err(error) = self.make_durable(store, &sync) {
             lock(&self.log).unflushed(sync);
             return Err(error);
         }
         sync.delete_consumed();
         lock(&self.log).flushed(&sync);
+        self.write_summary(summary);
         match write_error {
             Some(error) => Err(SpoolError::Log(error)),
             None => Ok(()),
@@ -525,6 +562,7 @@ mod tests {
         let mut files: Vec<PathBuf> = std::fs::read_dir(log_dir(dir, "a"))
             .unwrap()
             .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "seg"))
             .collect();
         files.sort();
         files
@@ -780,5 +818,30 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "after {after:?}");
         }
+    }
+
+    #[test]
+    fn events_kept_in_a_store_that_is_gone_are_counted_from_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+            assert_eq!(recovered.store_lost, None);
+            for seq in [5, 6, 2, 3] {
+                spool.push(&message(seq, 10)).unwrap();
+            }
+            assert!(spool.needs_flush());
+            let pending = spool.unflushed();
+            spool.flush(&store).unwrap();
+            spool.mark_flushed(pending);
+            assert!(!spool.needs_flush());
+        }
+        std::fs::remove_dir_all(dir.path().join("ferry.db")).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        // 2 and 3 were put back behind 5 and 6: kept in the store's tree, gone with it.
+        assert_eq!(recovered.store_lost, Some(2));
+        assert_eq!(recovered.unrecorded.len(), 1);
+        assert_eq!(seqs(&spool.read_after(None, 10).unwrap()), [5, 6]);
     }
 }
