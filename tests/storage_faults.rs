@@ -570,3 +570,238 @@ async fn a_deleted_state_store_is_reported_and_what_it_held_counted() {
 async fn a_zeroed_state_store_is_reported_and_what_it_held_counted() {
     a_lost_store(StoreLoss::Zeroed).await;
 }
+
+/// A small tmpfs for a state directory, unmounted on drop. Mounting needs root: `None` (and the
+/// test is skipped, saying why) where it is not permitted.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-small-disk-")
+            .tempdir()
+            .ok()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(status) if status.success() => Some(SmallDisk { dir }),
+            _ => {
+                eprintln!(
+                    "skipped: cannot mount a {size} tmpfs at {} (needs root)",
+                    dir.path().display()
+                );
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+const DISK_FULL: [(&str, &str); 2] = [("pipeline", "raw"), ("reason", "disk_full")];
+
+/// Sends `n` events while the output is down until the 8 MiB state file system is full; returns
+/// once every event received is spooled or dropped, with the drops.
+async fn fill_the_disk(ferry: &Ferry, input: &NatsServer, n: usize) -> f64 {
+    let (client, _) = js_client(&input.url()).await;
+    for i in 0..n {
+        client
+            .publish(format!("data.{i}"), padded(i).into())
+            .await
+            .expect("publish");
+    }
+    client.flush().await.expect("flush");
+    let deadline = Instant::now() + DEADLINE;
+    let dropped = loop {
+        let m = ferry.metrics().await;
+        let dropped = m.sum("ferry_adapter_dropped_total", &DISK_FULL);
+        let (received, spooled) = (
+            m.sum("ferry_adapter_received_total", &RAW),
+            m.sum("ferry_adapter_spooled_total", &RAW),
+        );
+        if received == n as f64 && spooled + dropped == n as f64 {
+            break dropped;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every event spooled or dropped: received {received}, spooled {spooled}, dropped {dropped}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(dropped > 0.0, "the disk never filled");
+    let m = ferry.metrics().await;
+    assert_eq!(
+        m.sum("ferry_adapter_dropped_total", &RAW),
+        dropped,
+        "drops on a full disk are disk_full, nothing else"
+    );
+    dropped
+}
+
+/// While the spool cannot write: `/readyz` answers 503 saying so, `/status` and the gauges agree,
+/// and the flush errors are logged at a limited rate.
+async fn assert_reported_not_ready(ferry: &Ferry) {
+    let started = Instant::now();
+    wait_until("/readyz 503 naming the disk", DEADLINE, || async {
+        matches!(ferry.get("/readyz").await, Ok((503, body)) if body.contains("the spool cannot write to disk"))
+    })
+    .await;
+    wait_until(
+        "/status and the spool gauges to agree",
+        DEADLINE,
+        || async {
+            let m = ferry.metrics().await;
+            let Ok((200, body)) = ferry.get("/status").await else {
+                return false;
+            };
+            let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+            let raw = status["pipelines"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["name"] == "raw"))
+                .cloned()
+                .unwrap_or_default();
+            raw["spool_messages"].as_f64() == Some(m.sum("ferry_adapter_spool_messages", &RAW))
+                && raw["spool_bytes"].as_f64() == Some(m.sum("ferry_adapter_spool_bytes", &RAW))
+        },
+    )
+    .await;
+    // Flushes are tried ten times a second; their errors are logged once per 10 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lines = ferry
+        .log()
+        .lines()
+        .filter(|line| line.contains("cannot flush the spool"))
+        .count();
+    let allowed = 2 + (started.elapsed().as_secs() / 10) as usize;
+    assert!(
+        lines <= allowed,
+        "{lines} flush error lines, at most {allowed} expected"
+    );
+}
+
+/// The spool fills the state file system while JetStream is away: what the disk cannot take is
+/// dropped as `disk_full`, the adapter is not ready and says why, and once JetStream is back the
+/// drain frees the disk and everything accepted is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_drops_as_disk_full_reports_not_ready_and_recovers() {
+    const N: usize = 30_000;
+    let Some(disk) = SmallDisk::mount("8m") else {
+        return;
+    };
+    let input = NatsServer::start();
+    let mut output = NatsServer::start();
+    let mut ferry = Ferry::start_with(
+        &passthrough_yaml(&input.url(), &output.url()),
+        FerryOptions::default().state_dir(disk.path()),
+    );
+    ferry.wait_ready().await;
+    output.stop();
+    wait_metric_eq(
+        &ferry,
+        "ferry_connection_state",
+        &[("connection", "js")],
+        0.0,
+    )
+    .await;
+    let dropped = fill_the_disk(&ferry, &input, N).await;
+    assert_reported_not_ready(&ferry).await;
+
+    output.restart();
+    let (_out_client, js) = js_client(&output.url()).await;
+    let stored_want = N - dropped as usize;
+    wait_count(&js, "DATA", stored_want as u64).await;
+    wait_metric_eq(&ferry, "ferry_adapter_spool_messages", &RAW, 0.0).await;
+    let stored = stored_events(&js).await;
+    assert_eq!(stored.len(), stored_want);
+    let m = ferry.metrics().await;
+    assert_eq!(
+        m.sum("ferry_adapter_published_total", &RAW)
+            + m.sum("ferry_adapter_duplicates_total", &RAW),
+        stored_want as f64,
+        "published + dropped{{disk_full}} == sent"
+    );
+    assert_eq!(m.sum("ferry_adapter_dropped_total", &RAW), dropped);
+    ferry.wait_ready().await;
+}
+
+/// Stopped while the spool has the state file system full, ferry counts what only memory held,
+/// starts again on the full disk, and drains what it had written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_a_disk_the_spool_filled_works() {
+    const N: usize = 30_000;
+    let Some(disk) = SmallDisk::mount("8m") else {
+        return;
+    };
+    let input = NatsServer::start();
+    let mut output = NatsServer::start();
+    let mut ferry = Ferry::start_with(
+        &passthrough_yaml(&input.url(), &output.url()),
+        FerryOptions::default().state_dir(disk.path()),
+    );
+    ferry.wait_ready().await;
+    output.stop();
+    wait_metric_eq(
+        &ferry,
+        "ferry_connection_state",
+        &[("connection", "js")],
+        0.0,
+    )
+    .await;
+    let dropped = fill_the_disk(&ferry, &input, N).await as usize;
+    ferry.sigterm();
+    assert_eq!(
+        ferry.wait_exit(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+    let at_stop: usize = ferry
+        .log()
+        .lines()
+        .filter(|line| line.contains("could not be written to disk before the stop"))
+        .filter_map(|line| {
+            let count = line.split("events_dropped=").nth(1)?;
+            count
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+
+    ferry.restart();
+    wait_until("the restarted ferry's monitor", DEADLINE, || async {
+        matches!(ferry.get("/healthz").await, Ok((200, _)))
+    })
+    .await;
+    assert!(
+        ferry.is_running(),
+        "ferry did not start again on the full disk"
+    );
+    output.restart();
+    let (_out_client, js) = js_client(&output.url()).await;
+    let stored_want = N - dropped - at_stop;
+    wait_count(&js, "DATA", stored_want as u64).await;
+    wait_metric_eq(&ferry, "ferry_adapter_spool_messages", &RAW, 0.0).await;
+    assert_eq!(stored_events(&js).await.len(), stored_want);
+    assert_eq!(
+        metric(&ferry, "ferry_adapter_published_total", &RAW).await,
+        stored_want as f64,
+        "the restart publishes what was on disk"
+    );
+    ferry.wait_ready().await;
+}

@@ -79,6 +79,8 @@ impl AdapterMetrics {
         for reason in [
             "spool_full",
             "spool_damaged",
+            "disk_full",
+            "disk_error",
             "oversize",
             "no_responders",
             "rejected",
@@ -105,7 +107,10 @@ pub struct Health {
     /// A problem only the operator can fix (e.g. overlapping stream subjects).
     failure: Mutex<Option<String>>,
     drops: LogLimiter,
+    disk_drops: LogLimiter,
     invalid: LogLimiter,
+    /// One per kind of spool failure (read, remove, flush), so each is logged at a limited rate.
+    spool_errors: Mutex<Vec<(&'static str, LogLimiter)>>,
 }
 
 impl Health {
@@ -115,7 +120,9 @@ impl Health {
             output_problem: Mutex::new(None),
             failure: Mutex::new(None),
             drops: LogLimiter::new(Duration::from_secs(10)),
+            disk_drops: LogLimiter::new(Duration::from_secs(10)),
             invalid: LogLimiter::new(Duration::from_secs(10)),
+            spool_errors: Mutex::new(Vec::new()),
         }
     }
 
@@ -148,15 +155,43 @@ impl Health {
             .clone()
     }
 
-    /// Logs a dropped event, at most once per interval.
-    pub fn warn_drop(&self, adapter: &str, error: &dyn std::fmt::Display) {
-        if let Some(suppressed) = self.drops.allow() {
+    /// Logs a dropped event, at most once per interval for each kind of cause.
+    pub fn warn_drop(&self, adapter: &str, error: &SpoolError) {
+        let reason = error.drop_reason();
+        if reason == "spool_full" {
+            if let Some(suppressed) = self.drops.allow() {
+                tracing::error!(
+                    adapter,
+                    %error,
+                    reason,
+                    suppressed,
+                    "event dropped: the spool is full (see ferry_adapter_dropped_total); raise spool.max_bytes or restore JetStream"
+                );
+            }
+        } else if let Some(suppressed) = self.disk_drops.allow() {
             tracing::error!(
                 adapter,
                 %error,
+                reason,
                 suppressed,
-                "event dropped: the spool cannot take it (see ferry_adapter_dropped_total); raise spool.max_bytes or restore JetStream"
+                "event dropped: the disk under state_dir does not take the spool's writes and the memory held for them is used up (see ferry_adapter_dropped_total); free space on that file system (the spool leaves 2 MiB free for the state store) or restore JetStream"
             );
+        }
+    }
+
+    /// Logs a failure of the spool (`what` it could not do, e.g. "read"), at most once per
+    /// interval for each kind, with the count of repeats held back.
+    pub fn spool_error(&self, adapter: &str, what: &'static str, error: &dyn std::fmt::Display) {
+        let mut limiters = self.spool_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let index = match limiters.iter().position(|(kind, _)| *kind == what) {
+            Some(index) => index,
+            None => {
+                limiters.push((what, LogLimiter::new(Duration::from_secs(10))));
+                limiters.len() - 1
+            }
+        };
+        if let Some(suppressed) = limiters[index].1.allow() {
+            tracing::error!(adapter, %error, suppressed, "cannot {what} the spool");
         }
     }
 
@@ -201,6 +236,7 @@ pub struct Adapter {
     spool: Arc<Spool>,
     store: Arc<dyn StateStore>,
     metrics: AdapterMetrics,
+    health: Arc<Health>,
     stop: watch::Sender<bool>,
     deadline: watch::Sender<bool>,
 }
@@ -292,12 +328,19 @@ impl Adapter {
         };
         let metrics_for_stop = adapter_metrics.clone();
         let router_for_status = router;
-        let flusher = tokio::spawn(flush_spool(store.clone(), spool.clone(), stop_rx.clone()));
+        let flusher = tokio::spawn(flush_spool(
+            name.clone(),
+            store.clone(),
+            spool.clone(),
+            health.clone(),
+            stop_rx.clone(),
+        ));
         let spool_for_stop = spool.clone();
         let status = tokio::spawn(report_status(
             name.clone(),
             board,
-            health,
+            health.clone(),
+            store.clone(),
             spool,
             router_for_status,
             input,
@@ -314,6 +357,7 @@ impl Adapter {
             spool: spool_for_stop,
             store,
             metrics: metrics_for_stop,
+            health,
             stop: stop_tx,
             deadline: deadline_tx,
         })
@@ -349,16 +393,26 @@ impl Adapter {
         self.status.abort();
         self.flusher.abort();
         // What the publisher spilled at the end must be on disk before the process exits.
-        flush_and_count(&self.store, &self.spool).await;
+        if !flush_and_count(&self.name, &self.store, &self.spool, &self.health).await {
+            // What only memory holds now is lost with the process: counted, not silent.
+            let lost = self.spool.unwritten();
+            if lost > 0 {
+                self.metrics.dropped("disk_full").inc_by(lost);
+                tracing::error!(adapter = %self.name, events_dropped = lost, "{lost} spooled events held in memory could not be written to disk before the stop (the disk under state_dir is full) and are dropped, counted in ferry_adapter_dropped_total{{reason=\"disk_full\"}}");
+            }
+        }
         report_damage(&self.name, &self.metrics, &self.spool.take_damage());
     }
 }
 
 /// Flushes the state store shortly after events were spooled, and only then counts them in the
-/// spool gauges (SPEC section 9: an event counts as spooled once the store has flushed it).
+/// spool gauges (SPEC section 9: an event counts as spooled once the store has flushed it). While
+/// the store cannot write, it keeps flushing, which is what reopens the store once it can.
 async fn flush_spool(
+    name: String,
     store: Arc<dyn StateStore>,
     spool: Arc<Spool>,
+    health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -366,21 +420,35 @@ async fn flush_spool(
             _ = tokio::time::sleep(crate::state::FLUSH_INTERVAL) => {}
             changed = stop.changed() => if changed.is_err() { return },
         }
-        if spool.needs_flush() {
-            flush_and_count(&store, &spool).await;
+        if spool.needs_flush() || store.problem().is_some() {
+            flush_and_count(&name, &store, &spool, &health).await;
         }
     }
 }
 
-/// Makes what was spooled so far durable, then counts it in the spool gauges.
-async fn flush_and_count(store: &Arc<dyn StateStore>, spool: &Arc<Spool>) {
+/// Makes what was spooled so far durable, then counts it in the spool gauges. Whether it did.
+async fn flush_and_count(
+    name: &str,
+    store: &Arc<dyn StateStore>,
+    spool: &Arc<Spool>,
+    health: &Health,
+) -> bool {
     // Taken before the flush: everything it counts is covered by it.
     let pending = spool.unflushed();
     let (store, flushing) = (store.clone(), spool.clone());
     match tokio::task::spawn_blocking(move || flushing.flush(store.as_ref())).await {
-        Ok(Ok(())) => spool.mark_flushed(pending),
-        Ok(Err(error)) => tracing::error!(%error, "cannot flush the spool"),
-        Err(error) => tracing::error!(%error, "spool flush task failed"),
+        Ok(Ok(())) => {
+            spool.mark_flushed(pending);
+            true
+        }
+        Ok(Err(error)) => {
+            health.spool_error(name, "flush", &error);
+            false
+        }
+        Err(error) => {
+            health.spool_error(name, "flush", &error);
+            false
+        }
     }
 }
 
@@ -416,6 +484,7 @@ async fn report_status(
     name: String,
     board: Arc<StatusBoard>,
     health: Arc<Health>,
+    store: Arc<dyn StateStore>,
     spool: Arc<Spool>,
     router: Arc<Router>,
     input: Connection,
@@ -435,6 +504,8 @@ async fn report_status(
             )
         } else if !health.subscribed.load(Ordering::Relaxed) {
             (PipelineState::Starting, Some("subscribing".to_string()))
+        } else if let Some(problem) = spool.write_problem().or_else(|| store.problem()) {
+            (PipelineState::Disconnected, Some(problem))
         } else if let Some(problem) = health.output_problem() {
             (
                 PipelineState::Disconnected,
@@ -450,7 +521,8 @@ async fn report_status(
         } else {
             board.set_state(&name, state, reason);
         }
-        let (messages, bytes) = (spool.messages(), spool.bytes());
+        // As the gauges count them: flushed to disk.
+        let (messages, bytes) = spool.counted();
         board.update(&name, |status| {
             status.spool_messages = messages;
             status.spool_bytes = bytes;

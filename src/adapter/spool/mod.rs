@@ -53,6 +53,22 @@ pub enum SpoolError {
     Log(#[from] std::io::Error),
 }
 
+impl SpoolError {
+    /// The `reason` of `ferry_adapter_dropped_total` for an event this error kept out of the
+    /// spool: the spool at its limit, the disk out of space, or the disk failing otherwise.
+    pub fn drop_reason(&self) -> &'static str {
+        match self {
+            SpoolError::Full { .. } => "spool_full",
+            SpoolError::Log(error) if crate::state::is_disk_full(error) => "disk_full",
+            SpoolError::Store(error) if error.is_disk_full() => "disk_full",
+            SpoolError::Log(_) | SpoolError::Store(_) => "disk_error",
+        }
+    }
+}
+
+/// Tree writes since the last completed flush: what a reopened store lost and is told again.
+type Journal = BTreeMap<[u8; 8], Option<Vec<u8>>>;
+
 /// The directory of an adapter's segment log.
 pub fn log_dir(state_dir: &Path, adapter: &str) -> PathBuf {
     state_dir.join("spool").join(adapter)
@@ -85,6 +101,12 @@ pub struct Spool {
     store_identity: u64,
     /// What the summary file says now.
     summary_written: Mutex<Option<summary::Summary>>,
+    /// Tree writes not yet covered by a completed flush of the store.
+    journal: Mutex<Journal>,
+    /// The store's generation this spool last wrote to (see [`StateStore::generation`]).
+    generation: AtomicU64,
+    /// Why the spool cannot write to disk, while it cannot.
+    write_problem: Mutex<Option<String>>,
 }
 
 /// What was pushed up to a moment: taken before a flush, credited after it.
@@ -214,6 +236,9 @@ impl Spool {
             dir,
             store_identity: store.identity(),
             summary_written: Mutex::new(previous),
+            journal: Mutex::new(Journal::new()),
+            generation: AtomicU64::new(store.generation()),
+            write_problem: Mutex::new(None),
         };
         spool.save_position(position)?;
         Ok((
@@ -246,7 +271,10 @@ impl Spool {
         let appended = {
             let mut log = lock(&self.log);
             if log.accepts(message.seq) {
-                log.append(message.seq, &body, size)?;
+                if let Err(error) = log.append(message.seq, &body, size) {
+                    self.note_write_problem(&error);
+                    return Err(error.into());
+                }
                 true
             } else {
                 false
@@ -254,6 +282,7 @@ impl Spool {
         };
         if !appended {
             self.tree.insert(&message.key(), &body)?;
+            lock(&self.journal).insert(message.key(), Some(body));
             self.tree_entries.fetch_add(1, Ordering::Relaxed);
         }
         self.unflushed_messages.fetch_add(1, Ordering::Relaxed);
@@ -293,15 +322,25 @@ impl Spool {
             }
             log.removed_through()
         };
+        // The events have left the spool whether or not the store takes the removal now: the
+        // journal tells it again after a failure.
+        let mut tree_removed = Ok(());
         if !tree_keys.is_empty() {
-            let refs: Vec<&[u8]> = tree_keys.iter().map(|key| &key[..]).collect();
-            self.tree.remove_many(&refs)?;
             removed += tree_keys.len() as i64;
             removed_bytes += tree_bytes;
             add_signed(&self.tree_entries, -(tree_keys.len() as i64));
+            let mut journal = lock(&self.journal);
+            for key in &tree_keys {
+                journal.insert(*key, None);
+            }
+            drop(journal);
+            let refs: Vec<&[u8]> = tree_keys.iter().map(|key| &key[..]).collect();
+            tree_removed = self.tree.remove_many(&refs);
         }
         self.add(-removed, -removed_bytes);
-        self.save_position(position)
+        let saved = self.save_position(position);
+        tree_removed?;
+        saved
     }
 
     /// Saves how far the log has been consumed, when that moved.
@@ -394,6 +433,7 @@ impl Spool {
     /// Whether [`Spool::flush`] has anything to do: new events, or files and records to settle.
     pub fn needs_flush(&self) -> bool {
         !self.unflushed().is_empty()
+            || !lock(&self.journal).is_empty()
             || lock(&self.log).needs_flush()
             || *lock(&self.summary_written) != Some(self.summary())
     }
@@ -418,22 +458,104 @@ impl Spool {
     /// Makes everything pushed so far durable: the log's files, what the store knows of them,
     /// then the state store; only then are consumed files deleted. Appends the disk refused are
     /// reported as an error after the rest of the flush was done.
+    ///
+    /// A store reopened after a failed write lost what was written to it since its last
+    /// completed flush: the spool tells it again (tree writes from its journal, its position and
+    /// what it knows of the segment files) before flushing.
     pub fn flush(&self, store: &dyn StateStore) -> Result<(), SpoolError> {
+        let generation = store.generation();
+        if self.generation.swap(generation, Ordering::Relaxed) != generation {
+            self.tell_reopened_store();
+        }
         let mut sync = lock(&self.log).prepare_sync();
         let write_error = sync.write_error.take();
-        // Taken before the store's flush, so the flush covers it.
+        // Taken before the store's flush, so the flush covers them.
         let summary = self.summary();
-        if let Err(error) = self.make_durable(store, &sync) {
+        let journal = std::mem::take(&mut *lock(&self.journal));
+        let mut result = self.make_durable(store, &sync);
+        if result.is_ok() && store.generation() != generation {
+            // Reopened during this flush: what went to the engine before is gone.
+            result = Err(SpoolError::Store(StateError::Unavailable {
+                path: self.dir.clone(),
+                reason: "the state store was reopened during the flush".into(),
+                disk_full: false,
+            }));
+        }
+        if let Err(error) = result {
             lock(&self.log).unflushed(sync);
+            let mut current = lock(&self.journal);
+            for (key, value) in journal {
+                current.entry(key).or_insert(value);
+            }
+            drop(current);
+            self.note_write_problem(&error);
             return Err(error);
         }
         sync.delete_consumed();
         lock(&self.log).flushed(&sync);
         self.write_summary(summary);
         match write_error {
-            Some(error) => Err(SpoolError::Log(error)),
-            None => Ok(()),
+            Some(error) => {
+                let error = SpoolError::Log(error);
+                self.note_write_problem(&error);
+                Err(error)
+            }
+            None => {
+                *lock(&self.write_problem) = None;
+                Ok(())
+            }
         }
+    }
+
+    /// Writes again what a reopened store lost: the journal's tree writes, the position and what
+    /// is known of the segment files. Best effort: what fails stays for the next flush.
+    fn tell_reopened_store(&self) {
+        let journal = lock(&self.journal).clone();
+        for (key, value) in &journal {
+            let _ = match value {
+                Some(body) => self.tree.insert(key, body),
+                None => self.tree.remove(key),
+            };
+        }
+        *lock(&self.saved_position) = None;
+        let position = {
+            let mut log = lock(&self.log);
+            log.metadata_unsaved();
+            log.removed_through()
+        };
+        let _ = self.save_position(position);
+    }
+
+    /// Remembers why the spool could not write, for `/readyz` and `/status`.
+    fn note_write_problem(&self, error: &dyn std::fmt::Display) {
+        *lock(&self.write_problem) = Some(error.to_string());
+    }
+
+    /// Why the spool cannot write to disk, while it cannot, with what waits in memory meanwhile.
+    pub fn write_problem(&self) -> Option<String> {
+        let problem = lock(&self.write_problem).clone()?;
+        let waiting = self.unflushed().messages;
+        Some(format!(
+            "the spool cannot write to disk ({problem}); {waiting} events wait in memory until it can"
+        ))
+    }
+
+    /// Events accepted that are in memory only (the disk has not taken them), which a stop now
+    /// would lose.
+    pub fn unwritten(&self) -> u64 {
+        let in_log = lock(&self.log).unwritten();
+        let in_tree = lock(&self.journal).values().filter(|v| v.is_some()).count() as u64;
+        in_log + in_tree
+    }
+
+    /// Events and bytes counted as spooled: flushed to disk, as the gauges show them.
+    pub fn counted(&self) -> (u64, u64) {
+        (
+            self.messages()
+                .saturating_sub(self.unflushed_messages.load(Ordering::Relaxed)),
+            self.bytes()
+                .saturating_sub(self.unflushed_bytes.load(Ordering::Relaxed)),
+        )
     }
 
     fn make_durable(&self, store: &dyn StateStore, sync: &PendingSync) -> Result<(), SpoolError> {

@@ -47,6 +47,11 @@ const READ_CHUNK: usize = 256 << 10;
 /// Every this-many records, a segment remembers the record's sequence and offset, so a reader can
 /// start near any sequence without scanning the whole file.
 const INDEX_EVERY: u32 = 256;
+/// Space the spool leaves free on the file system of its segment files. The state store needs
+/// some to save the spool's position, and to open at all after a restart; and once one of its
+/// writes fails, its engine refuses every later one until it is reopened. So the spool does not
+/// take the last of the disk: appends beyond this wait in memory (up to [`MAX_PENDING`]).
+pub const STORE_HEADROOM: u64 = 2 << 20;
 /// A read that keeps meeting fresh damage gives up after this many repairs (and is retried).
 const MAX_REPAIRS_PER_READ: usize = 4;
 const EXTENSION: &str = "seg";
@@ -168,6 +173,8 @@ struct Writer {
     written: u64,
     /// Appended bytes not yet written.
     pending: Vec<u8>,
+    /// Where each record not yet wholly written ends: the events that only memory holds.
+    unwritten_ends: VecDeque<u64>,
 }
 
 struct Reader {
@@ -196,6 +203,17 @@ impl From<io::Error> for ReadFailure {
             error,
         }
     }
+}
+
+/// Bytes the file system holding `path` has free for unprivileged writes; `None` if unknown.
+fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string and `stat` a valid place to write the answer.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -437,26 +455,62 @@ impl Segment {
 }
 
 impl Writer {
-    /// Hands everything pending to the operating system. On failure what was not written stays
-    /// pending (and readable), so nothing accepted is lost while the disk refuses writes.
+    /// Hands everything pending to the operating system, as far as the file system has room
+    /// beyond [`STORE_HEADROOM`]. What was not written stays pending (and readable), so nothing
+    /// accepted is lost while the disk refuses writes; the error says why.
     fn write_out(&mut self, path: &Path) -> io::Result<()> {
-        while !self.pending.is_empty() {
-            match (&*self.file).write(&self.pending) {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let room = free_space(path).map_or(usize::MAX, |free| {
+            usize::try_from(free.saturating_sub(STORE_HEADROOM)).unwrap_or(usize::MAX)
+        });
+        let take = self.pending.len().min(room);
+        let mut done = 0;
+        while done < take {
+            match (&*self.file).write(&self.pending[done..take]) {
                 Ok(0) => {
+                    self.consume(done);
                     return Err(named(
                         path,
                         io::Error::new(io::ErrorKind::WriteZero, "the disk took no bytes"),
-                    ))
+                    ));
                 }
-                Ok(written) => {
-                    self.pending.drain(..written);
-                    self.written += written as u64;
-                }
+                Ok(written) => done += written,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(named(path, error)),
+                Err(error) => {
+                    self.consume(done);
+                    return Err(named(path, error));
+                }
             }
         }
+        self.consume(done);
+        if !self.pending.is_empty() {
+            return Err(named(
+                path,
+                io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "no space left on device beyond the {} MiB the spool keeps free for the state store",
+                        STORE_HEADROOM >> 20
+                    ),
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// Notes that the first `n` pending bytes were written.
+    fn consume(&mut self, n: usize) {
+        self.pending.drain(..n);
+        self.written += n as u64;
+        while self
+            .unwritten_ends
+            .front()
+            .is_some_and(|&end| end <= self.written)
+        {
+            self.unwritten_ends.pop_front();
+        }
     }
 
     /// The segment's bytes as the log wrote them: what the file holds up to `written` (zeros
@@ -767,12 +821,18 @@ impl SegmentLog {
             return Err(io::Error::other("no segment to append to"));
         };
         if writer.pending.len() >= MAX_PENDING {
-            writer.write_out(&segment.path)?;
+            if let Err(error) = writer.write_out(&segment.path) {
+                if writer.pending.len() >= MAX_PENDING {
+                    return Err(error);
+                }
+            }
         }
         let offset = writer.written + writer.pending.len() as u64;
         let start = writer.pending.len();
         record::encode_into(&mut writer.pending, seq, body);
-        segment.add_record(seq, offset, (writer.pending.len() - start) as u64, size);
+        let length = (writer.pending.len() - start) as u64;
+        writer.unwritten_ends.push_back(offset + length);
+        segment.add_record(seq, offset, length, size);
         self.last_seq = Some(seq);
         if writer.pending.len() >= WRITE_CHUNK {
             // A refusal here is not the event's problem: it stays pending and readable, and the
@@ -816,6 +876,7 @@ impl SegmentLog {
             file: Arc::new(file),
             written: 0,
             pending: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
+            unwritten_ends: VecDeque::new(),
         });
         Ok(())
     }
@@ -835,6 +896,12 @@ impl SegmentLog {
             let path = segment_path(&self.dir, writer.segment);
             match writer.write_out(&path) {
                 Ok(()) => files.push(writer.file.clone()),
+                Err(_) if self.segments.back().is_some_and(|s| s.live == 0) => {
+                    // Everything in the segment has left the spool: what the disk refuses is
+                    // not needed. The segment ends here and goes with the consumed ones.
+                    self.writer = None;
+                    self.delete_front_consumed();
+                }
                 Err(error) => {
                     writing_unwritten = Some(writer.segment);
                     write_error = Some(error);
@@ -886,6 +953,21 @@ impl SegmentLog {
                 .segments
                 .iter()
                 .any(|segment| segment.records > 0 && segment.saved != Some(segment.meta()))
+    }
+
+    /// Events accepted that only memory holds: the disk has not taken their bytes yet.
+    pub fn unwritten(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(0, |writer| writer.unwritten_ends.len() as u64)
+    }
+
+    /// The state store lost what it was told of the segments (it was reopened after a failed
+    /// write): tell it again at the next flush.
+    pub fn metadata_unsaved(&mut self) {
+        for segment in &mut self.segments {
+            segment.saved = None;
+        }
     }
 
     /// The segment files now in the log, by name.
@@ -1409,5 +1491,36 @@ mod tests {
             (3, false)
         );
         assert_eq!(all_seqs(&mut log).len() as u64, count - 3);
+    }
+
+    #[test]
+    fn appends_the_disk_refuses_are_let_go_once_they_have_all_left_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path(), &BTreeMap::new());
+        log.append(1, &body(1, 100), size(1, 100)).unwrap();
+        flush(&mut log).unwrap();
+        refuse_writes(&mut log, true);
+        for seq in 2..=300 {
+            log.append(seq, &body(seq, 1024), size(seq, 1024)).unwrap();
+        }
+        assert!(log.unwritten() > 0);
+        assert!(flush(&mut log).is_err());
+        // JetStream takes them all, straight from memory.
+        for message in log.read_after(None, usize::MAX).unwrap() {
+            let SpoolPlace::Log { segment, ordinal } = message.spooled_at else {
+                panic!("not from the log")
+            };
+            assert!(log.remove(segment, ordinal, message.seq, message.size() as u64));
+        }
+        flush(&mut log).expect("nothing left that needs the disk");
+        assert_eq!(log.unwritten(), 0);
+        assert!(
+            files(dir.path()).is_empty(),
+            "the consumed segment is deleted"
+        );
+        // The next event starts a new segment, which the disk takes again.
+        log.append(301, &body(301, 10), size(301, 10)).unwrap();
+        flush(&mut log).unwrap();
+        assert_eq!(all_seqs(&mut log), [301]);
     }
 }
