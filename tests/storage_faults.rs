@@ -805,3 +805,119 @@ async fn a_restart_on_a_disk_the_spool_filled_works() {
     );
     ferry.wait_ready().await;
 }
+
+/// Fills what is left of the file system holding `dir` with a file; returns its path.
+fn fill_up(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("filler");
+    let chunk = vec![0xa5u8; 64 << 10];
+    while file.write_all(&chunk).is_ok() {}
+    // Whatever a partial chunk left.
+    while file.write_all(&chunk[..512]).is_ok() {}
+    let _ = file.sync_all();
+    path
+}
+
+/// A small recognisable payload for event `i` (`event-NNNNNN:` and padding to 60 bytes).
+fn small(i: usize) -> Vec<u8> {
+    let mut payload = format!("event-{i:06}:").into_bytes();
+    payload.resize(60, b'y');
+    payload
+}
+
+/// Something else fills the state file system while an outage puts events into the state
+/// store's tree: the store's writes fail (sled then refuses every later one), what it cannot take
+/// is dropped as `disk_full`, the adapter says so on /readyz; once space returns the store is
+/// reopened, is told again what it lost, and every event accepted is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_store_reopens_after_the_disk_was_full_and_stores_all_it_accepted() {
+    const A: usize = 1_000;
+    // More than the in-memory queue holds (16,384) and the publishes in flight (1,024), so that
+    // newer events are spooled to the segment files while older ones wait in memory: those go
+    // to the store's tree when the outage is noticed.
+    const B: usize = 24_000;
+    let Some(disk) = SmallDisk::mount("8m") else {
+        return;
+    };
+    let input = NatsServer::start();
+    let output = NatsServer::start();
+    let proxy = Proxy::start(output.url().trim_start_matches("nats://").parse().unwrap()).await;
+    let mut ferry = Ferry::start_with(
+        &passthrough_yaml(&input.url(), &proxy.url()),
+        FerryOptions::default().state_dir(disk.path()),
+    );
+    ferry.wait_ready().await;
+    let (client, _) = js_client(&input.url()).await;
+    let (_out_client, js) = js_client(&output.url()).await;
+    for i in 0..A {
+        client
+            .publish(format!("data.{i}"), small(i).into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    wait_count(&js, "DATA", A as u64).await;
+
+    let filler = fill_up(disk.path());
+    proxy.cut();
+    for i in A..A + B {
+        client
+            .publish(format!("data.{i}"), small(i).into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let dropped = loop {
+        let m = ferry.metrics().await;
+        let dropped = m.sum("ferry_adapter_dropped_total", &DISK_FULL);
+        let settled = m.sum("ferry_adapter_published_total", &RAW)
+            + m.sum("ferry_adapter_spooled_total", &RAW)
+            + dropped;
+        if settled == (A + B) as f64 {
+            break dropped as usize;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events neither spooled nor dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_until("/readyz 503 saying what cannot write", DEADLINE, || async {
+        matches!(ferry.get("/readyz").await, Ok((503, body)) if body.contains("cannot write"))
+    })
+    .await;
+    wait_until("the store's failure logged", DEADLINE, || async {
+        ferry.log().contains("the state store cannot write")
+    })
+    .await;
+
+    // What the cut held back never reaches the server; then space returns, then the link.
+    proxy.down();
+    std::fs::remove_file(&filler).unwrap();
+    proxy.up();
+    let stored_want = A + B - dropped;
+    wait_count(&js, "DATA", stored_want as u64).await;
+    wait_metric_eq(&ferry, "ferry_adapter_spool_messages", &RAW, 0.0).await;
+    let mut seen = BTreeSet::new();
+    for msg in stream_messages(&js, "DATA").await {
+        let i = event_index(&msg.payload).expect("a test event");
+        assert_eq!(&msg.payload[..], &small(i)[..], "event {i} altered");
+        assert!(seen.insert(i), "event {i} stored twice");
+    }
+    assert_eq!(seen.len(), stored_want);
+    let m = ferry.metrics().await;
+    assert_eq!(
+        m.sum("ferry_adapter_published_total", &RAW)
+            + m.sum("ferry_adapter_duplicates_total", &RAW),
+        stored_want as f64,
+        "published + dropped{{disk_full}} == sent"
+    );
+    assert_eq!(m.sum("ferry_adapter_dropped_total", &RAW), dropped as f64);
+    ferry.wait_ready().await;
+    assert!(
+        ferry.log().contains("was reopened"),
+        "the store's reopening is logged"
+    );
+}

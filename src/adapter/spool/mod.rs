@@ -463,6 +463,10 @@ impl Spool {
     /// completed flush: the spool tells it again (tree writes from its journal, its position and
     /// what it knows of the segment files) before flushing.
     pub fn flush(&self, store: &dyn StateStore) -> Result<(), SpoolError> {
+        if store.problem().is_some() {
+            // The store's flush is what reopens it; until it has, the spool's writes would fail.
+            store.flush()?;
+        }
         let generation = store.generation();
         if self.generation.swap(generation, Ordering::Relaxed) != generation {
             self.tell_reopened_store();
