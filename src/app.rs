@@ -70,6 +70,7 @@ pub async fn run_until_with(
     let _lock = StateDirLock::acquire(&config.state_dir)
         .map_err(|error| RunError::Runtime(error.to_string()))?;
     let store: Arc<dyn StateStore> = Arc::new(open_store(&config.state_dir, options)?);
+    let store_watch = tokio::spawn(reopen_when_failed(store.clone()));
     let instance = config.instance_name();
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(StatusBoard::new(instance.clone()));
@@ -161,6 +162,7 @@ pub async fn run_until_with(
         ),
     )
     .await;
+    store_watch.abort();
     if let Err(error) = store.flush() {
         tracing::error!(%error, "cannot flush the state store");
     }
@@ -207,6 +209,19 @@ fn open_store(state_dir: &std::path::Path, options: RunOptions) -> Result<SledSt
         tracing::warn!(%error, "cannot record the state store's identity; a later loss of the store may go unnoticed");
     }
     Ok(store)
+}
+
+/// A store whose write failed (a full disk) is reopened by its next flush; this makes sure one
+/// comes every second even when no adapter's spool flushes (replicators rely on the store's
+/// background flush).
+async fn reopen_when_failed(store: Arc<dyn StateStore>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if store.problem().is_some() {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        }
+    }
 }
 
 /// One client per connection name that a pipeline uses.
