@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::replicator::checkpoint::{Checkpoint, Checkpoints, Forced};
 use crate::replicator::{Replicator, ReplicatorContext};
-use crate::state::{SledStore, StateDirLock, StateStore};
+use crate::state::{SledStore, StateDirLock, StateStore, StoreHistory};
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
 use crate::supervisor::{supervise, Running, Spawner, Supervision};
 
@@ -37,9 +37,21 @@ impl RunError {
     }
 }
 
+/// How `ferry run` treats the state store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// `--recover-state`: move a damaged state store aside and start with a fresh one.
+    pub recover_state: bool,
+}
+
 /// Runs every pipeline of `config` until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), RunError> {
-    run_until(config, shutdown_signal()).await
+    run_with(config, RunOptions::default()).await
+}
+
+/// [`run`] with options.
+pub async fn run_with(config: Config, options: RunOptions) -> Result<(), RunError> {
+    run_until_with(config, options, shutdown_signal()).await
 }
 
 /// Runs until `stop` completes, then shuts down gracefully.
@@ -47,11 +59,19 @@ pub async fn run_until(
     config: Config,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_until_with(config, RunOptions::default(), stop).await
+}
+
+/// [`run_until`] with options.
+pub async fn run_until_with(
+    config: Config,
+    options: RunOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
     let _lock = StateDirLock::acquire(&config.state_dir)
         .map_err(|error| RunError::Runtime(error.to_string()))?;
-    let store: Arc<dyn StateStore> = Arc::new(
-        SledStore::open(&config.state_dir).map_err(|error| RunError::Runtime(error.to_string()))?,
-    );
+    let store: Arc<dyn StateStore> = Arc::new(open_store(&config.state_dir, options)?);
+    let store_watch = tokio::spawn(reopen_when_failed(store.clone()));
     let instance = config.instance_name();
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(StatusBoard::new(instance.clone()));
@@ -170,6 +190,7 @@ pub async fn run_until(
             tracing::error!(%error, "a pipeline supervisor failed while stopping");
         }
     }
+    store_watch.abort();
     if let Err(error) = store.flush() {
         tracing::error!(%error, "cannot flush the state store");
     }
@@ -183,6 +204,52 @@ pub async fn run_until(
     }
     tracing::info!("ferry stopped");
     Ok(())
+}
+
+/// Opens the state store for `ferry run`. A damaged one stops the start with an error naming the
+/// way out, unless `recover_state` asks to move it aside and start with a fresh one. A store that
+/// is not the one the state directory had (lost, emptied, replaced) is reported; what it took with
+/// it is counted by each pipeline as it starts.
+fn open_store(state_dir: &std::path::Path, options: RunOptions) -> Result<SledStore, RunError> {
+    let runtime = |error: crate::state::StateError| RunError::Runtime(error.to_string());
+    let store = match SledStore::open(state_dir) {
+        Ok(store) => {
+            if options.recover_state {
+                tracing::info!(state_dir = %state_dir.display(), "--recover-state: the state store is not damaged; nothing to recover");
+            }
+            store
+        }
+        Err(error) if error.is_damage() && options.recover_state => {
+            let moved = SledStore::move_aside(state_dir).map_err(runtime)?;
+            tracing::error!(%error, moved_to = %moved.display(), "--recover-state: moved the damaged state store aside and started with a fresh one; what it held is reported below");
+            SledStore::open(state_dir).map_err(runtime)?
+        }
+        Err(error) => return Err(runtime(error)),
+    };
+    if let StoreHistory::Replaced { previous } = store.history() {
+        tracing::error!(
+            store = %store.path().display(),
+            previous = %format!("{previous:016x}"),
+            "the state store is not the one this state directory had (it was deleted, emptied, replaced or moved aside). Lost with it: replicator checkpoints (each replicator resumes from its target's last copied message, SPEC section 5), sampling state (senders are sampled afresh), and each adapter spool's position and out-of-order events (counted per adapter; events in the segment files are recovered from them)"
+        );
+    }
+    if let Err(error) = store.record_identity() {
+        tracing::warn!(%error, "cannot record the state store's identity; a later loss of the store may go unnoticed");
+    }
+    Ok(store)
+}
+
+/// A store whose write failed (a full disk) is reopened by its next flush; this makes sure one
+/// comes every second even when no adapter's spool flushes (replicators rely on the store's
+/// background flush).
+async fn reopen_when_failed(store: Arc<dyn StateStore>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if store.problem().is_some() {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        }
+    }
 }
 
 /// One client per connection name that a pipeline uses, each registered on `board` with the

@@ -39,6 +39,11 @@ enum Command {
         /// The YAML config file.
         #[arg(short, long, env = "FERRY_CONFIG")]
         config: PathBuf,
+        /// If the state store is damaged, move it aside (to ferry.db.damaged-<time>) and start
+        /// with a fresh one; spooled events in the segment files are kept, replicators resume
+        /// from their targets, and what was lost is logged and counted.
+        #[arg(long)]
+        recover_state: bool,
     },
     /// Validate the config without connecting anywhere.
     Check {
@@ -113,7 +118,10 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Run {
+            config,
+            recover_state,
+        } => run(&config, app::RunOptions { recover_state }),
         Command::Status { config, json } => status(&config, json),
         Command::Reset {
             config,
@@ -173,7 +181,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, options: app::RunOptions) -> ExitCode {
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -185,7 +193,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(app::run(config)) {
+    match runtime.block_on(app::run_with(config, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => exit_with(&error),
     }

@@ -146,7 +146,7 @@ impl Intake {
                 Routed::Queued => {}
                 Routed::Spooled => self.metrics.spooled.inc(),
                 Routed::Dropped(error) => {
-                    self.metrics.dropped("spool_full").inc();
+                    self.metrics.dropped(error.drop_reason()).inc();
                     self.health.warn_drop(&self.config.name, &error);
                 }
             },

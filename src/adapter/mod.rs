@@ -80,6 +80,9 @@ impl AdapterMetrics {
         // Show the drop counters at zero from the start, so alerts can be written against them.
         for reason in [
             "spool_full",
+            "spool_damaged",
+            "disk_full",
+            "disk_error",
             "oversize",
             "no_responders",
             "rejected",
@@ -107,10 +110,13 @@ pub struct Health {
     /// A problem only the operator can fix (e.g. overlapping stream subjects).
     failure: Mutex<Option<String>>,
     drops: LogLimiter,
+    disk_drops: LogLimiter,
     invalid: LogLimiter,
     /// Publishes of events taken from the in-memory queue that await their ack: what a publisher
     /// that fails would leave unaccounted for.
     queue_in_flight: AtomicU64,
+    /// One per kind of spool failure (read, remove, flush), so each is logged at a limited rate.
+    spool_errors: Mutex<Vec<(&'static str, LogLimiter)>>,
 }
 
 impl Health {
@@ -121,7 +127,9 @@ impl Health {
             output_problem: Mutex::new(None),
             failure: Mutex::new(None),
             drops: LogLimiter::new(Duration::from_secs(10)),
+            disk_drops: LogLimiter::new(Duration::from_secs(10)),
             invalid: LogLimiter::new(Duration::from_secs(10)),
+            spool_errors: Mutex::new(Vec::new()),
         }
     }
 
@@ -166,15 +174,43 @@ impl Health {
             .clone()
     }
 
-    /// Logs a dropped event, at most once per interval.
-    pub fn warn_drop(&self, adapter: &str, error: &dyn std::fmt::Display) {
-        if let Some(suppressed) = self.drops.allow() {
+    /// Logs a dropped event, at most once per interval for each kind of cause.
+    pub fn warn_drop(&self, adapter: &str, error: &SpoolError) {
+        let reason = error.drop_reason();
+        if reason == "spool_full" {
+            if let Some(suppressed) = self.drops.allow() {
+                tracing::error!(
+                    adapter,
+                    %error,
+                    reason,
+                    suppressed,
+                    "event dropped: the spool is full (see ferry_adapter_dropped_total); raise spool.max_bytes or restore JetStream"
+                );
+            }
+        } else if let Some(suppressed) = self.disk_drops.allow() {
             tracing::error!(
                 adapter,
                 %error,
+                reason,
                 suppressed,
-                "event dropped: the spool cannot take it (see ferry_adapter_dropped_total); raise spool.max_bytes or restore JetStream"
+                "event dropped: the disk under state_dir does not take the spool's writes and the memory held for them is used up (see ferry_adapter_dropped_total); free space on that file system (the spool leaves 2 MiB free for the state store) or restore JetStream"
             );
+        }
+    }
+
+    /// Logs a failure of the spool (`what` it could not do, e.g. "read"), at most once per
+    /// interval for each kind, with the count of repeats held back.
+    pub fn spool_error(&self, adapter: &str, what: &'static str, error: &dyn std::fmt::Display) {
+        let mut limiters = self.spool_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let index = match limiters.iter().position(|(kind, _)| *kind == what) {
+            Some(index) => index,
+            None => {
+                limiters.push((what, LogLimiter::new(Duration::from_secs(10))));
+                limiters.len() - 1
+            }
+        };
+        if let Some(suppressed) = limiters[index].1.allow() {
+            tracing::error!(adapter, %error, suppressed, "cannot {what} the spool");
         }
     }
 
@@ -269,7 +305,15 @@ impl Adapter {
             tracing::warn!(adapter = %name, records = recovered.unreadable, "the spool holds records this version cannot read; they are kept untouched");
         }
         for (file, bytes) in &recovered.torn {
-            tracing::warn!(adapter = %name, file = %file.display(), bytes, "a spool segment ends in an incomplete record (a write cut short by a crash or power loss, of events never counted as spooled); the records before it are kept");
+            tracing::warn!(adapter = %name, file = %file.display(), bytes, "a spool segment ends in an incomplete record written after the last flush (a write cut short by a crash or power loss, of events never counted as spooled); the records before it are kept");
+        }
+        let adapter_metrics = AdapterMetrics::new(&metrics, &name);
+        report_damage(&name, &adapter_metrics, &recovered.damaged);
+        if let Some(events) = recovered.store_lost {
+            adapter_metrics.dropped("spool_damaged").inc_by(events);
+            tracing::error!(adapter = %name, events_lost = events, segment_files = recovered.unrecorded.len(), "the state store that held this spool's position and its out-of-order part is gone (deleted, emptied or replaced): the {events} spooled events it held are lost and counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}. The segment files are drained from their start, so events published before may be published again (JetStream drops the repeats within the stream's duplicate window)");
+        } else if !recovered.unrecorded.is_empty() {
+            tracing::info!(adapter = %name, files = recovered.unrecorded.len(), "spool segment files the state store had no record of yet (written by an earlier release): they are drained, and damage in them is counted from sequence gaps");
         }
         if !spool.is_empty() {
             tracing::info!(adapter = %name, events = spool.messages(), bytes = spool.bytes(), "spool holds events from a previous run; they are published first");
@@ -283,7 +327,6 @@ impl Adapter {
             .map_err(|_| config_error("the event queue is already taken".into()))?;
         let first_seq = recovered.last_seq.map_or(1, |seq| seq + 1);
         let router = Arc::new(Router::new(queue_tx, spool.clone(), first_seq));
-        let adapter_metrics = AdapterMetrics::new(&metrics, &name);
         let health = Arc::new(Health::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let (deadline_tx, deadline_rx) = watch::channel(false);
@@ -315,7 +358,13 @@ impl Adapter {
         };
         let flusher = spawner.spawn(
             "flusher",
-            flush_spool(store.clone(), spool.clone(), stop_rx.clone()),
+            flush_spool(
+                name.clone(),
+                store.clone(),
+                spool.clone(),
+                health.clone(),
+                stop_rx.clone(),
+            ),
         );
         let status = spawner.spawn(
             "status",
@@ -323,10 +372,12 @@ impl Adapter {
                 name.clone(),
                 board,
                 health.clone(),
+                store.clone(),
                 spool.clone(),
                 router.clone(),
                 input,
                 metrics,
+                adapter_metrics.clone(),
                 stop_rx,
             ),
         );
@@ -376,7 +427,15 @@ impl Adapter {
         self.flusher.abort();
         self.keep_what_a_failed_publisher_left();
         // What the publisher spilled at the end must be on disk before the process exits.
-        flush_and_count(&self.store, &self.spool).await;
+        if !flush_and_count(&self.name, &self.store, &self.spool, &self.health).await {
+            // What only memory holds now is lost with the process: counted, not silent.
+            let lost = self.spool.unwritten();
+            if lost > 0 {
+                self.metrics.dropped("disk_full").inc_by(lost);
+                tracing::error!(adapter = %self.name, events_dropped = lost, "{lost} spooled events held in memory could not be written to disk before the stop (the disk under state_dir is full) and are dropped, counted in ferry_adapter_dropped_total{{reason=\"disk_full\"}}");
+            }
+        }
+        report_damage(&self.name, &self.metrics, &self.spool.take_damage());
     }
 
     /// A publisher that ended normally left nothing behind. One that failed left the events in
@@ -427,10 +486,13 @@ impl Pipeline for Adapter {
 }
 
 /// Flushes the state store shortly after events were spooled, and only then counts them in the
-/// spool gauges (SPEC section 9: an event counts as spooled once the store has flushed it).
+/// spool gauges (SPEC section 9: an event counts as spooled once the store has flushed it). While
+/// the store cannot write, it keeps flushing, which is what reopens the store once it can.
 async fn flush_spool(
+    name: String,
     store: Arc<dyn StateStore>,
     spool: Arc<Spool>,
+    health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -438,38 +500,81 @@ async fn flush_spool(
             _ = tokio::time::sleep(crate::state::FLUSH_INTERVAL) => {}
             changed = stop.changed() => if changed.is_err() { return },
         }
-        if !spool.unflushed().is_empty() {
-            flush_and_count(&store, &spool).await;
+        if spool.needs_flush() || store.problem().is_some() {
+            flush_and_count(&name, &store, &spool, &health).await;
         }
     }
 }
 
-/// Makes what was spooled so far durable, then counts it in the spool gauges.
-async fn flush_and_count(store: &Arc<dyn StateStore>, spool: &Arc<Spool>) {
+/// Makes what was spooled so far durable, then counts it in the spool gauges. Whether it did.
+async fn flush_and_count(
+    name: &str,
+    store: &Arc<dyn StateStore>,
+    spool: &Arc<Spool>,
+    health: &Health,
+) -> bool {
     // Taken before the flush: everything it counts is covered by it.
     let pending = spool.unflushed();
     let (store, flushing) = (store.clone(), spool.clone());
     match tokio::task::spawn_blocking(move || flushing.flush(store.as_ref())).await {
-        Ok(Ok(())) => spool.mark_flushed(pending),
-        Ok(Err(error)) => tracing::error!(%error, "cannot flush the spool"),
-        Err(error) => tracing::error!(%error, "spool flush task failed"),
+        Ok(Ok(())) => {
+            spool.mark_flushed(pending);
+            true
+        }
+        Ok(Err(error)) => {
+            health.spool_error(name, "flush", &error);
+            false
+        }
+        Err(error) => {
+            health.spool_error(name, "flush", &error);
+            false
+        }
     }
 }
 
-/// Keeps the status board current: state, reason and spool depth.
+/// Counts and logs, one line per file, the spooled events that damaged or missing segment files
+/// lost.
+fn report_damage(
+    adapter: &str,
+    metrics: &AdapterMetrics,
+    damaged: &[spool::segments::DamagedSegment],
+) {
+    for segment in damaged {
+        metrics.dropped("spool_damaged").inc_by(segment.lost);
+        let file = segment.path.display();
+        let counted = if segment.exact {
+            "counted against the state store's record of the file"
+        } else {
+            "estimated from the sequence numbers around the damage: the state store had no record of the file"
+        };
+        if segment.missing {
+            tracing::error!(adapter, file = %file, events_lost = segment.lost, "spool segment file is missing: {} spooled events in it are lost ({counted}) and counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}. Something deleted it under state_dir: keep state_dir out of cleanup jobs, and restore the whole state_dir from one backup rather than single files", segment.lost);
+        } else if segment.lost > 0 {
+            tracing::error!(adapter, file = %file, events_lost = segment.lost, damaged_bytes = segment.damaged_bytes, "spool segment file is damaged: {} spooled events in it can no longer be read ({counted}) and are counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}; the intact events in it are published as usual. Check the disk and file system under state_dir (kernel log, SMART)", segment.lost);
+        } else {
+            tracing::warn!(adapter, file = %file, damaged_bytes = segment.damaged_bytes, "spool segment file has damaged bytes, but no unpublished event was in them (or their loss was reported before); check the disk and file system under state_dir (kernel log, SMART)");
+        }
+    }
+}
+
+/// Keeps the status board current: state, reason and spool depth; reports spool damage found
+/// while draining.
 #[allow(clippy::too_many_arguments)]
 async fn report_status(
     name: String,
     board: Arc<StatusBoard>,
     health: Arc<Health>,
+    store: Arc<dyn StateStore>,
     spool: Arc<Spool>,
     router: Arc<Router>,
     input: Connection,
     metrics: Arc<Metrics>,
+    adapter_metrics: AdapterMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let queue_gauge = metrics.adapter_queue_depth.with_label_values(&[&name]);
     loop {
+        report_damage(&name, &adapter_metrics, &spool.take_damage());
         let (state, reason) = if let Some(failure) = health.failure() {
             (PipelineState::Failed, Some(failure))
         } else if !input.is_connected() {
@@ -479,6 +584,8 @@ async fn report_status(
             )
         } else if !health.subscribed.load(Ordering::Relaxed) {
             (PipelineState::Starting, Some("subscribing".to_string()))
+        } else if let Some(problem) = spool.write_problem().or_else(|| store.problem()) {
+            (PipelineState::Disconnected, Some(problem))
         } else if let Some(problem) = health.output_problem() {
             (
                 PipelineState::Disconnected,
@@ -494,7 +601,8 @@ async fn report_status(
         } else {
             board.set_state(&name, state, reason);
         }
-        let (messages, bytes) = (spool.messages(), spool.bytes());
+        // As the gauges count them: flushed to disk.
+        let (messages, bytes) = spool.counted();
         board.update(&name, |status| {
             status.spool_messages = messages;
             status.spool_bytes = bytes;

@@ -161,7 +161,7 @@ impl Publisher {
                             read_ahead.extend(batch);
                         }
                         Err(error) => {
-                            tracing::error!(adapter = %self.config.name, %error, "cannot read the spool");
+                            self.health.spool_error(&self.config.name, "read", &error);
                         }
                     }
                 }
@@ -319,7 +319,8 @@ impl Publisher {
             return;
         }
         if let Err(error) = self.spool.remove_all(done) {
-            tracing::error!(adapter = %self.config.name, %error, "cannot remove events from the spool");
+            self.health
+                .spool_error(&self.config.name, "remove events from", &error);
         }
         done.clear();
     }
@@ -333,7 +334,7 @@ impl Publisher {
         match self.spool.push(message) {
             Ok(()) => self.metrics.spooled.inc(),
             Err(error) => {
-                self.metrics.dropped("spool_full").inc();
+                self.metrics.dropped(error.drop_reason()).inc();
                 self.health.warn_drop(&self.config.name, &error);
             }
         }

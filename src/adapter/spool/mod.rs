@@ -14,8 +14,12 @@
 //! How far the log has been consumed is saved in the tree `spool_log:<adapter>`, so a restart
 //! does not publish again what had already left.
 
+pub mod damage;
+pub mod record;
 pub mod segments;
+pub mod summary;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,10 +28,17 @@ use prometheus::IntGauge;
 
 use super::message::{OutMessage, SpoolPlace};
 use crate::state::{StateError, StateStore, StateTree};
-use segments::SegmentLog;
+use damage::SegmentMeta;
+use segments::{DamagedSegment, PendingSync, SegmentLog};
 
 /// The key under which the log's consumed position is saved.
 const REMOVED_THROUGH_KEY: &[u8] = b"removed_through";
+/// Keys under which what is known of each segment file is saved: this prefix and its name.
+const SEGMENT_KEY_PREFIX: &[u8] = b"segment:";
+
+fn segment_key(id: u64) -> Vec<u8> {
+    [SEGMENT_KEY_PREFIX, &id.to_be_bytes()].concat()
+}
 /// Leading byte of the saved position, so a later release can change its format.
 const POSITION_VERSION: u8 = 1;
 
@@ -41,6 +52,22 @@ pub enum SpoolError {
     #[error("spool segment {0}")]
     Log(#[from] std::io::Error),
 }
+
+impl SpoolError {
+    /// The `reason` of `ferry_adapter_dropped_total` for an event this error kept out of the
+    /// spool: the spool at its limit, the disk out of space, or the disk failing otherwise.
+    pub fn drop_reason(&self) -> &'static str {
+        match self {
+            SpoolError::Full { .. } => "spool_full",
+            SpoolError::Log(error) if crate::state::is_disk_full(error) => "disk_full",
+            SpoolError::Store(error) if error.is_disk_full() => "disk_full",
+            SpoolError::Log(_) | SpoolError::Store(_) => "disk_error",
+        }
+    }
+}
+
+/// Tree writes since the last completed flush: what a reopened store lost and is told again.
+type Journal = BTreeMap<[u8; 8], Option<Vec<u8>>>;
 
 /// The directory of an adapter's segment log.
 pub fn log_dir(state_dir: &Path, adapter: &str) -> PathBuf {
@@ -66,6 +93,20 @@ pub struct Spool {
     unflushed_bytes: AtomicU64,
     messages_gauge: IntGauge,
     bytes_gauge: IntGauge,
+    /// Segments found damaged while running, not yet reported.
+    damage: Mutex<Vec<DamagedSegment>>,
+    /// The segment directory, where the [`summary`] is kept.
+    dir: PathBuf,
+    /// The state store's identity, for the summary.
+    store_identity: u64,
+    /// What the summary file says now.
+    summary_written: Mutex<Option<summary::Summary>>,
+    /// Tree writes not yet covered by a completed flush of the store.
+    journal: Mutex<Journal>,
+    /// The store's generation this spool last wrote to (see [`StateStore::generation`]).
+    generation: AtomicU64,
+    /// Why the spool cannot write to disk, while it cannot.
+    write_problem: Mutex<Option<String>>,
 }
 
 /// What was pushed up to a moment: taken before a flush, credited after it.
@@ -88,9 +129,16 @@ pub struct Recovered {
     /// Records this version cannot read: kept untouched in the tree for the release that wrote
     /// them, reported, never deleted.
     pub unreadable: u64,
-    /// Segment files with bytes after their last whole record (a write cut short by a crash),
-    /// and how many bytes.
+    /// Segment files with bytes after their last whole record (a write cut short by a crash,
+    /// after the last flush), and how many bytes.
     pub torn: Vec<(PathBuf, u64)>,
+    /// Segment files that lost spooled events: damaged, cut short or gone.
+    pub damaged: Vec<DamagedSegment>,
+    /// Segment files the state store had no record of.
+    pub unrecorded: Vec<PathBuf>,
+    /// The state store that held this spool's position and tree is not the one found now (it was
+    /// deleted, emptied or replaced): how many events its tree held, which are lost.
+    pub store_lost: Option<u64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -120,24 +168,36 @@ impl Spool {
     ) -> Result<(Spool, Recovered), SpoolError> {
         let tree = store.tree(&format!("spool:{adapter}"))?;
         let positions = store.tree(&format!("spool_log:{adapter}"))?;
+        let dir = log_dir(state_dir, adapter);
+        let previous = summary::read(&dir);
+        let store_lost = previous
+            .filter(|previous| previous.store != store.identity())
+            .map(|previous| previous.tree_entries);
         let removed_through = positions
             .get(REMOVED_THROUGH_KEY)?
             .and_then(|value| decode_position(&value));
+        let mut known = BTreeMap::new();
+        positions.for_each(&mut |key, value| {
+            let id = key
+                .strip_prefix(SEGMENT_KEY_PREFIX)
+                .and_then(|id| id.try_into().ok())
+                .map(u64::from_be_bytes);
+            if let (Some(id), Some(meta)) = (id, SegmentMeta::decode(value)) {
+                known.insert(id, meta);
+            }
+        })?;
         // A record this version cannot decode comes from a newer release. It moves to the tree,
         // where unreadable records are kept untouched for that release: left in its segment it
         // would hold back the deletion of that file, every file after it and the saved position.
-        let (mut log, recovery) = SegmentLog::open(
-            &log_dir(state_dir, adapter),
-            removed_through,
-            &mut |seq, body| {
+        let (mut log, recovery) =
+            SegmentLog::open(&dir, removed_through, &known, &mut |seq, body| {
                 tree.insert(&seq.to_be_bytes(), body)
                     .map_err(|error| std::io::Error::other(error.to_string()))
-            },
-        )?;
+            })?;
         if !recovery.unreadable.is_empty() {
             store.flush()?;
             for place in &recovery.unreadable {
-                log.remove(place.segment, place.ordinal, place.seq);
+                log.remove(place.segment, place.ordinal, place.seq, 0);
             }
         }
         let position = log.removed_through();
@@ -172,6 +232,13 @@ impl Spool {
             unflushed_bytes: AtomicU64::new(0),
             messages_gauge,
             bytes_gauge,
+            damage: Mutex::new(Vec::new()),
+            dir,
+            store_identity: store.identity(),
+            summary_written: Mutex::new(previous),
+            journal: Mutex::new(Journal::new()),
+            generation: AtomicU64::new(store.generation()),
+            write_problem: Mutex::new(None),
         };
         spool.save_position(position)?;
         Ok((
@@ -180,6 +247,9 @@ impl Spool {
                 last_seq,
                 unreadable,
                 torn: recovery.torn,
+                damaged: recovery.damaged,
+                unrecorded: recovery.unrecorded,
+                store_lost,
             },
         ))
     }
@@ -201,7 +271,10 @@ impl Spool {
         let appended = {
             let mut log = lock(&self.log);
             if log.accepts(message.seq) {
-                log.append(message.seq, &body)?;
+                if let Err(error) = log.append(message.seq, &body, size) {
+                    self.note_write_problem(&error);
+                    return Err(error.into());
+                }
                 true
             } else {
                 false
@@ -209,6 +282,7 @@ impl Spool {
         };
         if !appended {
             self.tree.insert(&message.key(), &body)?;
+            lock(&self.journal).insert(message.key(), Some(body));
             self.tree_entries.fetch_add(1, Ordering::Relaxed);
         }
         self.unflushed_messages.fetch_add(1, Ordering::Relaxed);
@@ -234,7 +308,7 @@ impl Spool {
             for message in messages {
                 match message.spooled_at {
                     SpoolPlace::Log { segment, ordinal } => {
-                        if log.remove(segment, ordinal, message.seq) {
+                        if log.remove(segment, ordinal, message.seq, message.size() as u64) {
                             removed += 1;
                             removed_bytes += message.size() as i64;
                         }
@@ -248,15 +322,25 @@ impl Spool {
             }
             log.removed_through()
         };
+        // The events have left the spool whether or not the store takes the removal now: the
+        // journal tells it again after a failure.
+        let mut tree_removed = Ok(());
         if !tree_keys.is_empty() {
-            let refs: Vec<&[u8]> = tree_keys.iter().map(|key| &key[..]).collect();
-            self.tree.remove_many(&refs)?;
             removed += tree_keys.len() as i64;
             removed_bytes += tree_bytes;
             add_signed(&self.tree_entries, -(tree_keys.len() as i64));
+            let mut journal = lock(&self.journal);
+            for key in &tree_keys {
+                journal.insert(*key, None);
+            }
+            drop(journal);
+            let refs: Vec<&[u8]> = tree_keys.iter().map(|key| &key[..]).collect();
+            tree_removed = self.tree.remove_many(&refs);
         }
         self.add(-removed, -removed_bytes);
-        self.save_position(position)
+        let saved = self.save_position(position);
+        tree_removed?;
+        saved
     }
 
     /// Saves how far the log has been consumed, when that moved.
@@ -282,7 +366,12 @@ impl Spool {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<OutMessage>, SpoolError> {
-        let from_log = lock(&self.log).read_after(after, limit)?;
+        let from_log = {
+            let mut log = lock(&self.log);
+            let read = log.read_after(after, limit);
+            self.note_damage(log.take_damage());
+            read?
+        };
         if self.tree_entries.load(Ordering::Relaxed) == 0 {
             return Ok(from_log);
         }
@@ -322,10 +411,165 @@ impl Spool {
         Ok(out)
     }
 
-    /// Makes everything pushed so far durable: the log's files, then the state store.
+    /// Takes events lost to damage found while reading out of the counts, for
+    /// [`Spool::take_damage`] to report.
+    fn note_damage(&self, damaged: Vec<DamagedSegment>) {
+        if damaged.is_empty() {
+            return;
+        }
+        let (lost, lost_bytes) = damaged.iter().fold((0, 0), |(m, b), d| {
+            (m + d.lost as i64, b + d.lost_bytes as i64)
+        });
+        self.add(-lost, -lost_bytes);
+        lock(&self.damage).extend(damaged);
+    }
+
+    /// Segments found damaged while running since the last call: the events they lost are no
+    /// longer counted in the spool, and are the caller's to report.
+    pub fn take_damage(&self) -> Vec<DamagedSegment> {
+        std::mem::take(&mut *lock(&self.damage))
+    }
+
+    /// Whether [`Spool::flush`] has anything to do: new events, or files and records to settle.
+    pub fn needs_flush(&self) -> bool {
+        !self.unflushed().is_empty()
+            || !lock(&self.journal).is_empty()
+            || lock(&self.log).needs_flush()
+            || *lock(&self.summary_written) != Some(self.summary())
+    }
+
+    /// What the summary beside the segment files should say now.
+    fn summary(&self) -> summary::Summary {
+        summary::Summary {
+            store: self.store_identity,
+            tree_entries: self.tree_entries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Brings the summary up to date with what the store holds after a flush. Best effort: it
+    /// only serves to count what a lost store took, and is retried at the next flush.
+    fn write_summary(&self, flushed: summary::Summary) {
+        let mut written = lock(&self.summary_written);
+        if *written != Some(flushed) && summary::write(&self.dir, flushed).is_ok() {
+            *written = Some(flushed);
+        }
+    }
+
+    /// Makes everything pushed so far durable: the log's files, what the store knows of them,
+    /// then the state store; only then are consumed files deleted. Appends the disk refused are
+    /// reported as an error after the rest of the flush was done.
+    ///
+    /// A store reopened after a failed write lost what was written to it since its last
+    /// completed flush: the spool tells it again (tree writes from its journal, its position and
+    /// what it knows of the segment files) before flushing.
     pub fn flush(&self, store: &dyn StateStore) -> Result<(), SpoolError> {
-        let pending = lock(&self.log).prepare_sync()?;
-        pending.run()?;
+        if store.problem().is_some() {
+            // The store's flush is what reopens it; until it has, the spool's writes would fail.
+            store.flush()?;
+        }
+        let generation = store.generation();
+        if self.generation.swap(generation, Ordering::Relaxed) != generation {
+            self.tell_reopened_store();
+        }
+        let mut sync = lock(&self.log).prepare_sync();
+        let write_error = sync.write_error.take();
+        // Taken before the store's flush, so the flush covers them.
+        let summary = self.summary();
+        let journal = std::mem::take(&mut *lock(&self.journal));
+        let mut result = self.make_durable(store, &sync);
+        if result.is_ok() && store.generation() != generation {
+            // Reopened during this flush: what went to the engine before is gone.
+            result = Err(SpoolError::Store(StateError::Unavailable {
+                path: self.dir.clone(),
+                reason: "the state store was reopened during the flush".into(),
+                disk_full: false,
+            }));
+        }
+        if let Err(error) = result {
+            lock(&self.log).unflushed(sync);
+            let mut current = lock(&self.journal);
+            for (key, value) in journal {
+                current.entry(key).or_insert(value);
+            }
+            drop(current);
+            self.note_write_problem(&error);
+            return Err(error);
+        }
+        sync.delete_consumed();
+        lock(&self.log).flushed(&sync);
+        self.write_summary(summary);
+        match write_error {
+            Some(error) => {
+                let error = SpoolError::Log(error);
+                self.note_write_problem(&error);
+                Err(error)
+            }
+            None => {
+                *lock(&self.write_problem) = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes again what a reopened store lost: the journal's tree writes, the position and what
+    /// is known of the segment files. Best effort: what fails stays for the next flush.
+    fn tell_reopened_store(&self) {
+        let journal = lock(&self.journal).clone();
+        for (key, value) in &journal {
+            let _ = match value {
+                Some(body) => self.tree.insert(key, body),
+                None => self.tree.remove(key),
+            };
+        }
+        *lock(&self.saved_position) = None;
+        let position = {
+            let mut log = lock(&self.log);
+            log.metadata_unsaved();
+            log.removed_through()
+        };
+        let _ = self.save_position(position);
+    }
+
+    /// Remembers why the spool could not write, for `/readyz` and `/status`.
+    fn note_write_problem(&self, error: &dyn std::fmt::Display) {
+        *lock(&self.write_problem) = Some(error.to_string());
+    }
+
+    /// Why the spool cannot write to disk, while it cannot, with what waits in memory meanwhile.
+    pub fn write_problem(&self) -> Option<String> {
+        let problem = lock(&self.write_problem).clone()?;
+        let waiting = self.unflushed().messages;
+        Some(format!(
+            "the spool cannot write to disk ({problem}); {waiting} events wait in memory until it can"
+        ))
+    }
+
+    /// Events accepted that are in memory only (the disk has not taken them), which a stop now
+    /// would lose.
+    pub fn unwritten(&self) -> u64 {
+        let in_log = lock(&self.log).unwritten();
+        let in_tree = lock(&self.journal).values().filter(|v| v.is_some()).count() as u64;
+        in_log + in_tree
+    }
+
+    /// Events and bytes counted as spooled: flushed to disk, as the gauges show them.
+    pub fn counted(&self) -> (u64, u64) {
+        (
+            self.messages()
+                .saturating_sub(self.unflushed_messages.load(Ordering::Relaxed)),
+            self.bytes()
+                .saturating_sub(self.unflushed_bytes.load(Ordering::Relaxed)),
+        )
+    }
+
+    fn make_durable(&self, store: &dyn StateStore, sync: &PendingSync) -> Result<(), SpoolError> {
+        sync.sync()?;
+        for (id, meta) in &sync.metadata {
+            self.positions.insert(&segment_key(*id), &meta.encode())?;
+        }
+        for id in sync.forget.iter().copied().chain(sync.deleted_ids()) {
+            self.positions.remove(&segment_key(id))?;
+        }
         store.flush()?;
         Ok(())
     }
@@ -444,6 +688,7 @@ mod tests {
         let mut files: Vec<PathBuf> = std::fs::read_dir(log_dir(dir, "a"))
             .unwrap()
             .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "seg"))
             .collect();
         files.sort();
         files
@@ -522,6 +767,7 @@ mod tests {
             .collect();
         spool.remove_all(&done).unwrap();
         assert_eq!(spool.messages(), 2);
+        spool.flush(&store).unwrap();
         assert_eq!(
             segment_files(dir.path()).len(),
             1,
@@ -564,6 +810,7 @@ mod tests {
         assert_eq!(seqs(&all), [1, 2, 3, 4]);
         spool.remove_all(&all).unwrap();
         assert!(spool.is_empty());
+        spool.flush(&store).unwrap();
         assert_eq!(
             segment_files(dir.path()).len(),
             1,
@@ -605,17 +852,22 @@ mod tests {
         let count = 3 * segments::SEGMENT_BYTES / size as u64;
         {
             // Segments as a newer release might leave them: one record this version cannot read.
-            let (mut log, _) =
-                SegmentLog::open(&log_dir(dir.path(), "a"), None, &mut |_, _| Ok(())).unwrap();
+            let (mut log, _) = SegmentLog::open(
+                &log_dir(dir.path(), "a"),
+                None,
+                &BTreeMap::new(),
+                &mut |_, _| Ok(()),
+            )
+            .unwrap();
             for seq in 1..=count {
                 let body = if seq == 2 {
                     newer.to_vec()
                 } else {
                     message(seq, size).encode()
                 };
-                log.append(seq, &body).unwrap();
+                log.append(seq, &body, 0).unwrap();
             }
-            log.prepare_sync().unwrap().run().unwrap();
+            log.prepare_sync().sync().unwrap();
         }
         assert!(segment_files(dir.path()).len() >= 3);
         let store = SledStore::open(dir.path()).unwrap();
@@ -628,6 +880,7 @@ mod tests {
             (1..=count).filter(|&seq| seq != 2).collect::<Vec<_>>()
         );
         spool.remove_all(&all).unwrap();
+        spool.flush(&store).unwrap();
         assert!(
             segment_files(dir.path()).is_empty(),
             "every consumed segment is deleted, the unreadable record's too"
@@ -691,5 +944,30 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "after {after:?}");
         }
+    }
+
+    #[test]
+    fn events_kept_in_a_store_that_is_gone_are_counted_from_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+            assert_eq!(recovered.store_lost, None);
+            for seq in [5, 6, 2, 3] {
+                spool.push(&message(seq, 10)).unwrap();
+            }
+            assert!(spool.needs_flush());
+            let pending = spool.unflushed();
+            spool.flush(&store).unwrap();
+            spool.mark_flushed(pending);
+            assert!(!spool.needs_flush());
+        }
+        std::fs::remove_dir_all(dir.path().join("ferry.db")).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        // 2 and 3 were put back behind 5 and 6: kept in the store's tree, gone with it.
+        assert_eq!(recovered.store_lost, Some(2));
+        assert_eq!(recovered.unrecorded.len(), 1);
+        assert_eq!(seqs(&spool.read_after(None, 10).unwrap()), [5, 6]);
     }
 }
