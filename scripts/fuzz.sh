@@ -37,9 +37,15 @@ for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
   echo "== $target: $RUNS inputs"
   start=$(date +%s)
-  cargo +nightly fuzz run -O "$target" "corpus/$target" -- -runs="$RUNS" -print_final_stats=1 2>&1 \
-    | grep -E 'stat::number_of_executed_units|stat::peak_rss_mb|SUMMARY|panicked|ERROR' || true
-  status=${PIPESTATUS[0]}
+  log="$(mktemp)"
+  status=0
+  cargo +nightly fuzz run -O "$target" "corpus/$target" -- -runs="$RUNS" -print_final_stats=1 \
+    >"$log" 2>&1 || status=$?
+  grep -E 'stat::number_of_executed_units|stat::peak_rss_mb|SUMMARY|panicked|ERROR' "$log" || true
   echo "   exit $status after $(( $(date +%s) - start )) s"
-  [ "$status" -eq 0 ] || exit "$status"
+  if [ "$status" -ne 0 ]; then
+    tail -40 "$log"
+    exit "$status"
+  fi
+  rm -f "$log"
 done
