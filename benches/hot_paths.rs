@@ -13,7 +13,7 @@ use choria_registration::RegistrationDecoder;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ferry::adapter::message::{OutMessage, SpoolPlace};
 use ferry::adapter::spool::Spool;
-use ferry::config::replicator::{SampleConfig, SampleKey};
+use ferry::config::replicator::{SampleConfig, SampleKey, Writes};
 use ferry::config::schema::{FilterConfig, PredicateConfig};
 use ferry::config::units::HumanDuration;
 use ferry::filter::Filter;
@@ -168,7 +168,7 @@ fn replicator_headers(c: &mut Criterion) {
         &source,
         "ferry-dc1",
         "registration-to-west",
-        "CHORIA_REGISTRATION",
+        Writes::Exclusive,
     );
     let mut source_headers = async_nats::HeaderMap::new();
     source_headers.insert("Ferry-Adapter", "registration");
@@ -183,6 +183,7 @@ fn replicator_headers(c: &mut Criterion) {
                 sequence,
                 1_764_547_200_123,
                 &stamp,
+                Some(sequence - 1),
             ))
         })
     });

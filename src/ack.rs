@@ -8,7 +8,13 @@ use async_nats::jetstream::ErrorCode;
 pub enum Outcome {
     Stored {
         duplicate: bool,
+        /// The stream sequence the server stored the message at (or, for a duplicate, the
+        /// sequence of the copy it already had).
+        sequence: u64,
     },
+    /// A publish fenced with `Nats-Expected-Last-Sequence` found the stream's last sequence
+    /// elsewhere: an earlier publish of the same pipeline failed, or someone else wrote.
+    WrongLastSequence(String),
     Rejected {
         reason: &'static str,
         detail: String,
@@ -31,6 +37,7 @@ fn classify_api_error(code: ErrorCode, detail: String) -> Outcome {
                 detail,
             }
         }
+        ErrorCode::STREAM_WRONG_LAST_SEQUENCE => Outcome::WrongLastSequence(detail),
         ErrorCode::STREAM_NOT_MATCH => Outcome::Rejected {
             reason: "rejected",
             detail: format!(
@@ -47,6 +54,10 @@ fn classify_api_error(code: ErrorCode, detail: String) -> Outcome {
 /// async-nats's untagged response enum: serde then reads the JSON once, without buffering it.
 #[derive(serde::Deserialize)]
 struct AckReply<'a> {
+    #[serde(default, borrow)]
+    stream: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    seq: u64,
     #[serde(default)]
     duplicate: bool,
     #[serde(default, borrow)]
@@ -61,8 +72,11 @@ struct AckError<'a> {
     description: std::borrow::Cow<'a, str>,
 }
 
-/// Sorts the reply to a publish sent with its own reply subject (see `ack_inbox`).
-pub fn classify_reply(reply: &async_nats::Message) -> Outcome {
+/// Sorts the reply to a publish sent with its own reply subject (see `ack_inbox`). With
+/// `expected_stream`, an ack from any other stream is a reject: the message was stored, but in a
+/// stream that took over the subject (ferry stores no `Nats-Expected-Stream` header, which would
+/// have made the server refuse it; SPEC section 4).
+pub fn classify_reply(reply: &async_nats::Message, expected_stream: Option<&str>) -> Outcome {
     if let Some(status) = reply.status {
         if status == async_nats::StatusCode::NO_RESPONDERS {
             return Outcome::NoResponders;
@@ -72,8 +86,24 @@ pub fn classify_reply(reply: &async_nats::Message) -> Outcome {
     match serde_json::from_slice::<AckReply>(&reply.payload) {
         Ok(AckReply {
             error: None,
+            stream,
+            ..
+        }) if expected_stream.is_some_and(|expected| expected != stream) => Outcome::Rejected {
+            reason: "rejected",
+            detail: format!(
+                "stored in stream {stream:?} instead of {:?}: another stream listens on the subject; fix the streams' subjects",
+                expected_stream.unwrap_or_default()
+            ),
+        },
+        Ok(AckReply {
+            error: None,
             duplicate,
-        }) => Outcome::Stored { duplicate },
+            seq,
+            ..
+        }) => Outcome::Stored {
+            duplicate,
+            sequence: seq,
+        },
         Ok(AckReply {
             error: Some(error), ..
         }) => classify_api_error(
@@ -117,15 +147,33 @@ mod tests {
 
     #[test]
     fn replies_are_sorted_like_the_client_sorts_acks() {
-        let stored = classify_reply(&reply(r#"{"stream":"DST","domain":"b","seq":7}"#, None));
-        assert!(matches!(stored, Outcome::Stored { duplicate: false }));
-        let duplicate =
-            classify_reply(&reply(r#"{"stream":"DST","seq":7,"duplicate":true}"#, None));
-        assert!(matches!(duplicate, Outcome::Stored { duplicate: true }));
-        let oversize = classify_reply(&reply(
-            r#"{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"},"stream":"DST","seq":0}"#,
-            None,
+        let classify = |payload: &str| classify_reply(&reply(payload, None), Some("DST"));
+        let stored = classify(r#"{"stream":"DST","domain":"b","seq":7}"#);
+        assert!(matches!(
+            stored,
+            Outcome::Stored {
+                duplicate: false,
+                sequence: 7
+            }
         ));
+        let duplicate = classify(r#"{"stream":"DST","seq":7,"duplicate":true}"#);
+        assert!(matches!(
+            duplicate,
+            Outcome::Stored {
+                duplicate: true,
+                ..
+            }
+        ));
+        let elsewhere = classify(r#"{"stream":"OTHER","seq":3}"#);
+        assert!(
+            matches!(&elsewhere, Outcome::Rejected { reason: "rejected", detail } if detail.contains("OTHER")),
+            "an ack from another stream is a reject"
+        );
+        let unchecked = classify_reply(&reply(r#"{"stream":"OTHER","seq":3}"#, None), None);
+        assert!(matches!(unchecked, Outcome::Stored { sequence: 3, .. }));
+        let oversize = classify(
+            r#"{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"},"stream":"DST","seq":0}"#,
+        );
         assert!(matches!(
             oversize,
             Outcome::Rejected {
@@ -133,10 +181,9 @@ mod tests {
                 ..
             }
         ));
-        let wrong_stream = classify_reply(&reply(
+        let wrong_stream = classify(
             r#"{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"}}"#,
-            None,
-        ));
+        );
         assert!(matches!(
             wrong_stream,
             Outcome::Rejected {
@@ -144,14 +191,20 @@ mod tests {
                 ..
             }
         ));
-        let unavailable = classify_reply(&reply(
+        let fenced = classify(
+            r#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 41"}}"#,
+        );
+        assert!(matches!(fenced, Outcome::WrongLastSequence(detail) if detail.contains("41")));
+        let unavailable = classify(
             r#"{"error":{"code":503,"err_code":10077,"description":"resource limits exceeded for account"}}"#,
-            None,
-        ));
+        );
         assert!(matches!(unavailable, Outcome::Outage(detail) if detail.contains("10077")));
-        let nobody = classify_reply(&reply("", Some(async_nats::StatusCode::NO_RESPONDERS)));
+        let nobody = classify_reply(
+            &reply("", Some(async_nats::StatusCode::NO_RESPONDERS)),
+            Some("DST"),
+        );
         assert!(matches!(nobody, Outcome::NoResponders));
-        let garbage = classify_reply(&reply("{not json", None));
+        let garbage = classify("{not json");
         assert!(matches!(garbage, Outcome::Outage(_)));
     }
 }

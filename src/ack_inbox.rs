@@ -37,6 +37,8 @@ pub struct AckInbox<T> {
     outstanding: usize,
     /// Publishes that failed before reaching the server, returned first by `next`.
     ready: VecDeque<(T, Outcome)>,
+    /// The stream every ack must name (see `ack::classify_reply`).
+    expected_stream: Option<String>,
 }
 
 impl<T> AckInbox<T> {
@@ -54,14 +56,22 @@ impl<T> AckInbox<T> {
             slots: VecDeque::new(),
             outstanding: 0,
             ready: VecDeque::new(),
+            expected_stream: None,
         })
     }
 
-    /// `open` on a configured connection with the JetStream ack timeout; the error names the
-    /// connection.
-    pub async fn on(connection: &Connection) -> Result<Self, String> {
+    /// Every ack must come from `stream`; one from another stream is a reject.
+    pub fn expecting_stream(mut self, stream: &str) -> Self {
+        self.expected_stream = Some(stream.to_string());
+        self
+    }
+
+    /// `open` on a configured connection with the JetStream ack timeout, for publishes into
+    /// `stream`; the error names the connection.
+    pub async fn on(connection: &Connection, stream: &str) -> Result<Self, String> {
         AckInbox::open(&connection.client, JETSTREAM_TIMEOUT)
             .await
+            .map(|inbox| inbox.expecting_stream(stream))
             .map_err(|error| {
                 format!(
                     "cannot subscribe for acks on connection {}: {error}",
@@ -122,7 +132,7 @@ impl<T> AckInbox<T> {
                         return Some((item, Outcome::Outage("publish: the ack subscription closed".into())));
                     };
                     if let Some(item) = self.token(&reply.subject).and_then(|token| self.take(token)) {
-                        return Some((item, classify_reply(&reply)));
+                        return Some((item, classify_reply(&reply, self.expected_stream.as_deref())));
                     }
                     // An answer to a publish already given up on: it was retried or accounted for.
                 }

@@ -397,6 +397,7 @@ pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String
         source: None,
         sequence: previous.as_ref().map_or(0, |c| c.sequence),
         forced: Some(forced.clone()),
+        target: None,
     };
     checkpoints
         .save(replicator, &checkpoint)

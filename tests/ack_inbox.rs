@@ -67,8 +67,12 @@ async fn acks_stored_duplicate_no_responders_and_timeouts_are_told_apart() {
         .expect("every publish is answered or given up on in time")
     {
         let described = match outcome {
-            Outcome::Stored { duplicate: false } => "stored",
-            Outcome::Stored { duplicate: true } => "duplicate",
+            Outcome::Stored {
+                duplicate: false, ..
+            } => "stored",
+            Outcome::Stored {
+                duplicate: true, ..
+            } => "duplicate",
             Outcome::NoResponders => "no responders",
             Outcome::Outage(reason) if reason.contains("no ack within") => "timed out",
             _ => "other",

@@ -77,16 +77,17 @@ async fn copies_with_stamps_and_resumes_after_a_restart() {
     let first = &copied[0];
     assert_eq!(first.subject, "src.0");
     assert_eq!(&first.payload[..], b"message 0");
-    assert_eq!(
-        first.header("Nats-Msg-Id").map(str::to_string),
-        Some(format!("SRC:{created_ns}:1"))
-    );
-    let stamp = first.header("Ferry-Source").unwrap_or_default().to_string();
+    assert_eq!(first.header("Nats-Msg-Id"), None, "exclusive by default");
+    assert_eq!(first.header("Nats-Expected-Last-Sequence"), Some("0"));
+    let stamp = first
+        .header("Choria-SR-Source")
+        .unwrap_or_default()
+        .to_string();
     assert!(
         stamp.starts_with("SRC 1 dc1 copy "),
-        "Ferry-Source: {stamp}"
+        "Choria-SR-Source: {stamp}"
     );
-    assert_eq!(first.header("Choria-SR-Source"), Some(stamp.as_str()));
+    assert_eq!(first.header("Ferry-Source"), None, "one provenance header");
     assert_eq!(
         first.header("Ferry-Origin").map(str::to_string),
         Some(format!("SRC@{created_ns}"))

@@ -77,12 +77,12 @@ fn outgoing(subject: &str, pairs: &[(&str, &str)], payload: impl Into<Bytes>) ->
     (subject.to_string(), headers(pairs), payload.into())
 }
 
-/// Everything SPEC section 5 says about one copied message, given the source message it came from.
+/// Everything SPEC section 5 says about one copied message, given the source message it came from,
+/// for the default `writes: exclusive`.
 fn assert_stamped_copy(
     source: &StoredMessage,
     copy: &StoredMessage,
     source_created_ns: i128,
-    target_stream: &str,
     target_subject: &str,
 ) {
     let seq = source.sequence;
@@ -90,8 +90,8 @@ fn assert_stamped_copy(
     assert_eq!(copy.payload, source.payload, "payload of source seq {seq}");
     assert_eq!(
         header_values(copy, "Nats-Msg-Id"),
-        vec![format!("SRC:{source_created_ns}:{seq}")],
-        "Nats-Msg-Id of source seq {seq}"
+        Vec::<String>::new(),
+        "no Nats-Msg-Id on an exclusive copy (source seq {seq})"
     );
     let stamp = SourceStamp::of(copy);
     let source_ms = i64::try_from(source.time.unix_timestamp_nanos() / 1_000_000).unwrap();
@@ -104,17 +104,16 @@ fn assert_stamped_copy(
             replicator: "copy".into(),
             timestamp_ms: source_ms,
         },
-        "Ferry-Source of source seq {seq}"
-    );
-    assert_eq!(
-        header_values(copy, "Ferry-Source").len(),
-        1,
-        "one Ferry-Source on source seq {seq}"
-    );
-    assert_eq!(
-        header_values(copy, "Choria-SR-Source"),
-        header_values(copy, "Ferry-Source"),
         "Choria-SR-Source of source seq {seq}"
+    );
+    assert_eq!(
+        header_values(copy, "Choria-SR-Source").len(),
+        1,
+        "one provenance header on source seq {seq}"
+    );
+    assert!(
+        copy.header("Ferry-Source").is_none(),
+        "source seq {seq}: the provenance is not written twice"
     );
     // Every source header other than the control headers and stamps is kept as is.
     for (name, value) in source.header_pairs() {
@@ -153,9 +152,15 @@ fn assert_stamped_copy(
         "Ferry-Origin of source seq {seq}"
     );
     // Control headers of the source never reach the target. The one control header there is the
-    // `Nats-Expected-Stream` ferry itself publishes with (the server stores it), naming the target.
+    // fence ferry itself publishes with (the server stores it): the target sequence right before
+    // the copy's own.
+    assert_eq!(
+        header_values(copy, "Nats-Expected-Last-Sequence"),
+        vec![(copy.sequence - 1).to_string()],
+        "source seq {seq}: fenced to follow the target's previous message"
+    );
     for (name, value) in copy.header_pairs() {
-        if name == "Nats-Expected-Stream" && value == target_stream {
+        if name == "Nats-Expected-Last-Sequence" {
             continue;
         }
         assert!(
@@ -164,11 +169,6 @@ fn assert_stamped_copy(
             copy.header_pairs()
         );
     }
-    assert!(
-        header_values(copy, "Nats-Expected-Stream").len() <= 1,
-        "source seq {seq}: several Nats-Expected-Stream: {:?}",
-        copy.header_pairs()
-    );
 }
 
 /// JetStream control headers that must never be copied (SPEC section 5).
@@ -230,7 +230,7 @@ async fn fifty_thousand_messages_are_copied_exactly() {
     let mut last_per_subject: BTreeMap<String, u64> = BTreeMap::new();
     for copy in &target {
         let original = originals[&SourceStamp::of(copy).sequence];
-        assert_stamped_copy(original, copy, created, "DST", &original.subject);
+        assert_stamped_copy(original, copy, created, &original.subject);
         if let Some(previous) = last_per_subject.insert(copy.subject.clone(), original.sequence) {
             assert!(
                 previous < original.sequence,
@@ -416,7 +416,7 @@ async fn headers_are_cleaned_and_stamped() {
     let originals = by_sequence(&source);
     for copy in &target {
         let original = originals[&SourceStamp::of(copy).sequence];
-        assert_stamped_copy(original, copy, created, "DST", &original.subject);
+        assert_stamped_copy(original, copy, created, &original.subject);
     }
     let find = |subject: &str| {
         target
@@ -458,11 +458,9 @@ async fn headers_are_cleaned_and_stamped() {
         vec![
             "Choria-SR-Source",
             "Ferry-Origin",
-            "Ferry-Source",
-            "Nats-Expected-Stream",
-            "Nats-Msg-Id"
+            "Nats-Expected-Last-Sequence"
         ],
-        "a message without headers gets exactly the stamps"
+        "a message without headers gets exactly the stamps and the fence"
     );
 }
 
@@ -505,7 +503,7 @@ async fn subjects_are_rewritten_strip_then_prefix() {
     for copy in &target {
         let original = originals[&SourceStamp::of(copy).sequence];
         let rewritten = format!("FLEET.{}", &original.subject["NODE_DATA.".len()..]);
-        assert_stamped_copy(original, copy, created, "DST", &rewritten);
+        assert_stamped_copy(original, copy, created, &rewritten);
     }
     let subjects = sites
         .west_js
@@ -561,7 +559,7 @@ async fn a_stripped_prefix_alone_is_removed_from_every_copy() {
     for copy in &target {
         let original = originals[&SourceStamp::of(copy).sequence];
         let stripped = &original.subject["DC1.".len()..];
-        assert_stamped_copy(original, copy, created, "DST", stripped);
+        assert_stamped_copy(original, copy, created, stripped);
     }
 }
 
@@ -822,11 +820,11 @@ connections:
 replicators:
   - name: e2w
     from: {{ connection: east, stream: ORDERS }}
-    to: {{ connection: west, stream: ORDERS }}
+    to: {{ connection: west, stream: ORDERS, writes: shared }}
     start: all
   - name: w2e
     from: {{ connection: west, stream: ORDERS }}
-    to: {{ connection: east, stream: ORDERS }}
+    to: {{ connection: east, stream: ORDERS, writes: shared }}
     start: all
 "#,
         east = sites.east.url(),
@@ -900,7 +898,7 @@ replicators:
                 );
             } else {
                 assert!(
-                    message.header("Ferry-Source").is_none(),
+                    message.header("Choria-SR-Source").is_none(),
                     "{local}'s own message was overwritten by an echo"
                 );
             }

@@ -1,7 +1,7 @@
 //! An event ready for JetStream, and its binary form in the disk spool.
 //!
 //! The spool record carries only what differs per event; the headers that are the same for every
-//! event of an adapter (`Ferry-Adapter`, `Nats-Expected-Stream`) are added when publishing.
+//! event of an adapter (`Ferry-Adapter`) are added when publishing.
 
 use async_nats::header::HeaderName;
 use async_nats::HeaderMap;
@@ -54,18 +54,17 @@ impl OutMessage {
             + self.payload.len()
     }
 
-    /// The JetStream headers for this event.
-    pub fn headers(&self, adapter: &str, stream: &str) -> HeaderMap {
+    /// The JetStream headers for this event. No control header is stored beyond `Nats-Msg-Id`:
+    /// the stream is checked in each ack instead (SPEC section 4).
+    pub fn headers(&self, adapter: &str) -> HeaderMap {
         // Names built once, not parsed from text for every event.
         const NATS_MSG_ID: HeaderName = HeaderName::from_static("Nats-Msg-Id");
-        const NATS_EXPECTED_STREAM: HeaderName = HeaderName::from_static("Nats-Expected-Stream");
         const FERRY_ADAPTER: HeaderName = HeaderName::from_static("Ferry-Adapter");
         const FERRY_SENDER: HeaderName = HeaderName::from_static("Ferry-Sender");
         const FERRY_RECEIVED: HeaderName = HeaderName::from_static("Ferry-Received");
         const FERRY_SOURCE_SUBJECT: HeaderName = HeaderName::from_static("Ferry-Source-Subject");
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MSG_ID, self.msg_id.as_str());
-        headers.insert(NATS_EXPECTED_STREAM, stream);
         headers.insert(FERRY_ADAPTER, adapter);
         if let Some(sender) = &self.sender {
             headers.insert(FERRY_SENDER, sender.as_str());

@@ -121,7 +121,7 @@ impl Publisher {
     /// Publishes from the queue, then the spool, until an outage or the end of a shutdown.
     async fn publish_loop(&mut self) -> Exit {
         let max = self.config.max_in_flight.max(1);
-        let mut in_flight = match AckInbox::on(&self.output).await {
+        let mut in_flight = match AckInbox::on(&self.output, &self.config.output.stream).await {
             Ok(inbox) => inbox,
             Err(reason) => return Exit::Outage(reason),
         };
@@ -235,7 +235,7 @@ impl Publisher {
             self.spool_or_drop(&message, origin);
             return Err(format!("connection {} is down", self.output.name));
         }
-        let headers = message.headers(&self.config.name, &self.config.output.stream);
+        let headers = message.headers(&self.config.name);
         let subject = message.subject.clone();
         let payload = message.payload.clone();
         let item = InFlight {
@@ -265,7 +265,7 @@ impl Publisher {
             other => other,
         };
         match outcome {
-            Outcome::Stored { duplicate } => {
+            Outcome::Stored { duplicate, .. } => {
                 self.metrics
                     .publish_seconds
                     .observe(item.started.elapsed().as_secs_f64());
@@ -289,7 +289,11 @@ impl Publisher {
                 );
                 Finished::Done(item.spooled())
             }
-            Outcome::Outage(reason) | Outcome::StreamUnavailable(reason) => {
+            // Adapters do not fence their publishes, so a wrong last sequence means the server
+            // is confused: ride it out like any outage.
+            Outcome::Outage(reason)
+            | Outcome::StreamUnavailable(reason)
+            | Outcome::WrongLastSequence(reason) => {
                 self.spool_or_drop(&item.message, item.origin);
                 Finished::Outage(reason)
             }
@@ -486,7 +490,7 @@ impl Publisher {
     /// Publishes the spool's head (and whatever follows that JetStream rejects outright) and
     /// waits for the ack.
     async fn probe(&mut self) -> Probe {
-        let mut in_flight = match AckInbox::on(&self.output).await {
+        let mut in_flight = match AckInbox::on(&self.output, &self.config.output.stream).await {
             Ok(inbox) => inbox,
             Err(reason) => return Probe::StillDown(reason),
         };
@@ -510,7 +514,9 @@ impl Publisher {
             };
             match outcome {
                 Outcome::StreamUnavailable(reason) => return Probe::StreamGone(reason),
-                Outcome::Outage(reason) => return Probe::StillDown(reason),
+                Outcome::Outage(reason) | Outcome::WrongLastSequence(reason) => {
+                    return Probe::StillDown(reason)
+                }
                 Outcome::Rejected { .. } => {
                     let _ = self.finish_now(item, outcome).await;
                 }

@@ -29,6 +29,7 @@ use super::jetstream::{
 };
 use super::report::ScenarioResult;
 use super::{median, rate, BenchOptions, Progress};
+use crate::config::replicator::Writes;
 use crate::local_server::ServerOptions;
 use crate::replicator::checkpoint::SourceIdentity;
 use crate::replicator::headers::{target_headers, Stamp};
@@ -158,7 +159,7 @@ pub async fn run(
             },
             "bench",
             "copy",
-            &headed,
+            Writes::Exclusive,
         );
         fresh_stream(
             &b_js,
@@ -176,7 +177,8 @@ pub async fn run(
             &b_js,
             (0..messages).map(|i| Outgoing {
                 subject: format!("headed{round}.bench.src.{}", i % SUBJECTS),
-                headers: Some(target_headers(None, i + 1, timestamp_ms, &stamp)),
+                // Fenced as an exclusive copy is: the i-th message follows target sequence i.
+                headers: Some(target_headers(None, i + 1, timestamp_ms, &stamp, Some(i))),
                 payload: payload(i, payload_size),
             }),
             MAX_IN_FLIGHT,

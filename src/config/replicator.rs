@@ -36,6 +36,9 @@ pub struct ReplicatorConfig {
     pub on_reject: OnReject,
     #[serde(default)]
     pub on_source_reset: OnSourceReset,
+    /// What to do when the target holds less than ferry wrote (purged, wiped, restored, recreated).
+    #[serde(default)]
+    pub on_target_reset: OnTargetReset,
     /// Longest time an acknowledged position waits before it is written to the state store.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: HumanDuration,
@@ -92,7 +95,11 @@ pub struct TargetConfig {
     /// deployment, whose streams are usually managed there.
     #[serde(default)]
     pub create: bool,
-    /// Used only when creating; should cover the longest replay after a crash or failover.
+    /// How a replay is kept out of the target (SPEC section 5).
+    #[serde(default)]
+    pub writes: Writes,
+    /// Used only when creating; with `writes: shared` it should cover the longest replay after
+    /// a crash or failover.
     #[serde(default)]
     pub duplicate_window: Option<HumanDuration>,
     /// Prepended to every subject (after `subject_strip_prefix` is removed).
@@ -260,6 +267,30 @@ pub enum OnSourceReset {
     Pause,
     /// Copy the new stream from its start.
     Restart,
+}
+
+/// `on_target_reset:` (SPEC section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTargetReset {
+    /// Stop with a clear error until an operator acts (`ferry reset`, or `recopy`).
+    #[default]
+    Pause,
+    /// Copy again from `start`.
+    Recopy,
+}
+
+/// `to.writes:` (SPEC section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Writes {
+    /// The replicator is the target's only writer: every publish is fenced by the target
+    /// sequence it must follow (`Nats-Expected-Last-Sequence`), exact at any distance in time.
+    #[default]
+    Exclusive,
+    /// Other writers share the target: replays are dropped by `Nats-Msg-Id` inside the target's
+    /// duplicate window.
+    Shared,
 }
 
 /// `limit:` — global rate limits and per-sender sampling (SPEC section 7).
@@ -601,6 +632,7 @@ mod tests {
             connection: "west".into(),
             stream: "S".into(),
             create: false,
+            writes: Writes::Exclusive,
             duplicate_window: None,
             subject_prefix: prefix.map(str::to_string),
             subject_strip_prefix: strip.map(str::to_string),

@@ -67,7 +67,7 @@ impl Forced {
     }
 }
 
-/// One replicator's record.
+/// One replicator's record: the source half and the target half of the position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The source this position belongs to; `None` for a forced position written offline.
@@ -76,6 +76,19 @@ pub struct Checkpoint {
     pub sequence: u64,
     /// Set by `ferry reset`; cleared once the replicator started from it.
     pub forced: Option<Forced>,
+    /// The target stream and the sequence of the last copy stored there up to `sequence`.
+    /// `None` in records of earlier releases, which kept the source half only.
+    #[serde(default)]
+    pub target: Option<TargetPosition>,
+}
+
+/// The target half of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetPosition {
+    /// The target stream's identity (name and creation time): a recreated target differs.
+    pub stream: SourceIdentity,
+    /// The target sequence of the last copy covered by the checkpoint (0: none yet).
+    pub sequence: u64,
 }
 
 /// Reads and writes the `checkpoints` tree.
@@ -140,9 +153,24 @@ mod tests {
             }),
             sequence: 42,
             forced: Some(Forced::Sequence(7)),
+            target: Some(TargetPosition {
+                stream: SourceIdentity {
+                    stream: "DST".into(),
+                    created_ns: 5,
+                },
+                sequence: 40,
+            }),
         };
         checkpoints.save("r", &checkpoint).unwrap();
         assert_eq!(checkpoints.load("r").unwrap(), Some(checkpoint));
+        // A record of an earlier release, without the target half, still reads.
+        let mut old = vec![RECORD_VERSION];
+        old.extend_from_slice(
+            br#"{"source":{"stream":"SRC","created_ns":1},"sequence":9,"forced":null}"#,
+        );
+        checkpoints.tree.insert(b"old", &old).unwrap();
+        let read = checkpoints.load("old").unwrap().unwrap();
+        assert_eq!((read.sequence, read.target), (9, None));
         assert_eq!(Forced::parse("start"), Ok(Forced::Start));
         assert_eq!(Forced::parse("sequence:9"), Ok(Forced::Sequence(9)));
         assert!(Forced::parse("sequence:0").is_err());

@@ -22,12 +22,12 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::advisories::AdvisoryPublisher;
-use super::checkpoint::{Checkpoint, Checkpoints};
+use super::checkpoint::{Checkpoint, Checkpoints, TargetPosition};
 use super::election::Role;
 use super::headers::{is_loop, target_headers, Stamp};
 use super::limits::RateLimiter;
 use super::reader::{SourceMessage, SourceReader};
-use super::resume::{self, Resume};
+use super::resume::{self, Resume, TargetView};
 use super::sampler::{Decision, Sampler};
 use super::shared_state::SharedState;
 use super::streams::{self, SourceInfo, StreamError};
@@ -35,7 +35,7 @@ use super::watermark::Watermark;
 use super::ReplicatorMetrics;
 use crate::ack::Outcome;
 use crate::ack_inbox::AckInbox;
-use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig};
+use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig, Writes};
 use crate::connect::Connection;
 use crate::filter::{Filter, Verdict};
 use crate::status::{PipelineState, StatusBoard};
@@ -78,6 +78,9 @@ struct Pending {
     payload: Bytes,
     published: OffsetDateTime,
     attempts: u32,
+    /// `writes: exclusive`: the target sequence this copy was fenced to follow; its ack must
+    /// name the next one.
+    fence: Option<u64>,
 }
 
 /// Header lookup over an optional JetStream header map, for filters.
@@ -117,9 +120,14 @@ struct Session {
     source: SourceInfo,
     /// The constant parts of every copy's headers.
     stamp: Stamp,
+    /// The target's identity (the checkpoint's target half names it).
+    target: TargetPosition,
     target_origin: String,
     watermark: Watermark,
-    saved: u64,
+    /// The (source, target) position last written to the state store.
+    saved: (u64, u64),
+    /// `writes: exclusive`: the target sequence the next copy must follow.
+    fence: Option<u64>,
     /// Publishes waiting for the target's ack.
     in_flight: AckInbox<Pending>,
     /// Subjects with a publish in flight (`ordering: subject`).
@@ -251,26 +259,36 @@ impl Copier {
             Ok(source) => source,
             Err(error) => return end_for(error, PipelineState::Failed),
         };
-        let target_origin =
-            match streams::ensure_target(&self.target_js, &self.config, &source).await {
-                Ok(origin) => origin,
-                Err(error) => return end_for(error, PipelineState::Failed),
-            };
+        let target = match streams::ensure_target(&self.target_js, &self.config, &source).await {
+            Ok(target) => target,
+            Err(error) => return end_for(error, PipelineState::Failed),
+        };
         let checkpoint = match self.checkpoints.load(&self.config.name) {
             Ok(checkpoint) => checkpoint,
             Err(error) => return SessionEnd::Retry(format!("cannot read checkpoint: {error}")),
         };
         let needs_target_check = checkpoint.as_ref().is_none_or(|c| c.forced.is_none());
-        let last_copied = if needs_target_check {
-            match streams::last_copied(&self.target_js, &self.config, &source).await {
-                Ok(last) => last,
-                Err(error) => return end_for(error, PipelineState::Failed),
-            }
-        } else {
-            None
+        let exclusive = self.config.to.writes == Writes::Exclusive;
+        let mut view = TargetView {
+            target: target.clone(),
+            last: None,
+            last_copied: None,
         };
-        let resume = match resume::compute(&self.config, checkpoint.as_ref(), &source, last_copied)
-        {
+        if needs_target_check {
+            let read = if exclusive {
+                streams::last_message(&self.target_js, &self.config, &source)
+                    .await
+                    .map(|last| view.last = Some(last))
+            } else {
+                streams::last_copied(&self.target_js, &self.config, &source)
+                    .await
+                    .map(|last| view.last_copied = last)
+            };
+            if let Err(error) = read {
+                return end_for(error, PipelineState::Failed);
+            }
+        }
+        let resume = match resume::compute(&self.config, checkpoint.as_ref(), &source, &view) {
             Ok(resume) => resume,
             Err(error) => return end_for(error, PipelineState::Paused),
         };
@@ -279,7 +297,7 @@ impl Copier {
             Ok(messages) => messages,
             Err(reason) => return SessionEnd::Retry(reason),
         };
-        let in_flight = match AckInbox::on(&self.target).await {
+        let in_flight = match AckInbox::on(&self.target, &self.config.to.stream).await {
             Ok(inbox) => inbox,
             Err(reason) => return SessionEnd::Retry(reason),
         };
@@ -288,14 +306,20 @@ impl Copier {
             &source.identity,
             &self.instance,
             &self.config.name,
-            &self.config.to.stream,
+            self.config.to.writes,
         );
         let mut session = Session {
             source,
             stamp,
-            target_origin,
-            watermark: Watermark::new(resume.done_through),
-            saved: u64::MAX,
+            target_origin: target.identity.to_string(),
+            // Everything on the target now precedes this session's copies.
+            watermark: Watermark::new(resume.done_through, target.last_sequence),
+            target: TargetPosition {
+                stream: target.identity,
+                sequence: target.last_sequence,
+            },
+            saved: (u64::MAX, u64::MAX),
+            fence: exclusive.then_some(target.last_sequence),
             in_flight,
             busy_subjects: HashMap::new(),
             held: None,
@@ -435,9 +459,7 @@ impl Copier {
             tracing::debug!(replicator = %self.config.name, sequence, "source message delivered twice; ignoring the repeat");
             return None;
         }
-        if self.config.ordering == Ordering::Subject
-            && session.busy_subjects.contains_key(message.subject.as_str())
-        {
+        if self.holds_subjects() && session.busy_subjects.contains_key(message.subject.as_str()) {
             session.held = Some(message);
             return None;
         }
@@ -478,9 +500,16 @@ impl Copier {
             payload: message.payload,
             published,
             attempts: 0,
+            fence: None,
         };
         self.send(session, pending).await;
         None
+    }
+
+    /// `ordering: subject` holds a message back while its subject has one in flight. A fenced
+    /// (exclusive) copy needs no holding: it keeps the source order exactly anyway.
+    fn holds_subjects(&self) -> bool {
+        self.config.ordering == Ordering::Subject && self.config.to.writes == Writes::Shared
     }
 
     /// Why a message is not copied, if it is not.
@@ -525,7 +554,7 @@ impl Copier {
 
     /// Publishes; the ack comes back through `in_flight`.
     async fn send(&self, session: &mut Session, pending: Pending) {
-        if self.config.ordering == Ordering::Subject {
+        if self.holds_subjects() {
             *session
                 .busy_subjects
                 .entry(pending.subject.to_string())
@@ -538,11 +567,16 @@ impl Copier {
     async fn publish(&self, session: &mut Session, mut pending: Pending) {
         pending.attempts += 1;
         let timestamp_ms = pending.published.unix_timestamp_nanos() / 1_000_000;
+        if let Some(last) = session.fence {
+            pending.fence = Some(last);
+            session.fence = Some(last + 1);
+        }
         let headers = target_headers(
             pending.source_headers.as_ref(),
             pending.sequence,
             timestamp_ms,
             &session.stamp,
+            pending.fence,
         );
         if !self.target.is_connected() {
             let reason = format!("connection {} is down", self.target.name);
@@ -568,22 +602,23 @@ impl Copier {
             Outcome::NoResponders => self.resolve_no_responders(pending.subject.as_str()).await,
             other => other,
         };
+        if session.fence.is_some() {
+            return self.finish_fenced(session, pending, outcome).await;
+        }
         match outcome {
-            Outcome::Stored { duplicate } => {
+            Outcome::Stored {
+                duplicate,
+                sequence,
+            } => {
                 self.release_subject(session, pending.subject.as_str());
                 if duplicate {
                     self.metrics.duplicates.inc();
                 } else {
-                    self.metrics.copied.inc();
-                    self.metrics
-                        .copied_bytes
-                        .inc_by(pending.payload.len() as u64);
-                    let delay = (OffsetDateTime::now_utc() - pending.published).as_seconds_f64();
-                    self.metrics.copy_delay.observe(delay.max(0.0));
+                    self.count_copied(&pending);
                 }
                 self.count_reordering(session, &pending, duplicate);
                 session.highest_acked = session.highest_acked.max(pending.sequence);
-                session.watermark.complete(pending.sequence);
+                session.watermark.complete_at(pending.sequence, sequence);
                 None
             }
             Outcome::Rejected { reason, detail } => {
@@ -591,7 +626,10 @@ impl Copier {
                 let detail = format!("subject {}: {detail}", pending.subject);
                 self.reject(session, pending.sequence, reason, detail).await
             }
-            Outcome::Outage(reason) | Outcome::StreamUnavailable(reason) => {
+            // Unfenced publishes cannot meet a wrong last sequence; ride it out like an outage.
+            Outcome::Outage(reason)
+            | Outcome::StreamUnavailable(reason)
+            | Outcome::WrongLastSequence(reason) => {
                 self.ride_out_outage(session, pending, reason).await
             }
             Outcome::NoResponders => {
@@ -599,6 +637,65 @@ impl Copier {
                     .await
             }
         }
+    }
+
+    fn count_copied(&self, pending: &Pending) {
+        self.metrics.copied.inc();
+        self.metrics
+            .copied_bytes
+            .inc_by(pending.payload.len() as u64);
+        let delay = (OffsetDateTime::now_utc() - pending.published).as_seconds_f64();
+        self.metrics.copy_delay.observe(delay.max(0.0));
+    }
+
+    /// `writes: exclusive`: a copy stored right after the one before it is done. Anything else
+    /// breaks the fence, since every later publish in flight then meets a wrong last sequence:
+    /// the session ends, and the next one starts from what the target holds.
+    async fn finish_fenced(
+        &mut self,
+        session: &mut Session,
+        pending: Pending,
+        outcome: Outcome,
+    ) -> Option<SessionEnd> {
+        if let Outcome::Stored {
+            duplicate: false,
+            sequence,
+        } = outcome
+        {
+            if pending.fence.map(|last| last + 1) == Some(sequence) {
+                self.count_copied(&pending);
+                session.watermark.complete_at(pending.sequence, sequence);
+                return None;
+            }
+        }
+        // What is still in flight is answered (and counted where stored) before anything else.
+        self.drain(session).await;
+        let end = match outcome {
+            Outcome::Stored { sequence, .. } => SessionEnd::Retry(format!(
+                "the target stored source sequence {} at sequence {sequence}, not right after {}: another writer uses the target? re-reading it",
+                pending.sequence,
+                pending.fence.unwrap_or_default()
+            )),
+            Outcome::Rejected { reason, detail } => {
+                let detail = format!("subject {}: {detail}", pending.subject);
+                match self.reject(session, pending.sequence, reason, detail).await {
+                    Some(end) => return Some(end),
+                    None => SessionEnd::Retry(format!(
+                        "re-reading the target after skipping source sequence {}",
+                        pending.sequence
+                    )),
+                }
+            }
+            Outcome::WrongLastSequence(detail) => SessionEnd::Retry(format!(
+                "the target's last sequence is not where this replicator left it ({detail}); re-reading the target"
+            )),
+            Outcome::Outage(reason) | Outcome::StreamUnavailable(reason) => {
+                SessionEnd::Retry(format!("target unavailable: {reason}"))
+            }
+            Outcome::NoResponders => SessionEnd::Retry("target unavailable: no responders".into()),
+        };
+        self.save(session);
+        Some(end)
     }
 
     /// A message the target cannot take: logged with its source sequence, then skipped and counted
@@ -663,7 +760,7 @@ impl Copier {
     }
 
     fn release_subject(&self, session: &mut Session, subject: &str) {
-        if self.config.ordering != Ordering::Subject {
+        if !self.holds_subjects() {
             return;
         }
         if let Some(count) = session.busy_subjects.get_mut(subject) {
@@ -717,6 +814,9 @@ impl Copier {
                 tracing::info!(replicator = %self.config.name, "the target accepts writes again; reading resumed");
                 return None;
             }
+            // What was acknowledged before the outage is checkpointed while it lasts, so a crash
+            // during a long outage does not replay beyond it.
+            self.save(session);
             if !self.pause(backoff.next().unwrap_or(MAX_BACKOFF)).await {
                 // Stopping: the unacked messages stay after the checkpoint and are read again.
                 self.save(session);
@@ -781,16 +881,17 @@ impl Copier {
             };
             {
                 {
-                    if let Outcome::Stored { duplicate } = outcome {
+                    if let Outcome::Stored {
+                        duplicate,
+                        sequence,
+                    } = outcome
+                    {
                         if duplicate {
                             self.metrics.duplicates.inc();
                         } else {
-                            self.metrics.copied.inc();
-                            self.metrics
-                                .copied_bytes
-                                .inc_by(pending.payload.len() as u64);
+                            self.count_copied(&pending);
                         }
-                        session.watermark.complete(pending.sequence);
+                        session.watermark.complete_at(pending.sequence, sequence);
                     }
                 }
             }
@@ -798,20 +899,26 @@ impl Copier {
         self.save(session);
     }
 
+    /// Writes the checkpoint, both halves, when it moved.
     fn save(&self, session: &mut Session) {
         let sequence = session.watermark.done_through();
-        if sequence == session.saved {
+        let target_sequence = session.watermark.target_through();
+        if (sequence, target_sequence) == session.saved {
             return;
         }
         let checkpoint = Checkpoint {
             source: Some(session.source.identity.clone()),
             sequence,
             forced: None,
+            target: Some(TargetPosition {
+                sequence: target_sequence,
+                ..session.target.clone()
+            }),
         };
         match self.checkpoints.save(&self.config.name, &checkpoint) {
             Ok(()) => {
-                tracing::debug!(replicator = %self.config.name, sequence, "checkpoint saved");
-                session.saved = sequence;
+                tracing::debug!(replicator = %self.config.name, sequence, target_sequence, "checkpoint saved");
+                session.saved = (sequence, target_sequence);
                 self.metrics.checkpoint_sequence.set(sequence as i64);
                 self.board.update(&self.config.name, |status| {
                     status.position = Some(sequence);

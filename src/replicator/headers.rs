@@ -5,6 +5,7 @@ use async_nats::header::HeaderName;
 use async_nats::HeaderMap;
 
 use super::checkpoint::SourceIdentity;
+use crate::config::replicator::Writes;
 use crate::decimal::push_decimal;
 use crate::wire_headers;
 
@@ -26,40 +27,34 @@ fn is_ferry_header(name: &str) -> bool {
 }
 
 // The names ferry sets on every copy, built once rather than parsed from text per message.
-const FERRY_SOURCE: HeaderName = HeaderName::from_static("Ferry-Source");
 const CHORIA_SR_SOURCE: HeaderName = HeaderName::from_static("Choria-SR-Source");
 const FERRY_ORIGIN: HeaderName = HeaderName::from_static("Ferry-Origin");
 const FERRY_SOURCE_MSG_ID: HeaderName = HeaderName::from_static("Ferry-Source-Msg-Id");
 const NATS_MSG_ID: HeaderName = HeaderName::from_static("Nats-Msg-Id");
-const NATS_EXPECTED_STREAM: HeaderName = HeaderName::from_static("Nats-Expected-Stream");
+const NATS_EXPECTED_LAST_SEQUENCE: HeaderName =
+    HeaderName::from_static("Nats-Expected-Last-Sequence");
 
 /// Everything about the copy that is the same for each message, with the constant parts of the
 /// stamps rendered once per session: formatting them per message was a sixth of the copy loop.
 pub struct Stamp {
-    /// `<source stream> ` of `Ferry-Source`.
+    /// `<source stream> ` of `Choria-SR-Source`.
     source_prefix: String,
-    /// ` <instance> <replicator> ` of `Ferry-Source`.
+    /// ` <instance> <replicator> ` of `Choria-SR-Source`.
     instance_replicator: String,
-    /// `<source stream>:<created ns>:` of `Nats-Msg-Id`.
-    msg_id_prefix: String,
+    /// `writes: shared`: `<source stream>:<created ns>:` of `Nats-Msg-Id`.
+    msg_id_prefix: Option<String>,
     /// `Ferry-Origin` for messages copied first from this source.
     origin: String,
-    target_stream: String,
 }
 
 impl Stamp {
-    pub fn new(
-        source: &SourceIdentity,
-        instance: &str,
-        replicator: &str,
-        target_stream: &str,
-    ) -> Stamp {
+    pub fn new(source: &SourceIdentity, instance: &str, replicator: &str, writes: Writes) -> Stamp {
         Stamp {
             source_prefix: format!("{} ", source.stream),
             instance_replicator: format!(" {instance} {replicator} "),
-            msg_id_prefix: format!("{}:{}:", source.stream, source.created_ns),
+            msg_id_prefix: (writes == Writes::Shared)
+                .then(|| format!("{}:{}:", source.stream, source.created_ns)),
             origin: origin_value(source),
-            target_stream: target_stream.to_string(),
         }
     }
 }
@@ -74,13 +69,17 @@ pub fn is_loop(headers: Option<&HeaderMap>, target_origin: &str) -> bool {
     wire_headers::lookup(headers, "Ferry-Origin").is_some_and(|origin| origin == target_origin)
 }
 
-/// The target headers: the source's minus control headers, plus ferry's own. A source block the
-/// client could not parse is copied byte for byte, less the same headers.
+/// The target headers: the source's minus control headers, plus ferry's own: one provenance
+/// header (`Choria-SR-Source`), `Ferry-Origin`, and what keeps a replay out: with `fence` (the
+/// target sequence this copy must follow, `writes: exclusive`) `Nats-Expected-Last-Sequence`,
+/// otherwise `Nats-Msg-Id`. A source block the client could not parse is copied byte for byte,
+/// less the same headers.
 pub fn target_headers(
     source_headers: Option<&HeaderMap>,
     sequence: u64,
     timestamp_ms: i128,
     stamp: &Stamp,
+    fence: Option<u64>,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let mut has_origin = false;
@@ -116,20 +115,29 @@ pub fn target_headers(
     push_decimal(&mut source_value, sequence);
     source_value.push_str(&stamp.instance_replicator);
     push_decimal(&mut source_value, timestamp_ms.max(0) as u128);
-    let mut msg_id = String::with_capacity(stamp.msg_id_prefix.len() + 20);
-    msg_id.push_str(&stamp.msg_id_prefix);
-    push_decimal(&mut msg_id, sequence);
-    headers.insert(FERRY_SOURCE, source_value.clone());
     headers.insert(CHORIA_SR_SOURCE, source_value);
     if !has_origin {
         headers.insert(FERRY_ORIGIN, stamp.origin.as_str());
     }
-    headers.insert(NATS_MSG_ID, msg_id);
-    headers.insert(NATS_EXPECTED_STREAM, stamp.target_stream.as_str());
+    match (fence, &stamp.msg_id_prefix) {
+        (Some(last), _) => {
+            let mut value = String::with_capacity(20);
+            push_decimal(&mut value, last);
+            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, value);
+        }
+        (None, Some(prefix)) => {
+            let mut msg_id = String::with_capacity(prefix.len() + 20);
+            msg_id.push_str(prefix);
+            push_decimal(&mut msg_id, sequence);
+            headers.insert(NATS_MSG_ID, msg_id);
+        }
+        (None, None) => {}
+    }
     headers
 }
 
-/// The parts of a target message's `Ferry-Source` header.
+/// The parts of a copy's provenance header (`Choria-SR-Source`, or `Ferry-Source` of earlier
+/// releases): `<source stream> <source seq> <instance> <replicator> <timestamp ms>`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct FerrySource<'a> {
     pub stream: &'a str,
@@ -156,35 +164,66 @@ pub fn parse_ferry_source(value: &str) -> Option<FerrySource<'_>> {
 mod tests {
     use super::*;
 
+    fn incoming() -> HeaderMap {
+        let mut incoming = HeaderMap::new();
+        incoming.insert("Nats-Msg-Id", "abc");
+        incoming.insert("Nats-Expected-Last-Sequence", "3");
+        incoming.insert("Nats-Expected-Stream", "ELSEWHERE");
+        incoming.insert("Nats-Rollup", "sub");
+        incoming.insert("Nats-TTL", "1s");
+        incoming.insert("Ferry-Source", "old");
+        incoming.insert("Choria-SR-Source", "older");
+        incoming.insert("App", "kept");
+        incoming
+    }
+
     #[test]
-    fn hygiene_and_stamps() {
+    fn exclusive_copies_are_fenced_and_carry_one_provenance_header() {
         let source = SourceIdentity {
             stream: "SRC".into(),
             created_ns: 5,
         };
-        let stamp = Stamp::new(&source, "dc1", "copy", "DST");
-        let mut incoming = HeaderMap::new();
-        incoming.insert("Nats-Msg-Id", "abc");
-        incoming.insert("Nats-Expected-Last-Sequence", "3");
-        incoming.insert("Nats-Rollup", "sub");
-        incoming.insert("Nats-TTL", "1s");
-        incoming.insert("Ferry-Source", "old");
-        incoming.insert("App", "kept");
-        let headers = target_headers(Some(&incoming), 9, 1234, &stamp);
+        let stamp = Stamp::new(&source, "dc1", "copy", Writes::Exclusive);
+        let headers = target_headers(Some(&incoming()), 9, 1234, &stamp, Some(41));
         let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
         assert_eq!(get("Ferry-Source-Msg-Id").as_deref(), Some("abc"));
-        assert_eq!(get("Nats-Msg-Id").as_deref(), Some("SRC:5:9"));
-        assert_eq!(get("Nats-Expected-Last-Sequence"), None);
+        assert_eq!(get("Nats-Msg-Id"), None, "no message id in exclusive mode");
+        assert_eq!(get("Nats-Expected-Last-Sequence").as_deref(), Some("41"));
+        assert_eq!(
+            get("Nats-Expected-Stream"),
+            None,
+            "no stored control header"
+        );
         assert_eq!(get("Nats-Rollup"), None);
         assert_eq!(get("Nats-TTL"), None);
+        assert_eq!(get("Ferry-Source"), None, "one provenance header");
         assert_eq!(get("App").as_deref(), Some("kept"));
-        assert_eq!(get("Ferry-Source").as_deref(), Some("SRC 9 dc1 copy 1234"));
-        assert_eq!(get("Choria-SR-Source"), get("Ferry-Source"));
+        assert_eq!(
+            get("Choria-SR-Source").as_deref(),
+            Some("SRC 9 dc1 copy 1234")
+        );
         assert_eq!(get("Ferry-Origin").as_deref(), Some("SRC@5"));
-        assert_eq!(get("Nats-Expected-Stream").as_deref(), Some("DST"));
+        assert_eq!(headers.iter().count(), 5);
         let parsed = parse_ferry_source("SRC 9 dc1 copy 1234").unwrap();
         assert_eq!((parsed.stream, parsed.sequence), ("SRC", 9));
         assert!(is_loop(Some(&headers), "SRC@5"));
         assert!(!is_loop(Some(&headers), "DST@1"));
+    }
+
+    #[test]
+    fn shared_copies_carry_a_message_id() {
+        let source = SourceIdentity {
+            stream: "SRC".into(),
+            created_ns: 5,
+        };
+        let stamp = Stamp::new(&source, "dc1", "copy", Writes::Shared);
+        let headers = target_headers(Some(&incoming()), 9, 1234, &stamp, None);
+        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+        assert_eq!(get("Nats-Msg-Id").as_deref(), Some("SRC:5:9"));
+        assert_eq!(get("Nats-Expected-Last-Sequence"), None);
+        assert_eq!(
+            get("Choria-SR-Source").as_deref(),
+            Some("SRC 9 dc1 copy 1234")
+        );
     }
 }

@@ -1,9 +1,15 @@
 //! Where a replicator starts reading (SPEC section 5 "Checkpoints"):
 //! 1. a position forced by `ferry reset`, as is;
 //! 2. a checkpoint of another source incarnation (the stream was recreated): `on_source_reset`;
-//! 3. otherwise after max(checkpoint, T − max_in_flight), T being the source sequence of the last
-//!    copy on the target, so a standby or a host with a lost disk continues where the fleet left off;
-//! 4. with neither, the configured `start`.
+//! 3. a target that holds less than the checkpoint says ferry wrote (purged, wiped, restored,
+//!    recreated): `on_target_reset`;
+//! 4. `writes: exclusive`: after the checkpoint when the target's last sequence is the
+//!    checkpoint's, otherwise after the copy the target's newest message is (a crash after the
+//!    ack, a lost state directory, another instance that advanced); a newest message that is no
+//!    copy of this source means another writer: refused;
+//! 5. `writes: shared`: after max(checkpoint, T − max_in_flight), T being the source sequence of
+//!    the last copy on the target (the duplicate window absorbs the overlap);
+//! 6. with nothing to go on, the configured `start`.
 
 use std::time::Duration;
 
@@ -11,8 +17,10 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use time::OffsetDateTime;
 
 use super::checkpoint::{Checkpoint, Forced};
-use super::streams::{SourceInfo, StreamError};
-use crate::config::replicator::{parse_start_time, OnSourceReset, ReplicatorConfig, StartPosition};
+use super::streams::{LastMessage, SourceInfo, StreamError, TargetInfo};
+use crate::config::replicator::{
+    parse_start_time, OnSourceReset, OnTargetReset, ReplicatorConfig, StartPosition, Writes,
+};
 
 /// The consumer's start and the watermark it begins with.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +61,22 @@ impl Resume {
     }
 }
 
-/// Decides the start. `last_copied` is T (read from the target), when there is one.
+/// What a session read from the target before it starts.
+#[derive(Debug, Clone)]
+pub struct TargetView {
+    pub target: TargetInfo,
+    /// `writes: exclusive`: what the target's newest message is.
+    pub last: Option<LastMessage>,
+    /// `writes: shared`: T, the source sequence of this replicator's last copy on its subjects.
+    pub last_copied: Option<u64>,
+}
+
+/// Decides the start (SPEC section 5, "Checkpoints").
 pub fn compute(
     config: &ReplicatorConfig,
     checkpoint: Option<&Checkpoint>,
     source: &SourceInfo,
-    last_copied: Option<u64>,
+    view: &TargetView,
 ) -> Result<Resume, StreamError> {
     if let Some(forced) = checkpoint.and_then(|c| c.forced.as_ref()) {
         return forced_position(forced, source);
@@ -83,6 +101,94 @@ pub fn compute(
             };
         }
     }
+    if let Some(position) = checkpoint.and_then(|c| c.target.as_ref()) {
+        let target = &view.target;
+        if position.stream != target.identity || target.last_sequence < position.sequence {
+            let what = format!(
+                "target stream {} holds less than ferry wrote (it is {} with last sequence {}; the checkpoint knows {} up to sequence {}): it was purged, wiped, restored from a backup or recreated",
+                target.identity.stream,
+                target.identity,
+                target.last_sequence,
+                position.stream,
+                position.sequence
+            );
+            return match config.on_target_reset {
+                OnTargetReset::Pause => Err(StreamError::Refused(format!(
+                    "{what}; set on_target_reset: recopy to copy again from `start`, or run `ferry reset -c FILE {} --to ...`",
+                    config.name
+                ))),
+                OnTargetReset::Recopy => {
+                    let mut resume = first_run(config, source)?;
+                    resume.reason = format!("{what}; on_target_reset is recopy: {}", resume.reason);
+                    Ok(resume)
+                }
+            };
+        }
+    }
+    match config.to.writes {
+        Writes::Exclusive => exclusive(config, checkpoint, source, view),
+        Writes::Shared => shared(config, checkpoint, source, view.last_copied),
+    }
+}
+
+/// `writes: exclusive`: exactly after the last copy on the target, whatever the distance in time.
+fn exclusive(
+    config: &ReplicatorConfig,
+    checkpoint: Option<&Checkpoint>,
+    source: &SourceInfo,
+    view: &TargetView,
+) -> Result<Resume, StreamError> {
+    let target = &view.target;
+    let in_step = checkpoint.and_then(|c| {
+        c.target
+            .as_ref()
+            .filter(|position| position.sequence == target.last_sequence)
+            .map(|_| c.sequence)
+    });
+    if let Some(sequence) = in_step {
+        return Ok(Resume::after(
+            sequence,
+            format!(
+                "resuming after sequence {sequence}: the target's last sequence {} is the checkpoint's",
+                target.last_sequence
+            ),
+        ));
+    }
+    let from_checkpoint = checkpoint.map_or(0, |c| c.sequence);
+    match view.last.as_ref().unwrap_or(&LastMessage::Empty) {
+        LastMessage::CopyOf(copied) => {
+            let sequence = from_checkpoint.max(*copied);
+            Ok(Resume::after(
+                sequence,
+                format!(
+                    "resuming after sequence {sequence}: the target's newest message (sequence {}) is a copy of source sequence {copied}",
+                    target.last_sequence
+                ),
+            ))
+        }
+        LastMessage::Foreign(at) => Err(StreamError::Refused(format!(
+            "target stream {}'s newest message (sequence {at}) is not a copy of source stream {}: another writer uses the target; \
+             give this replicator a target of its own, or set to.writes: shared (exact only within the target's duplicate window)",
+            target.identity.stream, source.identity.stream
+        ))),
+        LastMessage::Empty if checkpoint.is_some() => Ok(Resume::after(
+            from_checkpoint,
+            format!(
+                "resuming after sequence {from_checkpoint}: the checkpoint of an earlier release, with nothing copied to the target yet"
+            ),
+        )),
+        LastMessage::Empty => first_run(config, source),
+    }
+}
+
+/// `writes: shared`: after max(checkpoint, T − max_in_flight); the target's duplicate window
+/// absorbs the overlap.
+fn shared(
+    config: &ReplicatorConfig,
+    checkpoint: Option<&Checkpoint>,
+    source: &SourceInfo,
+    last_copied: Option<u64>,
+) -> Result<Resume, StreamError> {
     let from_checkpoint = checkpoint.map(|c| c.sequence);
     let from_target = last_copied.map(|t| t.saturating_sub(config.max_in_flight as u64));
     match (from_checkpoint, from_target) {
@@ -142,13 +248,19 @@ fn since_now(since: Duration) -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replicator::checkpoint::SourceIdentity;
+    use crate::replicator::checkpoint::{SourceIdentity, TargetPosition};
 
     fn config(yaml_extra: &str) -> ReplicatorConfig {
         serde_norway::from_str(&format!(
             "name: r\nfrom: {{ connection: a, stream: SRC }}\nto: {{ connection: b, stream: DST }}\nmax_in_flight: 10\n{yaml_extra}"
         ))
         .unwrap()
+    }
+
+    fn shared_config(yaml_extra: &str) -> ReplicatorConfig {
+        let mut config = config(yaml_extra);
+        config.to.writes = Writes::Shared;
+        config
     }
 
     fn source(created_ns: i128) -> SourceInfo {
@@ -164,48 +276,179 @@ mod tests {
         }
     }
 
+    fn target_identity(created_ns: i128) -> SourceIdentity {
+        SourceIdentity {
+            stream: "DST".into(),
+            created_ns,
+        }
+    }
+
+    /// A target (created at 7) with `last_sequence`, whose newest message is `last`.
+    fn view(last_sequence: u64, last: LastMessage) -> TargetView {
+        TargetView {
+            target: TargetInfo {
+                identity: target_identity(7),
+                last_sequence,
+            },
+            last: Some(last),
+            last_copied: None,
+        }
+    }
+
+    fn shared_view(last_copied: Option<u64>) -> TargetView {
+        TargetView {
+            last: None,
+            last_copied,
+            ..view(0, LastMessage::Empty)
+        }
+    }
+
     fn checkpoint(sequence: u64, created_ns: i128, forced: Option<Forced>) -> Checkpoint {
         Checkpoint {
             source: Some(source(created_ns).identity),
             sequence,
             forced,
+            target: None,
+        }
+    }
+
+    /// A checkpoint at source `sequence` with the target (created at 7) at `target`.
+    fn fenced(sequence: u64, target: u64) -> Checkpoint {
+        Checkpoint {
+            target: Some(TargetPosition {
+                stream: target_identity(7),
+                sequence: target,
+            }),
+            ..checkpoint(sequence, 1, None)
         }
     }
 
     #[test]
     fn first_run_uses_start() {
-        let r = compute(&config(""), None, &source(1), None).unwrap();
+        let empty = view(0, LastMessage::Empty);
+        let r = compute(&config(""), None, &source(1), &empty).unwrap();
         assert_eq!(r.deliver, DeliverPolicy::All);
-        let r = compute(&config("start: new"), None, &source(1), None).unwrap();
+        let r = compute(&config("start: new"), None, &source(1), &empty).unwrap();
         assert_eq!(r.done_through, 500);
         assert_eq!(r.first_sequence(), Some(501));
-        let r = compute(&config("start: { sequence: 7 }"), None, &source(1), None).unwrap();
+        let r = compute(&config("start: { sequence: 7 }"), None, &source(1), &empty).unwrap();
         assert_eq!(r.first_sequence(), Some(7));
     }
 
     #[test]
-    fn resumes_after_the_larger_of_checkpoint_and_target() {
+    fn exclusive_resumes_exactly_after_the_checkpoint_or_the_targets_newest_copy() {
         let cfg = config("");
-        let r = compute(&cfg, Some(&checkpoint(100, 1, None)), &source(1), Some(50)).unwrap();
+        // The target is where the checkpoint left it.
+        let r = compute(
+            &cfg,
+            Some(&fenced(100, 60)),
+            &source(1),
+            &view(60, LastMessage::CopyOf(95)),
+        )
+        .unwrap();
+        assert_eq!(
+            r.done_through, 100,
+            "skipped messages after the last copy stay done"
+        );
+        // A crash after the target acked, before the checkpoint was saved.
+        let r = compute(
+            &cfg,
+            Some(&fenced(100, 60)),
+            &source(1),
+            &view(64, LastMessage::CopyOf(130)),
+        )
+        .unwrap();
+        assert_eq!(r.done_through, 130, "no overlap at all");
+        // The state directory lost: any distance in time.
+        let r = compute(&cfg, None, &source(1), &view(64, LastMessage::CopyOf(130))).unwrap();
+        assert_eq!(r.done_through, 130);
+        // A checkpoint of an earlier release (no target half).
+        let r = compute(
+            &cfg,
+            Some(&checkpoint(140, 1, None)),
+            &source(1),
+            &view(64, LastMessage::CopyOf(130)),
+        )
+        .unwrap();
+        assert_eq!(r.done_through, 140);
+        // Another writer.
+        assert!(matches!(
+            compute(&cfg, Some(&fenced(100, 60)), &source(1), &view(61, LastMessage::Foreign(61))),
+            Err(StreamError::Refused(why)) if why.contains("another writer")
+        ));
+        assert!(matches!(
+            compute(&cfg, None, &source(1), &view(3, LastMessage::Foreign(3))),
+            Err(StreamError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn a_target_that_lost_what_ferry_wrote_pauses_or_is_copied_again() {
+        let lower = view(40, LastMessage::CopyOf(70));
+        assert!(matches!(
+            compute(&config(""), Some(&fenced(100, 60)), &source(1), &lower),
+            Err(StreamError::Refused(why)) if why.contains("on_target_reset")
+        ));
+        let mut recreated = view(80, LastMessage::Empty);
+        recreated.target.identity = target_identity(8);
+        assert!(matches!(
+            compute(&config(""), Some(&fenced(100, 60)), &source(1), &recreated),
+            Err(StreamError::Refused(_))
+        ));
+        let r = compute(
+            &config("on_target_reset: recopy"),
+            Some(&fenced(100, 60)),
+            &source(1),
+            &recreated,
+        )
+        .unwrap();
+        assert_eq!(r.deliver, DeliverPolicy::All);
+        // Shared targets are checked the same way.
+        assert!(compute(
+            &shared_config(""),
+            Some(&fenced(100, 60)),
+            &source(1),
+            &lower
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn shared_resumes_after_the_larger_of_checkpoint_and_target() {
+        let cfg = shared_config("");
+        let r = compute(
+            &cfg,
+            Some(&checkpoint(100, 1, None)),
+            &source(1),
+            &shared_view(Some(50)),
+        )
+        .unwrap();
         assert_eq!(r.done_through, 100);
-        let r = compute(&cfg, Some(&checkpoint(100, 1, None)), &source(1), Some(300)).unwrap();
+        let r = compute(
+            &cfg,
+            Some(&checkpoint(100, 1, None)),
+            &source(1),
+            &shared_view(Some(300)),
+        )
+        .unwrap();
         assert_eq!(r.done_through, 290, "T - max_in_flight");
-        let r = compute(&cfg, None, &source(1), Some(300)).unwrap();
+        let r = compute(&cfg, None, &source(1), &shared_view(Some(300))).unwrap();
         assert_eq!(r.done_through, 290, "lost state dir: from the target");
     }
 
     #[test]
     fn recreated_source_pauses_or_restarts() {
         let old = checkpoint(100, 1, None);
+        let empty = view(0, LastMessage::Empty);
         assert!(matches!(
-            compute(&config(""), Some(&old), &source(2), None),
+            compute(&config(""), Some(&old), &source(2), &empty),
             Err(StreamError::Refused(_))
         ));
         let r = compute(
             &config("on_source_reset: restart"),
             Some(&old),
             &source(2),
-            None,
+            &empty,
         )
         .unwrap();
         assert_eq!(r.deliver, DeliverPolicy::All);
@@ -215,13 +458,24 @@ mod tests {
     fn forced_positions_win() {
         let cfg = config("");
         let forced = checkpoint(100, 1, Some(Forced::Sequence(40)));
-        let r = compute(&cfg, Some(&forced), &source(2), Some(400)).unwrap();
+        let r = compute(
+            &cfg,
+            Some(&forced),
+            &source(2),
+            &view(400, LastMessage::CopyOf(400)),
+        )
+        .unwrap();
         assert_eq!(r.first_sequence(), Some(40));
         let forced = checkpoint(100, 1, Some(Forced::End));
         assert_eq!(
-            compute(&cfg, Some(&forced), &source(1), None)
-                .unwrap()
-                .done_through,
+            compute(
+                &cfg,
+                Some(&forced),
+                &source(1),
+                &view(0, LastMessage::Empty)
+            )
+            .unwrap()
+            .done_through,
             500
         );
     }

@@ -6,7 +6,7 @@ use async_nats::jetstream::stream::{Config as StreamConfig, RetentionPolicy, Sto
 use async_nats::jetstream::{self, ErrorCode};
 
 use super::checkpoint::SourceIdentity;
-use super::headers::parse_ferry_source;
+use super::headers::{parse_ferry_source, FerrySource};
 use crate::config::replicator::ReplicatorConfig;
 use crate::config::schema::StorageKind;
 use crate::wire_headers;
@@ -77,16 +77,26 @@ pub fn target_subjects(config: &ReplicatorConfig, source_subjects: &[String]) ->
         .collect()
 }
 
-/// Makes sure the target exists (creating it when `to.create` is set) and returns its identity,
-/// the `Ferry-Origin` value of messages that originated there.
+/// What a session needs to know about the target when it starts.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    /// Name and creation time: the `Ferry-Origin` value of messages that originated there, and
+    /// what tells a recreated target from the one the checkpoint knew.
+    pub identity: SourceIdentity,
+    /// The stream's last sequence (kept by a purge; 0 for a stream never written).
+    pub last_sequence: u64,
+}
+
+/// Makes sure the target exists (creating it when `to.create` is set), that it listens on every
+/// subject this replicator writes, and returns what a session starts from.
 pub async fn ensure_target(
     js: &jetstream::Context,
     config: &ReplicatorConfig,
     source: &SourceInfo,
-) -> Result<String, StreamError> {
+) -> Result<TargetInfo, StreamError> {
     let name = &config.to.stream;
-    match js.get_stream(name).await {
-        Ok(stream) => Ok(identity_of(name, stream.cached_info().created)),
+    let mut stream = match js.get_stream(name).await {
+        Ok(stream) => stream,
         Err(error) => match error.kind() {
             GetStreamErrorKind::JetStream(api)
                 if api.error_code() == ErrorCode::STREAM_NOT_FOUND =>
@@ -96,28 +106,48 @@ pub async fn ensure_target(
                         "target stream {name} does not exist and to.create is false; create it or set create: true"
                     )));
                 }
-                create_target(js, config, source).await
+                create_target(js, config, source).await?
             }
-            _ => Err(StreamError::Unavailable(format!(
-                "target stream {name}: {error}"
-            ))),
+            _ => {
+                return Err(StreamError::Unavailable(format!(
+                    "target stream {name}: {error}"
+                )))
+            }
         },
+    };
+    let info = stream
+        .info()
+        .await
+        .map_err(|error| StreamError::Unavailable(format!("target stream {name}: {error}")))?;
+    // No `Nats-Expected-Stream` is stored with copies (SPEC section 5), so the binding of the
+    // subjects written to this stream is checked here, and each ack's stream in the copy loop.
+    for subject in target_subjects(config, &source.subjects) {
+        if !info
+            .config
+            .subjects
+            .iter()
+            .any(|theirs| crate::subject::matches(theirs, &subject))
+        {
+            return Err(StreamError::Refused(format!(
+                "target stream {name} does not listen on {subject} (its subjects: {:?}); add the subject to the stream or rewrite subjects with to.subject_prefix",
+                info.config.subjects
+            )));
+        }
     }
-}
-
-fn identity_of(name: &str, created: time::OffsetDateTime) -> String {
-    SourceIdentity {
-        stream: name.to_string(),
-        created_ns: created.unix_timestamp_nanos(),
-    }
-    .to_string()
+    Ok(TargetInfo {
+        identity: SourceIdentity {
+            stream: name.clone(),
+            created_ns: info.created.unix_timestamp_nanos(),
+        },
+        last_sequence: info.state.last_sequence,
+    })
 }
 
 async fn create_target(
     js: &jetstream::Context,
     config: &ReplicatorConfig,
     source: &SourceInfo,
-) -> Result<String, StreamError> {
+) -> Result<jetstream::stream::Stream, StreamError> {
     let to = &config.to;
     let stream_config = StreamConfig {
         name: to.stream.clone(),
@@ -139,12 +169,12 @@ async fn create_target(
     match js.create_stream(stream_config).await {
         Ok(stream) => {
             tracing::info!(replicator = %config.name, stream = %to.stream, "created target stream");
-            Ok(identity_of(&to.stream, stream.cached_info().created))
+            Ok(stream)
         }
         Err(error) => {
             // Another instance may have created it meanwhile.
             match js.get_stream(&to.stream).await {
-                Ok(stream) => Ok(identity_of(&to.stream, stream.cached_info().created)),
+                Ok(stream) => Ok(stream),
                 Err(_) => Err(StreamError::Unavailable(format!(
                     "cannot create target stream {}: {error}",
                     to.stream
@@ -154,9 +184,9 @@ async fn create_target(
     }
 }
 
-/// The source sequence of the last message this replicator copied to the target, read from the
-/// `Ferry-Source` header of the target's newest message on its subjects. Accepted only when the
-/// header names this source stream and replicator (and the message id this source's identity).
+/// `writes: shared`: the source sequence of the last message this replicator copied to the
+/// target, read from the provenance of the target's newest message on its subjects. Accepted only
+/// when it names this source stream and replicator (and the message id this source's identity).
 pub async fn last_copied(
     js: &jetstream::Context,
     config: &ReplicatorConfig,
@@ -172,10 +202,7 @@ pub async fn last_copied(
         };
         // A copied block the client could not parse is read raw (see wire_headers).
         let headers = Some(&message.headers);
-        let Some(value) = wire_headers::lookup(headers, "Ferry-Source") else {
-            continue;
-        };
-        let Some(parsed) = parse_ferry_source(value) else {
+        let Some(parsed) = provenance(headers) else {
             continue;
         };
         let same_identity = wire_headers::lookup(headers, "Nats-Msg-Id").is_some_and(|id| {
@@ -192,4 +219,56 @@ pub async fn last_copied(
         }
     }
     Ok(best)
+}
+
+/// The provenance of a copy: `Choria-SR-Source`, or `Ferry-Source` written by earlier releases.
+fn provenance(headers: Option<&async_nats::HeaderMap>) -> Option<FerrySource<'_>> {
+    ["Choria-SR-Source", "Ferry-Source"]
+        .into_iter()
+        .find_map(|name| wire_headers::lookup(headers, name))
+        .and_then(parse_ferry_source)
+}
+
+/// What the newest message of the target says about where the copy got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastMessage {
+    /// The target holds no message.
+    Empty,
+    /// A copy of this source stream, of the given source sequence.
+    CopyOf(u64),
+    /// A message that is no copy of this source stream (another writer, or another source), at
+    /// the given target sequence.
+    Foreign(u64),
+}
+
+/// `writes: exclusive`: the provenance of the target's newest message, whoever wrote it (a copy by
+/// Choria's stream replicator counts as a copy too: same header, same layout).
+pub async fn last_message(
+    js: &jetstream::Context,
+    config: &ReplicatorConfig,
+    source: &SourceInfo,
+) -> Result<LastMessage, StreamError> {
+    let name = &config.to.stream;
+    let stream = js
+        .get_stream(name)
+        .await
+        .map_err(|error| StreamError::Unavailable(format!("target stream {name}: {error}")))?;
+    let message = match stream.get_last_raw_message_by_subject(">").await {
+        Ok(message) => message,
+        Err(error)
+            if error.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            return Ok(LastMessage::Empty)
+        }
+        Err(error) => {
+            return Err(StreamError::Unavailable(format!(
+                "cannot read the last message of target stream {name}: {error}"
+            )))
+        }
+    };
+    Ok(match provenance(Some(&message.headers)) {
+        Some(copy) if copy.stream == source.identity.stream => LastMessage::CopyOf(copy.sequence),
+        _ => LastMessage::Foreign(message.sequence),
+    })
 }

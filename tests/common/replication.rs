@@ -136,7 +136,8 @@ pub async fn read_stream(js: &Context, stream: &str) -> Vec<StoredMessage> {
     out
 }
 
-/// ferry's `Ferry-Source` stamp: `<stream> <sequence> <instance> <replicator> <timestamp ms>`.
+/// ferry's provenance stamp, `Choria-SR-Source`:
+/// `<stream> <sequence> <instance> <replicator> <timestamp ms>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceStamp {
     pub stream: String,
@@ -147,7 +148,8 @@ pub struct SourceStamp {
 }
 
 impl SourceStamp {
-    /// Parses a `Ferry-Source` (or `Choria-SR-Source`) value; `None` if it does not have that layout.
+    /// Parses a `Choria-SR-Source` (or the older `Ferry-Source`) value; `None` if it does not have
+    /// that layout.
     pub fn parse(value: &str) -> Option<SourceStamp> {
         let parts: Vec<&str> = value.split(' ').collect();
         let [stream, sequence, instance, replicator, timestamp] = parts[..] else {
@@ -164,9 +166,9 @@ impl SourceStamp {
 
     /// The stamp of a copied message; panics (naming the message) when it is missing or malformed.
     pub fn of(message: &StoredMessage) -> SourceStamp {
-        let value = message.header("Ferry-Source").unwrap_or_else(|| {
+        let value = message.header("Choria-SR-Source").unwrap_or_else(|| {
             panic!(
-                "target message {} ({}) has no Ferry-Source header: {:?}",
+                "target message {} ({}) has no Choria-SR-Source header: {:?}",
                 message.sequence,
                 message.subject,
                 message.header_pairs()
@@ -174,7 +176,7 @@ impl SourceStamp {
         });
         SourceStamp::parse(value).unwrap_or_else(|| {
             panic!(
-                "target message {} has a malformed Ferry-Source {value:?}",
+                "target message {} has a malformed Choria-SR-Source {value:?}",
                 message.sequence
             )
         })
