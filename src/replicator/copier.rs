@@ -128,6 +128,8 @@ struct Session {
     saved: (u64, u64),
     /// `writes: exclusive`: the target sequence the next copy must follow.
     fence: Option<u64>,
+    /// Source sequences the target already holds copies of (see `Resume::already_copied`).
+    already_copied: std::collections::BTreeSet<u64>,
     /// Publishes waiting for the target's ack.
     in_flight: AckInbox<Pending>,
     /// Subjects with a publish in flight (`ordering: subject`).
@@ -273,7 +275,29 @@ impl Copier {
             target: target.clone(),
             last: None,
             last_copied: None,
+            after_checkpoint: None,
         };
+        // What the target holds since the checkpoint, when it is the same target.
+        let known = checkpoint
+            .as_ref()
+            .filter(|c| c.forced.is_none())
+            .and_then(|c| c.target.as_ref())
+            .filter(|position| position.stream == target.identity)
+            .map(|position| position.sequence);
+        if let Some(after) = known {
+            match streams::after_checkpoint(
+                &self.target_js,
+                &self.config,
+                &source,
+                after,
+                target.last_sequence,
+            )
+            .await
+            {
+                Ok(found) => view.after_checkpoint = found,
+                Err(error) => return end_for(error, PipelineState::Failed),
+            }
+        }
         if needs_target_check {
             let read = if exclusive {
                 streams::last_message(&self.target_js, &self.config, &source)
@@ -320,6 +344,7 @@ impl Copier {
             },
             saved: (u64::MAX, u64::MAX),
             fence: exclusive.then_some(target.last_sequence),
+            already_copied: resume.already_copied,
             in_flight,
             busy_subjects: HashMap::new(),
             held: None,
@@ -465,6 +490,12 @@ impl Copier {
         }
         session.watermark.deliver(sequence);
         session.last_delivered = sequence;
+        if session.already_copied.remove(&sequence) {
+            // A replay that the target already holds: counted, not written twice.
+            self.metrics.duplicates.inc();
+            session.watermark.complete(sequence);
+            return None;
+        }
         self.metrics.source_sequence.set(sequence as i64);
         self.metrics.lag.set(pending as i64);
         if let Some(reason) = self.skip_reason(session, &message, published) {

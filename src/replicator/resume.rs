@@ -11,13 +11,14 @@
 //!    the last copy on the target (the duplicate window absorbs the overlap);
 //! 6. with nothing to go on, the configured `start`.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use time::OffsetDateTime;
 
 use super::checkpoint::{Checkpoint, Forced};
-use super::streams::{LastMessage, SourceInfo, StreamError, TargetInfo};
+use super::streams::{AfterCheckpoint, LastMessage, SourceInfo, StreamError, TargetInfo};
 use crate::config::replicator::{
     parse_start_time, OnSourceReset, OnTargetReset, ReplicatorConfig, StartPosition, Writes,
 };
@@ -28,6 +29,9 @@ pub struct Resume {
     pub deliver: DeliverPolicy,
     /// Everything up to here counts as handled.
     pub done_through: u64,
+    /// Source sequences after `done_through` that the target already holds copies of (found
+    /// after the checkpoint's target sequence): read again, they are not copied again.
+    pub already_copied: BTreeSet<u64>,
     /// Why this position, for the log.
     pub reason: String,
 }
@@ -39,6 +43,7 @@ impl Resume {
                 start_sequence: sequence + 1,
             },
             done_through: sequence,
+            already_copied: BTreeSet::new(),
             reason,
         }
     }
@@ -47,6 +52,7 @@ impl Resume {
         Resume {
             deliver: DeliverPolicy::ByStartTime { start_time },
             done_through: 0,
+            already_copied: BTreeSet::new(),
             reason,
         }
     }
@@ -69,6 +75,9 @@ pub struct TargetView {
     pub last: Option<LastMessage>,
     /// `writes: shared`: T, the source sequence of this replicator's last copy on its subjects.
     pub last_copied: Option<u64>,
+    /// The target's messages after the checkpoint's target sequence, when there are few enough
+    /// to read (see `streams::after_checkpoint`).
+    pub after_checkpoint: Option<AfterCheckpoint>,
 }
 
 /// Decides the start (SPEC section 5, "Checkpoints").
@@ -93,6 +102,7 @@ pub fn compute(
                 OnSourceReset::Restart => Ok(Resume {
                     deliver: DeliverPolicy::All,
                     done_through: 0,
+                    already_copied: BTreeSet::new(),
                     reason: format!(
                         "source stream recreated ({previous} → {}); copying the new stream from its start",
                         source.identity
@@ -125,10 +135,50 @@ pub fn compute(
             };
         }
     }
+    // The target moved on after the checkpoint (a crash after the acks, another instance, a
+    // second writer): what it holds since is known message by message.
+    if let (Some(checkpoint), Some(after)) = (
+        checkpoint.filter(|c| c.target.is_some()),
+        view.after_checkpoint.as_ref(),
+    ) {
+        if config.to.writes == Writes::Exclusive && !after.foreign.is_empty() {
+            return Err(another_writer(config, source, &view.target, &after.foreign));
+        }
+        let mut resume = Resume::after(
+            checkpoint.sequence,
+            format!(
+                "resuming after sequence {}: the target holds {} copies of later source messages since the checkpoint's target sequence, which are not copied again",
+                checkpoint.sequence,
+                after.copied.len()
+            ),
+        );
+        resume.already_copied = after
+            .copied
+            .range(checkpoint.sequence + 1..)
+            .copied()
+            .collect();
+        return Ok(resume);
+    }
     match config.to.writes {
         Writes::Exclusive => exclusive(config, checkpoint, source, view),
         Writes::Shared => shared(config, checkpoint, source, view.last_copied),
     }
+}
+
+fn another_writer(
+    config: &ReplicatorConfig,
+    source: &SourceInfo,
+    target: &TargetInfo,
+    foreign: &[u64],
+) -> StreamError {
+    StreamError::Refused(format!(
+        "target stream {} holds messages that are not copies of source stream {} (target sequences {:?}): another writer uses the target of replicator {}; \
+         give it a target of its own, or set to.writes: shared (exact only within the target's duplicate window)",
+        target.identity.stream,
+        source.identity.stream,
+        &foreign[..foreign.len().min(5)],
+        config.name
+    ))
 }
 
 /// `writes: exclusive`: exactly after the last copy on the target, whatever the distance in time.
@@ -166,11 +216,7 @@ fn exclusive(
                 ),
             ))
         }
-        LastMessage::Foreign(at) => Err(StreamError::Refused(format!(
-            "target stream {}'s newest message (sequence {at}) is not a copy of source stream {}: another writer uses the target; \
-             give this replicator a target of its own, or set to.writes: shared (exact only within the target's duplicate window)",
-            target.identity.stream, source.identity.stream
-        ))),
+        LastMessage::Foreign(at) => Err(another_writer(config, source, target, &[*at])),
         LastMessage::Empty if checkpoint.is_some() => Ok(Resume::after(
             from_checkpoint,
             format!(
@@ -213,6 +259,7 @@ fn forced_position(forced: &Forced, source: &SourceInfo) -> Result<Resume, Strea
         Forced::Start => Resume {
             deliver: DeliverPolicy::All,
             done_through: 0,
+            already_copied: BTreeSet::new(),
             reason,
         },
         Forced::End => Resume::after(source.last_sequence, reason),
@@ -227,6 +274,7 @@ fn first_run(config: &ReplicatorConfig, source: &SourceInfo) -> Result<Resume, S
         StartPosition::All => Resume {
             deliver: DeliverPolicy::All,
             done_through: 0,
+            already_copied: BTreeSet::new(),
             reason,
         },
         StartPosition::New => Resume::after(source.last_sequence, reason),
@@ -292,6 +340,7 @@ mod tests {
             },
             last: Some(last),
             last_copied: None,
+            after_checkpoint: None,
         }
     }
 
@@ -380,6 +429,32 @@ mod tests {
             compute(&cfg, None, &source(1), &view(3, LastMessage::Foreign(3))),
             Err(StreamError::Refused(_))
         ));
+    }
+
+    #[test]
+    fn what_the_target_holds_after_the_checkpoint_is_not_copied_again() {
+        let mut after = view(64, LastMessage::CopyOf(130));
+        after.after_checkpoint = Some(AfterCheckpoint {
+            copied: [101, 102, 130].into_iter().collect(),
+            foreign: Vec::new(),
+        });
+        let r = compute(&config(""), Some(&fenced(100, 60)), &source(1), &after).unwrap();
+        assert_eq!(r.done_through, 100);
+        assert_eq!(r.already_copied, [101, 102, 130].into_iter().collect());
+        // A message that is no copy: another writer, refused in exclusive mode only.
+        after.after_checkpoint.as_mut().unwrap().foreign.push(62);
+        assert!(matches!(
+            compute(&config(""), Some(&fenced(100, 60)), &source(1), &after),
+            Err(StreamError::Refused(why)) if why.contains("another writer")
+        ));
+        let r = compute(
+            &shared_config(""),
+            Some(&fenced(100, 60)),
+            &source(1),
+            &after,
+        )
+        .unwrap();
+        assert_eq!((r.done_through, r.already_copied.len()), (100, 3));
     }
 
     #[test]

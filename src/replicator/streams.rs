@@ -272,3 +272,59 @@ pub async fn last_message(
         _ => LastMessage::Foreign(message.sequence),
     })
 }
+
+/// The target's messages after the checkpoint's target sequence: which source sequences they are
+/// copies of, and which are no copy of this source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AfterCheckpoint {
+    pub copied: std::collections::BTreeSet<u64>,
+    /// Target sequences of messages that are no copy of this source.
+    pub foreign: Vec<u64>,
+}
+
+/// Most target messages read after a checkpoint: a crash leaves at most `max_in_flight` behind,
+/// so more means a busy shared target, where the duplicate window has to do.
+pub const MAX_READ_AFTER_CHECKPOINT: u64 = 10_000;
+
+/// Reads the target's messages `after + 1 ..= through` (those retention removed are passed over).
+/// `None` when there are more than [`MAX_READ_AFTER_CHECKPOINT`].
+pub async fn after_checkpoint(
+    js: &jetstream::Context,
+    config: &ReplicatorConfig,
+    source: &SourceInfo,
+    after: u64,
+    through: u64,
+) -> Result<Option<AfterCheckpoint>, StreamError> {
+    if through <= after || through - after > MAX_READ_AFTER_CHECKPOINT {
+        return Ok((through <= after).then(AfterCheckpoint::default));
+    }
+    let name = &config.to.stream;
+    let stream = js
+        .get_stream(name)
+        .await
+        .map_err(|error| StreamError::Unavailable(format!("target stream {name}: {error}")))?;
+    let mut found = AfterCheckpoint::default();
+    for sequence in after + 1..=through {
+        let message = match stream.get_raw_message(sequence).await {
+            Ok(message) => message,
+            Err(error)
+                if error.kind()
+                    == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+            {
+                continue
+            }
+            Err(error) => {
+                return Err(StreamError::Unavailable(format!(
+                    "cannot read message {sequence} of target stream {name}: {error}"
+                )))
+            }
+        };
+        match provenance(Some(&message.headers)) {
+            Some(copy) if copy.stream == source.identity.stream => {
+                found.copied.insert(copy.sequence);
+            }
+            _ => found.foreign.push(sequence),
+        }
+    }
+    Ok(Some(found))
+}
