@@ -73,9 +73,9 @@ struct AckError<'a> {
 }
 
 /// Sorts the reply to a publish sent with its own reply subject (see `ack_inbox`). With
-/// `expected_stream`, an ack from any other stream is a reject: the message was stored, but in a
-/// stream that took over the subject (ferry stores no `Nats-Expected-Stream` header, which would
-/// have made the server refuse it; SPEC section 4).
+/// `expected_stream`, an ack from any other stream means the intended stream is not there for
+/// this subject: the message was stored in a stream that took the subject over (ferry stores no
+/// `Nats-Expected-Stream` header, which would have made the server refuse it; SPEC section 4).
 pub fn classify_reply(reply: &async_nats::Message, expected_stream: Option<&str>) -> Outcome {
     if let Some(status) = reply.status {
         if status == async_nats::StatusCode::NO_RESPONDERS {
@@ -88,13 +88,14 @@ pub fn classify_reply(reply: &async_nats::Message, expected_stream: Option<&str>
             error: None,
             stream,
             ..
-        }) if expected_stream.is_some_and(|expected| expected != stream) => Outcome::Rejected {
-            reason: "rejected",
-            detail: format!(
+        }) if expected_stream.is_some_and(|expected| expected != stream) => {
+            // Stored, but elsewhere: the pipeline stops writing until the binding is right again
+            // (the event itself is kept and written again to the right stream later).
+            Outcome::StreamUnavailable(format!(
                 "stored in stream {stream:?} instead of {:?}: another stream listens on the subject; fix the streams' subjects",
                 expected_stream.unwrap_or_default()
-            ),
-        },
+            ))
+        }
         Ok(AckReply {
             error: None,
             duplicate,
@@ -166,8 +167,8 @@ mod tests {
         ));
         let elsewhere = classify(r#"{"stream":"OTHER","seq":3}"#);
         assert!(
-            matches!(&elsewhere, Outcome::Rejected { reason: "rejected", detail } if detail.contains("OTHER")),
-            "an ack from another stream is a reject"
+            matches!(&elsewhere, Outcome::StreamUnavailable(detail) if detail.contains("OTHER")),
+            "an ack from another stream: the intended stream is not there for the subject"
         );
         let unchecked = classify_reply(&reply(r#"{"stream":"OTHER","seq":3}"#, None), None);
         assert!(matches!(unchecked, Outcome::Stored { sequence: 3, .. }));

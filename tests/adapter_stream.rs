@@ -210,3 +210,85 @@ async fn long_duplicate_window_on_an_existing_lifecycle_stream_is_warned_about()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_takes_over_the_output_subjects_stops_the_adapter_until_fixed() {
+    let server = NatsServer::start();
+    let (client, js) = js_client(&server.url()).await;
+    js.create_stream(StreamConfig {
+        name: "FERRY_LIFECYCLE".into(),
+        subjects: vec!["ferry.lifecycle.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut ferry = Ferry::start(&yaml(&server.url(), &server.url(), "      create: false"));
+    ferry.wait_ready().await;
+    publish_alive(&client, 0..10).await;
+    wait_count(&js, 10).await;
+
+    // Another stream takes over the subjects. Nothing stored with the events names their stream
+    // (no Nats-Expected-Stream), so the first ack from the other stream must stop the adapter.
+    js.delete_stream("FERRY_LIFECYCLE").await.unwrap();
+    js.create_stream(StreamConfig {
+        name: "OTHER".into(),
+        subjects: vec!["ferry.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    publish_alive(&client, 10..11).await;
+    wait_until("the takeover reported on /readyz", DEADLINE, || async {
+        let (code, body) = readyz(&ferry).await;
+        code == 503 && body.contains("FERRY_LIFECYCLE does not exist")
+    })
+    .await;
+    publish_alive(&client, 11..30).await;
+    wait_until("20 spooled", DEADLINE, || async {
+        metric(&ferry, "ferry_adapter_spool_messages").await == 20.0
+    })
+    .await;
+    assert_eq!(
+        count(&js, "OTHER").await,
+        1,
+        "only the event whose ack showed the takeover went astray"
+    );
+    assert!(ferry.log().contains("instead of \"FERRY_LIFECYCLE\""));
+
+    // Fixed: every event reaches the right stream, the one that went astray too.
+    js.delete_stream("OTHER").await.unwrap();
+    js.create_stream(StreamConfig {
+        name: "FERRY_LIFECYCLE".into(),
+        subjects: vec!["ferry.lifecycle.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    wait_count(&js, 20).await;
+    assert_eq!(metric(&ferry, "ferry_adapter_dropped_total").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_stream_that_does_not_listen_on_the_output_subjects_is_refused() {
+    let server = NatsServer::start();
+    let (client, js) = js_client(&server.url()).await;
+    js.create_stream(StreamConfig {
+        name: "FERRY_LIFECYCLE".into(),
+        subjects: vec!["elsewhere.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ferry = Ferry::start(&yaml(&server.url(), &server.url(), ""));
+    wait_until("refused on /readyz", DEADLINE, || async {
+        let (code, body) = readyz(&ferry).await;
+        code == 503 && body.contains("does not listen on ferry.lifecycle.>")
+    })
+    .await;
+    publish_alive(&client, 0..5).await;
+    wait_until("5 spooled", DEADLINE, || async {
+        metric(&ferry, "ferry_adapter_spool_messages").await == 5.0
+    })
+    .await;
+    assert_eq!(count(&js, "FERRY_LIFECYCLE").await, 0);
+}

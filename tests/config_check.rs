@@ -64,7 +64,7 @@ fn the_reference_config_is_valid() {
     }
     assert!(
         stdout.lines().any(|l| l.starts_with(
-            "replicator registration-to-west: east/CHORIA_REGISTRATION [choria.stream.input.registration.>, ferry.heartbeat.registration] -> west/CHORIA_REGISTRATION start all, sampled by field sender every 1h"
+            "replicator registration-to-west: east/CHORIA_REGISTRATION [choria.stream.input.registration.>, ferry.heartbeat.registration] -> west/CHORIA_REGISTRATION start all, exclusive writes (fenced by sequence: exact at any distance, the target's only writer), sampled by field sender every 1h"
         )),
         "no summary line for the replicator:\n{stdout}"
     );
@@ -96,11 +96,11 @@ fn the_examples_are_valid() {
         ),
         (
             "replicate.yaml",
-            "replicator orders-to-west: east/ORDERS -> west/ORDERS start all, ordered per subject",
+            "replicator orders-to-west: east/ORDERS -> west/ORDERS start all, exclusive writes (fenced by sequence: exact at any distance, the target's only writer)",
         ),
         (
             "registration-sampled.yaml",
-            "replicator registration-to-west: east/CHORIA_REGISTRATION -> west/CHORIA_REGISTRATION start new, sampled by field sender every 1h, advisories on ferry.advisories.registration.{event}.{value}, heartbeat every 30s",
+            "replicator registration-to-west: east/CHORIA_REGISTRATION -> west/CHORIA_REGISTRATION start new, exclusive writes (fenced by sequence: exact at any distance, the target's only writer), sampled by field sender every 1h, advisories on ferry.advisories.registration.{event}.{value}, heartbeat every 30s",
         ),
     ] {
         let file = repo_file(&format!("config/examples/{example}"));

@@ -273,3 +273,87 @@ async fn a_second_writer_on_an_exclusive_target_stops_the_copy_with_a_clear_erro
     assert_same_set_per_subject(&source, &target);
     assert_eq!(assert_no_duplicate_stored(&target).len(), N, "each once");
 }
+
+/// `writes: shared` after a crash: the copies the target took since the last checkpoint are read
+/// back and not written again, so even a restart after the duplicate window stores each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_writes_killed_three_times_past_the_window_store_each_message_once() {
+    const N: usize = 12_000;
+    let sites = sites_with_source().await;
+    create_target(&sites, -1).await;
+    fill_source(&sites.east_js, 0..N).await;
+    let yaml = replicator_yaml(
+        &sites.east.url(),
+        &sites.west.url(),
+        ", writes: shared",
+        "    max_in_flight: 512\n    limit: { rate: 4000/s }\n",
+    );
+    let mut ferry = Ferry::start(&yaml);
+    for round in 1..=3u64 {
+        ferry.wait_ready().await;
+        let at_least = round * N as u64 / 5;
+        wait_until(
+            &format!("round {round}: {at_least} copied"),
+            DEADLINE,
+            || async { count_or_zero(&sites.west_js, "DST").await >= at_least },
+        )
+        .await;
+        ferry.sigkill();
+        ferry.wait_exit(Duration::from_secs(10)).await;
+        assert!(
+            count_or_zero(&sites.west_js, "DST").await < N as u64,
+            "round {round} was meant to land mid-copy"
+        );
+        // Past the target's one-second duplicate window: it cannot absorb a replay.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        ferry.restart();
+    }
+    ferry.wait_ready().await;
+    wait_until("everything copied", DEADLINE, || async {
+        metric(&ferry, "ferry_replicator_checkpoint_sequence", &PIPELINE).await == N as f64
+    })
+    .await;
+    let source = read_stream(&sites.east_js, "SRC").await;
+    let target = read_stream(&sites.west_js, "DST").await;
+    assert_same_set_per_subject(&source, &target);
+    assert_eq!(assert_no_duplicate_stored(&target).len(), N, "each once");
+}
+
+/// nats-server stores `Nats-Expected-Last-Sequence` with each fenced copy. A mirror of the target
+/// must not apply it again (servers before the fix for nats-server issue 5240 did, and stalled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_of_a_fenced_target_receives_every_copy() {
+    const N: usize = 3_000;
+    let sites = sites_with_source().await;
+    create_target(&sites, -1).await;
+    fill_source(&sites.east_js, 0..N).await;
+    let mut ferry = Ferry::start(&config(&sites, ""));
+    ferry.wait_ready().await;
+    wait_for_count(&sites.west_js, "DST", N as u64, DEADLINE).await;
+    sites
+        .west_js
+        .create_stream(StreamConfig {
+            name: "DST_MIRROR".into(),
+            mirror: Some(async_nats::jetstream::stream::Source {
+                name: "DST".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("create the mirror");
+    wait_for_count(&sites.west_js, "DST_MIRROR", N as u64, DEADLINE).await;
+    let target = read_stream(&sites.west_js, "DST").await;
+    assert!(
+        target
+            .iter()
+            .all(|m| m.header("Nats-Expected-Last-Sequence").is_some()),
+        "the server stores the fence with each copy (what a mirror must not apply again)"
+    );
+    let mirror = read_stream(&sites.west_js, "DST_MIRROR").await;
+    assert_eq!(
+        mirror.iter().map(|m| &m.payload).collect::<Vec<_>>(),
+        target.iter().map(|m| &m.payload).collect::<Vec<_>>(),
+        "the mirror holds the target's messages in order"
+    );
+}

@@ -343,6 +343,7 @@ impl Adapter {
             health: health.clone(),
             stop: stop_rx.clone(),
             deadline: deadline_rx,
+            verified_connects: 0,
             config: config.clone(),
         };
         let intake = Intake {

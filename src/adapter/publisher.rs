@@ -80,6 +80,9 @@ pub struct Publisher {
     pub stop: watch::Receiver<bool>,
     /// Becomes true when the shutdown deadline passed: spill what is in memory and exit.
     pub deadline: watch::Receiver<bool>,
+    /// The output connection's connect count when the stream's binding was last verified: a
+    /// reconnect verifies it again (SPEC section 4).
+    pub verified_connects: u64,
 }
 
 /// How the normal loop ended.
@@ -93,8 +96,12 @@ impl Publisher {
         let mut stream_ready = false;
         loop {
             if !stream_ready {
+                let connects = self.connects();
                 match stream::ensure(&self.js, &self.config, &self.stream_subjects).await {
-                    Ok(()) => stream_ready = true,
+                    Ok(()) => {
+                        self.verified_connects = connects;
+                        stream_ready = true;
+                    }
                     Err(problem) => {
                         if !self
                             .ride_out_outage(problem.to_string(), Some(problem))
@@ -133,6 +140,19 @@ impl Publisher {
         let mut queue_closed = false;
         let mut stopping = *self.stop.borrow();
         loop {
+            if self.connects() != self.verified_connects {
+                // Reconnected (maybe to another server or cluster): is the output subject still
+                // bound to the output stream? Until it is, events wait in the spool.
+                let connects = self.connects();
+                if let Err(problem) =
+                    stream::ensure(&self.js, &self.config, &self.stream_subjects).await
+                {
+                    self.report_stream_problem(&problem);
+                    self.flush_removals(&mut acked_spooled);
+                    return self.spill_for_outage(in_flight, problem.to_string()).await;
+                }
+                self.verified_connects = connects;
+            }
             // Fill the pipeline: the queue first (its events are older than the spool's).
             while in_flight.len() < max {
                 match self.queue.try_recv() {
@@ -221,6 +241,14 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    fn connects(&self) -> u64 {
+        self.output
+            .client
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends one event; its ack comes back through `in_flight`. `Err` means an outage.
@@ -430,7 +458,10 @@ impl Publisher {
         if let Some(problem) = &problem {
             self.report_stream_problem(problem);
         }
-        let mut check_stream = problem.is_some();
+        // The stream is checked before any probe: an outage can come from a stream that is gone
+        // or no longer bound to the subjects (an ack from another stream), and a probe would
+        // then store another event in the wrong place.
+        let mut check_stream = true;
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(MAX_BACKOFF)

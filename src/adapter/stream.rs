@@ -1,6 +1,7 @@
 //! Making sure the output stream exists (SPEC section 4): created with the configured settings
 //! when missing (an existing stream is never changed), refused when its subjects would overlap
-//! another stream, and checked for the lifecycle duplicate-window rule.
+//! another stream or an existing one does not listen on them, and checked for the lifecycle
+//! duplicate-window rule.
 
 use std::time::Duration;
 
@@ -37,8 +38,9 @@ pub async fn ensure(
     let name = &adapter.output.stream;
     match js.get_stream(name).await {
         Ok(stream) => {
-            warn_on_long_duplicate_window(adapter, stream.cached_info().config.duplicate_window);
-            Ok(())
+            let config = &stream.cached_info().config;
+            warn_on_long_duplicate_window(adapter, config.duplicate_window);
+            verify_binding(js, name, stream_subjects, &config.subjects).await
         }
         Err(error) => match error.kind() {
             GetStreamErrorKind::JetStream(api)
@@ -139,6 +141,30 @@ async fn refuse_overlap(
             }
         }
     }
+}
+
+/// SPEC section 4: no `Nats-Expected-Stream` is stored with events, so the binding of the output
+/// subjects to the output stream is checked here instead (at start and after every reconnect): the
+/// stream listens on the output subjects, and no other stream does. A stream that listens on part
+/// of them is accepted: an event rendered outside it is a counted reject ("no responders").
+async fn verify_binding(
+    js: &jetstream::Context,
+    name: &str,
+    stream_subjects: &[String],
+    theirs: &[String],
+) -> Result<(), StreamProblem> {
+    let listens = stream_subjects.iter().any(|ours| {
+        theirs
+            .iter()
+            .any(|subject| subject::overlaps(subject, ours))
+    });
+    if !listens {
+        return Err(StreamProblem::Refused(format!(
+            "stream {name} does not listen on {} (its subjects: {theirs:?}): events would not be stored there; add the subject to the stream or change output.subject",
+            stream_subjects.join(", ")
+        )));
+    }
+    refuse_overlap(js, name, stream_subjects).await
 }
 
 fn warn_on_long_duplicate_window(adapter: &AdapterConfig, window: Duration) {

@@ -584,7 +584,7 @@ pub fn summary(config: &Config) -> Vec<String> {
         .collect()
 }
 
-/// `replicator NAME: FROM/STREAM [filter subjects] -> TO/STREAM [rewrite] start X[, extras]`.
+/// `replicator NAME: FROM/STREAM [filter subjects] -> TO/STREAM [rewrite] start X, writes[, extras]`.
 fn replicator_summary(replicator: &ReplicatorConfig) -> String {
     let filter = replicator
         .filter
@@ -609,7 +609,15 @@ fn replicator_summary(replicator: &ReplicatorConfig) -> String {
         to.stream,
         replicator.start
     );
-    let mut extras = Vec::new();
+    let mut extras = vec![match to.writes {
+        replicator::Writes::Exclusive => {
+            "exclusive writes (fenced by sequence: exact at any distance, the target's only writer)"
+        }
+        replicator::Writes::Shared => {
+            "shared writes (Nats-Msg-Id: exact while a replay falls inside the target's duplicate window)"
+        }
+    }
+    .to_string()];
     if replicator.ordering == replicator::Ordering::Subject {
         extras.push("ordered per subject".to_string());
     }
@@ -962,13 +970,18 @@ adapters:
         .unwrap();
         assert_eq!(
             summary(&config)[1],
-            "replicator copy: east/FERRY_LIFECYCLE [ferry.lifecycle.>] -> east/COPY prefix copy start since 2h, ordered per subject, sampled by field sender every 1h, rate 100/m, bytes 10MiB/s, advisories on adv.{event}.{value}, heartbeat every 30s, elected in ELECT"
+            "replicator copy: east/FERRY_LIFECYCLE [ferry.lifecycle.>] -> east/COPY prefix copy start since 2h, exclusive writes (fenced by sequence: exact at any distance, the target's only writer), ordered per subject, sampled by field sender every 1h, rate 100/m, bytes 10MiB/s, advisories on adv.{event}.{value}, heartbeat every 30s, elected in ELECT"
         );
         let config = parse(&with_replicator("")).unwrap();
         assert_eq!(
             summary(&config)[1],
-            "replicator copy: east/FERRY_LIFECYCLE -> east/COPY prefix copy start all"
+            "replicator copy: east/FERRY_LIFECYCLE -> east/COPY prefix copy start all, exclusive writes (fenced by sequence: exact at any distance, the target's only writer)"
         );
+        let mut config = parse(&with_replicator("")).unwrap();
+        config.replicators[0].to.writes = replicator::Writes::Shared;
+        assert!(summary(&config)[1].ends_with(
+            "start all, shared writes (Nats-Msg-Id: exact while a replay falls inside the target's duplicate window)"
+        ));
     }
 
     #[test]

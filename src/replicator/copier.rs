@@ -129,7 +129,7 @@ struct Session {
     /// `writes: exclusive`: the target sequence the next copy must follow.
     fence: Option<u64>,
     /// Source sequences the target already holds copies of (see `Resume::already_copied`).
-    already_copied: std::collections::BTreeSet<u64>,
+    already_copied: std::collections::BTreeMap<u64, u64>,
     /// Publishes waiting for the target's ack.
     in_flight: AckInbox<Pending>,
     /// Subjects with a publish in flight (`ordering: subject`).
@@ -337,7 +337,10 @@ impl Copier {
             stamp,
             target_origin: target.identity.to_string(),
             // Everything on the target now precedes this session's copies.
-            watermark: Watermark::new(resume.done_through, target.last_sequence),
+            watermark: Watermark::new(
+                resume.done_through,
+                resume.target_through.unwrap_or(target.last_sequence),
+            ),
             target: TargetPosition {
                 stream: target.identity,
                 sequence: target.last_sequence,
@@ -490,10 +493,10 @@ impl Copier {
         }
         session.watermark.deliver(sequence);
         session.last_delivered = sequence;
-        if session.already_copied.remove(&sequence) {
+        if let Some(stored_at) = session.already_copied.remove(&sequence) {
             // A replay that the target already holds: counted, not written twice.
             self.metrics.duplicates.inc();
-            session.watermark.complete(sequence);
+            session.watermark.complete_at(sequence, stored_at);
             return None;
         }
         self.metrics.source_sequence.set(sequence as i64);

@@ -5,13 +5,17 @@
 //!    recreated): `on_target_reset`;
 //! 4. `writes: exclusive`: after the checkpoint when the target's last sequence is the
 //!    checkpoint's, otherwise after the copy the target's newest message is (a crash after the
-//!    ack, a lost state directory, another instance that advanced); a newest message that is no
-//!    copy of this source means another writer: refused;
-//! 5. `writes: shared`: after max(checkpoint, T − max_in_flight), T being the source sequence of
-//!    the last copy on the target (the duplicate window absorbs the overlap);
+//!    ack, a lost state directory, another instance that advanced). Fenced copies land in order
+//!    and without gaps, so the newest one covers every earlier one. A message since the
+//!    checkpoint that is no copy of this source means another writer (which may also have taken
+//!    a copy's slot): refused;
+//! 5. `writes: shared`: with the target's messages since the checkpoint known, after the
+//!    checkpoint, the copies found there not written again; otherwise after max(checkpoint,
+//!    T − max_in_flight), T being the source sequence of the last copy on the target (the
+//!    duplicate window absorbs the overlap);
 //! 6. with nothing to go on, the configured `start`.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::DeliverPolicy;
@@ -30,8 +34,13 @@ pub struct Resume {
     /// Everything up to here counts as handled.
     pub done_through: u64,
     /// Source sequences after `done_through` that the target already holds copies of (found
-    /// after the checkpoint's target sequence): read again, they are not copied again.
-    pub already_copied: BTreeSet<u64>,
+    /// after the checkpoint's target sequence), each with its target sequence: read again, they
+    /// are not copied again.
+    pub already_copied: BTreeMap<u64, u64>,
+    /// The target half the watermark starts with: the target sequence after which every copy
+    /// of a source message past `done_through` lies. `None`: the target's last sequence (the
+    /// whole target precedes this session's copies).
+    pub target_through: Option<u64>,
     /// Why this position, for the log.
     pub reason: String,
 }
@@ -43,7 +52,8 @@ impl Resume {
                 start_sequence: sequence + 1,
             },
             done_through: sequence,
-            already_copied: BTreeSet::new(),
+            already_copied: BTreeMap::new(),
+            target_through: None,
             reason,
         }
     }
@@ -52,7 +62,8 @@ impl Resume {
         Resume {
             deliver: DeliverPolicy::ByStartTime { start_time },
             done_through: 0,
-            already_copied: BTreeSet::new(),
+            already_copied: BTreeMap::new(),
+            target_through: None,
             reason,
         }
     }
@@ -102,7 +113,8 @@ pub fn compute(
                 OnSourceReset::Restart => Ok(Resume {
                     deliver: DeliverPolicy::All,
                     done_through: 0,
-                    already_copied: BTreeSet::new(),
+                    already_copied: BTreeMap::new(),
+            target_through: None,
                     reason: format!(
                         "source stream recreated ({previous} → {}); copying the new stream from its start",
                         source.identity
@@ -137,12 +149,18 @@ pub fn compute(
     }
     // The target moved on after the checkpoint (a crash after the acks, another instance, a
     // second writer): what it holds since is known message by message.
-    if let (Some(checkpoint), Some(after)) = (
-        checkpoint.filter(|c| c.target.is_some()),
+    if let (Some(checkpoint), Some(position), Some(after)) = (
+        checkpoint,
+        checkpoint.and_then(|c| c.target.as_ref()),
         view.after_checkpoint.as_ref(),
     ) {
-        if config.to.writes == Writes::Exclusive && !after.foreign.is_empty() {
-            return Err(another_writer(config, source, &view.target, &after.foreign));
+        match config.to.writes {
+            Writes::Exclusive if !after.foreign.is_empty() => {
+                return Err(another_writer(config, source, &view.target, &after.foreign));
+            }
+            // Only its own fenced copies since the checkpoint: the newest one says it all.
+            Writes::Exclusive => return exclusive(config, Some(checkpoint), source, view),
+            Writes::Shared => {}
         }
         let mut resume = Resume::after(
             checkpoint.sequence,
@@ -155,8 +173,11 @@ pub fn compute(
         resume.already_copied = after
             .copied
             .range(checkpoint.sequence + 1..)
-            .copied()
+            .map(|(&source, &target)| (source, target))
             .collect();
+        // Copies of later source messages may lie anywhere after the checkpoint's target
+        // sequence; the watermark's target half moves past them as they are read again.
+        resume.target_through = Some(position.sequence);
         return Ok(resume);
     }
     match config.to.writes {
@@ -259,7 +280,8 @@ fn forced_position(forced: &Forced, source: &SourceInfo) -> Result<Resume, Strea
         Forced::Start => Resume {
             deliver: DeliverPolicy::All,
             done_through: 0,
-            already_copied: BTreeSet::new(),
+            already_copied: BTreeMap::new(),
+            target_through: None,
             reason,
         },
         Forced::End => Resume::after(source.last_sequence, reason),
@@ -274,7 +296,8 @@ fn first_run(config: &ReplicatorConfig, source: &SourceInfo) -> Result<Resume, S
         StartPosition::All => Resume {
             deliver: DeliverPolicy::All,
             done_through: 0,
-            already_copied: BTreeSet::new(),
+            already_copied: BTreeMap::new(),
+            target_through: None,
             reason,
         },
         StartPosition::New => Resume::after(source.last_sequence, reason),
@@ -435,14 +458,29 @@ mod tests {
     fn what_the_target_holds_after_the_checkpoint_is_not_copied_again() {
         let mut after = view(64, LastMessage::CopyOf(130));
         after.after_checkpoint = Some(AfterCheckpoint {
-            copied: [101, 102, 130].into_iter().collect(),
+            copied: [(101, 61), (102, 62), (130, 64)].into_iter().collect(),
             foreign: Vec::new(),
         });
+        // Exclusive: fenced copies are gapless, so the newest one covers the rest.
         let r = compute(&config(""), Some(&fenced(100, 60)), &source(1), &after).unwrap();
-        assert_eq!(r.done_through, 100);
-        assert_eq!(r.already_copied, [101, 102, 130].into_iter().collect());
+        assert_eq!((r.done_through, r.target_through), (130, None));
+        assert!(r.already_copied.is_empty());
+        // Shared: read again from the checkpoint, what the target holds is not written twice,
+        // and the target half starts at the checkpoint's so the copies found are not forgotten.
+        let r = compute(
+            &shared_config(""),
+            Some(&fenced(100, 60)),
+            &source(1),
+            &after,
+        )
+        .unwrap();
+        assert_eq!((r.done_through, r.target_through), (100, Some(60)));
+        assert_eq!(
+            r.already_copied,
+            [(101, 61), (102, 62), (130, 64)].into_iter().collect()
+        );
         // A message that is no copy: another writer, refused in exclusive mode only.
-        after.after_checkpoint.as_mut().unwrap().foreign.push(62);
+        after.after_checkpoint.as_mut().unwrap().foreign.push(63);
         assert!(matches!(
             compute(&config(""), Some(&fenced(100, 60)), &source(1), &after),
             Err(StreamError::Refused(why)) if why.contains("another writer")

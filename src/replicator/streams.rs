@@ -277,14 +277,19 @@ pub async fn last_message(
 /// copies of, and which are no copy of this source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AfterCheckpoint {
-    pub copied: std::collections::BTreeSet<u64>,
+    /// Source sequence → the target sequence of its copy.
+    pub copied: std::collections::BTreeMap<u64, u64>,
     /// Target sequences of messages that are no copy of this source.
     pub foreign: Vec<u64>,
 }
 
-/// Most target messages read after a checkpoint: a crash leaves at most `max_in_flight` behind,
-/// so more means a busy shared target, where the duplicate window has to do.
-pub const MAX_READ_AFTER_CHECKPOINT: u64 = 10_000;
+/// Most target messages read after a checkpoint. A crash leaves what one checkpoint interval
+/// copied (tens of thousands at full speed); far more means a busy shared target, where the
+/// duplicate window has to do. Read with a headers-only consumer: about a second per 100,000.
+pub const MAX_READ_AFTER_CHECKPOINT: u64 = 250_000;
+
+/// How long the scan waits for the next message before it gives up (the session is retried).
+const SCAN_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads the target's messages `after + 1 ..= through` (those retention removed are passed over).
 /// `None` when there are more than [`MAX_READ_AFTER_CHECKPOINT`].
@@ -295,35 +300,66 @@ pub async fn after_checkpoint(
     after: u64,
     through: u64,
 ) -> Result<Option<AfterCheckpoint>, StreamError> {
+    use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+    use futures_util::StreamExt;
+
     if through <= after || through - after > MAX_READ_AFTER_CHECKPOINT {
         return Ok((through <= after).then(AfterCheckpoint::default));
     }
     let name = &config.to.stream;
+    let unavailable = |what: &str, error: &dyn std::fmt::Display| {
+        StreamError::Unavailable(format!(
+            "cannot read target stream {name} after sequence {after} ({what}): {error}"
+        ))
+    };
     let stream = js
         .get_stream(name)
         .await
-        .map_err(|error| StreamError::Unavailable(format!("target stream {name}: {error}")))?;
+        .map_err(|error| unavailable("stream", &error))?;
+    // Only the headers are needed (the provenance); the server sends no payloads.
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+            headers_only: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| unavailable("consumer", &error))?;
     let mut found = AfterCheckpoint::default();
-    for sequence in after + 1..=through {
-        let message = match stream.get_raw_message(sequence).await {
-            Ok(message) => message,
-            Err(error)
-                if error.kind()
-                    == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
-            {
-                continue
-            }
-            Err(error) => {
-                return Err(StreamError::Unavailable(format!(
-                    "cannot read message {sequence} of target stream {name}: {error}"
-                )))
-            }
+    if consumer.cached_info().num_pending == 0 {
+        // Removed since (a purge, retention): nothing to wait for.
+        return Ok(Some(found));
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|error| unavailable("consumer", &error))?;
+    loop {
+        let next = tokio::time::timeout(SCAN_STALL, messages.next())
+            .await
+            .map_err(|_| unavailable("stalled", &format!("no message for {SCAN_STALL:?}")))?;
+        let message = match next {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => return Err(unavailable("reading", &error)),
+            None => return Err(unavailable("reading", &"the consumer ended")),
         };
-        match provenance(Some(&message.headers)) {
+        let (sequence, pending) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.pending),
+            Err(error) => return Err(unavailable("message metadata", &error)),
+        };
+        if sequence > through {
+            break;
+        }
+        match provenance(message.headers.as_ref()) {
             Some(copy) if copy.stream == source.identity.stream => {
-                found.copied.insert(copy.sequence);
+                found.copied.insert(copy.sequence, sequence);
             }
             _ => found.foreign.push(sequence),
+        }
+        if sequence == through || pending == 0 {
+            break;
         }
     }
     Ok(Some(found))

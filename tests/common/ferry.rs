@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::{
-    append_file, free_port, http_get, log_len, log_tail, parse_metrics, read_log, read_log_from,
-    signal_child, Metrics,
+    append_file, free_port, http_get, log_len, log_tail_of_ferry, parse_metrics, read_log,
+    read_log_from, signal_child, Metrics,
 };
 
 /// Deadline for `/readyz` to answer 200 in [`Ferry::wait_ready`].
@@ -338,7 +338,7 @@ impl Ferry {
             "ferry ({}): {why}\n--- config ---\n{}\n--- ferry log (tail) ---\n{}",
             self.config_path.display(),
             std::fs::read_to_string(&self.config_path).unwrap_or_default(),
-            log_tail(&self.log_path, 60)
+            log_tail_of_ferry(&self.log_path, 80)
         );
     }
 }
@@ -358,7 +358,7 @@ impl Drop for Ferry {
             eprintln!(
                 "--- ferry log tail ({}) ---\n{}",
                 self.log_path.display(),
-                log_tail(&self.log_path, 60)
+                log_tail_of_ferry(&self.log_path, 80)
             );
         }
     }

@@ -123,6 +123,17 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     tail(&read_log(path), lines)
 }
 
+/// Like [`log_tail`] without the client library's per-message debug lines, which would otherwise
+/// fill the whole tail and hide what ferry itself said before a failure.
+pub(crate) fn log_tail_of_ferry(path: &Path, lines: usize) -> String {
+    let log = read_log(path);
+    let ours: Vec<&str> = log
+        .lines()
+        .filter(|line| !line.contains(" async_nats"))
+        .collect();
+    ours[ours.len().saturating_sub(lines)..].join("\n")
+}
+
 pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
