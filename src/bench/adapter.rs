@@ -16,8 +16,8 @@
 //! (first publish to last ack); what it lost is the events it did not store.
 //!
 //! ferry's CPU per message is its process's CPU time from the first publish to the last ack, over
-//! the events. The bench polls ferry's `/metrics` every [`super::jetstream::POLL`] meanwhile, a cost ferry's figure
-//! includes (about a hundred scrapes a second).
+//! the events. The bench polls ferry's `/metrics` every [`super::jetstream::POLL`] meanwhile,
+//! a cost ferry's figure includes (about a hundred scrapes a second).
 //!
 //! Latency: the same path at a fixed 10,000 events/s for a few seconds; every stored event is read
 //! back through an ordered consumer and matched by its `Nats-Msg-Id` to the moment it was
@@ -184,8 +184,9 @@ pub async fn run(
             "naive-relay",
             ferry,
             format!(
-                "a plain async-nats client: core subscription to {SUBJECTS}, publishing each payload \
-                 to JetStream, {RELAY_IN_FLIGHT} acks in flight, no headers, no spool, no decoding"
+                "a plain async-nats client: core subscription to {SUBJECTS}, publishing each \
+                 payload to JetStream, {RELAY_IN_FLIGHT} acks in flight, no headers, no spool, \
+                 no decoding"
             ),
         )],
         ferry_cpu_us_per_msg: median(&ferry_cpu),

@@ -17,9 +17,9 @@
 //! A and publishing each message's subject and payload to B, no headers, timed from its first
 //! connection until every publish is acknowledged; its copy is counted on B afterwards, as ferry's.
 //!
-//! ferry's target subjects (and the peer's) carry a prefix: A's stream listens on `bench.src.>`, and because the
-//! leafnode carries subscription interest, a copy written to B on the very same subjects would
-//! also be stored by A's stream.
+//! ferry's target subjects (and the peer's) carry a prefix: A's stream listens on `bench.src.>`,
+//! and because the leafnode carries subscription interest, a copy written to B on the very same
+//! subjects would also be stored by A's stream.
 
 use std::time::Instant;
 
@@ -267,8 +267,9 @@ pub async fn run(
             "naive-copy",
             ferry,
             format!(
-                "a plain async-nats client: pull consumer on a (no acks, batches of {COPY_IN_FLIGHT}), \
-                 publishing each subject and payload to b, {COPY_IN_FLIGHT} acks in flight, no headers"
+                "a plain async-nats client: pull consumer on a (no acks, batches of \
+                 {COPY_IN_FLIGHT}), publishing each subject and payload to b, {COPY_IN_FLIGHT} \
+                 acks in flight, no headers"
             ),
         )],
         ferry_cpu_us_per_msg: median(&ferry_cpu),
