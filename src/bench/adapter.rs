@@ -10,7 +10,14 @@
 //! same way but as ferry stores them: on ferry's output subject, with the headers every stored
 //! event must carry (`Nats-Msg-Id`, `Nats-Expected-Stream`, `Ferry-*`), so the share of the gap to
 //! the bare publisher that is the contract's (the server deduplicating by `Nats-Msg-Id`) and the
-//! share that is ferry's can be told apart.
+//! share that is ferry's can be told apart. A fourth run per round is the peer `naive-relay`
+//! ([`super::peers`]): a plain client subscribing to the adapter's subjects and publishing each
+//! payload to JetStream without headers, fed by the same windowed publisher and timed the same way
+//! (first publish to last ack); what it lost is the events it did not store.
+//!
+//! ferry's CPU per message is its process's CPU time from the first publish to the last ack, over
+//! the events. The bench polls ferry's `/metrics` every [`super::jetstream::POLL`] meanwhile,
+//! a cost ferry's figure includes (about a hundred scrapes a second).
 //!
 //! Latency: the same path at a fixed 10,000 events/s for a few seconds; every stored event is read
 //! back through an ordered consumer and matched by its `Nats-Msg-Id` to the moment it was
@@ -26,11 +33,14 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::stream::Config as StreamConfig;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use tokio::sync::oneshot;
 
+use super::cpu::us_per_message;
 use super::jetstream::{
     connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Outgoing,
     Waiter,
 };
+use super::peers::{self, PeerRuns, PeerRuntime, RelayJob, READY_TIMEOUT, RELAY_IN_FLIGHT};
 use super::report::ScenarioResult;
 use super::{median, quantile, rate, BenchOptions, Progress};
 use crate::adapter::message::{OutMessage, SpoolPlace};
@@ -51,11 +61,14 @@ const LATENCY_RATE: u64 = 10_000;
 const LATENCY_SECONDS: u64 = 5;
 /// Nodes of the simulated fleet the events come from.
 const NODES: usize = 10_000;
+/// The subjects the adapter (and the peer) subscribe to.
+const SUBJECTS: &str = "choria.lifecycle.event.>";
 
 /// Runs both adapter scenarios.
 pub async fn run(
     options: &BenchOptions,
     progress: &Progress,
+    peers: &PeerRuntime,
 ) -> anyhow::Result<Vec<ScenarioResult>> {
     let messages = options.messages_or(DEFAULT_MESSAGES);
     progress.phase(&format!(
@@ -74,7 +87,9 @@ pub async fn run(
 
     let mut baseline_rates = Vec::new();
     let mut headed_rates = Vec::new();
+    let mut relay = PeerRuns::default();
     let mut ferry_rates = Vec::new();
+    let mut ferry_cpu = Vec::new();
     let mut peak_rss = None;
     let mut lost = 0;
     for round in 1..=options.rounds {
@@ -120,6 +135,24 @@ pub async fn run(
         headed_rates.push(rate(messages, started.elapsed()));
         let _ = js.delete_stream(&stream).await;
 
+        progress.phase(&format!(
+            "{label}: naive-relay (a plain client: core subscribe → JetStream, no headers)"
+        ));
+        let run = relay_throughput(
+            peers,
+            &client,
+            &js,
+            &server.url(),
+            round,
+            &events,
+            progress,
+            &label,
+        )
+        .await?;
+        relay.rates.push(run.rate);
+        relay.cpu.extend(run.cpu_us_per_msg);
+        relay.lost = relay.lost.max(run.lost);
+
         progress.phase(&format!("{label}: ferry (core NATS → adapter → JetStream)"));
         let stream = format!("BENCH_FERRY_{round}");
         let run = ferry_throughput(
@@ -133,6 +166,7 @@ pub async fn run(
         )
         .await?;
         ferry_rates.push(run.rate);
+        ferry_cpu.extend(run.cpu_us_per_msg);
         peak_rss = peak_rss.max(run.peak_rss);
         lost = lost.max(run.lost);
         let _ = js.delete_stream(&stream).await;
@@ -146,6 +180,16 @@ pub async fn run(
         baseline_msgs_per_s: baseline,
         ferry_msgs_per_s: ferry,
         ratio: ScenarioResult::ratio_of(ferry, baseline),
+        peers: vec![relay.result(
+            "naive-relay",
+            ferry,
+            format!(
+                "a plain async-nats client: core subscription to {SUBJECTS}, publishing each \
+                 payload to JetStream, {RELAY_IN_FLIGHT} acks in flight, no headers, no spool, \
+                 no decoding"
+            ),
+        )],
+        ferry_cpu_us_per_msg: median(&ferry_cpu),
         p50_ms: None,
         p99_ms: None,
         peak_rss_bytes: peak_rss,
@@ -159,6 +203,7 @@ pub async fn run(
         name: "adapter-same-headers".into(),
         baseline_msgs_per_s: headed,
         ratio: ScenarioResult::ratio_of(ferry, headed),
+        peers: Vec::new(),
         baseline: format!(
             "the same client publishing the events as ferry stores them (its subject, Nats-Msg-Id, \
              Nats-Expected-Stream, Ferry-* headers), {MAX_IN_FLIGHT} acks in flight"
@@ -250,7 +295,7 @@ adapters:
   - name: lifecycle
     kind: choria_lifecycle
     connection: local
-    subjects: ["choria.lifecycle.event.>"]
+    subjects: ["{SUBJECTS}"]
     max_in_flight: {MAX_IN_FLIGHT}
     output:
       stream: {stream}
@@ -263,8 +308,71 @@ adapters:
 
 struct ThroughputRun {
     rate: f64,
+    /// CPU time per event over the run, when it could be read.
+    cpu_us_per_msg: Option<f64>,
     peak_rss: Option<u64>,
     lost: u64,
+}
+
+/// Where the load generator learns how many events its reader has taken so far.
+enum Intake<'a> {
+    /// ferry's `ferry_adapter_received_total`.
+    Ferry(&'a mut FerryRun),
+    /// The peer's own count, while its task runs.
+    Relay {
+        received: &'a AtomicU64,
+        task: &'a tokio::task::JoinHandle<anyhow::Result<()>>,
+    },
+}
+
+impl Intake<'_> {
+    async fn received(&mut self) -> anyhow::Result<u64> {
+        match self {
+            Intake::Ferry(ferry) => ferry.metric("ferry_adapter_received_total", &[]).await,
+            Intake::Relay { received, task } => {
+                let count = received.load(Ordering::Relaxed);
+                if task.is_finished() {
+                    bail!("naive-relay stopped after receiving {count} events");
+                }
+                Ok(count)
+            }
+        }
+    }
+}
+
+/// Publishes `events` on core NATS as fast as the server takes them, but never more than
+/// [`WINDOW`] ahead of what the reader has received, so its subscription buffer never overflows.
+async fn publish_ahead(
+    client: &async_nats::Client,
+    events: &[Event],
+    mut intake: Intake<'_>,
+    progress: &Progress,
+    label: &str,
+) -> anyhow::Result<()> {
+    let total = events.len() as u64;
+    let mut waiter = Waiter::new(&format!("{label}: received"), total);
+    let mut sent = 0u64;
+    while sent < total {
+        let received = intake.received().await?;
+        waiter.check(received, progress)?;
+        let allowed = total.min(received + WINDOW);
+        if sent >= allowed {
+            waiter.pause().await;
+            continue;
+        }
+        for event in &events[sent as usize..allowed as usize] {
+            client
+                .publish(event.subject.clone(), event.payload.clone())
+                .await
+                .map_err(|e| anyhow!("core publish: {e}"))?;
+        }
+        sent = allowed;
+        client
+            .flush()
+            .await
+            .map_err(|e| anyhow!("core flush: {e}"))?;
+    }
+    Ok(())
 }
 
 async fn ferry_throughput(
@@ -280,28 +388,16 @@ async fn ferry_throughput(
     let prefix = stream.to_ascii_lowercase();
     let mut ferry = FerryRun::spawn("bench-adapter", &ferry_config(url, stream, &prefix))?;
     ferry.wait_ready().await?;
+    let cpu_before = ferry.cpu();
     let started = Instant::now();
-    let mut sent = 0u64;
-    while sent < total {
-        let received = ferry.metric("ferry_adapter_received_total", &[]).await?;
-        let allowed = total.min(received + WINDOW);
-        if sent >= allowed {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            continue;
-        }
-        for event in &events[sent as usize..allowed as usize] {
-            client
-                .publish(event.subject.clone(), event.payload.clone())
-                .await
-                .map_err(|e| anyhow!("core publish: {e}"))?;
-        }
-        sent = allowed;
-        client
-            .flush()
-            .await
-            .map_err(|e| anyhow!("core flush: {e}"))?;
-        progress.update(&format!("{label}: ferry published"), sent, total);
-    }
+    publish_ahead(
+        client,
+        events,
+        Intake::Ferry(&mut ferry),
+        progress,
+        &format!("{label}: ferry"),
+    )
+    .await?;
     let mut waiter = Waiter::new(&format!("{label}: ferry stored"), total);
     let done = loop {
         let text = ferry.scrape().await?;
@@ -320,11 +416,99 @@ async fn ferry_throughput(
         waiter.pause().await;
     };
     let elapsed = done - started;
+    let cpu_us_per_msg = match (cpu_before, ferry.cpu()) {
+        (Some(before), Some(after)) => us_per_message(after.saturating_sub(before), total),
+        _ => None,
+    };
     let peak_rss = ferry.finish().await?;
     let stored = stream_messages(js, stream).await;
     Ok(ThroughputRun {
         rate: rate(total, elapsed),
+        cpu_us_per_msg,
         peak_rss,
+        lost: total.saturating_sub(stored),
+    })
+}
+
+/// One `naive-relay` run into its own stream: the same events, the same windowed publisher, timed
+/// from the first publish until the relay has every ack.
+#[allow(clippy::too_many_arguments)]
+async fn relay_throughput(
+    peers: &PeerRuntime,
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    url: &str,
+    round: usize,
+    events: &[Event],
+    progress: &Progress,
+    label: &str,
+) -> anyhow::Result<ThroughputRun> {
+    let total = events.len() as u64;
+    let stream = format!("BENCH_RELAY_{round}");
+    let prefix = format!("relay{round}");
+    fresh_stream(js, stream_config(&stream, &prefix)).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let (ready, subscribed) = oneshot::channel();
+    let task = peers.spawn(peers::naive_relay(
+        RelayJob {
+            url: url.to_string(),
+            subjects: SUBJECTS.to_string(),
+            subject_prefix: prefix,
+            messages: total,
+            received: received.clone(),
+        },
+        ready,
+    ));
+    match tokio::time::timeout(READY_TIMEOUT, subscribed).await {
+        Ok(Ok(())) => {}
+        // The relay ended before it subscribed: its error says why.
+        Ok(Err(_)) => {
+            peers::join("naive-relay", task).await?;
+            bail!("naive-relay ended before it subscribed");
+        }
+        Err(_) => {
+            task.abort();
+            bail!("naive-relay did not subscribe within {READY_TIMEOUT:?}");
+        }
+    }
+    let cpu_before = peers.cpu();
+    let started = Instant::now();
+    let intake = Intake::Relay {
+        received: &received,
+        task: &task,
+    };
+    let generated = publish_ahead(
+        client,
+        events,
+        intake,
+        progress,
+        &format!("{label}: naive-relay"),
+    )
+    .await;
+    if let Err(error) = generated {
+        // When the relay stopped first, its own error says more than the generator's.
+        return Err(if task.is_finished() {
+            peers::join("naive-relay", task)
+                .await
+                .err()
+                .unwrap_or(error)
+        } else {
+            task.abort();
+            error
+        });
+    }
+    peers::join("naive-relay", task).await?;
+    let elapsed = started.elapsed();
+    let cpu_us_per_msg = match (cpu_before, peers.cpu()) {
+        (Some(before), Some(after)) => us_per_message(after.since(&before), total),
+        _ => None,
+    };
+    let stored = stream_messages(js, &stream).await;
+    let _ = js.delete_stream(&stream).await;
+    Ok(ThroughputRun {
+        rate: rate(total, elapsed),
+        cpu_us_per_msg,
+        peak_rss: None,
         lost: total.saturating_sub(stored),
     })
 }
@@ -361,6 +545,7 @@ async fn ferry_latency(
     let _ = handle.info().await;
 
     // Send times in nanoseconds after `base`, by event index; 0 = not sent yet.
+    let cpu_before = ferry.cpu();
     let base = Instant::now();
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
     let publisher = {
@@ -415,6 +600,10 @@ async fn ferry_latency(
         .await
         .map_err(|e| anyhow!("latency publisher: {e}"))?
         .map_err(|e| anyhow!("latency publisher: {e}"))?;
+    let cpu_us_per_msg = match (cpu_before, ferry.cpu()) {
+        (Some(before), Some(after)) => us_per_message(after.saturating_sub(before), count),
+        _ => None,
+    };
     let peak_rss = ferry.finish().await?;
     let _ = js.delete_stream(stream).await;
     latencies.sort_by(f64::total_cmp);
@@ -424,6 +613,8 @@ async fn ferry_latency(
         baseline_msgs_per_s: None,
         ferry_msgs_per_s: Some(LATENCY_RATE as f64),
         ratio: None,
+        peers: Vec::new(),
+        ferry_cpu_us_per_msg: cpu_us_per_msg,
         p50_ms: quantile(&latencies, 0.50),
         p99_ms: quantile(&latencies, 0.99),
         peak_rss_bytes: peak_rss,

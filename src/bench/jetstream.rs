@@ -189,6 +189,11 @@ impl FerryRun {
         self.process.wait_ready(self.monitor).await
     }
 
+    /// User + system CPU time ferry's process has used so far.
+    pub fn cpu(&self) -> Option<Duration> {
+        super::cpu::process_cpu(self.process.pid())
+    }
+
     /// ferry's `/metrics` text.
     pub async fn scrape(&mut self) -> anyhow::Result<String> {
         self.process.check_running()?;

@@ -7,22 +7,27 @@
 //! a burst of load elsewhere hits both sides alike.
 //!
 //! ferry runs as a child process (`ferry run -c FILE`, see [`crate::ferry_process`]) with a config
-//! the bench writes, exactly as an operator would run it; its peak memory is the child's `VmHWM`.
-//! The baselines run in this process with a plain async-nats client, or are the server's own work
-//! (a JetStream mirror).
+//! the bench writes, exactly as an operator would run it; its peak memory is the child's `VmHWM`
+//! and its CPU per message the child's user + system time over the measured interval
+//! ([`cpu`]). The baselines run in this process with a plain async-nats client, or are the
+//! server's own work (a JetStream mirror). The peers ([`peers`]) are what a user would write by
+//! hand instead of running ferry; they run in this process on threads of their own, so their CPU
+//! is measured too.
 //!
-//! | scenario | ferry | baseline |
-//! | --- | --- | --- |
-//! | `adapter` | Choria lifecycle events on core NATS → adapter (spool on) → JetStream | the same events published straight to JetStream with pipelined acks |
-//! | `adapter-same-headers` | the same ferry runs as `adapter` | the same client publishing the events as ferry stores them, with the headers the contract requires (`Nats-Msg-Id` makes the server deduplicate) |
-//! | `adapter-latency` | the same path at a fixed 10,000 events/s: p50/p99 from core publish to stored | — |
-//! | `replicate` | a pre-filled stream on server A → replicator → server B | a JetStream mirror on B of the stream on A, across JetStream domains over a leafnode |
-//! | `replicate-same-headers` | the same ferry runs as `replicate` | one client publishing the same messages to B with the headers of a copy, without reading A |
-//! | `sample` | registrations of 50,000 senders through a replicator sampling each sender once an hour: messages examined per second | reading the same stream with a plain ordered consumer |
-//! | `sample-1m` | the same with 1,000,000 senders: memory must stay bounded | as `sample` |
+//! | scenario | ferry | baseline | peer |
+//! | --- | --- | --- | --- |
+//! | `adapter` | Choria lifecycle events on core NATS → adapter (spool on) → JetStream | the same events published straight to JetStream with pipelined acks | `naive-relay`: core subscribe, JetStream publish, no headers |
+//! | `adapter-same-headers` | the same ferry runs as `adapter` | the same client publishing the events as ferry stores them, with the headers the contract requires (`Nats-Msg-Id` makes the server deduplicate) | — |
+//! | `adapter-latency` | the same path at a fixed 10,000 events/s: p50/p99 from core publish to stored | — | — |
+//! | `replicate` | a pre-filled stream on server A → replicator → server B | a JetStream mirror on B of the stream on A, across JetStream domains over a leafnode | `naive-copy`: pull from A, publish to B, no headers |
+//! | `replicate-same-headers` | the same ferry runs as `replicate` | one client publishing the same messages to B with the headers of a copy, without reading A | — |
+//! | `sample` | registrations of 50,000 senders through a replicator sampling each sender once an hour: messages examined per second | reading the same stream with a plain ordered consumer | — |
+//! | `sample-1m` | the same with 1,000,000 senders: memory must stay bounded | as `sample` | — |
 
 mod adapter;
+mod cpu;
 mod jetstream;
+mod peers;
 mod replicate;
 mod report;
 mod sample;
@@ -32,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-pub use report::{render_table, Report, ScenarioResult};
+pub use report::{render_table, PeerResult, Report, ScenarioResult};
 
 /// Which scenarios to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,18 +71,21 @@ impl BenchOptions {
 /// Runs the chosen scenarios and returns their results (printing is the caller's).
 pub async fn run(options: &BenchOptions) -> anyhow::Result<Report> {
     let progress = Progress::new();
+    // One runtime for every peer run: its threads live as long as the bench, so none of them
+    // exits in the middle of a measured interval.
+    let peers = peers::PeerRuntime::new()?;
     let mut scenarios = Vec::new();
     let started = Instant::now();
     if matches!(options.suite, Suite::Adapter | Suite::All) {
         scenarios.extend(
-            adapter::run(options, &progress)
+            adapter::run(options, &progress, &peers)
                 .await
                 .context("scenario adapter")?,
         );
     }
     if matches!(options.suite, Suite::Replicate | Suite::All) {
         scenarios.extend(
-            replicate::run(options, &progress)
+            replicate::run(options, &progress, &peers)
                 .await
                 .context("scenario replicate")?,
         );

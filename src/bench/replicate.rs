@@ -13,9 +13,13 @@
 //! per second under the copy contract, so the share of the gap to the mirror that is the
 //! contract's (B deduplicating by `Nats-Msg-Id`) and the share that is ferry's can be told apart.
 //!
-//! ferry's target subjects carry a prefix: A's stream listens on `bench.src.>`, and because the
-//! leafnode carries subscription interest, a copy written to B on the very same subjects would
-//! also be stored by A's stream.
+//! A fourth run per round is the peer `naive-copy` ([`super::peers`]): a plain client pulling from
+//! A and publishing each message's subject and payload to B, no headers, timed from its first
+//! connection until every publish is acknowledged; its copy is counted on B afterwards, as ferry's.
+//!
+//! ferry's target subjects (and the peer's) carry a prefix: A's stream listens on `bench.src.>`,
+//! and because the leafnode carries subscription interest, a copy written to B on the very same
+//! subjects would also be stored by A's stream.
 
 use std::time::Instant;
 
@@ -23,10 +27,12 @@ use anyhow::anyhow;
 use async_nats::jetstream::stream::{Config as StreamConfig, External, Source};
 use bytes::Bytes;
 
+use super::cpu::us_per_message;
 use super::jetstream::{
     connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Outgoing,
     Waiter,
 };
+use super::peers::{self, CopyJob, PeerRuns, PeerRuntime, COPY_IN_FLIGHT};
 use super::report::ScenarioResult;
 use super::{median, rate, BenchOptions, Progress};
 use crate::config::replicator::Writes;
@@ -46,6 +52,7 @@ const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120
 pub async fn run(
     options: &BenchOptions,
     progress: &Progress,
+    peers: &PeerRuntime,
 ) -> anyhow::Result<Vec<ScenarioResult>> {
     let messages = options.messages_or(DEFAULT_MESSAGES);
     progress.phase("replicate: starting nats-servers a and b (JetStream domains, leafnode b → a)");
@@ -114,7 +121,9 @@ pub async fn run(
 
     let mut baseline_rates = Vec::new();
     let mut headed_rates = Vec::new();
+    let mut naive = PeerRuns::default();
     let mut ferry_rates = Vec::new();
+    let mut ferry_cpu = Vec::new();
     let mut peak_rss = None;
     let mut lost = 0;
     for round in 1..=options.rounds {
@@ -190,6 +199,41 @@ pub async fn run(
         headed_rates.push(rate(messages, started.elapsed()));
         let _ = b_js.delete_stream(&headed).await;
 
+        progress.phase(&format!(
+            "{label}: naive-copy (a plain client: pull from a, publish to b, no headers)"
+        ));
+        let target = format!("NAIVE_{round}");
+        let prefix = format!("naive{round}");
+        fresh_stream(
+            &b_js,
+            StreamConfig {
+                name: target.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                ..Default::default()
+            },
+        )
+        .await?;
+        let cpu_before = peers.cpu();
+        let started = Instant::now();
+        let copy = peers.spawn(peers::naive_copy(CopyJob {
+            source_url: a.url(),
+            stream: "SRC".into(),
+            target_url: b.url(),
+            subject_prefix: prefix,
+            messages,
+        }));
+        peers::join("naive-copy", copy).await?;
+        naive.rates.push(rate(messages, started.elapsed()));
+        if let (Some(before), Some(after)) = (cpu_before, peers.cpu()) {
+            naive
+                .cpu
+                .extend(us_per_message(after.since(&before), messages));
+        }
+        naive.lost = naive
+            .lost
+            .max(messages.saturating_sub(stream_messages(&b_js, &target).await));
+        let _ = b_js.delete_stream(&target).await;
+
         progress.phase(&format!("{label}: ferry (replicator a → b)"));
         let target = format!("COPY_{round}");
         let started = Instant::now();
@@ -206,6 +250,8 @@ pub async fn run(
             waiter.pause().await;
         };
         ferry_rates.push(rate(messages, done - started));
+        // Its whole life, as its rate: start-up counts against it.
+        ferry_cpu.extend(ferry.cpu().and_then(|cpu| us_per_message(cpu, messages)));
         peak_rss = peak_rss.max(ferry.finish().await?);
         lost = lost.max(messages.saturating_sub(stream_messages(&b_js, &target).await));
         let _ = b_js.delete_stream(&target).await;
@@ -219,6 +265,16 @@ pub async fn run(
         baseline_msgs_per_s: baseline,
         ferry_msgs_per_s: ferry,
         ratio: ScenarioResult::ratio_of(ferry, baseline),
+        peers: vec![naive.result(
+            "naive-copy",
+            ferry,
+            format!(
+                "a plain async-nats client: pull consumer on a (no acks, batches of \
+                 {COPY_IN_FLIGHT}), publishing each subject and payload to b, {COPY_IN_FLIGHT} \
+                 acks in flight, no headers"
+            ),
+        )],
+        ferry_cpu_us_per_msg: median(&ferry_cpu),
         p50_ms: None,
         p99_ms: None,
         peak_rss_bytes: peak_rss,
@@ -233,6 +289,7 @@ pub async fn run(
         name: "replicate-same-headers".into(),
         baseline_msgs_per_s: headed,
         ratio: ScenarioResult::ratio_of(ferry, headed),
+        peers: Vec::new(),
         baseline: format!(
             "one client publishing the same messages to b with the headers of a copy (Nats-Msg-Id, \
              Nats-Expected-Stream, Ferry-*), {MAX_IN_FLIGHT} acks in flight, without reading a"

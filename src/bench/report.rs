@@ -25,6 +25,12 @@ pub struct ScenarioResult {
     pub ferry_msgs_per_s: Option<f64>,
     /// ferry ÷ baseline.
     pub ratio: Option<f64>,
+    /// Plain clients doing the same move by hand, measured in the same rounds (empty where there
+    /// are none).
+    pub peers: Vec<PeerResult>,
+    /// User + system CPU time of ferry's process over the measured interval, per message, in µs
+    /// (the median of its runs).
+    pub ferry_cpu_us_per_msg: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     /// ferry's peak resident memory (the highest of its runs).
@@ -37,6 +43,21 @@ pub struct ScenarioResult {
     pub baseline: String,
 }
 
+/// One peer of a scenario.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerResult {
+    pub name: String,
+    pub msgs_per_s: Option<f64>,
+    /// ferry ÷ peer.
+    pub ratio: Option<f64>,
+    /// The peer's own CPU time per message in µs (the threads it runs on in the bench process).
+    pub cpu_us_per_msg: Option<f64>,
+    /// Messages the peer should have stored but did not (the highest of its runs).
+    pub lost: Option<u64>,
+    /// What the peer is.
+    pub description: String,
+}
+
 impl ScenarioResult {
     pub(super) fn ratio_of(ferry: Option<f64>, baseline: Option<f64>) -> Option<f64> {
         match (ferry, baseline) {
@@ -46,7 +67,7 @@ impl ScenarioResult {
     }
 }
 
-/// The table: one line per scenario, then what each baseline is.
+/// The table: a line per scenario and one under it per peer, then what each baseline and peer is.
 pub fn render_table(report: &Report) -> String {
     let headers = [
         "scenario",
@@ -54,31 +75,47 @@ pub fn render_table(report: &Report) -> String {
         "baseline msg/s",
         "ferry msg/s",
         "ratio",
+        "cpu µs/msg",
         "p50 ms",
         "p99 ms",
         "peak RSS",
         "lost",
         "copied",
     ];
-    let rows: Vec<[String; 10]> = report
-        .scenarios
-        .iter()
-        .map(|s| {
-            [
-                s.name.clone(),
-                group(s.messages),
-                opt(s.baseline_msgs_per_s, |v| group(v.round() as u64)),
-                opt(s.ferry_msgs_per_s, |v| group(v.round() as u64)),
-                opt(s.ratio, |v| format!("{v:.2}x")),
-                opt(s.p50_ms, |v| format!("{v:.2}")),
-                opt(s.p99_ms, |v| format!("{v:.2}")),
-                opt(s.peak_rss_bytes, human_bytes),
-                opt(s.lost, group),
-                opt(s.copied, group),
-            ]
-        })
-        .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    let mut rows: Vec<[String; 11]> = Vec::new();
+    for s in &report.scenarios {
+        rows.push([
+            s.name.clone(),
+            group(s.messages),
+            opt(s.baseline_msgs_per_s, rate_cell),
+            opt(s.ferry_msgs_per_s, rate_cell),
+            opt(s.ratio, ratio_cell),
+            opt(s.ferry_cpu_us_per_msg, cpu_cell),
+            opt(s.p50_ms, |v| format!("{v:.2}")),
+            opt(s.p99_ms, |v| format!("{v:.2}")),
+            opt(s.peak_rss_bytes, human_bytes),
+            opt(s.lost, group),
+            opt(s.copied, group),
+        ]);
+        // A peer's line: its rate where the baseline's is, ferry's ratio to it, its own CPU and
+        // loss; the rest belongs to the scenario's line above.
+        for peer in &s.peers {
+            rows.push([
+                format!("  peer {}", peer.name),
+                String::new(),
+                opt(peer.msgs_per_s, rate_cell),
+                String::new(),
+                opt(peer.ratio, ratio_cell),
+                opt(peer.cpu_us_per_msg, cpu_cell),
+                String::new(),
+                String::new(),
+                String::new(),
+                opt(peer.lost, group),
+                String::new(),
+            ]);
+        }
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -86,13 +123,17 @@ pub fn render_table(report: &Report) -> String {
     }
     let mut out = String::new();
     let line = |out: &mut String, cells: &[String]| {
+        let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            // Padded by characters, not bytes (`µ`).
+            let pad = width - cell.chars().count();
             if i == 0 {
-                let _ = write!(out, "{cell:<width$}");
+                let _ = write!(text, "{cell}{:pad$}", "");
             } else {
-                let _ = write!(out, "  {cell:>width$}");
+                let _ = write!(text, "  {:pad$}{cell}", "");
             }
         }
+        out.push_str(text.trim_end());
         out.push('\n');
     };
     line(
@@ -104,14 +145,36 @@ pub fn render_table(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "\nmedians of {} interleaved baseline/ferry rounds on {} CPUs; baselines:",
+        "\nmedians of {} interleaved rounds (baseline, peers, ferry) on {} CPUs; ratio: ferry ÷ \
+         baseline, or ferry ÷ peer\ncpu µs/msg: user + system CPU time per message over the \
+         measured interval (ferry: its process; a peer: its threads in the bench process)",
         report.rounds, report.cpus
     );
-    let name_width = widths[0];
+    let mut legend: Vec<(&str, &str)> = Vec::new();
     for s in &report.scenarios {
-        let _ = writeln!(out, "  {:<name_width$}  {}", s.name, s.baseline);
+        legend.push((&s.name, &s.baseline));
+        for peer in &s.peers {
+            legend.push((&peer.name, &peer.description));
+        }
+    }
+    let name_width = legend.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let _ = writeln!(out, "baselines and peers:");
+    for (name, description) in legend {
+        let _ = writeln!(out, "  {name:<name_width$}  {description}");
     }
     out
+}
+
+fn rate_cell(value: f64) -> String {
+    group(value.round() as u64)
+}
+
+fn ratio_cell(value: f64) -> String {
+    format!("{value:.2}x")
+}
+
+fn cpu_cell(value: f64) -> String {
+    format!("{value:.1}")
 }
 
 fn opt<T: Copy>(value: Option<T>, show: impl Fn(T) -> String) -> String {
@@ -129,6 +192,8 @@ mod tests {
             baseline_msgs_per_s: Some(100_000.0),
             ferry_msgs_per_s: Some(95_000.4),
             ratio: ScenarioResult::ratio_of(Some(95_000.4), Some(100_000.0)),
+            peers: Vec::new(),
+            ferry_cpu_us_per_msg: Some(7.3),
             p50_ms: None,
             p99_ms: Some(4.25),
             peak_rss_bytes: Some(64 * 1024 * 1024),
@@ -138,30 +203,97 @@ mod tests {
         }
     }
 
+    fn with_peer(mut scenario: ScenarioResult) -> ScenarioResult {
+        scenario.peers.push(PeerResult {
+            name: "naive-copy".into(),
+            msgs_per_s: Some(190_000.0),
+            ratio: ScenarioResult::ratio_of(scenario.ferry_msgs_per_s, Some(190_000.0)),
+            cpu_us_per_msg: Some(3.5),
+            lost: Some(0),
+            description: "a plain client".into(),
+        });
+        scenario
+    }
+
     #[test]
-    fn json_has_the_contract_keys_with_nulls() {
+    fn json_has_exactly_the_contract_keys_with_nulls() {
+        let mut plain = row("sample");
+        plain.ferry_cpu_us_per_msg = None;
         let report = Report {
-            scenarios: vec![row("replicate")],
+            scenarios: vec![with_peer(row("replicate")), plain],
             rounds: 3,
             cpus: 2,
         };
         let json = serde_json::to_value(&report).unwrap();
-        let scenario = &json["scenarios"][0];
-        for key in [
+        let contract = [
             "name",
             "messages",
             "baseline_msgs_per_s",
             "ferry_msgs_per_s",
             "ratio",
+            "peers",
+            "ferry_cpu_us_per_msg",
             "p50_ms",
             "p99_ms",
             "peak_rss_bytes",
             "lost",
-        ] {
-            assert!(scenario.get(key).is_some(), "missing {key}: {scenario}");
+        ];
+        for scenario in json["scenarios"].as_array().unwrap() {
+            let mut keys: Vec<&str> = scenario
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            keys.sort_unstable();
+            let mut expected = [&contract[..], &["copied", "baseline"]].concat();
+            expected.sort_unstable();
+            assert_eq!(keys, expected, "SPEC's keys and two extras: {scenario}");
         }
-        assert!(scenario["p50_ms"].is_null());
-        assert_eq!(scenario["messages"], 1_000_000);
+        let replicate = &json["scenarios"][0];
+        assert!(replicate["p50_ms"].is_null());
+        assert_eq!(replicate["messages"], 1_000_000);
+        assert_eq!(replicate["ferry_cpu_us_per_msg"], 7.3);
+        let peer = &replicate["peers"][0];
+        for key in ["name", "msgs_per_s", "ratio"] {
+            assert!(peer.get(key).is_some(), "{key} missing: {peer}");
+        }
+        assert_eq!(peer["name"], "naive-copy");
+        assert_eq!(peer["msgs_per_s"], 190_000.0);
+        assert_eq!(peer["ratio"], 95_000.4 / 190_000.0, "ferry ÷ peer");
+        let sample = &json["scenarios"][1];
+        assert_eq!(sample["peers"], serde_json::json!([]));
+        assert!(sample["ferry_cpu_us_per_msg"].is_null());
+    }
+
+    #[test]
+    fn peers_get_a_line_under_their_scenario_and_one_in_the_legend() {
+        let report = Report {
+            scenarios: vec![with_peer(row("replicate")), row("sample")],
+            rounds: 3,
+            cpus: 2,
+        };
+        let table = render_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("cpu µs/msg"), "{table}");
+        assert!(lines[1].starts_with("replicate "), "{table}");
+        assert!(lines[1].contains("  7.3  "), "ferry's CPU: {table}");
+        assert!(lines[2].starts_with("  peer naive-copy "), "{table}");
+        assert!(lines[2].contains("190,000"), "{table}");
+        assert!(lines[2].contains("0.50x"), "{table}");
+        assert!(lines[2].contains("  3.5  "), "the peer's CPU: {table}");
+        assert!(lines[3].starts_with("sample "), "{table}");
+        let end = |line: &str, cell: &str| {
+            line.find(cell)
+                .map(|start| line[..start + cell.len()].chars().count())
+        };
+        assert_eq!(end(lines[0], "cpu µs/msg"), end(lines[1], "7.3"), "{table}");
+        assert_eq!(end(lines[0], "cpu µs/msg"), end(lines[2], "3.5"), "{table}");
+        assert_eq!(end(lines[0], "ratio"), end(lines[2], "0.50x"), "{table}");
+        assert!(
+            table.contains("\n  naive-copy  a plain client\n"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use async_nats::jetstream::stream::Config as StreamConfig;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
+use super::cpu::us_per_message;
 use super::jetstream::{
     connect, fresh_stream, publish_pipelined, start_server, stream_messages, FerryRun, Outgoing,
     Waiter,
@@ -128,6 +129,7 @@ async fn scenario(
 
     let mut baseline_rates = Vec::new();
     let mut ferry_rates = Vec::new();
+    let mut ferry_cpu = Vec::new();
     let mut peak_rss = None;
     let mut lost = 0;
     let mut copied = 0;
@@ -160,6 +162,12 @@ async fn scenario(
             waiter.pause().await;
         };
         ferry_rates.push(rate(shape.messages, done - started));
+        // Its whole life, as its rate; per message examined.
+        ferry_cpu.extend(
+            ferry
+                .cpu()
+                .and_then(|cpu| us_per_message(cpu, shape.messages)),
+        );
         copied = ferry
             .metric("ferry_replicator_copied_total", &[("pipeline", "sample")])
             .await?;
@@ -178,6 +186,8 @@ async fn scenario(
         baseline_msgs_per_s: baseline,
         ferry_msgs_per_s: ferry,
         ratio: ScenarioResult::ratio_of(ferry, baseline),
+        peers: Vec::new(),
+        ferry_cpu_us_per_msg: median(&ferry_cpu),
         p50_ms: None,
         p99_ms: None,
         peak_rss_bytes: peak_rss,
