@@ -125,7 +125,7 @@ pub async fn run(
             &js,
             events
                 .iter()
-                .map(|event| as_ferry_stores_it(event, &prefix, &stream, &received)),
+                .map(|event| as_ferry_stores_it(event, &prefix, &received)),
             MAX_IN_FLIGHT,
             progress,
             &format!("{label}: same headers"),
@@ -229,7 +229,7 @@ struct Event {
 
 /// `event` as ferry's adapter stores it with this bench's config: on `<prefix>.<type>.<component>`
 /// with the adapter's headers.
-fn as_ferry_stores_it(event: &Event, prefix: &str, _stream: &str, received: &str) -> Outgoing {
+fn as_ferry_stores_it(event: &Event, prefix: &str, received: &str) -> Outgoing {
     let type_and_component = event
         .subject
         .strip_prefix("choria.lifecycle.event.")
@@ -646,8 +646,7 @@ mod tests {
     #[test]
     fn the_same_headers_run_stores_events_as_ferry_does() {
         let event = events(0, 1).remove(0);
-        let stored =
-            as_ferry_stores_it(&event, "headed1", "BENCH_HEADED_1", "2026-12-02T00:00:00Z");
+        let stored = as_ferry_stores_it(&event, "headed1", "2026-12-02T00:00:00Z");
         assert_eq!(stored.subject, "headed1.startup.server");
         let headers = stored.headers.expect("headers");
         let get = |name: &str| headers.get(name).map(|value| value.as_str().to_string());
