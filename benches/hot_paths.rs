@@ -1,5 +1,6 @@
-//! Micro-benchmarks of ferry's per-message work, without any server: the decoders, the filters,
-//! the sampler's decision, the replicator's header stamps and the adapter's disk spool.
+//! Micro-benchmarks of ferry's per-message work, without any server: the decoders, the adapter's
+//! digest and headers, the filters, the sampler's decision, the replicator's header stamps and the
+//! adapter's disk spool.
 //!
 //! `cargo bench --bench hot_paths` runs them all; `cargo bench --bench hot_paths -- sampler` one
 //! group. They find regressions in code ferry owns; end-to-end figures come from `ferry bench`.
@@ -251,9 +252,43 @@ fn spool(c: &mut Criterion) {
     group.finish();
 }
 
+/// The adapter's per-event write work besides decoding: the content digest that becomes
+/// `Nats-Msg-Id` (SHA-256 over subject and payload) and the header block of a stored event.
+fn adapter_write(c: &mut Criterion) {
+    let mut group = c.benchmark_group("adapter_write");
+    group.throughput(Throughput::Elements(1));
+    let subject = "choria.lifecycle.event.startup.server";
+    for size in [200usize, 512, 4096] {
+        let payload = vec![b'x'; size];
+        group.bench_function(format!("content_digest_{size}B"), |b| {
+            b.iter(|| {
+                black_box(ferry::subject::content_digest(
+                    black_box(subject),
+                    black_box(&payload),
+                ))
+            })
+        });
+    }
+    let message = OutMessage {
+        seq: 1,
+        subject: "ferry.lifecycle.startup.server".into(),
+        msg_id: ferry::subject::content_digest(subject, b"x"),
+        source_subject: subject.into(),
+        sender: Some("web0042.dc1.example.net".into()),
+        received: "2026-12-01T00:00:00.123456789Z".into(),
+        payload: Bytes::from(vec![b'x'; 512]),
+        spooled_at: SpoolPlace::Nowhere,
+    };
+    group.bench_function("headers", |b| {
+        b.iter(|| black_box(black_box(&message).headers("lifecycle")))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     decoders,
+    adapter_write,
     filters,
     sampler,
     replicator_headers,

@@ -262,7 +262,7 @@ fn a_valid_replicator_passes() {
     let stdout = text(&output.stdout);
     assert!(
         stdout.lines().any(|l| l
-            == "replicator registration-to-west: east/CHORIA_REGISTRATION -> west/CHORIA_REGISTRATION prefix FLEET start since 1h, sampled by field sender every 1h, rate 2000/s, advisories on ferry.advisories.{event}.{value}, heartbeat every 30s"),
+            == "replicator registration-to-west: east/CHORIA_REGISTRATION -> west/CHORIA_REGISTRATION prefix FLEET start since 1h, exclusive writes (fenced by sequence: exact at any distance, the target's only writer), sampled by field sender every 1h, rate 2000/s, advisories on ferry.advisories.{event}.{value}, heartbeat every 30s"),
         "{stdout}"
     );
 }
