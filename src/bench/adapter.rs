@@ -8,7 +8,7 @@
 //! same events straight to JetStream from one client with as many acks in flight as ferry's
 //! `max_in_flight`. A third run per round, `adapter-same-headers`, publishes the same events the
 //! same way but as ferry stores them: on ferry's output subject, with the headers every stored
-//! event must carry (`Nats-Msg-Id`, `Nats-Expected-Stream`, `Ferry-*`), so the share of the gap to
+//! event carries (`Nats-Msg-Id` and the `Ferry-*` headers), so the share of the gap to
 //! the bare publisher that is the contract's (the server deduplicating by `Nats-Msg-Id`) and the
 //! share that is ferry's can be told apart. A fourth run per round is the peer `naive-relay`
 //! ([`super::peers`]): a plain client subscribing to the adapter's subjects and publishing each
@@ -205,8 +205,8 @@ pub async fn run(
         ratio: ScenarioResult::ratio_of(ferry, headed),
         peers: Vec::new(),
         baseline: format!(
-            "the same client publishing the events as ferry stores them (its subject, Nats-Msg-Id, \
-             Nats-Expected-Stream, Ferry-* headers), {MAX_IN_FLIGHT} acks in flight"
+            "the same client publishing the events as ferry stores them (its subject, Nats-Msg-Id \
+             and Ferry-* headers), {MAX_IN_FLIGHT} acks in flight"
         ),
         ..throughput.clone()
     };

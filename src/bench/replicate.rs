@@ -8,10 +8,10 @@
 //! against it.
 //!
 //! A third run per round, `replicate-same-headers`, publishes the same messages to B from one plain
-//! client with the headers every copy must carry (`Nats-Msg-Id`, `Nats-Expected-Stream`,
-//! `Ferry-Source`, `Choria-SR-Source`, `Ferry-Origin`), without reading A at all: what B stores
-//! per second under the copy contract, so the share of the gap to the mirror that is the
-//! contract's (B deduplicating by `Nats-Msg-Id`) and the share that is ferry's can be told apart.
+//! client with the headers every exclusive copy carries (`Nats-Expected-Last-Sequence`,
+//! `Choria-SR-Source`, `Ferry-Origin`), without reading A at all: what B stores per second under
+//! the copy contract, so the share of the gap to the mirror that is the contract's (B checking
+//! the fence and storing the headers) and the share that is ferry's can be told apart.
 //!
 //! A fourth run per round is the peer `naive-copy` ([`super::peers`]): a plain client pulling from
 //! A and publishing each message's subject and payload to B, no headers, timed from its first
@@ -291,8 +291,9 @@ pub async fn run(
         ratio: ScenarioResult::ratio_of(ferry, headed),
         peers: Vec::new(),
         baseline: format!(
-            "one client publishing the same messages to b with the headers of a copy (Nats-Msg-Id, \
-             Nats-Expected-Stream, Ferry-*), {MAX_IN_FLIGHT} acks in flight, without reading a"
+            "one client publishing the same messages to b with the headers of an exclusive copy \
+             (Nats-Expected-Last-Sequence, Choria-SR-Source, Ferry-Origin), {MAX_IN_FLIGHT} acks \
+             in flight, without reading a"
         ),
         ..replicate.clone()
     };
