@@ -24,7 +24,7 @@
 //! published on core NATS.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -321,7 +321,7 @@ enum Intake<'a> {
     /// The peer's own count, while its task runs.
     Relay {
         received: &'a AtomicU64,
-        task: &'a tokio::task::JoinHandle<anyhow::Result<()>>,
+        task: &'a tokio::task::JoinHandle<anyhow::Result<Instant>>,
     },
 }
 
@@ -448,6 +448,7 @@ async fn relay_throughput(
     let prefix = format!("relay{round}");
     fresh_stream(js, stream_config(&stream, &prefix)).await?;
     let received = Arc::new(AtomicU64::new(0));
+    let all_sent = Arc::new(AtomicBool::new(false));
     let (ready, subscribed) = oneshot::channel();
     let task = peers.spawn(peers::naive_relay(
         RelayJob {
@@ -456,6 +457,7 @@ async fn relay_throughput(
             subject_prefix: prefix,
             messages: total,
             received: received.clone(),
+            all_sent: all_sent.clone(),
         },
         ready,
     ));
@@ -497,8 +499,9 @@ async fn relay_throughput(
             error
         });
     }
-    peers::join("naive-relay", task).await?;
-    let elapsed = started.elapsed();
+    all_sent.store(true, Ordering::Relaxed);
+    let finished = peers::join("naive-relay", task).await?;
+    let elapsed = finished - started;
     let cpu_us_per_msg = match (cpu_before, peers.cpu()) {
         (Some(before), Some(after)) => us_per_message(after.since(&before), total),
         _ => None,
