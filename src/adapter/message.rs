@@ -3,9 +3,26 @@
 //! The spool record carries only what differs per event; the headers that are the same for every
 //! event of an adapter (`Ferry-Adapter`) are added when publishing.
 
-use async_nats::header::HeaderName;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+
+/// Appends `name: value\r\n`. A value cannot span lines: CR and LF become spaces, as the client's
+/// own `HeaderMap::insert` does (values are sanitised before they get here; this keeps the block
+/// well-formed whatever a caller passes).
+fn push_header(block: &mut Vec<u8>, name: &[u8], value: &str) {
+    block.extend_from_slice(name);
+    block.extend_from_slice(b": ");
+    let value = value.as_bytes();
+    if value.iter().any(|&byte| byte == b'\r' || byte == b'\n') {
+        block.extend(value.iter().map(|&byte| match byte {
+            b'\r' | b'\n' => b' ',
+            other => other,
+        }));
+    } else {
+        block.extend_from_slice(value);
+    }
+    block.extend_from_slice(b"\r\n");
+}
 
 /// Leading byte of every spool record, so a later release can read (or migrate) older records.
 const RECORD_VERSION: u8 = 1;
@@ -56,22 +73,29 @@ impl OutMessage {
 
     /// The JetStream headers for this event. No control header is stored beyond `Nats-Msg-Id`:
     /// the stream is checked in each ack instead (SPEC section 4).
+    ///
+    /// Written straight into the wire format, one buffer per event: building a `HeaderMap` cost
+    /// five string allocations, a hash map and a second serialisation, about 10 % of the
+    /// adapter's CPU per event (docs/performance.md). Read it back with `wire_headers::lookup`.
     pub fn headers(&self, adapter: &str) -> HeaderMap {
-        // Names built once, not parsed from text for every event.
-        const NATS_MSG_ID: HeaderName = HeaderName::from_static("Nats-Msg-Id");
-        const FERRY_ADAPTER: HeaderName = HeaderName::from_static("Ferry-Adapter");
-        const FERRY_SENDER: HeaderName = HeaderName::from_static("Ferry-Sender");
-        const FERRY_RECEIVED: HeaderName = HeaderName::from_static("Ferry-Received");
-        const FERRY_SOURCE_SUBJECT: HeaderName = HeaderName::from_static("Ferry-Source-Subject");
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MSG_ID, self.msg_id.as_str());
-        headers.insert(FERRY_ADAPTER, adapter);
-        if let Some(sender) = &self.sender {
-            headers.insert(FERRY_SENDER, sender.as_str());
+        let sender = self.sender.as_deref();
+        let mut block = Vec::with_capacity(
+            96 + self.msg_id.len()
+                + adapter.len()
+                + sender.map_or(0, str::len)
+                + self.received.len()
+                + self.source_subject.len(),
+        );
+        block.extend_from_slice(b"NATS/1.0\r\n");
+        push_header(&mut block, b"Nats-Msg-Id", &self.msg_id);
+        push_header(&mut block, b"Ferry-Adapter", adapter);
+        if let Some(sender) = sender {
+            push_header(&mut block, b"Ferry-Sender", sender);
         }
-        headers.insert(FERRY_RECEIVED, self.received.as_str());
-        headers.insert(FERRY_SOURCE_SUBJECT, self.source_subject.as_str());
-        headers
+        push_header(&mut block, b"Ferry-Received", &self.received);
+        push_header(&mut block, b"Ferry-Source-Subject", &self.source_subject);
+        block.extend_from_slice(b"\r\n");
+        HeaderMap::from_raw_block(Bytes::from(block))
     }
 
     /// The spool key: big-endian so the store's key order is arrival order.
@@ -169,6 +193,34 @@ mod tests {
             payload: Bytes::from_static(b"{\"a\":1}"),
             spooled_at: SpoolPlace::Nowhere,
         }
+    }
+
+    #[test]
+    fn headers_are_written_in_the_wire_format() {
+        let headers = sample(Some("web1.example.net")).headers("lifecycle");
+        let get = |name: &str| crate::wire_headers::lookup(Some(&headers), name);
+        assert_eq!(get("Nats-Msg-Id"), Some("00112233445566778899aabbccddeeff"));
+        assert_eq!(get("Ferry-Adapter"), Some("lifecycle"));
+        assert_eq!(get("Ferry-Sender"), Some("web1.example.net"));
+        assert_eq!(get("Ferry-Received"), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(
+            get("Ferry-Source-Subject"),
+            Some("choria.lifecycle.event.alive.server")
+        );
+        assert_eq!(get("Nats-Expected-Stream"), None);
+        let block = headers.unparsed().and_then(|u| u.headers.clone()).unwrap();
+        assert!(block.starts_with(b"NATS/1.0\r\n") && block.ends_with(b"\r\n\r\n"));
+        // What the client would parse back is the same.
+        let text = std::str::from_utf8(&block).unwrap();
+        assert_eq!(text.lines().filter(|l| l.contains(": ")).count(), 5);
+        // No sender, no header; a line break in a value cannot split the block.
+        let mut odd = sample(None);
+        odd.received = "2026\r\nX-Injected: 1".into();
+        let headers = odd.headers("lifecycle");
+        let get = |name: &str| crate::wire_headers::lookup(Some(&headers), name);
+        assert_eq!(get("Ferry-Sender"), None);
+        assert_eq!(get("X-Injected"), None);
+        assert_eq!(get("Ferry-Received"), Some("2026  X-Injected: 1"));
     }
 
     #[test]

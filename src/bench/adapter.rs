@@ -652,7 +652,9 @@ mod tests {
         let stored = as_ferry_stores_it(&event, "headed1", "2026-12-02T00:00:00Z");
         assert_eq!(stored.subject, "headed1.startup.server");
         let headers = stored.headers.expect("headers");
-        let get = |name: &str| headers.get(name).map(|value| value.as_str().to_string());
+        let get = |name: &str| {
+            crate::wire_headers::lookup(Some(&headers), name).map(|value| value.to_string())
+        };
         assert_eq!(
             get("Nats-Msg-Id"),
             Some(content_digest(&event.subject, &event.payload))
