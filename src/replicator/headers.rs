@@ -1,7 +1,6 @@
 //! What a copied message looks like on the target (SPEC section 5 "Writing"): its subject after
 //! the optional prefix rewrite, and its headers after hygiene.
 
-use async_nats::header::HeaderName;
 use async_nats::HeaderMap;
 
 use super::checkpoint::SourceIdentity;
@@ -25,14 +24,6 @@ fn is_ferry_header(name: &str) -> bool {
         "Ferry-Source" | "Choria-SR-Source" | "Ferry-Source-Msg-Id"
     )
 }
-
-// The names ferry sets on every copy, built once rather than parsed from text per message.
-const CHORIA_SR_SOURCE: HeaderName = HeaderName::from_static("Choria-SR-Source");
-const FERRY_ORIGIN: HeaderName = HeaderName::from_static("Ferry-Origin");
-const FERRY_SOURCE_MSG_ID: HeaderName = HeaderName::from_static("Ferry-Source-Msg-Id");
-const NATS_MSG_ID: HeaderName = HeaderName::from_static("Nats-Msg-Id");
-const NATS_EXPECTED_LAST_SEQUENCE: HeaderName =
-    HeaderName::from_static("Nats-Expected-Last-Sequence");
 
 /// Everything about the copy that is the same for each message, with the constant parts of the
 /// stamps rendered once per session: formatting them per message was a sixth of the copy loop.
@@ -74,6 +65,9 @@ pub fn is_loop(headers: Option<&HeaderMap>, target_origin: &str) -> bool {
 /// target sequence this copy must follow, `writes: exclusive`) `Nats-Expected-Last-Sequence`,
 /// otherwise `Nats-Msg-Id`. A source block the client could not parse is copied byte for byte,
 /// less the same headers.
+///
+/// The block is written straight into the wire format: a `HeaderMap` cost a hash map and an
+/// allocation per value for every copy, then a second serialisation by the client.
 pub fn target_headers(
     source_headers: Option<&HeaderMap>,
     sequence: u64,
@@ -81,59 +75,94 @@ pub fn target_headers(
     stamp: &Stamp,
     fence: Option<u64>,
 ) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    let mut has_origin = false;
     if let Some(block) = wire_headers::unparsed_block(source_headers) {
         let clean = wire_headers::clean_block(block, |name| {
             is_control_header(name) || is_ferry_header(name)
         });
-        headers = HeaderMap::from_raw_block(clean.block);
-        has_origin = clean.has_origin;
-    } else if let Some(source) = source_headers {
-        for (name, values) in source.iter() {
-            let name_text: &str = name.as_ref();
-            if name_text == "Nats-Msg-Id" {
-                if let Some(first) = values.first() {
-                    headers.insert(FERRY_SOURCE_MSG_ID, first.clone());
-                }
-                continue;
+        // The client writes entries inserted later before the block's final empty line.
+        let mut headers = HeaderMap::from_raw_block(clean.block);
+        write_stamps(
+            sequence,
+            timestamp_ms,
+            stamp,
+            fence,
+            clean.has_origin,
+            |name, value| headers.insert(name, value),
+        );
+        return headers;
+    }
+    let mut block = Vec::with_capacity(256);
+    block.extend_from_slice(b"NATS/1.0\r\n");
+    let mut has_origin = false;
+    for (name, values) in source_headers.into_iter().flat_map(HeaderMap::iter) {
+        let name: &str = name.as_ref();
+        if name == "Nats-Msg-Id" {
+            if let Some(first) = values.first() {
+                push_line(&mut block, "Ferry-Source-Msg-Id", first.as_str());
             }
-            if is_control_header(name_text) || is_ferry_header(name_text) {
-                continue;
-            }
-            if name_text == "Ferry-Origin" {
-                has_origin = true;
-            }
-            for value in values {
-                headers.append(name.clone(), value.clone());
-            }
+            continue;
+        }
+        if is_control_header(name) || is_ferry_header(name) {
+            continue;
+        }
+        has_origin |= name == "Ferry-Origin";
+        for value in values {
+            push_line(&mut block, name, value.as_str());
         }
     }
-    let mut source_value =
+    write_stamps(
+        sequence,
+        timestamp_ms,
+        stamp,
+        fence,
+        has_origin,
+        |name, value| push_line(&mut block, name, value),
+    );
+    block.extend_from_slice(b"\r\n");
+    HeaderMap::from_raw_block(block.into())
+}
+
+/// One `name: value` line. Names and values come from a parsed header map or from ferry, so they
+/// hold no line breaks (the client's `HeaderValue` replaces them).
+fn push_line(block: &mut Vec<u8>, name: &str, value: &str) {
+    block.extend_from_slice(name.as_bytes());
+    block.extend_from_slice(b": ");
+    block.extend_from_slice(value.as_bytes());
+    block.extend_from_slice(b"\r\n");
+}
+
+/// Hands ferry's own headers of one copy to `emit`, name and value.
+fn write_stamps(
+    sequence: u64,
+    timestamp_ms: i128,
+    stamp: &Stamp,
+    fence: Option<u64>,
+    has_origin: bool,
+    mut emit: impl FnMut(&'static str, &str),
+) {
+    let mut value =
         String::with_capacity(stamp.source_prefix.len() + stamp.instance_replicator.len() + 40);
-    source_value.push_str(&stamp.source_prefix);
-    push_decimal(&mut source_value, sequence);
-    source_value.push_str(&stamp.instance_replicator);
-    push_decimal(&mut source_value, timestamp_ms.max(0) as u128);
-    headers.insert(CHORIA_SR_SOURCE, source_value);
+    value.push_str(&stamp.source_prefix);
+    push_decimal(&mut value, sequence);
+    value.push_str(&stamp.instance_replicator);
+    push_decimal(&mut value, timestamp_ms.max(0) as u128);
+    emit("Choria-SR-Source", &value);
     if !has_origin {
-        headers.insert(FERRY_ORIGIN, stamp.origin.as_str());
+        emit("Ferry-Origin", &stamp.origin);
     }
+    value.clear();
     match (fence, &stamp.msg_id_prefix) {
         (Some(last), _) => {
-            let mut value = String::with_capacity(20);
             push_decimal(&mut value, last);
-            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, value);
+            emit("Nats-Expected-Last-Sequence", &value);
         }
         (None, Some(prefix)) => {
-            let mut msg_id = String::with_capacity(prefix.len() + 20);
-            msg_id.push_str(prefix);
-            push_decimal(&mut msg_id, sequence);
-            headers.insert(NATS_MSG_ID, msg_id);
+            value.push_str(prefix);
+            push_decimal(&mut value, sequence);
+            emit("Nats-Msg-Id", &value);
         }
         (None, None) => {}
     }
-    headers
 }
 
 /// The parts of a copy's provenance header (`Choria-SR-Source`, or `Ferry-Source` of earlier
@@ -185,7 +214,7 @@ mod tests {
         };
         let stamp = Stamp::new(&source, "dc1", "copy", Writes::Exclusive);
         let headers = target_headers(Some(&incoming()), 9, 1234, &stamp, Some(41));
-        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+        let get = |name: &str| wire_headers::lookup(Some(&headers), name).map(str::to_string);
         assert_eq!(get("Ferry-Source-Msg-Id").as_deref(), Some("abc"));
         assert_eq!(get("Nats-Msg-Id"), None, "no message id in exclusive mode");
         assert_eq!(get("Nats-Expected-Last-Sequence").as_deref(), Some("41"));
@@ -203,7 +232,23 @@ mod tests {
             Some("SRC 9 dc1 copy 1234")
         );
         assert_eq!(get("Ferry-Origin").as_deref(), Some("SRC@5"));
-        assert_eq!(headers.iter().count(), 5);
+        let block = wire_headers::unparsed_block(Some(&headers)).expect("a wire block");
+        let text = std::str::from_utf8(block).expect("text");
+        assert!(text.starts_with("NATS/1.0\r\n") && text.ends_with("\r\n\r\n"));
+        assert_eq!(text.lines().filter(|line| line.contains(": ")).count(), 5);
+        // The source's headers first (in the map's order), then ferry's, in a fixed order.
+        let mut lines: Vec<&str> = text.lines().skip(1).filter(|l| !l.is_empty()).collect();
+        let stamps = lines.split_off(2);
+        lines.sort_unstable();
+        assert_eq!(lines, ["App: kept", "Ferry-Source-Msg-Id: abc"]);
+        assert_eq!(
+            stamps,
+            [
+                "Choria-SR-Source: SRC 9 dc1 copy 1234",
+                "Ferry-Origin: SRC@5",
+                "Nats-Expected-Last-Sequence: 41"
+            ]
+        );
         let parsed = parse_ferry_source("SRC 9 dc1 copy 1234").unwrap();
         assert_eq!((parsed.stream, parsed.sequence), ("SRC", 9));
         assert!(is_loop(Some(&headers), "SRC@5"));
@@ -218,7 +263,7 @@ mod tests {
         };
         let stamp = Stamp::new(&source, "dc1", "copy", Writes::Shared);
         let headers = target_headers(Some(&incoming()), 9, 1234, &stamp, None);
-        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+        let get = |name: &str| wire_headers::lookup(Some(&headers), name).map(str::to_string);
         assert_eq!(get("Nats-Msg-Id").as_deref(), Some("SRC:5:9"));
         assert_eq!(get("Nats-Expected-Last-Sequence"), None);
         assert_eq!(
