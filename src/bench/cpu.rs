@@ -59,7 +59,9 @@ impl ThreadTimes {
 
 /// CPU time per message in microseconds; `None` without messages.
 pub fn us_per_message(cpu: Duration, messages: u64) -> Option<f64> {
-    (messages > 0).then(|| cpu.as_secs_f64() * 1e6 / messages as f64)
+    // Rounded to hundredths: the clock tick is 10 ms, so more digits would be noise (and
+    // `5.700000000000001` in the JSON).
+    (messages > 0).then(|| (cpu.as_secs_f64() * 1e8 / messages as f64).round() / 100.0)
 }
 
 /// The command name and `utime + stime` (clock ticks) of a `stat` line:
@@ -115,6 +117,10 @@ mod tests {
     fn per_message() {
         assert_eq!(us_per_message(Duration::from_millis(30), 3000), Some(10.0));
         assert_eq!(us_per_message(Duration::from_millis(30), 0), None);
+        assert_eq!(
+            us_per_message(Duration::from_millis(570), 100_000),
+            Some(5.7)
+        );
     }
 
     /// Spins until `read` has grown past its first value (a clock tick at least), failing after
