@@ -285,7 +285,8 @@ pub struct AfterCheckpoint {
 
 /// Most target messages read after a checkpoint. A crash leaves what one checkpoint interval
 /// copied (tens of thousands at full speed); far more means a busy shared target, where the
-/// duplicate window has to do. Read with a headers-only consumer: about a second per 100,000.
+/// duplicate window has to do. Read with a headers-only consumer: about a second for 250,000 on
+/// a 2-core machine over loopback (docs/replicators.md).
 pub const MAX_READ_AFTER_CHECKPOINT: u64 = 250_000;
 
 /// How long the scan waits for the next message before it gives up (the session is retried).
