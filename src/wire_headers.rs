@@ -6,10 +6,36 @@
 //! dropping the connection (docs/design.md, "Patched dependencies"). Adapters count it as invalid; a
 //! replicator copies it, since the source server accepted it. This module is what both need: a
 //! header lookup that also reads such a block, and the byte-level version of the replicator's header
-//! hygiene (SPEC section 5), which keeps every byte ferry has no reason to change.
+//! hygiene (SPEC section 5), which keeps every byte ferry has no reason to change. It also writes
+//! the blocks ferry renders itself, which skips the client's header map on the hot path.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
+
+/// Appends `name: value\r\n` to a header block ferry writes itself (stored events, copies). A
+/// value cannot span lines: CR and LF become spaces, as the client's own `HeaderMap::insert` does.
+pub fn push_header(block: &mut Vec<u8>, name: &str, value: &str) {
+    if memchr::memchr2(b'\r', b'\n', value.as_bytes()).is_none() {
+        return push_line_free_header(block, name, value);
+    }
+    block.extend_from_slice(name.as_bytes());
+    block.extend_from_slice(b": ");
+    block.extend(value.bytes().map(|byte| match byte {
+        b'\r' | b'\n' => b' ',
+        other => other,
+    }));
+    block.extend_from_slice(b"\r\n");
+}
+
+/// [`push_header`] for a value known to hold no line break: one the client parsed (its
+/// `HeaderValue` cannot hold one) or one ferry renders from numbers and names. Skipping the search
+/// matters for a copy, which writes a dozen short values.
+pub fn push_line_free_header(block: &mut Vec<u8>, name: &str, value: &str) {
+    block.extend_from_slice(name.as_bytes());
+    block.extend_from_slice(b": ");
+    block.extend_from_slice(value.as_bytes());
+    block.extend_from_slice(b"\r\n");
+}
 
 /// The raw header block of a message whose headers the client could not parse.
 pub fn unparsed_block(headers: Option<&HeaderMap>) -> Option<&Bytes> {

@@ -6,23 +6,7 @@
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
-/// Appends `name: value\r\n`. A value cannot span lines: CR and LF become spaces, as the client's
-/// own `HeaderMap::insert` does (values are sanitised before they get here; this keeps the block
-/// well-formed whatever a caller passes).
-fn push_header(block: &mut Vec<u8>, name: &[u8], value: &str) {
-    block.extend_from_slice(name);
-    block.extend_from_slice(b": ");
-    let value = value.as_bytes();
-    if value.iter().any(|&byte| byte == b'\r' || byte == b'\n') {
-        block.extend(value.iter().map(|&byte| match byte {
-            b'\r' | b'\n' => b' ',
-            other => other,
-        }));
-    } else {
-        block.extend_from_slice(value);
-    }
-    block.extend_from_slice(b"\r\n");
-}
+use crate::wire_headers::push_header;
 
 /// Leading byte of every spool record, so a later release can read (or migrate) older records.
 const RECORD_VERSION: u8 = 1;
@@ -87,13 +71,13 @@ impl OutMessage {
                 + self.source_subject.len(),
         );
         block.extend_from_slice(b"NATS/1.0\r\n");
-        push_header(&mut block, b"Nats-Msg-Id", &self.msg_id);
-        push_header(&mut block, b"Ferry-Adapter", adapter);
+        push_header(&mut block, "Nats-Msg-Id", &self.msg_id);
+        push_header(&mut block, "Ferry-Adapter", adapter);
         if let Some(sender) = sender {
-            push_header(&mut block, b"Ferry-Sender", sender);
+            push_header(&mut block, "Ferry-Sender", sender);
         }
-        push_header(&mut block, b"Ferry-Received", &self.received);
-        push_header(&mut block, b"Ferry-Source-Subject", &self.source_subject);
+        push_header(&mut block, "Ferry-Received", &self.received);
+        push_header(&mut block, "Ferry-Source-Subject", &self.source_subject);
         block.extend_from_slice(b"\r\n");
         HeaderMap::from_raw_block(Bytes::from(block))
     }

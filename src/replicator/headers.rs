@@ -98,7 +98,11 @@ pub fn target_headers(
         let name: &str = name.as_ref();
         if name == "Nats-Msg-Id" {
             if let Some(first) = values.first() {
-                push_line(&mut block, "Ferry-Source-Msg-Id", first.as_str());
+                wire_headers::push_line_free_header(
+                    &mut block,
+                    "Ferry-Source-Msg-Id",
+                    first.as_str(),
+                );
             }
             continue;
         }
@@ -107,7 +111,7 @@ pub fn target_headers(
         }
         has_origin |= name == "Ferry-Origin";
         for value in values {
-            push_line(&mut block, name, value.as_str());
+            wire_headers::push_line_free_header(&mut block, name, value.as_str());
         }
     }
     write_stamps(
@@ -116,19 +120,11 @@ pub fn target_headers(
         stamp,
         fence,
         has_origin,
-        |name, value| push_line(&mut block, name, value),
+        // Checked: the stamps carry configured names (instance, replicator).
+        |name, value| wire_headers::push_header(&mut block, name, value),
     );
     block.extend_from_slice(b"\r\n");
     HeaderMap::from_raw_block(block.into())
-}
-
-/// One `name: value` line. Names and values come from a parsed header map or from ferry, so they
-/// hold no line breaks (the client's `HeaderValue` replaces them).
-fn push_line(block: &mut Vec<u8>, name: &str, value: &str) {
-    block.extend_from_slice(name.as_bytes());
-    block.extend_from_slice(b": ");
-    block.extend_from_slice(value.as_bytes());
-    block.extend_from_slice(b"\r\n");
 }
 
 /// Hands ferry's own headers of one copy to `emit`, name and value.
