@@ -255,15 +255,26 @@ pub fn content_digest(subject: &str, payload: &[u8]) -> String {
     hex(&hasher.finalize()[..16])
 }
 
+/// [`sanitize_header_value`] without a copy for the common value that needs no change.
+pub fn sanitized_header_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= MAX_HEADER_VALUE && !value.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    std::borrow::Cow::Owned(sanitize_header_value(value))
+}
+
+/// The longest header value taken from event content.
+const MAX_HEADER_VALUE: usize = 1024;
+
 /// Header values come from event content: control characters (CR and LF among them) are removed
 /// and the value is cut to 1 KiB.
 pub fn sanitize_header_value(value: &str) -> String {
     // Almost every value is already clean: one copy, without walking it char by char.
     if !value.chars().any(char::is_control) {
-        return ferry_adapter::truncate(value, 1024);
+        return ferry_adapter::truncate(value, MAX_HEADER_VALUE);
     }
     let cleaned: String = value.chars().filter(|c| !c.is_control()).collect();
-    ferry_adapter::truncate(&cleaned, 1024)
+    ferry_adapter::truncate(&cleaned, MAX_HEADER_VALUE)
 }
 
 #[cfg(test)]

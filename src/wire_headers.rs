@@ -47,11 +47,16 @@ pub fn unparsed_block(headers: Option<&HeaderMap>) -> Option<&Bytes> {
 pub fn lookup<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     let headers = headers?;
     match unparsed_block(Some(headers)) {
-        Some(block) => header_lines(block)
-            .find(|line| line.name == Some(name.as_bytes()))
-            .and_then(|line| std::str::from_utf8(line.value).ok()),
+        Some(block) => block_lookup(block, name),
         None => headers.get(name).map(|value| value.as_str()),
     }
+}
+
+/// The first value of header `name` in a block ferry rendered (or any block in the wire format).
+pub fn block_lookup<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
+    header_lines(block)
+        .find(|line| line.name == Some(name.as_bytes()))
+        .and_then(|line| std::str::from_utf8(line.value).ok())
 }
 
 /// One line of a header block after the version line.

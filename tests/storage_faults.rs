@@ -54,8 +54,8 @@ fn event_index(payload: &[u8]) -> Option<usize> {
 }
 
 /// The events in a spool segment file, in order, read straight from the documented record layout
-/// (`len u32 | crc32 u32 | seq u64 | body`, the body being a version byte, four length-prefixed
-/// fields, a sender flag (and field), and the length-prefixed payload).
+/// (`len u32 | crc32 u32 | seq u64 | body`, the body being the version byte 2 and three
+/// length-prefixed fields: subject, header block, payload).
 fn segment_events(path: &Path) -> Vec<usize> {
     fn field<'a>(bytes: &mut &'a [u8]) -> &'a [u8] {
         let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
@@ -68,15 +68,10 @@ fn segment_events(path: &Path) -> Vec<usize> {
     let mut at = 0;
     while at + 16 <= bytes.len() {
         let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        assert_eq!(bytes[at + 16], 2, "record layout 2");
         let mut body = &bytes[at + 17..at + 16 + len];
-        for _ in 0..4 {
-            field(&mut body);
-        }
-        let has_sender = body[0];
-        body = &body[1..];
-        if has_sender == 1 {
-            field(&mut body);
-        }
+        field(&mut body);
+        field(&mut body);
         events.push(event_index(field(&mut body)).expect("a test event"));
         at += 16 + len;
     }

@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::message::{OutMessage, SpoolPlace};
+use super::message::{EventHeaders, OutMessage};
 use super::router::{Routed, Router};
 use super::{AdapterMetrics, Health};
 use crate::config::schema::AdapterConfig;
@@ -186,24 +186,19 @@ impl Intake {
     fn build(&self, message: &Message, event: DecodedEvent) -> OutMessage {
         let subject = self.template.render(|name| event.field(name));
         let msg_id = subject::content_digest(message.subject.as_str(), &message.payload);
+        let received = now_rfc3339();
+        let headers = EventHeaders {
+            msg_id: &msg_id,
+            adapter: &self.config.name,
+            sender: event.sender.as_deref(),
+            received: &received,
+            source_subject: message.subject.as_str(),
+        };
         let payload = match event.payload {
             Payload::Unchanged => message.payload.clone(),
             Payload::Replaced(bytes) => Bytes::from(bytes),
         };
-        OutMessage {
-            seq: 0,
-            subject,
-            msg_id,
-            source_subject: subject::sanitize_header_value(message.subject.as_str()),
-            sender: event
-                .sender
-                .as_deref()
-                .map(subject::sanitize_header_value)
-                .filter(|sender| !sender.is_empty()),
-            received: now_rfc3339(),
-            payload,
-            spooled_at: SpoolPlace::Nowhere,
-        }
+        OutMessage::new(subject, &headers, payload)
     }
 
     /// Undecodable messages go, unchanged, to `invalid_subject` for inspection, with headers

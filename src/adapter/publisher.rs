@@ -263,7 +263,7 @@ impl Publisher {
             self.spool_or_drop(&message, origin);
             return Err(format!("connection {} is down", self.output.name));
         }
-        let headers = message.headers(&self.config.name);
+        let headers = message.header_map();
         let subject = message.subject.clone();
         let payload = message.payload.clone();
         let item = InFlight {
@@ -276,9 +276,7 @@ impl Publisher {
         }
         // A publish the client refuses (too large, or the client closed) comes back from
         // `in_flight` as a reject or an outage, like an ack would.
-        in_flight
-            .publish(subject.into(), headers, payload, item)
-            .await;
+        in_flight.publish(subject, headers, payload, item).await;
         Ok(())
     }
 
@@ -309,7 +307,7 @@ impl Publisher {
                 tracing::warn!(
                     adapter = %self.config.name,
                     subject = %item.message.subject,
-                    source_subject = %item.message.source_subject,
+                    source_subject = item.message.header("Ferry-Source-Subject").unwrap_or_default(),
                     bytes = item.message.payload.len(),
                     reason,
                     %detail,

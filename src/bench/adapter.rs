@@ -43,7 +43,7 @@ use super::jetstream::{
 use super::peers::{self, PeerRuns, PeerRuntime, RelayJob, READY_TIMEOUT, RELAY_IN_FLIGHT};
 use super::report::ScenarioResult;
 use super::{median, quantile, rate, BenchOptions, Progress};
-use crate::adapter::message::{OutMessage, SpoolPlace};
+use crate::adapter::message::{EventHeaders, OutMessage};
 use crate::ferry_process::metric_sum;
 use crate::local_server::ServerOptions;
 use crate::sim::{Fleet, LifecycleType};
@@ -234,19 +234,22 @@ fn as_ferry_stores_it(event: &Event, prefix: &str, received: &str) -> Outgoing {
         .subject
         .strip_prefix("choria.lifecycle.event.")
         .unwrap_or(&event.subject);
-    let stored = OutMessage {
-        seq: 0,
-        subject: format!("{prefix}.{type_and_component}"),
-        msg_id: content_digest(&event.subject, &event.payload),
-        source_subject: event.subject.clone(),
-        sender: Some(event.sender.clone()),
-        received: received.to_string(),
-        payload: event.payload.clone(),
-        spooled_at: SpoolPlace::Nowhere,
+    let msg_id = content_digest(&event.subject, &event.payload);
+    let headers = EventHeaders {
+        msg_id: &msg_id,
+        adapter: "lifecycle",
+        sender: Some(&event.sender),
+        received,
+        source_subject: &event.subject,
     };
+    let stored = OutMessage::new(
+        format!("{prefix}.{type_and_component}"),
+        &headers,
+        event.payload.clone(),
+    );
     Outgoing {
-        headers: Some(stored.headers("lifecycle")),
-        subject: stored.subject,
+        headers: Some(stored.header_map()),
+        subject: stored.subject.into_string(),
         payload: stored.payload,
     }
 }

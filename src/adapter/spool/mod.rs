@@ -75,6 +75,8 @@ pub fn log_dir(state_dir: &Path, adapter: &str) -> PathBuf {
 }
 
 pub struct Spool {
+    /// The adapter it belongs to (records in the older layout do not name it).
+    adapter: String,
     log: Mutex<SegmentLog>,
     tree: Arc<dyn StateTree>,
     positions: Arc<dyn StateTree>,
@@ -190,7 +192,7 @@ impl Spool {
         // where unreadable records are kept untouched for that release: left in its segment it
         // would hold back the deletion of that file, every file after it and the saved position.
         let (mut log, recovery) =
-            SegmentLog::open(&dir, removed_through, &known, &mut |seq, body| {
+            SegmentLog::open(&dir, adapter, removed_through, &known, &mut |seq, body| {
                 tree.insert(&seq.to_be_bytes(), body)
                     .map_err(|error| std::io::Error::other(error.to_string()))
             })?;
@@ -208,7 +210,7 @@ impl Spool {
         let mut last_seq = log.last_seq();
         tree.for_each(&mut |key, value| {
             tree_entries += 1;
-            match OutMessage::decode(key, value) {
+            match OutMessage::decode(key, value, adapter) {
                 Some(message) => {
                     messages += 1;
                     bytes += message.size() as u64;
@@ -220,6 +222,7 @@ impl Spool {
         messages_gauge.set(messages as i64);
         bytes_gauge.set(bytes as i64);
         let spool = Spool {
+            adapter: adapter.to_string(),
             log: Mutex::new(log),
             tree,
             positions,
@@ -397,7 +400,7 @@ impl Spool {
             out.extend(
                 entries
                     .iter()
-                    .filter_map(|(key, value)| OutMessage::decode(key, value))
+                    .filter_map(|(key, value)| OutMessage::decode(key, value, &self.adapter))
                     .map(|mut message| {
                         message.spooled_at = SpoolPlace::Tree;
                         message
@@ -656,16 +659,17 @@ mod tests {
 
     /// A small event with sequence `seq` and a `size`-byte payload (also used by `segments`).
     pub(super) fn message(seq: u64, size: usize) -> OutMessage {
-        OutMessage {
-            seq,
-            subject: "s".into(),
-            msg_id: format!("id{seq}"),
-            source_subject: "src".into(),
+        let msg_id = format!("id{seq}");
+        let headers = crate::adapter::message::EventHeaders {
+            msg_id: &msg_id,
+            adapter: "a",
             sender: None,
-            received: "t".into(),
-            payload: Bytes::from(vec![b'x'; size]),
-            spooled_at: SpoolPlace::Nowhere,
-        }
+            received: "t",
+            source_subject: "src",
+        };
+        let mut message = OutMessage::new("s", &headers, Bytes::from(vec![b'x'; size]));
+        message.seq = seq;
+        message
     }
 
     fn gauges() -> (IntGauge, IntGauge) {
@@ -744,7 +748,7 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         let (spool, _) = open(&store, dir.path(), u64::MAX);
         let size = 16 << 10;
-        let count = 3 * segments::SEGMENT_BYTES / size as u64;
+        let count = 3 * segments::SEGMENT_BYTES / size as u64 + 16;
         for seq in 1..=count {
             spool.push(&message(seq, size)).unwrap();
         }
@@ -758,8 +762,17 @@ mod tests {
             read.extend(batch);
         }
         assert_eq!(seqs(&read), (1..=count).collect::<Vec<_>>());
-        // Everything finishes except two events near the end; one more finishes out of order.
-        let keep = [count - 10, count - 3];
+        // Everything finishes except two events of the last segment (named by its first sequence);
+        // the ones between them finish out of order.
+        let last_segment: u64 = segment_files(dir.path())
+            .last()
+            .and_then(|path| path.file_stem()?.to_str()?.parse().ok())
+            .unwrap();
+        assert!(
+            last_segment + 2 < count,
+            "the last segment holds a few events"
+        );
+        let keep = [last_segment + 1, count - 1];
         let done: Vec<OutMessage> = read
             .iter()
             .filter(|m| !keep.contains(&m.seq))
@@ -845,6 +858,51 @@ mod tests {
     }
 
     #[test]
+    fn records_of_the_previous_layout_are_published_with_the_same_headers_and_leave_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        {
+            // A spool as the previous release left it: header values, no block.
+            let (mut log, _) = SegmentLog::open(
+                &log_dir(dir.path(), "a"),
+                "a",
+                None,
+                &BTreeMap::new(),
+                &mut |_, _| Ok(()),
+            )
+            .unwrap();
+            for seq in 1..=3 {
+                let body = crate::adapter::message::values_layout("s", Some("web1"), b"{}");
+                log.append(seq, &body, 0).unwrap();
+            }
+            log.prepare_sync().sync().unwrap();
+            // And one in the tree, where an event put back out of order lived.
+            let tree = store.tree("spool:a").unwrap();
+            let body = crate::adapter::message::values_layout("s", None, b"{}");
+            tree.insert(&4u64.to_be_bytes(), &body).unwrap();
+            store.flush().unwrap();
+        }
+        let (spool, recovered) = open(&store, dir.path(), u64::MAX);
+        assert_eq!((recovered.unreadable, spool.messages()), (0, 4));
+        let read = spool.read_after(None, 10).unwrap();
+        assert_eq!(seqs(&read), [1, 2, 3, 4]);
+        for message in &read {
+            assert_eq!(message.header("Ferry-Adapter"), Some("a"));
+            assert_eq!(
+                message.header("Ferry-Received"),
+                Some("2026-01-01T00:00:00Z")
+            );
+            assert_eq!(message.subject.as_str(), "s");
+        }
+        assert_eq!(read[0].header("Ferry-Sender"), Some("web1"));
+        assert_eq!(read[3].header("Ferry-Sender"), None);
+        let counted: u64 = read.iter().map(|m| m.size() as u64).sum();
+        assert_eq!(spool.bytes(), counted, "bytes counted as read back");
+        spool.remove_all(&read).unwrap();
+        assert_eq!((spool.messages(), spool.bytes()), (0, 0));
+    }
+
+    #[test]
     fn an_unreadable_record_in_a_segment_moves_to_the_tree_and_holds_nothing_back() {
         let dir = tempfile::tempdir().unwrap();
         let newer = b"\x09a newer release's format";
@@ -854,6 +912,7 @@ mod tests {
             // Segments as a newer release might leave them: one record this version cannot read.
             let (mut log, _) = SegmentLog::open(
                 &log_dir(dir.path(), "a"),
+                "a",
                 None,
                 &BTreeMap::new(),
                 &mut |_, _| Ok(()),

@@ -103,6 +103,8 @@ pub struct Recovery {
 
 pub struct SegmentLog {
     dir: PathBuf,
+    /// The adapter whose events the log holds (records in the older layout do not name it).
+    adapter: String,
     /// Oldest first; the newest is the one being written when `writer` is set.
     segments: VecDeque<Segment>,
     writer: Option<Writer>,
@@ -341,13 +343,19 @@ impl Segment {
     /// Rebuilds the segment's reading aids from a fresh scan of its bytes after damage was
     /// found while running, and marks every record no longer intact where it was as removed.
     /// Returns the records lost and their size.
-    fn repair(&mut self, scan: &SegmentScan, bytes: &[u8], floor: Option<u64>) -> (u64, u64) {
+    fn repair(
+        &mut self,
+        scan: &SegmentScan,
+        bytes: &[u8],
+        floor: Option<u64>,
+        adapter: &str,
+    ) -> (u64, u64) {
         let present = self.align(scan);
         let mut present_live_bytes = 0;
         for &(ordinal, found) in &present {
             if !self.is_removed(ordinal) {
                 let body = found.body(bytes);
-                present_live_bytes += OutMessage::decode(&found.seq.to_be_bytes(), body)
+                present_live_bytes += OutMessage::decode(&found.seq.to_be_bytes(), body, adapter)
                     .map_or(0, |message| message.size() as u64);
             }
         }
@@ -652,6 +660,7 @@ impl SegmentLog {
     /// [`Recovery::unreadable`].
     pub fn open(
         dir: &Path,
+        adapter: &str,
         removed_through: Option<u64>,
         known: &BTreeMap<u64, SegmentMeta>,
         keep_unreadable: &mut dyn FnMut(u64, &[u8]) -> io::Result<()>,
@@ -674,6 +683,7 @@ impl SegmentLog {
         ids.sort_unstable();
         let mut log = SegmentLog {
             dir: dir.to_path_buf(),
+            adapter: adapter.to_string(),
             segments: VecDeque::new(),
             writer: None,
             reader: None,
@@ -729,7 +739,7 @@ impl SegmentLog {
                     segment.remove(ordinal, seq, 0);
                     continue;
                 }
-                match OutMessage::decode(&seq.to_be_bytes(), body) {
+                match OutMessage::decode(&seq.to_be_bytes(), body, adapter) {
                     Some(message) => {
                         let size = message.size() as u64;
                         segment.add_record(seq, found.offset, found.length, size);
@@ -1072,7 +1082,9 @@ impl SegmentLog {
             if segment.is_removed(ordinal) || after.is_some_and(|after| seq <= after) {
                 continue;
             }
-            if let Some(mut message) = OutMessage::decode(&seq.to_be_bytes(), &reader.buf[body]) {
+            if let Some(mut message) =
+                OutMessage::decode(&seq.to_be_bytes(), &reader.buf[body], &self.adapter)
+            {
                 message.spooled_at = SpoolPlace::Log {
                     segment: segment.id,
                     ordinal,
@@ -1106,7 +1118,7 @@ impl SegmentLog {
             .or(self.removed_through);
         let scan = record::scan_segment(&bytes, before);
         let segment = &mut self.segments[index];
-        let (lost, lost_bytes) = segment.repair(&scan, &bytes, before);
+        let (lost, lost_bytes) = segment.repair(&scan, &bytes, before, &self.adapter);
         let damaged_bytes = scan.damage.iter().map(|d| d.bytes()).sum::<u64>()
             + segment.len.saturating_sub(bytes.len() as u64);
         self.damage.push(DamagedSegment {
@@ -1253,7 +1265,7 @@ mod tests {
     }
 
     fn open(dir: &Path, known: &BTreeMap<u64, SegmentMeta>) -> (SegmentLog, Recovery) {
-        SegmentLog::open(dir, None, known, &mut keep_nothing).unwrap()
+        SegmentLog::open(dir, "a", None, known, &mut keep_nothing).unwrap()
     }
 
     /// A flush as the spool does it, minus the state store: returns what the store would learn.
