@@ -99,7 +99,7 @@ impl<T> AckInbox<T> {
         let token = self.base + self.slots.len() as u64;
         let mut reply = String::with_capacity(self.prefix.len() + 20);
         reply.push_str(&self.prefix);
-        crate::decimal::push_decimal(&mut reply, token);
+        reply.push_str(itoa::Buffer::new().format(token));
         let sent = self
             .client
             .publish_with_reply_and_headers(subject, Subject::from(reply), headers, payload)

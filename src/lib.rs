@@ -10,7 +10,6 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod connect;
-pub mod decimal;
 pub mod demo;
 pub mod fault;
 pub mod ferry_process;

@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 /// Parses a humane duration: one or more `<number><unit>` groups, units `ns us ms s m h d w`.
 /// A bare `0` is accepted; any other bare number is rejected because its unit would be a guess.
+/// The arithmetic is exact (`0.071m` is 4.26 s, not 4.259999999 s); digits below a nanosecond
+/// are dropped.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let invalid = || format!("invalid duration {text:?} (use e.g. 500ms, 30s, 5m, 1h30m, 7d)");
@@ -23,65 +25,82 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .ok_or_else(invalid)?;
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let number: f64 = rest[..digits].parse().map_err(|_| invalid())?;
+        let number = &rest[..digits];
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let nanos_per_unit: f64 = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "d" => 86_400e9,
-            "w" => 604_800e9,
+        let nanos_per_unit: u128 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "w" => 604_800_000_000_000,
             _ => return Err(invalid()),
         };
         rest = &rest[unit_len..];
-        let nanos = number * nanos_per_unit;
-        if !nanos.is_finite() || nanos > u64::MAX as f64 {
-            return Err(invalid());
-        }
-        total += nanos as u128;
+        let nanos = scaled_decimal(number, nanos_per_unit).ok_or_else(invalid)?;
+        total = total.checked_add(nanos).ok_or_else(invalid)?;
     }
     let nanos = u64::try_from(total).map_err(|_| invalid())?;
     Ok(Duration::from_nanos(nanos))
 }
 
 /// Parses a humane size: a number with an optional unit `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000)
-/// or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024). A bare number is bytes.
+/// or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024). A bare number is bytes. Exact, like durations;
+/// a fraction of a byte is dropped.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let invalid = || format!("invalid size {text:?} (use e.g. 512B, 64KiB, 10MB, 1GiB)");
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(trimmed.len());
-    if split == 0 {
-        return Err(invalid());
-    }
-    let number: f64 = trimmed[..split].parse().map_err(|_| invalid())?;
-    let multiplier: f64 = match trimmed[split..].trim() {
-        "" | "B" | "b" => 1.0,
-        "KB" | "kB" | "K" | "k" => 1e3,
-        "MB" | "M" => 1e6,
-        "GB" | "G" => 1e9,
-        "TB" | "T" => 1e12,
-        "KiB" | "Ki" => 1024.0,
-        "MiB" | "Mi" => 1024.0 * 1024.0,
-        "GiB" | "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "TiB" | "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+    let multiplier: u128 = match trimmed[split..].trim() {
+        "" | "B" | "b" => 1,
+        "KB" | "kB" | "K" | "k" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        "TB" | "T" => 1_000_000_000_000,
+        "KiB" | "Ki" => 1 << 10,
+        "MiB" | "Mi" => 1 << 20,
+        "GiB" | "Gi" => 1 << 30,
+        "TiB" | "Ti" => 1 << 40,
         _ => return Err(invalid()),
     };
-    let bytes = number * multiplier;
-    if !bytes.is_finite() || bytes > u64::MAX as f64 {
-        return Err(invalid());
+    let bytes = scaled_decimal(&trimmed[..split], multiplier).ok_or_else(invalid)?;
+    u64::try_from(bytes).map_err(|_| invalid())
+}
+
+/// `number × scale` for a plain decimal `number` (digits, at most one `.`, a digit on at least
+/// one side of it), in integers; the fraction below one unit of the result is dropped. `None`
+/// for anything else, or a result beyond `u128`.
+fn scaled_decimal(number: &str, scale: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let all_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return None;
     }
-    Ok(bytes as u64)
+    let mut result: u128 = 0;
+    for digit in whole.bytes() {
+        result = result
+            .checked_mul(10)?
+            .checked_add(u128::from(digit - b'0'))?;
+    }
+    result = result.checked_mul(scale)?;
+    // The fraction as numerator / 10^k, multiplied before dividing so nothing is rounded but the
+    // final result. Digits past the 18th are below a millionth of a nanosecond (or byte) at the
+    // largest unit, and 18 digits times any unit fit in a u128.
+    let mut numerator: u128 = 0;
+    let mut denominator: u128 = 1;
+    for digit in fraction.bytes().take(18) {
+        numerator = numerator * 10 + u128::from(digit - b'0');
+        denominator *= 10;
+    }
+    let fraction_part = numerator.checked_mul(scale)? / denominator;
+    result.checked_add(fraction_part)
 }
 
 /// Formats a duration the way the config accepts it, for summaries.
@@ -195,7 +214,32 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "1x", "s", "10", "-1s", "1h-", "1e400s"] {
+        // Exact, where a float would give 4.259999999 s.
+        assert_eq!(parse_duration("0.071m"), Ok(Duration::from_millis(4260)));
+        assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2.s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5ns"), Ok(Duration::from_nanos(1)));
+        assert_eq!(
+            parse_duration("0.000000000000000000000000000000001s"),
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_duration("1.333333333333333333333333333333333333333h"),
+            Ok(Duration::from_nanos(4_799_999_999_999))
+        );
+        for bad in [
+            "",
+            "1x",
+            "s",
+            "10",
+            "-1s",
+            "1h-",
+            "1e400s",
+            ".s",
+            "1..5s",
+            "1.2.3s",
+            "99999999999999999999999w",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
         }
         assert_eq!(
@@ -211,7 +255,18 @@ mod tests {
         assert_eq!(parse_size("10MB"), Ok(10_000_000));
         assert_eq!(parse_size("512"), Ok(512));
         assert_eq!(parse_size("512 B"), Ok(512));
-        for bad in ["", "KiB", "1XB", "-1"] {
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
+        assert_eq!(parse_size("0.1GB"), Ok(100_000_000));
+        assert_eq!(parse_size("1.0000001KiB"), Ok(1024));
+        for bad in [
+            "",
+            "KiB",
+            "1XB",
+            "-1",
+            ".",
+            "1e3",
+            "99999999999999999999999TiB",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -5,7 +5,6 @@ use async_nats::HeaderMap;
 
 use super::checkpoint::SourceIdentity;
 use crate::config::replicator::Writes;
-use crate::decimal::push_decimal;
 use crate::wire_headers;
 
 /// JetStream control headers that must not take effect a second time on the target.
@@ -139,9 +138,9 @@ fn write_stamps(
     let mut value =
         String::with_capacity(stamp.source_prefix.len() + stamp.instance_replicator.len() + 40);
     value.push_str(&stamp.source_prefix);
-    push_decimal(&mut value, sequence);
+    value.push_str(itoa::Buffer::new().format(sequence));
     value.push_str(&stamp.instance_replicator);
-    push_decimal(&mut value, timestamp_ms.max(0) as u128);
+    value.push_str(itoa::Buffer::new().format(timestamp_ms.max(0)));
     emit("Choria-SR-Source", &value);
     if !has_origin {
         emit("Ferry-Origin", &stamp.origin);
@@ -149,12 +148,12 @@ fn write_stamps(
     value.clear();
     match (fence, &stamp.msg_id_prefix) {
         (Some(last), _) => {
-            push_decimal(&mut value, last);
+            value.push_str(itoa::Buffer::new().format(last));
             emit("Nats-Expected-Last-Sequence", &value);
         }
         (None, Some(prefix)) => {
             value.push_str(prefix);
-            push_decimal(&mut value, sequence);
+            value.push_str(itoa::Buffer::new().format(sequence));
             emit("Nats-Msg-Id", &value);
         }
         (None, None) => {}

@@ -202,31 +202,14 @@ pub fn parse_header_block(raw: &[u8]) -> Result<HeaderMap, String> {
 }
 
 /// Standard base64 (with or without padding), as the JetStream API encodes `data` and `hdrs`.
-/// Hand-written because the test crates may not add a dependency for it.
 pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let bytes = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        if chunk.len() == 1 {
-            return Err("bad base64 length".into());
-        }
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = value(c).ok_or_else(|| format!("bad base64 character {:?}", c as char))?;
-            acc |= v << (18 - 6 * i);
-        }
-        let produced = chunk.len() - 1;
-        out.extend_from_slice(&acc.to_be_bytes()[1..1 + produced]);
-    }
-    Ok(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const STANDARD_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    STANDARD_ANY_PADDING
+        .decode(text)
+        .map_err(|error| format!("bad base64: {error}"))
 }
