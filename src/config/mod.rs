@@ -7,7 +7,11 @@
 //! each with its path (`adapters[1].spool.max_bytes: invalid size "1x" ...`): the user fixes the
 //! file in one pass instead of one error per run.
 
+pub mod adapter;
+pub mod common;
+pub mod connection;
 pub mod expand;
+pub mod filter;
 pub mod permissions;
 pub mod prescan;
 pub mod redact;

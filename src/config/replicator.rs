@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::schema::{FilterConfig, StorageKind};
+use super::common::StorageKind;
+use super::filter::FilterConfig;
 use super::units::{
     format_duration, format_size, parse_duration, parse_size, ByteSize, HumanDuration,
 };

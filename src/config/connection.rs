@@ -1,0 +1,78 @@
+//! The `connections` entries of the config (SPEC section 3): named NATS deployments.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// A secret from the config (token, password). Never printed: `Debug` and `Display` show `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value (tests and programmatic configs).
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret's value, for handing to the NATS client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One named NATS deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    #[serde(default)]
+    pub nkey: Option<PathBuf>,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub jetstream_domain: Option<String>,
+    /// Client name shown in server monitoring.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Messages the client buffers per subscription before the server's slow-consumer handling
+    /// starts dropping (an extension to SPEC section 3; default 65536).
+    #[serde(default = "default_subscription_capacity")]
+    pub subscription_capacity: usize,
+}
+
+fn default_subscription_capacity() -> usize {
+    65_536
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
