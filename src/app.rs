@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use crate::adapter::{Adapter, AdapterContext};
 use crate::config::schema::Config;
 use crate::connect::{self, ConnectError, Connection};
@@ -13,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::replicator::checkpoint::{Checkpoint, Checkpoints, Forced};
 use crate::replicator::{Replicator, ReplicatorContext};
+use crate::shutdown::Shutdown;
 use crate::state::{SledStore, StateDirLock, StateStore, StoreHistory};
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
 use crate::supervisor::{supervise, Running, Spawner, Supervision};
@@ -75,7 +74,7 @@ pub async fn run_until_with(
     let instance = config.instance_name();
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(StatusBoard::new(instance.clone()));
-    let (monitor_stop, monitor_stop_rx) = watch::channel(false);
+    let monitor_stop = Shutdown::new();
     let monitor = match &config.monitor {
         Some(monitor) => {
             let bound = Monitor::bind(&monitor.listen)
@@ -88,12 +87,12 @@ pub async fn run_until_with(
     };
 
     let connections = open_connections(&config, &instance, &metrics, &board).await?;
-    let (stop_pipelines, pipelines_stop) = watch::channel(false);
+    let stop_pipelines = Shutdown::new();
     let supervision = |name: &str| Supervision {
         name: name.to_string(),
         board: board.clone(),
         restarts: metrics.pipeline_restarts.with_label_values(&[name]),
-        stop: pipelines_stop.clone(),
+        stop: stop_pipelines.signal(),
         shutdown_timeout: config.shutdown_timeout.0,
     };
     let mut supervisors = Vec::new();
@@ -135,7 +134,8 @@ pub async fn run_until_with(
         names.push(adapter.name.clone());
     }
     // Serve only now: with no pipeline registered yet, /readyz would report ready too early.
-    let monitor = monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop_rx));
+    let monitor =
+        monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop.signal()));
     for replicator in &config.replicators {
         let (Some(source), Some(target)) = (
             connections.get(&replicator.from.connection),
@@ -184,7 +184,7 @@ pub async fn run_until_with(
     for name in &names {
         board.set_state(name, PipelineState::Stopping, None);
     }
-    let _ = stop_pipelines.send(true);
+    stop_pipelines.stop();
     for supervisor in futures_util::future::join_all(supervisors).await {
         if let Err(error) = supervisor {
             tracing::error!(%error, "a pipeline supervisor failed while stopping");
@@ -198,7 +198,7 @@ pub async fn run_until_with(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), connection.client.flush())
             .await;
     }
-    let _ = monitor_stop.send(true);
+    monitor_stop.stop();
     if let Some(monitor) = monitor {
         let _ = monitor.await;
     }

@@ -30,10 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::shutdown::{Shutdown, StopSignal};
 use anyhow::{anyhow, bail, Context as _};
 use futures_util::StreamExt as _;
 use serde::Serialize;
-use tokio::sync::watch;
 
 use crate::ferry_process::{monitor_get as http_get, parse_sample, FerryProcess, WorkDir};
 use crate::local_server::{self, LocalServer};
@@ -301,19 +301,19 @@ async fn run_in(opts: &DemoOptions, work: &WorkDir) -> anyhow::Result<DemoSummar
         ticks_per_second
     );
     let published = Arc::new(AtomicU64::new(0));
-    let (stop_progress, stopped) = watch::channel(false);
+    let stop_progress = Shutdown::new();
     let progress = tokio::spawn(progress_loop(
         monitor,
         east_js.clone(),
         published.clone(),
-        stopped,
+        stop_progress.signal(),
     ));
 
     let received = Arc::new(AtomicU64::new(0));
     let follower = tokio::spawn(follow_received(
         monitor,
         received.clone(),
-        stop_progress.subscribe(),
+        stop_progress.signal(),
     ));
     let started = Instant::now();
     let mut next_tick = started;
@@ -362,7 +362,7 @@ async fn run_in(opts: &DemoOptions, work: &WorkDir) -> anyhow::Result<DemoSummar
         Ok(_) => catch_up(monitor, &east_js, &mut ferry).await,
         Err(error) => Err(error),
     };
-    let _ = stop_progress.send(true);
+    stop_progress.stop();
     let _ = progress.await;
     let metrics = caught_up?;
 
@@ -717,18 +717,14 @@ async fn catch_up(
 
 /// Keeps `received` at ferry's `ferry_adapter_received_total` (summed), polling every 100 ms
 /// until told to stop.
-async fn follow_received(
-    monitor: SocketAddr,
-    received: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn follow_received(monitor: SocketAddr, received: Arc<AtomicU64>, stop: StopSignal) {
     loop {
         if let Ok(metrics) = scrape(monitor).await {
             received.store(metrics.adapters.received, Ordering::Relaxed);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stop.changed() => return,
+            _ = stop.stopping() => return,
         }
     }
 }
@@ -739,7 +735,7 @@ async fn progress_loop(
     monitor: SocketAddr,
     east: async_nats::jetstream::Context,
     published: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
+    stop: StopSignal,
 ) {
     let terminal = std::io::stderr().is_terminal();
     let period = if terminal {
@@ -756,7 +752,7 @@ async fn progress_loop(
     loop {
         let stopping = tokio::select! {
             _ = ticker.tick() => false,
-            _ = stop.changed() => true,
+            _ = stop.stopping() => true,
         };
         if let Ok(fresh) = scrape(monitor).await {
             metrics = fresh;

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod replicator;
+pub mod shutdown;
 pub mod sim;
 pub mod state;
 pub mod status;

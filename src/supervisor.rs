@@ -20,10 +20,11 @@ use std::time::Duration;
 use backon::BackoffBuilder;
 use futures_util::FutureExt;
 use prometheus::IntCounter;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::shutdown::StopSignal;
 use crate::status::{PipelineState, StatusBoard};
 
 /// First wait before a restart; it doubles (with jitter) up to [`MAX_BACKOFF`].
@@ -104,8 +105,8 @@ pub struct Supervision {
     pub name: String,
     pub board: Arc<StatusBoard>,
     pub restarts: IntCounter,
-    /// Becomes true when ferry stops.
-    pub stop: watch::Receiver<bool>,
+    /// Says when ferry stops.
+    pub stop: StopSignal,
     pub shutdown_timeout: Duration,
 }
 
@@ -120,7 +121,7 @@ where
         name,
         board,
         restarts,
-        mut stop,
+        stop,
         shutdown_timeout,
     } = supervision;
     let mut backoff = new_backoff();
@@ -128,7 +129,7 @@ where
     loop {
         let started = Instant::now();
         let end = tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => None,
+            _ = stop.stopping() => None,
             end = next_end(&mut running.ended) => Some(end),
         };
         let Some(end) = end else {
@@ -146,7 +147,7 @@ where
             backoff = new_backoff();
         }
         running = loop {
-            if !wait(&mut stop, backoff.next().unwrap_or(MAX_BACKOFF)).await {
+            if !stop.sleep(backoff.next().unwrap_or(MAX_BACKOFF)).await {
                 return;
             }
             let (spawner, ended) = Spawner::new(&name);
@@ -173,15 +174,6 @@ async fn next_end(ended: &mut mpsc::UnboundedReceiver<TaskEnd>) -> TaskEnd {
         Some(end) => end,
         None => std::future::pending().await,
     }
-}
-
-/// Sleeps `delay` unless ferry stops first; returns whether to go on.
-async fn wait(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
-    let slept = tokio::select! {
-        _ = tokio::time::sleep(delay) => true,
-        _ = stop.wait_for(|stop| *stop) => false,
-    };
-    slept && !*stop.borrow()
 }
 
 fn new_backoff() -> impl Iterator<Item = Duration> + Send {
@@ -224,7 +216,7 @@ mod tests {
         let metrics = crate::metrics::Metrics::new();
         let restarts = metrics.pipeline_restarts.with_label_values(&["p"]);
         let stopped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let shutdown = crate::shutdown::Shutdown::new();
         let (spawner, ended) = Spawner::new("p");
         drop(spawner.spawn("intake", async {}));
         let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -233,7 +225,7 @@ mod tests {
                 name: "p".into(),
                 board: board.clone(),
                 restarts: restarts.clone(),
-                stop: stop_rx,
+                stop: shutdown.signal(),
                 shutdown_timeout: Duration::from_secs(1),
             },
             Running {
@@ -263,7 +255,7 @@ mod tests {
                 .is_some_and(|error| error.contains("task intake ended")),
             "{status:?}"
         );
-        stop_tx.send(true).expect("supervisor listens");
+        shutdown.stop();
         supervisor.await.expect("supervisor ends");
         assert_eq!(stopped.load(std::sync::atomic::Ordering::SeqCst), 2);
         assert_eq!(restarts.get(), 1);

@@ -14,13 +14,13 @@ use futures_util::stream::SelectAll;
 use futures_util::StreamExt;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
 use super::message::{EventHeaders, OutMessage};
 use super::router::{Routed, Router};
 use super::{AdapterMetrics, Health};
 use crate::config::schema::AdapterConfig;
 use crate::filter::{Filter, Verdict};
+use crate::shutdown::StopSignal;
 use crate::subject::{self, Template};
 
 pub struct Intake {
@@ -32,7 +32,7 @@ pub struct Intake {
     pub router: Arc<Router>,
     pub metrics: AdapterMetrics,
     pub health: Arc<Health>,
-    pub stop: watch::Receiver<bool>,
+    pub stop: StopSignal,
 }
 
 /// What became of one message.
@@ -69,7 +69,7 @@ impl Intake {
                     Some(message) => self.handle(message).await,
                     None => break,
                 },
-                _ = self.stop.changed() => break,
+                _ = self.stop.stopping() => break,
             }
         }
         for subscriber in subscriptions.iter_mut() {

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{Histogram, IntCounter, IntCounterVec};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::schema::AdapterConfig;
@@ -29,6 +29,7 @@ use crate::connect::Connection;
 use crate::filter::Filter;
 use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
+use crate::shutdown::{Shutdown, StopSignal};
 use crate::state::StateStore;
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
 use crate::subject::Template;
@@ -261,8 +262,7 @@ pub struct Adapter {
     health: Arc<Health>,
     metrics: AdapterMetrics,
     store: Arc<dyn StateStore>,
-    stop: watch::Sender<bool>,
-    deadline: watch::Sender<bool>,
+    shutdown: Shutdown,
 }
 
 impl Adapter {
@@ -328,8 +328,7 @@ impl Adapter {
         let first_seq = recovered.last_seq.map_or(1, |seq| seq + 1);
         let router = Arc::new(Router::new(queue_tx, spool.clone(), first_seq));
         let health = Arc::new(Health::new());
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (deadline_tx, deadline_rx) = watch::channel(false);
+        let shutdown = Shutdown::new();
         board.register(&name, PipelineKind::Adapter);
 
         let publisher = Publisher {
@@ -341,8 +340,7 @@ impl Adapter {
             spool: spool.clone(),
             metrics: adapter_metrics.clone(),
             health: health.clone(),
-            stop: stop_rx.clone(),
-            deadline: deadline_rx,
+            stop: shutdown.signal(),
             verified_connects: 0,
             config: config.clone(),
         };
@@ -354,7 +352,7 @@ impl Adapter {
             router: router.clone(),
             metrics: adapter_metrics.clone(),
             health: health.clone(),
-            stop: stop_rx.clone(),
+            stop: shutdown.signal(),
             config,
         };
         let flusher = spawner.spawn(
@@ -364,7 +362,7 @@ impl Adapter {
                 store.clone(),
                 spool.clone(),
                 health.clone(),
-                stop_rx.clone(),
+                shutdown.signal(),
             ),
         );
         let status = spawner.spawn(
@@ -379,7 +377,7 @@ impl Adapter {
                 input,
                 metrics,
                 adapter_metrics.clone(),
-                stop_rx,
+                shutdown.signal(),
             ),
         );
         Ok(Adapter {
@@ -394,8 +392,7 @@ impl Adapter {
             health,
             metrics: adapter_metrics,
             store,
-            stop: stop_tx,
-            deadline: deadline_tx,
+            shutdown,
         })
     }
 
@@ -406,7 +403,7 @@ impl Adapter {
     /// Graceful stop: intake unsubscribes and hands over what the client had buffered; the
     /// publisher finishes the in-memory events. At `timeout` the rest is written to the spool.
     pub async fn stop(mut self, timeout: Duration) {
-        let _ = self.stop.send(true);
+        self.shutdown.stop();
         let deadline = tokio::time::Instant::now() + timeout;
         tokio::select! {
             _ = &mut self.intake => {}
@@ -417,7 +414,7 @@ impl Adapter {
         tokio::select! {
             _ = &mut self.publisher => {}
             _ = tokio::time::sleep_until(deadline) => {
-                let _ = self.deadline.send(true);
+                self.shutdown.pass_deadline();
                 let _ = (&mut self.publisher).await;
             }
         }
@@ -494,12 +491,13 @@ async fn flush_spool(
     store: Arc<dyn StateStore>,
     spool: Arc<Spool>,
     health: Arc<Health>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: StopSignal,
 ) {
+    // It keeps flushing while the adapter stops, and ends with the adapter.
     loop {
         tokio::select! {
             _ = tokio::time::sleep(crate::state::FLUSH_INTERVAL) => {}
-            changed = stop.changed() => if changed.is_err() { return },
+            alive = stop.changed() => if !alive { return },
         }
         if spool.needs_flush() || store.problem().is_some() {
             flush_and_count(&name, &store, &spool, &health).await;
@@ -571,7 +569,7 @@ async fn report_status(
     input: Connection,
     metrics: Arc<Metrics>,
     adapter_metrics: AdapterMetrics,
-    mut stop: watch::Receiver<bool>,
+    mut stop: StopSignal,
 ) {
     let queue_gauge = metrics.adapter_queue_depth.with_label_values(&[&name]);
     loop {
@@ -597,7 +595,7 @@ async fn report_status(
         } else {
             (PipelineState::Running, None)
         };
-        if *stop.borrow() {
+        if stop.is_stopping() {
             board.set_state(&name, PipelineState::Stopping, None);
         } else {
             board.set_state(&name, state, reason);
@@ -611,7 +609,7 @@ async fn report_status(
         queue_gauge.set(router.queue_depth() as i64);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            changed = stop.changed() => if changed.is_err() { return },
+            alive = stop.changed() => if !alive { return },
         }
     }
 }

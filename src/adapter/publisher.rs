@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use backon::BackoffBuilder;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::message::OutMessage;
 use super::router::Router;
@@ -26,6 +26,7 @@ use crate::ack::Outcome;
 use crate::ack_inbox::AckInbox;
 use crate::config::schema::AdapterConfig;
 use crate::connect::Connection;
+use crate::shutdown::StopSignal;
 use crate::subject;
 
 /// How many spooled events are read from the store at a time.
@@ -76,10 +77,8 @@ pub struct Publisher {
     pub spool: Arc<Spool>,
     pub metrics: AdapterMetrics,
     pub health: Arc<Health>,
-    /// Becomes true when ferry is shutting down.
-    pub stop: watch::Receiver<bool>,
-    /// Becomes true when the shutdown deadline passed: spill what is in memory and exit.
-    pub deadline: watch::Receiver<bool>,
+    /// Stopping: finish what is in memory. Past the deadline: spill it to the spool and exit.
+    pub stop: StopSignal,
     /// The output connection's connect count when the stream's binding was last verified: a
     /// reconnect verifies it again (SPEC section 4).
     pub verified_connects: u64,
@@ -138,7 +137,7 @@ impl Publisher {
         // Spooled events JetStream has taken, removed from the spool in batches.
         let mut acked_spooled: Vec<OutMessage> = Vec::new();
         let mut queue_closed = false;
-        let mut stopping = *self.stop.borrow();
+        let mut stopping = self.stop.is_stopping();
         loop {
             if self.connects() != self.verified_connects {
                 // Reconnected (maybe to another server or cluster): is the output subject still
@@ -233,8 +232,8 @@ impl Publisher {
                 },
                 _ = self.router.spool_grew.notified(), if wait_for_spool => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)), if wait_for_spool => {}
-                _ = self.stop.changed(), if !stopping => stopping = true,
-                _ = self.deadline.changed() => {
+                _ = self.stop.stopping(), if !stopping => stopping = true,
+                _ = self.stop.past_deadline() => {
                     self.flush_removals(&mut acked_spooled);
                     self.spill_at_deadline(in_flight).await;
                     return Exit::Done;
@@ -468,12 +467,9 @@ impl Publisher {
             .build();
         loop {
             let delay = backoff.next().unwrap_or(MAX_BACKOFF);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.stop.changed() => {}
-            }
+            let go_on = self.stop.sleep(delay).await;
             self.move_queue_to_spool();
-            if *self.stop.borrow() {
+            if !go_on {
                 return false;
             }
             if check_stream {

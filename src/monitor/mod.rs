@@ -41,7 +41,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
@@ -50,6 +49,7 @@ pub use connections::EVICTION_MIN_AGE;
 
 use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
+use crate::shutdown::StopSignal;
 use crate::status::StatusBoard;
 use connections::{Connections, Room};
 
@@ -139,14 +139,14 @@ impl Monitor {
         self
     }
 
-    /// Serves until `*shutdown` becomes true or its sender is dropped (nobody could stop it
+    /// Serves until `shutdown` says stop (or its owner is dropped: nobody could stop it
     /// otherwise): it stops accepting, closes connections still waiting for a request head, and
     /// gives in-flight answers [`SHUTDOWN_GRACE`] to finish.
     pub fn spawn(
         self,
         metrics: Arc<Metrics>,
         board: Arc<StatusBoard>,
-        shutdown: watch::Receiver<bool>,
+        shutdown: StopSignal,
     ) -> JoinHandle<()> {
         for reason in [EVICTED, HEAD_TIMEOUT, ANSWER_TIMED_OUT] {
             metrics.monitor_unanswered.with_label_values(&[reason]);
@@ -187,25 +187,13 @@ async fn listen_on(listen: &str) -> io::Result<TcpListener> {
     }))
 }
 
-/// Resolves once shutdown is asked for: the flag is true, or its sender is gone.
-async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
-    loop {
-        if *shutdown.borrow_and_update() {
-            return;
-        }
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// The accept loop. A connection accepted while every slot is taken waits here, not accepting
 /// others, until [`Connections::make_room`] frees a slot.
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     max_connections: usize,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: StopSignal,
 ) {
     let mut connections = Connections::new(max_connections);
     let mut waiting: Option<TcpStream> = None;
@@ -247,7 +235,7 @@ async fn serve(
         }
         let slot_pending = waiting.is_some();
         tokio::select! {
-            () = stop_requested(&mut shutdown) => break,
+            () = shutdown.stopping() => break,
             accepted = listener.accept(), if !slot_pending => match accepted {
                 Ok((stream, _peer)) => waiting = Some(stream),
                 Err(error) => {
@@ -335,7 +323,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     shared: Arc<Shared>,
     head_received: Arc<AtomicBool>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: StopSignal,
 ) {
     let served = async {
         let connection = serve_http(&mut stream, &shared, &head_received);
@@ -343,7 +331,7 @@ async fn serve_connection(
         tokio::select! {
             result = &mut connection => Served::Done(result),
             // Waiting for a head is pointless now; an answer being written may finish.
-            () = stop_requested(&mut shutdown) => {
+            () = shutdown.stopping() => {
                 if head_received.load(Ordering::Acquire) {
                     Served::Done(connection.await)
                 } else {

@@ -8,7 +8,7 @@ struct Running {
     addr: String,
     board: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
+    stop: crate::shutdown::Shutdown,
     task: JoinHandle<()>,
 }
 
@@ -16,8 +16,8 @@ async fn start_with(monitor: Monitor) -> Running {
     let addr = monitor.local_addr().to_string();
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(StatusBoard::new("test-instance"));
-    let (stop, shutdown) = watch::channel(false);
-    let task = monitor.spawn(metrics.clone(), board.clone(), shutdown);
+    let stop = crate::shutdown::Shutdown::new();
+    let task = monitor.spawn(metrics.clone(), board.clone(), stop.signal());
     Running {
         addr,
         board,
@@ -115,7 +115,7 @@ async fn routes() {
     assert_eq!(body.len(), expected.len());
     assert!(body.contains("ferry_adapter_received_total{pipeline=\"pipeline-3999\"} 1"));
 
-    let _ = m.stop.send(true);
+    m.stop.stop();
     timeout(LIMIT, m.task).await.unwrap().unwrap();
 }
 
@@ -319,7 +319,7 @@ async fn shutdown_stops_serving() {
     let (status, _) = fetch(&m.addr, "/healthz", LIMIT).await.unwrap();
     assert_eq!(status, 200);
     let stopping = std::time::Instant::now();
-    m.stop.send(true).unwrap();
+    m.stop.stop();
     timeout(LIMIT, m.task)
         .await
         .expect("stops despite an idle connection")
@@ -357,11 +357,11 @@ async fn bind_errors_name_the_address() {
 async fn fetch_reaches_a_listen_on_all_address() {
     let monitor = Monitor::bind("0.0.0.0:0").await.unwrap();
     let port = monitor.local_addr().port();
-    let (_stop, shutdown) = watch::channel(false);
+    let stop = crate::shutdown::Shutdown::new();
     let task = monitor.spawn(
         Arc::new(Metrics::new()),
         Arc::new(StatusBoard::new("x")),
-        shutdown,
+        stop.signal(),
     );
     let (status, _) = fetch(&format!("0.0.0.0:{port}"), "/healthz", LIMIT)
         .await

@@ -14,13 +14,14 @@ use async_nats::HeaderMap;
 use backon::BackoffBuilder;
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::sampler::Advisory;
 use crate::config::replicator::AdvisoriesConfig;
 use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
+use crate::shutdown::StopSignal;
 use crate::subject::Template;
 
 /// The `protocol` of Choria's age advisories.
@@ -153,7 +154,7 @@ impl AdvisoryPublisher {
         instance: String,
         pipeline: String,
         metrics: Arc<Metrics>,
-        stop: watch::Receiver<bool>,
+        stop: StopSignal,
     ) -> Result<AdvisoryPublisher, String> {
         let template = parse_template(&config.subject)?;
         let (queue, receiver) = mpsc::channel(QUEUE);
@@ -251,19 +252,16 @@ struct Worker {
     instance: String,
     pipeline: String,
     metrics: Arc<Metrics>,
-    stop: watch::Receiver<bool>,
+    stop: StopSignal,
     errors: LogLimiter,
 }
 
 impl Worker {
-    async fn run(mut self, mut receiver: mpsc::Receiver<Advisory>) {
+    async fn run(self, mut receiver: mpsc::Receiver<Advisory>) {
         loop {
-            if *self.stop.borrow() {
-                break;
-            }
             tokio::select! {
                 biased;
-                changed = self.stop.changed() => if changed.is_err() { break },
+                _ = self.stop.stopping() => break,
                 next = receiver.recv() => match next {
                     Some(advisory) => self.publish(&advisory, RELIABLE_ATTEMPTS).await,
                     None => return,
@@ -352,16 +350,13 @@ impl Worker {
                 },
                 Err(error) => error.to_string(),
             };
-            if attempt >= attempts || *self.stop.borrow() {
+            if attempt >= attempts || self.stop.is_stopping() {
                 return Err(format!("{error} (after {attempt} attempts)"));
             }
             attempt += 1;
             let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-            let mut stop = self.stop.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stop.changed() => {}
-            }
+            // Woken early by a stop, it makes one last attempt and reports.
+            self.stop.sleep(delay).await;
         }
     }
 }
@@ -496,7 +491,7 @@ mod tests {
         client.flush().await.unwrap();
 
         let metrics = Arc::new(Metrics::new());
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let shutdown = crate::shutdown::Shutdown::new();
         let config = |subject: &str, reliable| AdvisoriesConfig {
             subject: subject.to_string(),
             timeout_after: None,
@@ -511,7 +506,7 @@ mod tests {
             "ferry-1".into(),
             "r1".into(),
             metrics.clone(),
-            stop_rx.clone(),
+            shutdown.signal(),
         )
         .unwrap();
         let reliable_publisher = AdvisoryPublisher::spawn(
@@ -521,7 +516,7 @@ mod tests {
             "ferry-1".into(),
             "r2".into(),
             metrics.clone(),
-            stop_rx,
+            shutdown.signal(),
         )
         .unwrap();
         core_publisher.send(advisory(AdvisoryEvent::New, "node.a"));
@@ -552,7 +547,7 @@ mod tests {
         assert_eq!(value["event"], "expire");
         assert!(stored.headers.get("Nats-Msg-Id").is_some());
 
-        let _ = stop_tx.send(true);
+        shutdown.stop();
         core_publisher.join().await;
         reliable_publisher.join().await;
         let counted = |pipeline: &str, event: &str| {

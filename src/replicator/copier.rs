@@ -38,6 +38,7 @@ use crate::ack_inbox::AckInbox;
 use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig, Writes};
 use crate::connect::Connection;
 use crate::filter::{Filter, Verdict};
+use crate::shutdown::StopSignal;
 use crate::status::{PipelineState, StatusBoard};
 use crate::subject;
 
@@ -106,9 +107,8 @@ pub struct Copier {
     pub advisories: Option<AdvisoryPublisher>,
     pub metrics: ReplicatorMetrics,
     pub board: Arc<StatusBoard>,
-    pub stop: watch::Receiver<bool>,
-    /// Becomes true when the shutdown deadline passed: stop waiting for acks.
-    pub deadline: watch::Receiver<bool>,
+    /// Stopping: no new reads, in-flight acks awaited. Past the deadline: stop waiting for them.
+    pub stop: StopSignal,
     /// With leader election: the role; copying happens only while it is `Leader`.
     pub lease: Option<watch::Receiver<Role>>,
     /// With election and sampling: the sampling state shared with the other instances.
@@ -174,7 +174,7 @@ impl Copier {
                     self.board
                         .set_state(&self.config.name, state, Some(reason.clone()));
                     self.board.record_error(&self.config.name, &reason);
-                    let _ = self.stop.wait_for(|stop| *stop).await;
+                    self.stop.stopping().await;
                     break;
                 }
             }
@@ -201,15 +201,14 @@ impl Copier {
                 PipelineState::Standby,
                 Some("another instance leads; this one takes over when it goes".into()),
             );
-            let mut stop = self.stop.clone();
             let decided = tokio::select! {
                 role = lease.wait_for(|role| matches!(role, Role::Leader | Role::Refused(_))) => {
                     role.ok().map(|role| role.clone())
                 }
-                _ = stop.wait_for(|stop| *stop) => None,
+                _ = self.stop.stopping() => None,
             };
             match decided {
-                Some(Role::Leader) if !*self.stop.borrow() => {}
+                Some(Role::Leader) if !self.stop.is_stopping() => {}
                 Some(Role::Refused(reason)) => {
                     self.board.set_state(
                         &self.config.name,
@@ -217,7 +216,7 @@ impl Copier {
                         Some(reason.clone()),
                     );
                     self.board.record_error(&self.config.name, &reason);
-                    let _ = self.stop.wait_for(|stop| *stop).await;
+                    self.stop.stopping().await;
                     return false;
                 }
                 _ => return false,
@@ -248,12 +247,7 @@ impl Copier {
 
     /// Sleeps unless ferry stops first; returns whether to go on.
     async fn pause(&mut self, delay: Duration) -> bool {
-        let mut stop = self.stop.clone();
-        let stopped = tokio::select! {
-            _ = tokio::time::sleep(delay) => false,
-            _ = stop.wait_for(|stop| *stop) => true,
-        };
-        !stopped && !*self.stop.borrow()
+        self.stop.sleep(delay).await
     }
 
     async fn session(&mut self) -> SessionEnd {
@@ -400,7 +394,7 @@ impl Copier {
         let max = self.config.max_in_flight.max(1);
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval.0);
         let mut sweep_tick = tokio::time::interval(SWEEP_INTERVAL);
-        let mut stop = self.stop.clone();
+        let stop = self.stop.clone();
         let mut lease = self.lease.clone();
         loop {
             // A held message goes first once its subject is free.
@@ -414,7 +408,7 @@ impl Copier {
             let can_read = session.in_flight.len() < max && session.held.is_none();
             let event = tokio::select! {
                 biased;
-                _ = stop.wait_for(|stop| *stop) => Event::Stop,
+                _ = stop.stopping() => Event::Stop,
                 _ = demoted(&mut lease) => Event::Demoted,
                 Some((pending, outcome)) = session.in_flight.next(), if !session.in_flight.is_empty() => {
                     Event::Ack(pending, outcome)
@@ -904,11 +898,11 @@ impl Copier {
 
     /// Waits for the publishes in flight (until the shutdown deadline) and saves the checkpoint.
     async fn drain(&mut self, session: &mut Session) {
-        let mut deadline = self.deadline.clone();
+        let stop = self.stop.clone();
         while !session.in_flight.is_empty() {
             let next = tokio::select! {
                 next = session.in_flight.next() => next,
-                _ = deadline.wait_for(|passed| *passed) => None,
+                _ = stop.past_deadline() => None,
             };
             let Some((pending, outcome)) = next else {
                 break;

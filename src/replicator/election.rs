@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::streams::StreamError;
 use crate::config::validate::ELECTION_SAFETY_MARGIN;
 use crate::logging::LogLimiter;
+use crate::shutdown::{Shutdown, StopSignal};
 
 /// Opens the bucket `name`, creating it with `max_age` = `ttl` when missing. An existing bucket
 /// whose `max_age` differs is refused: its age is what expires a dead leader's key.
@@ -105,7 +106,7 @@ pub enum Role {
 pub struct Election {
     role: watch::Receiver<Role>,
     task: JoinHandle<()>,
-    stop: watch::Sender<bool>,
+    shutdown: Shutdown,
 }
 
 impl Election {
@@ -120,7 +121,7 @@ impl Election {
         ttl: Duration,
     ) -> Election {
         let (role_tx, role_rx) = watch::channel(Role::Campaigning);
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let shutdown = Shutdown::new();
         let campaign = Campaign {
             js,
             bucket_name: bucket,
@@ -129,13 +130,13 @@ impl Election {
             value: Bytes::from(holder),
             ttl,
             role: role_tx,
-            stop: stop_rx,
+            stop: shutdown.signal(),
             errors: LogLimiter::new(Duration::from_secs(30)),
         };
         Election {
             role: role_rx,
             task: spawner.spawn("election", campaign.run()),
-            stop: stop_tx,
+            shutdown,
         }
     }
 
@@ -146,7 +147,7 @@ impl Election {
 
     /// Gives up the key (deleting it if this instance leads) and ends the campaign.
     pub async fn resign(self) {
-        let _ = self.stop.send(true);
+        self.shutdown.stop();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
 }
@@ -159,7 +160,7 @@ struct Campaign {
     value: Bytes,
     ttl: Duration,
     role: watch::Sender<Role>,
-    stop: watch::Receiver<bool>,
+    stop: StopSignal,
     errors: LogLimiter,
 }
 
@@ -180,7 +181,7 @@ impl Campaign {
                 Err(StreamError::Refused(reason)) => {
                     tracing::error!(bucket = %self.bucket_name, %reason, "leader election refused");
                     self.set(Role::Refused(reason));
-                    let _ = self.stop.wait_for(|stop| *stop).await;
+                    self.stop.stopping().await;
                     return;
                 }
                 Err(StreamError::Unavailable(reason)) => {
@@ -192,14 +193,14 @@ impl Campaign {
             }
         }
         loop {
-            if *self.stop.borrow() {
+            if self.stop.is_stopping() {
                 break;
             }
             let sent = Instant::now();
             match self.try_create().await {
                 Some(revision) => {
                     self.lead(revision, sent).await;
-                    if *self.stop.borrow() {
+                    if self.stop.is_stopping() {
                         return;
                     }
                 }
@@ -239,10 +240,9 @@ impl Campaign {
         let mut next_attempt = granted + self.ttl / 3;
         loop {
             let deadline = refreshed + self.ttl - ELECTION_SAFETY_MARGIN;
-            let mut stop = self.stop.clone();
             let stopping = tokio::select! {
                 _ = tokio::time::sleep_until(next_attempt.min(deadline)) => false,
-                _ = stop.wait_for(|stop| *stop) => true,
+                _ = self.stop.stopping() => true,
             };
             if stopping {
                 self.set(Role::Standby);
@@ -331,11 +331,7 @@ impl Campaign {
 
     /// Sleeps unless ferry stops first; returns whether to go on.
     async fn sleep(&mut self, duration: Duration) -> bool {
-        let mut stop = self.stop.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => !*self.stop.borrow(),
-            _ = stop.wait_for(|stop| *stop) => false,
-        }
+        self.stop.sleep(duration).await
     }
 }
 

@@ -17,6 +17,7 @@ use super::election::Role;
 use tokio::time::MissedTickBehavior;
 
 use crate::logging::LogLimiter;
+use crate::shutdown::StopSignal;
 
 /// The `protocol` of heartbeat payloads.
 pub const PROTOCOL: &str = "io.ferry.heartbeat.v1";
@@ -47,7 +48,7 @@ pub fn spawn(
     interval: Duration,
     instance: String,
     replicator: String,
-    stop: watch::Receiver<bool>,
+    stop: StopSignal,
     leading: Option<watch::Receiver<Role>>,
 ) -> tokio::task::JoinHandle<()> {
     spawner.spawn(
@@ -62,7 +63,7 @@ async fn run(
     interval: Duration,
     instance: String,
     replicator: String,
-    mut stop: watch::Receiver<bool>,
+    stop: StopSignal,
     leading: Option<watch::Receiver<Role>>,
 ) {
     let errors = LogLimiter::new(LOG_INTERVAL);
@@ -70,15 +71,9 @@ async fn run(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let headers = headers(&instance);
     loop {
-        if *stop.borrow() {
-            return;
-        }
         tokio::select! {
             _ = ticker.tick() => {}
-            changed = stop.changed() => {
-                if changed.is_err() { return }
-                continue;
-            }
+            _ = stop.stopping() => return,
         }
         if leading
             .as_ref()
@@ -95,7 +90,7 @@ async fn run(
                     }
                 }
             }
-            changed = stop.changed() => if changed.is_err() { return },
+            _ = stop.stopping() => return,
         }
     }
 }
@@ -174,7 +169,7 @@ mod tests {
             .expect("server starts");
         let client = async_nats::connect(server.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let shutdown = crate::shutdown::Shutdown::new();
         // No stream yet: errors are logged, the task keeps running.
         let (spawner, _ended) = crate::supervisor::Spawner::new("r1");
         let task = spawn(
@@ -184,7 +179,7 @@ mod tests {
             Duration::from_millis(100),
             "ferry-1".into(),
             "r1".into(),
-            stop_rx,
+            shutdown.signal(),
             None,
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -213,7 +208,7 @@ mod tests {
         assert_eq!(value["protocol"], PROTOCOL);
         assert_eq!(value["instance"], "ferry-1");
         assert_eq!(stored.headers.get(HEADER).unwrap().as_str(), "ferry-1");
-        let _ = stop_tx.send(true);
+        shutdown.stop();
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("stops promptly")

@@ -32,6 +32,7 @@ use crate::config::replicator::{AdvisoriesConfig, ReplicatorConfig, SampleConfig
 use crate::connect::Connection;
 use crate::filter::Filter;
 use crate::metrics::Metrics;
+use crate::shutdown::{Shutdown, StopSignal};
 use crate::state::{StateError, StateStore};
 use crate::status::{PipelineKind, StatusBoard};
 use crate::supervisor::{Pipeline, Spawner};
@@ -129,8 +130,7 @@ pub struct Replicator {
     election: Option<Election>,
     /// Writes the shared sampling state while this instance leads.
     sharer: Option<JoinHandle<()>>,
-    stop: watch::Sender<bool>,
-    deadline: watch::Sender<bool>,
+    shutdown: Shutdown,
 }
 
 impl Replicator {
@@ -176,8 +176,7 @@ impl Replicator {
             .limit
             .as_ref()
             .and_then(|limit| RateLimiter::new(limit.rate, limit.bytes));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (deadline_tx, deadline_rx) = watch::channel(false);
+        let shutdown = Shutdown::new();
         let advisories = match &config.advisories {
             Some(advisories) => Some(
                 AdvisoryPublisher::spawn(
@@ -187,7 +186,7 @@ impl Replicator {
                     instance.clone(),
                     name.clone(),
                     metrics.clone(),
-                    stop_rx.clone(),
+                    shutdown.signal(),
                 )
                 .map_err(config_error)?,
             ),
@@ -211,7 +210,7 @@ impl Replicator {
                 heartbeat.interval.0,
                 instance.clone(),
                 name.clone(),
-                stop_rx.clone(),
+                shutdown.signal(),
                 election.as_ref().map(Election::role),
             )
         });
@@ -231,7 +230,7 @@ impl Replicator {
                 share_while_leading(
                     shared.clone(),
                     election.role(),
-                    stop_rx.clone(),
+                    shutdown.signal(),
                     name.clone(),
                 ),
             )),
@@ -255,8 +254,7 @@ impl Replicator {
             advisories,
             metrics: replicator_metrics,
             board,
-            stop: stop_rx,
-            deadline: deadline_rx,
+            stop: shutdown.signal(),
             lease: election.as_ref().map(Election::role),
             shared,
             config,
@@ -267,8 +265,7 @@ impl Replicator {
             heartbeat,
             election,
             sharer,
-            stop: stop_tx,
-            deadline: deadline_tx,
+            shutdown,
         })
     }
 
@@ -279,13 +276,13 @@ impl Replicator {
     /// Graceful stop: no new reads, in-flight acks awaited until `timeout`, checkpoint saved.
     /// Also the way out after one of its tasks failed: the others are stopped the same way.
     pub async fn stop(self, timeout: Duration) {
-        let sent = self.stop.send(true);
-        tracing::debug!(replicator = %self.name, finished = self.task.is_finished(), sent = sent.is_ok(), "stopping the replicator");
+        self.shutdown.stop();
+        tracing::debug!(replicator = %self.name, finished = self.task.is_finished(), "stopping the replicator");
         let mut task = self.task;
         tokio::select! {
             _ = &mut task => {}
             _ = tokio::time::sleep(timeout) => {
-                let _ = self.deadline.send(true);
+                self.shutdown.pass_deadline();
                 let _ = task.await;
             }
         }
@@ -317,15 +314,12 @@ fn shared_max_age(sample: &SampleConfig, advisories: Option<&AdvisoriesConfig>) 
 async fn share_while_leading(
     shared: Arc<SharedState>,
     role: watch::Receiver<Role>,
-    mut stop: watch::Receiver<bool>,
+    stop: StopSignal,
     replicator: String,
 ) {
     let errors = crate::logging::LogLimiter::new(Duration::from_secs(30));
     loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(shared_state::PUBLISH_INTERVAL) => false,
-            _ = stop.wait_for(|stop| *stop) => true,
-        };
+        let stopping = !stop.sleep(shared_state::PUBLISH_INTERVAL).await;
         if *role.borrow() == Role::Leader {
             if let Err(error) = shared.publish().await {
                 if let Some(suppressed) = errors.allow() {
