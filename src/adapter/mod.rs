@@ -7,7 +7,6 @@
 //! Each adapter is two tasks: the [`intake::Intake`] and the [`publisher::Publisher`], joined by the
 //! [`router::Router`]. A third, small task reports the adapter's state to the status board.
 
-pub mod decoders;
 pub mod intake;
 pub mod message;
 pub mod publisher;
@@ -345,7 +344,7 @@ impl Adapter {
             config: config.clone(),
         };
         let intake = Intake {
-            decoder: decoders::for_adapter(&config),
+            decoder: config.kind.decoder(&config),
             client: input.client.clone(),
             filter,
             template,

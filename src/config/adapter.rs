@@ -1,46 +1,12 @@
 //! The `adapters` entries of the config (SPEC sections 3 and 4).
 
-use std::fmt;
-
 use serde::Deserialize;
 
 use super::common::StorageKind;
 use super::filter::FilterConfig;
+pub use super::kinds::AdapterKind;
 use super::units::{ByteSize, HumanDuration};
 use crate::subject::Template;
-
-/// The decoder kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdapterKind {
-    ChoriaLifecycle,
-    ChoriaRegistration,
-    Passthrough,
-}
-
-impl AdapterKind {
-    /// Every kind, in the order the docs list them (used in "use one of: ..." messages).
-    pub const ALL: [AdapterKind; 3] = [
-        AdapterKind::ChoriaLifecycle,
-        AdapterKind::ChoriaRegistration,
-        AdapterKind::Passthrough,
-    ];
-
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdapterKind::ChoriaLifecycle => "choria_lifecycle",
-            AdapterKind::ChoriaRegistration => "choria_registration",
-            AdapterKind::Passthrough => "passthrough",
-        }
-    }
-}
-
-impl fmt::Display for AdapterKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What a `choria_lifecycle` adapter stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -106,6 +72,19 @@ pub fn default_max_in_flight() -> usize {
 }
 
 impl AdapterConfig {
+    /// The kind-specific keys set in this entry (see [`AdapterKind::options`]).
+    pub fn kind_options_set(&self) -> Vec<&'static str> {
+        [
+            ("format", self.format.is_some()),
+            ("allow_unknown_types", self.allow_unknown_types.is_some()),
+            ("sender_header", self.sender_header.is_some()),
+            ("sender_token", self.sender_token.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+
     /// The connection the output stream lives on: `output.connection`, else the adapter's own.
     pub fn output_connection(&self) -> &str {
         self.output

@@ -12,6 +12,7 @@ pub mod common;
 pub mod connection;
 pub mod expand;
 pub mod filter;
+pub mod kinds;
 pub mod permissions;
 pub mod prescan;
 pub mod redact;
@@ -30,7 +31,7 @@ use serde_norway::{Mapping, Value};
 
 pub use replicator::ReplicatorConfig;
 pub use schema::*;
-pub use validate::{accepted_tokens, validate};
+pub use validate::validate;
 
 /// One thing wrong with the config: where (`adapters[0].output.stream`) and what, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ferry_adapter::Decoder;
-
 use super::redact::{redact_url, split_userinfo};
 use super::replicator::{parse_start_time, ReplicatorConfig, SampleKey, StartPosition};
 use super::schema::{AdapterConfig, AdapterKind, Config, ConnectionConfig, FilterConfig};
@@ -48,29 +46,6 @@ pub const MAX_SERVER_DURATION: Duration = Duration::from_secs(106_751 * 86_400);
 /// Largest `subscription_capacity`: the NATS client buffers each subscription in a tokio channel,
 /// which panics when asked for more permits than this.
 pub const MAX_SUBSCRIPTION_CAPACITY: usize = tokio::sync::Semaphore::MAX_PERMITS;
-
-/// The template tokens each decoder kind fills (`token.N` stands for `token.1`, `token.2`, ...).
-/// Kept consistent with each decoder's `accepts_token` by a unit test.
-pub fn accepted_tokens(kind: AdapterKind) -> &'static [&'static str] {
-    match kind {
-        AdapterKind::ChoriaLifecycle => &["type", "component", "identity", "sender"],
-        AdapterKind::ChoriaRegistration => &["sender", "agent", "collective"],
-        AdapterKind::Passthrough => &["subject", "sender", "token.N"],
-    }
-}
-
-/// A decoder of `kind` with default settings, used only to ask which tokens it accepts, so the
-/// decoder crates stay the one source of truth.
-fn probe_decoder(kind: AdapterKind) -> Box<dyn Decoder> {
-    match kind {
-        AdapterKind::ChoriaLifecycle => Box::new(choria_lifecycle::LifecycleDecoder::new(
-            false,
-            choria_lifecycle::OutputFormat::default(),
-        )),
-        AdapterKind::ChoriaRegistration => Box::new(choria_registration::RegistrationDecoder),
-        AdapterKind::Passthrough => Box::new(passthrough::PassthroughDecoder::new(None, None)),
-    }
-}
 
 /// Every problem with `config`, in file order; empty when it is valid.
 pub fn validate(config: &Config) -> Vec<Problem> {
@@ -855,7 +830,7 @@ fn check_template(
     inputs: &[String],
 ) {
     let path = format!("{base}.output.subject");
-    let decoder = probe_decoder(adapter.kind);
+    let decoder = adapter.kind.decoder(adapter);
     for token in template.tokens() {
         if !decoder.accepts_token(token) {
             out.push(
@@ -863,7 +838,8 @@ fn check_template(
                 format!(
                     "token {{{token}}} is not provided by kind {} (it provides: {})",
                     adapter.kind,
-                    accepted_tokens(adapter.kind)
+                    decoder
+                        .tokens()
                         .iter()
                         .map(|t| format!("{{{t}}}"))
                         .collect::<Vec<_>>()
@@ -910,27 +886,20 @@ fn check_template(
 
 fn check_kind_options(out: &mut Problems, base: &str, adapter: &AdapterConfig, inputs: &[String]) {
     let kind = adapter.kind;
-    let misplaced = |out: &mut Problems, key: &str, owner: AdapterKind| {
+    for option in adapter.kind_options_set() {
+        if kind.options().contains(&option) {
+            continue;
+        }
+        let owner = AdapterKind::ALL
+            .into_iter()
+            .find(|other| other.options().contains(&option));
+        let owner = owner.map_or_else(|| "another kind".to_string(), |o| format!("kind {o}"));
         out.push(
-            format!("{base}.{key}"),
-            format!("only applies to kind {owner} (this adapter is {kind}); remove it"),
+            format!("{base}.{option}"),
+            format!("only applies to {owner} (this adapter is {kind}); remove it"),
         );
-    };
-    if kind != AdapterKind::ChoriaLifecycle {
-        if adapter.format.is_some() {
-            misplaced(out, "format", AdapterKind::ChoriaLifecycle);
-        }
-        if adapter.allow_unknown_types.is_some() {
-            misplaced(out, "allow_unknown_types", AdapterKind::ChoriaLifecycle);
-        }
     }
     if kind != AdapterKind::Passthrough {
-        if adapter.sender_header.is_some() {
-            misplaced(out, "sender_header", AdapterKind::Passthrough);
-        }
-        if adapter.sender_token.is_some() {
-            misplaced(out, "sender_token", AdapterKind::Passthrough);
-        }
         return;
     }
     if let Some(header) = &adapter.sender_header {
@@ -1748,20 +1717,6 @@ adapters:
     #[test]
     fn the_valid_fixture_passes() {
         assert_eq!(problems_of(VALID), Vec::new());
-    }
-
-    #[test]
-    fn accepted_tokens_match_the_decoders() {
-        for kind in AdapterKind::ALL {
-            let decoder = probe_decoder(kind);
-            for token in accepted_tokens(kind) {
-                let token = token.replace(".N", ".1");
-                assert!(decoder.accepts_token(&token), "{kind}: {token}");
-            }
-            for token in ["bogus", "token.0", "Type"] {
-                assert!(!decoder.accepts_token(token), "{kind}: {token}");
-            }
-        }
     }
 
     #[test]

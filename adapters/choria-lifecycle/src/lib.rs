@@ -128,8 +128,8 @@ impl Decoder for LifecycleDecoder {
         "choria_lifecycle"
     }
 
-    fn accepts_token(&self, token: &str) -> bool {
-        matches!(token, "type" | "component" | "identity" | "sender")
+    fn tokens(&self) -> &'static [&'static str] {
+        &["type", "component", "identity", "sender"]
     }
 
     fn decode(&self, input: &Input<'_>) -> Result<DecodedEvent, DecodeError> {

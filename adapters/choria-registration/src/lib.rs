@@ -72,8 +72,8 @@ impl Decoder for RegistrationDecoder {
         "choria_registration"
     }
 
-    fn accepts_token(&self, token: &str) -> bool {
-        matches!(token, "sender" | "agent" | "collective")
+    fn tokens(&self) -> &'static [&'static str] {
+        &["sender", "agent", "collective"]
     }
 
     fn decode(&self, input: &Input<'_>) -> Result<DecodedEvent, DecodeError> {

@@ -5,7 +5,9 @@
 //! async, no clock, no randomness, so every kind is tested against fixture files and property tests
 //! without a server, and the runtime can call them from any task.
 //!
-//! Adding a decoder kind means one crate implementing [`Decoder`] plus one arm in ferry's kind registry.
+//! Adding a decoder kind means one crate implementing [`Decoder`] (which reports the template tokens
+//! it fills) plus a variant of ferry's `AdapterKind` and the arms the compiler then asks for in
+//! `src/config/kinds.rs` (the kind-specific config keys and how to build the decoder).
 //!
 //! ```
 //! use ferry_adapter::{Decoder, DecodedEvent, DecodeError, Input, Payload};
@@ -15,7 +17,7 @@
 //!
 //! impl Decoder for FirstToken {
 //!     fn kind(&self) -> &'static str { "first_token" }
-//!     fn accepts_token(&self, token: &str) -> bool { token == "sender" }
+//!     fn tokens(&self) -> &'static [&'static str] { &["sender"] }
 //!     fn decode(&self, input: &Input<'_>) -> Result<DecodedEvent, DecodeError> {
 //!         if input.payload.is_empty() {
 //!             return Err(DecodeError::Empty);
@@ -254,8 +256,27 @@ pub trait Decoder: Send + Sync {
     /// The kind's name as written in the config (`choria_lifecycle`, ...).
     fn kind(&self) -> &'static str;
 
-    /// Whether `{token}` may appear in this kind's output subject template.
-    fn accepts_token(&self, token: &str) -> bool;
+    /// The tokens this kind fills in the output subject template, for validation and error
+    /// messages. `name.N` stands for `name.1`, `name.2`, ... (written without leading zeros).
+    fn tokens(&self) -> &'static [&'static str];
+
+    /// Whether `{token}` may appear in this kind's output subject template: one of
+    /// [`Decoder::tokens`], a `.N` pattern matched by a positive number.
+    fn accepts_token(&self, token: &str) -> bool {
+        self.tokens()
+            .iter()
+            .any(|known| match known.strip_suffix(".N") {
+                Some(stem) => token
+                    .strip_prefix(stem)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|n| {
+                        !n.starts_with('0')
+                            && n.bytes().all(|b| b.is_ascii_digit())
+                            && n.parse::<usize>().is_ok()
+                    }),
+                None => *known == token,
+            })
+    }
 
     /// Decodes one message. Must never panic, whatever the input.
     fn decode(&self, input: &Input<'_>) -> Result<DecodedEvent, DecodeError>;

@@ -1,0 +1,106 @@
+//! The adapter kinds: one enum variant and one arm per match here for each decoder crate. Adding
+//! a kind means adding its crate, a variant, and the arms the compiler then asks for; the
+//! decoder itself reports the template tokens it fills (`Decoder::tokens`).
+
+use std::fmt;
+
+use ferry_adapter::Decoder;
+use serde::Deserialize;
+
+use super::adapter::AdapterConfig;
+
+/// The decoder kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterKind {
+    ChoriaLifecycle,
+    ChoriaRegistration,
+    Passthrough,
+}
+
+impl AdapterKind {
+    /// The kind-specific keys of an adapter entry this kind reads; set on another kind, they
+    /// are refused with the kind they belong to.
+    pub fn options(self) -> &'static [&'static str] {
+        match self {
+            AdapterKind::ChoriaLifecycle => &["format", "allow_unknown_types"],
+            AdapterKind::ChoriaRegistration => &[],
+            AdapterKind::Passthrough => &["sender_header", "sender_token"],
+        }
+    }
+
+    /// The decoder for an adapter of this kind, from its config.
+    pub fn decoder(self, config: &AdapterConfig) -> Box<dyn Decoder> {
+        match self {
+            AdapterKind::ChoriaLifecycle => Box::new(choria_lifecycle::LifecycleDecoder::new(
+                config.allow_unknown_types.unwrap_or(false),
+                config.format.unwrap_or_default().output_format(),
+            )),
+            AdapterKind::ChoriaRegistration => Box::new(choria_registration::RegistrationDecoder),
+            AdapterKind::Passthrough => Box::new(passthrough::PassthroughDecoder::new(
+                config.sender_header.clone(),
+                config.sender_token,
+            )),
+        }
+    }
+
+    /// Every kind, in the order the docs list them (used in "use one of: ..." messages).
+    pub const ALL: [AdapterKind; 3] = [
+        AdapterKind::ChoriaLifecycle,
+        AdapterKind::ChoriaRegistration,
+        AdapterKind::Passthrough,
+    ];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterKind::ChoriaLifecycle => "choria_lifecycle",
+            AdapterKind::ChoriaRegistration => "choria_registration",
+            AdapterKind::Passthrough => "passthrough",
+        }
+    }
+}
+
+impl fmt::Display for AdapterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(kind: AdapterKind) -> AdapterConfig {
+        let yaml = format!(
+            "{{name: a, kind: {kind}, connection: c, subjects: [x], output: {{stream: S, subject: o}}}}"
+        );
+        serde_norway::from_str(&yaml).expect("a minimal adapter entry")
+    }
+
+    #[test]
+    fn every_kind_builds_its_own_decoder() {
+        for kind in AdapterKind::ALL {
+            let decoder = kind.decoder(&adapter(kind));
+            assert_eq!(decoder.kind(), kind.as_str());
+            assert!(!decoder.tokens().is_empty(), "{kind}");
+            for token in decoder.tokens() {
+                let token = token.replace(".N", ".1");
+                assert!(decoder.accepts_token(&token), "{kind}: {token}");
+            }
+            for token in ["bogus", "token.0", "token.01", "Type"] {
+                assert!(!decoder.accepts_token(token), "{kind}: {token}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_option_belongs_to_one_kind() {
+        let mut seen = std::collections::BTreeSet::new();
+        for kind in AdapterKind::ALL {
+            for option in kind.options() {
+                assert!(seen.insert(*option), "{option} listed twice");
+            }
+        }
+    }
+}
