@@ -684,6 +684,20 @@ mod tests {
         Spool::open(store, dir, "a", max, m, b).unwrap()
     }
 
+    /// Adapter "a"'s segment log under `state_dir`, without a spool around it (to write what
+    /// another release would have written).
+    fn bare_log(state_dir: &Path) -> SegmentLog {
+        let (log, _) = SegmentLog::open(
+            &log_dir(state_dir, "a"),
+            "a",
+            None,
+            &BTreeMap::new(),
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
+        log
+    }
+
     fn seqs(messages: &[OutMessage]) -> Vec<u64> {
         messages.iter().map(|m| m.seq).collect()
     }
@@ -863,14 +877,7 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         {
             // A spool as the previous release left it: header values, no block.
-            let (mut log, _) = SegmentLog::open(
-                &log_dir(dir.path(), "a"),
-                "a",
-                None,
-                &BTreeMap::new(),
-                &mut |_, _| Ok(()),
-            )
-            .unwrap();
+            let mut log = bare_log(dir.path());
             for seq in 1..=3 {
                 let body = crate::adapter::message::values_layout("s", Some("web1"), b"{}");
                 log.append(seq, &body, 0).unwrap();
@@ -910,14 +917,7 @@ mod tests {
         let count = 3 * segments::SEGMENT_BYTES / size as u64;
         {
             // Segments as a newer release might leave them: one record this version cannot read.
-            let (mut log, _) = SegmentLog::open(
-                &log_dir(dir.path(), "a"),
-                "a",
-                None,
-                &BTreeMap::new(),
-                &mut |_, _| Ok(()),
-            )
-            .unwrap();
+            let mut log = bare_log(dir.path());
             for seq in 1..=count {
                 let body = if seq == 2 {
                     newer.to_vec()
