@@ -1,5 +1,5 @@
 //! The `replicators` section of the YAML schema (SPEC sections 3, 5, 7 and 8). Structs mirror the
-//! file one to one; unknown keys are rejected. Cross-field checks live in `validate.rs`.
+//! file one to one; unknown keys are rejected. Cross-field checks live in `validate/replicator.rs`.
 
 use std::fmt;
 use std::time::Duration;

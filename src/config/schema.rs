@@ -1,7 +1,7 @@
 //! The YAML schema's top level (SPEC section 3). Each component's part lives in its own module
 //! (`connection`, `adapter`, `filter`, `replicator`, `common`) and is re-exported here. Structs
 //! mirror the file one to one; unknown keys are rejected. Semantic checks that span fields live in
-//! `validate.rs`.
+//! `validate/`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
