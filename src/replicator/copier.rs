@@ -24,11 +24,12 @@ use tokio::sync::watch;
 use super::advisories::AdvisoryPublisher;
 use super::checkpoint::{Checkpoint, Checkpoints, TargetPosition};
 use super::election::Role;
-use super::headers::{is_loop, target_headers, Stamp};
+use super::gate::{Candidate, Gate, Skip};
+use super::headers::{target_headers, Stamp};
 use super::limits::RateLimiter;
 use super::reader::{SourceMessage, SourceReader};
 use super::resume::{self, Resume, TargetView};
-use super::sampler::{Decision, Sampler};
+use super::sampler::Sampler;
 use super::shared_state::SharedState;
 use super::streams::{self, SourceInfo, StreamError};
 use super::watermark::Watermark;
@@ -37,7 +38,7 @@ use crate::ack::Outcome;
 use crate::ack_inbox::AckInbox;
 use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig, Writes};
 use crate::connect::Connection;
-use crate::filter::{Filter, Verdict};
+use crate::filter::Filter;
 use crate::shutdown::StopSignal;
 use crate::status::{PipelineState, StatusBoard};
 use crate::subject;
@@ -82,15 +83,6 @@ struct Pending {
     /// `writes: exclusive`: the target sequence this copy was fenced to follow; its ack must
     /// name the next one.
     fence: Option<u64>,
-}
-
-/// Header lookup over an optional JetStream header map, for filters.
-struct Headers<'a>(Option<&'a HeaderMap>);
-
-impl ferry_adapter::HeaderLookup for Headers<'_> {
-    fn header(&self, name: &str) -> Option<&str> {
-        crate::wire_headers::lookup(self.0, name)
-    }
 }
 
 pub struct Copier {
@@ -540,44 +532,31 @@ impl Copier {
         self.config.ordering == Ordering::Subject && self.config.to.writes == Writes::Shared
     }
 
-    /// Why a message is not copied, if it is not.
+    /// Why a message is not copied, if it is not (see [`Gate`]); sends the advisory sampling
+    /// raised.
     fn skip_reason(
         &self,
         session: &Session,
         message: &SourceMessage,
         published: OffsetDateTime,
     ) -> Option<&'static str> {
-        let headers = message.headers.as_ref();
-        if is_loop(headers, &session.target_origin) {
-            return Some("loop");
+        let gate = Gate {
+            target_origin: &session.target_origin,
+            max_age: self.config.max_age.map(|age| age.0),
+            filter: &self.filter,
+            sampler: self.sampler.as_deref(),
+        };
+        let candidate = Candidate {
+            subject: message.subject.as_str(),
+            headers: message.headers.as_ref(),
+            payload: &message.payload,
+            published,
+        };
+        let (verdict, advisory) = gate.judge(&candidate, OffsetDateTime::now_utc);
+        if let (Some(advisory), Some(publisher)) = (advisory, &self.advisories) {
+            publisher.send(advisory);
         }
-        if let Some(max_age) = self.config.max_age {
-            let age = OffsetDateTime::now_utc() - published;
-            if age > time::Duration::try_from(max_age.0).unwrap_or(time::Duration::MAX) {
-                return Some("age");
-            }
-        }
-        if !self.filter.is_pass_through()
-            && self.filter.check(
-                message.subject.as_str(),
-                &message.payload,
-                &Headers(headers),
-            ) != Verdict::Accept
-        {
-            return Some("filtered");
-        }
-        if let Some(sampler) = &self.sampler {
-            let now = unix_now();
-            let (decision, advisory) =
-                sampler.decide(message.subject.as_str(), headers, &message.payload, now);
-            if let (Some(advisory), Some(publisher)) = (advisory, &self.advisories) {
-                publisher.send(advisory);
-            }
-            if decision == Decision::Skip {
-                return Some("sampled");
-            }
-        }
-        None
+        verdict.err().map(Skip::reason)
     }
 
     /// Publishes; the ack comes back through `in_flight`.

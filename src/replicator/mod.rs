@@ -10,6 +10,7 @@ pub mod advisories;
 pub mod checkpoint;
 pub mod copier;
 pub mod election;
+pub mod gate;
 pub mod headers;
 pub mod heartbeat;
 pub mod limits;
