@@ -1,0 +1,309 @@
+//! The tolerant section parser: each section (and each list entry) is deserialized on its own,
+//! and an offending key is removed and the section retried, so one pass reports every mistake at
+//! its path; serde's messages are made friendly here, with "did you mean" suggestions.
+
+use super::*;
+
+/// Deserializes each entry of the list `key` (`adapters`, `replicators`) as its own section at
+/// `key[i]`. Returns what parsed and, for each, its position in the file (entries that failed to
+/// parse are missing, and positions keep problem paths pointing at the right entry).
+pub(super) fn deserialize_list<T: DeserializeOwned>(
+    value: Option<Value>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> (Vec<T>, Vec<usize>) {
+    let mut parsed = Vec::new();
+    let mut indices = Vec::new();
+    match value {
+        None | Some(Value::Null) => {}
+        Some(Value::Sequence(items)) => {
+            for (index, value) in items.into_iter().enumerate() {
+                let path = format!("{key}[{index}]");
+                if let Some(entry) = deserialize_section::<T>(value, &path, problems) {
+                    parsed.push(entry);
+                    indices.push(index);
+                }
+            }
+        }
+        Some(other) => problems.push(Problem::new(
+            key,
+            format!(
+                "expected a list of {key} (each entry starting with `- name: ...`), not {}",
+                describe(&other)
+            ),
+        )),
+    }
+    (parsed, indices)
+}
+
+/// Whether `path` is `parent` or lies under it (`parent.x`, `parent[0]`).
+pub(super) fn within(path: &str, parent: &str) -> bool {
+    path == parent
+        || path
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// A YAML value's kind, for messages.
+pub(super) fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "an empty value",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Most attempts per section; each removes one key, so this only bounds pathological files.
+pub(super) const MAX_ATTEMPTS: usize = 64;
+
+/// One step of a path into a YAML value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Step {
+    Key(String),
+    Index(usize),
+}
+
+pub(super) fn render_path(prefix: &str, steps: &[Step]) -> String {
+    let mut out = prefix.to_string();
+    for step in steps {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(index) => out.push_str(&format!("[{index}]")),
+        }
+    }
+    out
+}
+
+/// Deserializes one section at `prefix`, recording every problem found in it. After each error
+/// the offending key is removed and the section tried again, so independent mistakes in one
+/// section are all reported. Returns what parsed in the end, which lacks the removed keys when
+/// problems were recorded (enough to validate the rest of the section), or `None` when a required
+/// key could not be parsed.
+pub(super) fn deserialize_section<T: DeserializeOwned>(
+    mut value: Value,
+    prefix: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let mut found: Vec<Problem> = Vec::new();
+    for _ in 0..MAX_ATTEMPTS {
+        let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(parsed) => {
+                problems.extend(found);
+                return Some(parsed);
+            }
+            Err(error) => error,
+        };
+        let Some(steps) = error
+            .path()
+            .iter()
+            .map(|segment| match segment {
+                serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => Some(Step::Key(variant.clone())),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect::<Option<Vec<Step>>>()
+        else {
+            found.push(Problem::new(
+                render_path(prefix, &[]),
+                friendly(&error.inner().to_string()),
+            ));
+            break;
+        };
+        let message = error.inner().to_string();
+        let removal: Vec<Step> = if let Some(field) = missing_field(&message) {
+            let mut path = steps.clone();
+            path.push(Step::Key(field.to_string()));
+            let full = render_path(prefix, &path);
+            // A required key removed after an earlier error is not reported again; the section
+            // (or sub-section) holding it cannot be parsed further, so it goes next.
+            if !found.iter().any(|p| within(&p.path, &full)) {
+                found.push(Problem::new(
+                    full,
+                    "is required but missing (see config/ferry.yaml for every key)",
+                ));
+            }
+            steps
+        } else {
+            let full = render_path(prefix, &steps);
+            // After a key inside a value was reported and removed, the value's own complaint
+            // (`start: needs exactly one of ...` once `start.since` is gone) is a consequence.
+            if !found
+                .iter()
+                .any(|p| p.path != full && within(&p.path, &full))
+            {
+                found.push(Problem::new(full, friendly(&message)));
+            }
+            // Removing a list element would shift the positions of later ones in messages;
+            // remove the whole list instead.
+            match steps.last() {
+                Some(Step::Index(_)) => {
+                    let mut list = steps;
+                    while matches!(list.last(), Some(Step::Index(_))) {
+                        list.pop();
+                    }
+                    list
+                }
+                _ => steps,
+            }
+        };
+        if removal.is_empty() || !remove_at(&mut value, &removal) {
+            break;
+        }
+    }
+    problems.extend(found);
+    None
+}
+
+/// Removes the node at `steps` from `value`; false when there is no such node.
+pub(super) fn remove_at(value: &mut Value, steps: &[Step]) -> bool {
+    let Some((last, parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for step in parents {
+        node = match (step, node) {
+            (Step::Key(key), Value::Mapping(mapping)) => match find_key(mapping, key) {
+                Some(found) => match mapping.get_mut(&found) {
+                    Some(child) => child,
+                    None => return false,
+                },
+                None => return false,
+            },
+            (Step::Index(index), Value::Sequence(items)) => match items.get_mut(*index) {
+                Some(child) => child,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Step::Key(key), Value::Mapping(mapping)) => match find_key(mapping, key) {
+            Some(found) => mapping.shift_remove(&found).is_some(),
+            None => false,
+        },
+        (Step::Index(index), Value::Sequence(items)) if *index < items.len() => {
+            items.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The mapping key whose text is `key` (keys are usually strings, but `1:` is a number).
+pub(super) fn find_key(mapping: &Mapping, key: &str) -> Option<Value> {
+    mapping
+        .keys()
+        .find(|candidate| expand::key_text(candidate) == key)
+        .cloned()
+}
+
+/// The field named in serde's "missing field `x`" message.
+pub(super) fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(field, _)| field)
+}
+
+/// The backquoted names after "expected" in a serde message (`expected one of `a`, `b``).
+pub(super) fn expected_names(message: &str) -> Vec<&str> {
+    let Some((_, expected)) = message.split_once("expected") else {
+        return Vec::new();
+    };
+    expected.split('`').skip(1).step_by(2).collect()
+}
+
+/// Rewrites serde's messages into ones that say the fix.
+pub(super) fn friendly(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let Some((field, _)) = rest.split_once('`') else {
+            return message.to_string();
+        };
+        let valid = expected_names(rest);
+        if valid.is_empty() {
+            return format!("unknown key {field:?} (this section takes no keys)");
+        }
+        let suggestion = closest(field, &valid)
+            .map(|name| format!("did you mean {name:?}? "))
+            .unwrap_or_default();
+        return format!(
+            "unknown key {field:?} ({suggestion}valid keys: {})",
+            valid.join(", ")
+        );
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let Some((value, _)) = rest.split_once('`') else {
+            return message.to_string();
+        };
+        let valid = expected_names(rest);
+        let suggestion = closest(value, &valid)
+            .map(|name| format!("did you mean {name:?}? "))
+            .unwrap_or_default();
+        return format!(
+            "unknown value {value:?} ({suggestion}use one of: {})",
+            valid.join(", ")
+        );
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let rest = rest.replace("unit value", "an empty value");
+        let hint = if rest.ends_with("expected a sequence") {
+            " (write a list: [a, b], or one `- item` per line)"
+        } else if rest.contains("expected struct") || rest.ends_with("expected a map") {
+            " (write a mapping of keys, e.g. `key: value` lines indented under it)"
+        } else if rest.ends_with("expected a string") {
+            " (quote it)"
+        } else {
+            ""
+        };
+        let rest = match rest.split_once("expected struct ") {
+            Some((head, _)) => format!("{head}expected a mapping"),
+            None => rest,
+        };
+        return format!("invalid type: {rest}{hint}");
+    }
+    message.to_string()
+}
+
+/// The candidate closest to `word` by edit distance, when close enough to be a likely typo.
+pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(word, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance, with a swap of neighbours counting as one edit.
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
