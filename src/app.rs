@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::adapter::spool::SpoolError;
 use crate::adapter::{Adapter, AdapterContext};
 use crate::config::schema::Config;
 use crate::connect::{self, ConnectError, Connection};
@@ -12,26 +13,43 @@ use crate::monitor::Monitor;
 use crate::replicator::checkpoint::{Checkpoint, Checkpoints, Forced};
 use crate::replicator::{Replicator, ReplicatorContext};
 use crate::shutdown::Shutdown;
-use crate::state::{SledStore, StateDirLock, StateStore, StoreHistory};
+use crate::state::{SledStore, StateDirLock, StateError, StateStore, StoreHistory};
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
 use crate::supervisor::{supervise, Running, Spawner, Supervision};
 
-/// Why `ferry run` stopped with an error; decides the exit code (SPEC section 2).
+/// Why `ferry run` stopped with an error; decides the exit code (SPEC section 2). Each variant
+/// keeps the error beneath it, so a caller (and a log) can follow the chain to its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The config cannot work (exit 1), e.g. a credentials file that does not exist.
+    /// The config cannot work (exit 1), e.g. a pipeline naming an undefined connection.
     #[error("{0}")]
     Config(String),
-    /// Something at runtime failed (exit 2), e.g. the state store is locked or the port is taken.
-    #[error("{0}")]
-    Runtime(String),
+    /// A connection's settings cannot work (exit 1: a credentials file that does not exist) or
+    /// its servers cannot be reached (exit 2).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The state store or its lock (exit 2): locked by another process, damaged, unwritable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An adapter's spool could not be opened (exit 2).
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The monitor cannot listen (exit 2), e.g. the port is taken (the error names the address).
+    #[error(transparent)]
+    Monitor(std::io::Error),
+    /// A pipeline could not start (exit 2).
+    #[error(transparent)]
+    AdapterStart(#[from] crate::adapter::StartError),
+    #[error(transparent)]
+    ReplicatorStart(#[from] crate::replicator::StartError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) => 1,
-            RunError::Runtime(_) => 2,
+            RunError::Connect(error) if error.is_config() => 1,
+            _ => 2,
         }
     }
 }
@@ -67,8 +85,7 @@ pub async fn run_until_with(
     options: RunOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let _lock = StateDirLock::acquire(&config.state_dir)
-        .map_err(|error| RunError::Runtime(error.to_string()))?;
+    let _lock = StateDirLock::acquire(&config.state_dir)?;
     let store: Arc<dyn StateStore> = Arc::new(open_store(&config.state_dir, options)?);
     let store_watch = tokio::spawn(reopen_when_failed(store.clone()));
     let instance = config.instance_name();
@@ -79,7 +96,7 @@ pub async fn run_until_with(
         Some(monitor) => {
             let bound = Monitor::bind(&monitor.listen)
                 .await
-                .map_err(|error| RunError::Runtime(error.to_string()))?;
+                .map_err(RunError::Monitor)?;
             tracing::info!(listen = %bound.local_addr(), "monitor listening");
             Some(bound)
         }
@@ -118,11 +135,8 @@ pub async fn run_until_with(
         };
         // The first start runs here, so a pipeline that cannot start at all fails `ferry run`.
         let (spawner, ended) = Spawner::new(&adapter.name);
-        let first = Adapter::start(context.clone(), spawner)
-            .map_err(|error| RunError::Runtime(error.to_string()))?;
-        let restart = move |spawner| {
-            Adapter::start(context.clone(), spawner).map_err(|error| error.to_string())
-        };
+        let first = Adapter::start(context.clone(), spawner)?;
+        let restart = move |spawner| Adapter::start(context.clone(), spawner);
         supervisors.push(tokio::spawn(supervise(
             supervision(&adapter.name),
             Running {
@@ -156,11 +170,8 @@ pub async fn run_until_with(
             board: board.clone(),
         };
         let (spawner, ended) = Spawner::new(&replicator.name);
-        let first = Replicator::start(context.clone(), spawner)
-            .map_err(|error| RunError::Runtime(error.to_string()))?;
-        let restart = move |spawner| {
-            Replicator::start(context.clone(), spawner).map_err(|error| error.to_string())
-        };
+        let first = Replicator::start(context.clone(), spawner)?;
+        let restart = move |spawner| Replicator::start(context.clone(), spawner);
         supervisors.push(tokio::spawn(supervise(
             supervision(&replicator.name),
             Running {
@@ -211,7 +222,6 @@ pub async fn run_until_with(
 /// is not the one the state directory had (lost, emptied, replaced) is reported; what it took with
 /// it is counted by each pipeline as it starts.
 fn open_store(state_dir: &std::path::Path, options: RunOptions) -> Result<SledStore, RunError> {
-    let runtime = |error: crate::state::StateError| RunError::Runtime(error.to_string());
     let store = match SledStore::open(state_dir) {
         Ok(store) => {
             if options.recover_state {
@@ -220,11 +230,11 @@ fn open_store(state_dir: &std::path::Path, options: RunOptions) -> Result<SledSt
             store
         }
         Err(error) if error.is_damage() && options.recover_state => {
-            let moved = SledStore::move_aside(state_dir).map_err(runtime)?;
+            let moved = SledStore::move_aside(state_dir)?;
             tracing::error!(%error, moved_to = %moved.display(), "--recover-state: moved the damaged state store aside and started with a fresh one; what it held is reported below");
-            SledStore::open(state_dir).map_err(runtime)?
+            SledStore::open(state_dir)?
         }
-        Err(error) => return Err(runtime(error)),
+        Err(error) => return Err(error.into()),
     };
     if let StoreHistory::Replaced { previous } = store.history() {
         tracing::error!(
@@ -292,14 +302,8 @@ async fn open_connections(
             )
             .collect();
         board.register_connection(name, users);
-        let connection = connect::connect(name, settings, instance, metrics.clone(), board.clone())
-            .await
-            .map_err(|error| match error {
-                ConnectError::File { .. } | ConnectError::Invalid { .. } => {
-                    RunError::Config(error.to_string())
-                }
-                ConnectError::Client { .. } => RunError::Runtime(error.to_string()),
-            })?;
+        let connection =
+            connect::connect(name, settings, instance, metrics.clone(), board.clone()).await?;
         connections.insert(name.to_string(), connection);
     }
     Ok(connections)
@@ -328,10 +332,8 @@ pub async fn shutdown_signal() {
 /// `ferry status` when no instance is running: the pipelines from the config, with the spool depth
 /// read from the state store (which is only opened when no other process holds it).
 pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
-    let _lock = StateDirLock::acquire(&config.state_dir)
-        .map_err(|error| RunError::Runtime(error.to_string()))?;
-    let store =
-        SledStore::open(&config.state_dir).map_err(|error| RunError::Runtime(error.to_string()))?;
+    let _lock = StateDirLock::acquire(&config.state_dir)?;
+    let store = SledStore::open(&config.state_dir)?;
     let metrics = Metrics::new();
     let board = StatusBoard::new(config.instance_name());
     for adapter in &config.adapters {
@@ -344,22 +346,18 @@ pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
             u64::MAX,
             metrics.adapter_spool_messages.with_label_values(&labels),
             metrics.adapter_spool_bytes.with_label_values(&labels),
-        )
-        .map_err(|error| RunError::Runtime(error.to_string()))?;
+        )?;
         board.set_state(&adapter.name, PipelineState::Stopped, None);
         board.update(&adapter.name, |status| {
             status.spool_messages = spool.messages();
             status.spool_bytes = spool.bytes();
         });
     }
-    let checkpoints =
-        Checkpoints::open(&store).map_err(|error| RunError::Runtime(error.to_string()))?;
+    let checkpoints = Checkpoints::open(&store)?;
     for replicator in &config.replicators {
         board.register(&replicator.name, PipelineKind::Replicator);
         board.set_state(&replicator.name, PipelineState::Stopped, None);
-        let checkpoint = checkpoints
-            .load(&replicator.name)
-            .map_err(|error| RunError::Runtime(error.to_string()))?;
+        let checkpoint = checkpoints.load(&replicator.name)?;
         if let Some(checkpoint) = checkpoint {
             board.update(&replicator.name, |status| {
                 status.position = Some(checkpoint.sequence);
@@ -384,15 +382,10 @@ pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String
         )));
     }
     let forced = Forced::parse(position).map_err(RunError::Config)?;
-    let _lock = StateDirLock::acquire(&config.state_dir)
-        .map_err(|error| RunError::Runtime(error.to_string()))?;
-    let store =
-        SledStore::open(&config.state_dir).map_err(|error| RunError::Runtime(error.to_string()))?;
-    let checkpoints =
-        Checkpoints::open(&store).map_err(|error| RunError::Runtime(error.to_string()))?;
-    let previous = checkpoints
-        .load(replicator)
-        .map_err(|error| RunError::Runtime(error.to_string()))?;
+    let _lock = StateDirLock::acquire(&config.state_dir)?;
+    let store = SledStore::open(&config.state_dir)?;
+    let checkpoints = Checkpoints::open(&store)?;
+    let previous = checkpoints.load(replicator)?;
     let checkpoint = Checkpoint {
         source: None,
         sequence: previous.as_ref().map_or(0, |c| c.sequence),
@@ -401,8 +394,7 @@ pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String
     };
     checkpoints
         .save(replicator, &checkpoint)
-        .and_then(|()| store.flush())
-        .map_err(|error| RunError::Runtime(error.to_string()))?;
+        .and_then(|()| store.flush())?;
     Ok(format!(
         "replicator {replicator}: next start forced to {forced:?} (was: {})",
         previous.map_or("no checkpoint".to_string(), |c| format!(

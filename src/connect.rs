@@ -48,6 +48,17 @@ pub enum ConnectError {
     },
 }
 
+impl ConnectError {
+    /// The settings cannot work (a file that cannot be read, an invalid value): retrying the same
+    /// config will not help, unlike a server that cannot be reached.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::File { .. } | ConnectError::Invalid { .. }
+        )
+    }
+}
+
 /// One live, named connection.
 #[derive(Clone)]
 pub struct Connection {

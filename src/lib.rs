@@ -3,8 +3,6 @@
 //! The binary in `main.rs` only parses the command line; everything else lives here so the
 //! integration tests, the demo and the benchmarks drive the same code.
 
-pub mod ack;
-pub mod ack_inbox;
 pub mod adapter;
 pub mod app;
 pub mod bench;
@@ -14,15 +12,16 @@ pub mod demo;
 pub mod fault;
 pub mod ferry_process;
 pub mod filter;
+pub mod jetstream;
 pub mod local_server;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod replicator;
+pub mod retry;
 pub mod shutdown;
 pub mod sim;
 pub mod state;
 pub mod status;
 pub mod subject;
 pub mod supervisor;
-pub mod wire_headers;

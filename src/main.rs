@@ -239,9 +239,9 @@ fn status(path: &std::path::Path, json: bool) -> ExitCode {
         }
         None => match app::offline_status(&config) {
             Ok(document) => document,
-            Err(RunError::Runtime(message)) => {
+            Err(error) if error.exit_code() == 2 => {
                 eprintln!(
-                    "ferry: no running instance answered on the monitor address, and the state store is unavailable: {message}"
+                    "ferry: no running instance answered on the monitor address, and the state store is unavailable: {error}"
                 );
                 return ExitCode::from(2);
             }

@@ -17,7 +17,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use futures_util::FutureExt;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
@@ -112,10 +111,11 @@ pub struct Supervision {
 
 /// Runs `first` until ferry stops, restarting the pipeline with `start` whenever one of its tasks
 /// ends before that.
-pub async fn supervise<P, S>(supervision: Supervision, first: Running<P>, mut start: S)
+pub async fn supervise<P, E, S>(supervision: Supervision, first: Running<P>, mut start: S)
 where
     P: Pipeline,
-    S: FnMut(Spawner) -> Result<P, String> + Send,
+    E: std::error::Error,
+    S: FnMut(Spawner) -> Result<P, E> + Send,
 {
     let Supervision {
         name,
@@ -147,7 +147,7 @@ where
             backoff = new_backoff();
         }
         running = loop {
-            if !stop.sleep(backoff.next().unwrap_or(MAX_BACKOFF)).await {
+            if !stop.sleep(backoff.next_delay()).await {
                 return;
             }
             let (spawner, ended) = Spawner::new(&name);
@@ -176,13 +176,8 @@ async fn next_end(ended: &mut mpsc::UnboundedReceiver<TaskEnd>) -> TaskEnd {
     }
 }
 
-fn new_backoff() -> impl Iterator<Item = Duration> + Send {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(MIN_BACKOFF)
-        .with_max_delay(MAX_BACKOFF)
-        .with_jitter()
-        .without_max_times()
-        .build()
+fn new_backoff() -> crate::retry::Backoff {
+    crate::retry::backoff(MIN_BACKOFF, MAX_BACKOFF)
 }
 
 #[cfg(test)]
@@ -238,7 +233,7 @@ mod tests {
                     starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     // The new incarnation's task stays up.
                     drop(spawner.spawn("intake", std::future::pending()));
-                    Ok(Counting(stopped.clone()))
+                    Ok::<_, std::io::Error>(Counting(stopped.clone()))
                 }
             },
         ));

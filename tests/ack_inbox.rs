@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::HeaderMap;
 use common::NatsServer;
-use ferry::ack::Outcome;
-use ferry::ack_inbox::AckInbox;
+use ferry::jetstream::ack_inbox::AckInbox;
+use ferry::jetstream::answer::Outcome;
 
 fn with_msg_id(id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();

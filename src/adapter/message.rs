@@ -12,8 +12,8 @@ use std::fmt;
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 
+use crate::jetstream::wire_headers::{push_header, push_line_free_header};
 use crate::subject::sanitized_header_value;
-use crate::wire_headers::{push_header, push_line_free_header};
 
 /// Leading byte of a spool record in the older layout (header values, no block).
 const RECORD_VALUES: u8 = 1;
@@ -118,7 +118,7 @@ impl OutMessage {
 
     /// The first value of header `name`, for logs and tests.
     pub fn header(&self, name: &str) -> Option<&str> {
-        crate::wire_headers::block_lookup(&self.headers, name)
+        crate::jetstream::wire_headers::block_lookup(&self.headers, name)
     }
 
     /// The spool key: big-endian so the store's key order is arrival order.

@@ -14,18 +14,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use backon::BackoffBuilder;
 use tokio::sync::mpsc;
 
 use super::message::OutMessage;
 use super::router::Router;
 use super::spool::Spool;
-use super::stream::{self, StreamProblem};
+use super::stream;
 use super::{AdapterMetrics, Health};
-use crate::ack::Outcome;
-use crate::ack_inbox::AckInbox;
 use crate::config::schema::AdapterConfig;
 use crate::connect::Connection;
+use crate::jetstream::ack_inbox::AckInbox;
+use crate::jetstream::answer::Outcome;
+use crate::jetstream::{StreamError, StreamErrorKind};
 use crate::shutdown::StopSignal;
 use crate::subject;
 
@@ -129,7 +129,7 @@ impl Publisher {
         let max = self.config.max_in_flight.max(1);
         let mut in_flight = match AckInbox::on(&self.output, &self.config.output.stream).await {
             Ok(inbox) => inbox,
-            Err(reason) => return Exit::Outage(reason),
+            Err(error) => return Exit::Outage(error.to_string()),
         };
         let mut cursor: Option<u64> = None;
         // Spooled events read but not yet published; they stay in the spool until acked.
@@ -442,7 +442,7 @@ impl Publisher {
 
     /// Probes JetStream with the spool's head until it accepts events again. Returns false when
     /// ferry is stopping (everything is in the spool by then).
-    async fn ride_out_outage(&mut self, reason: String, problem: Option<StreamProblem>) -> bool {
+    async fn ride_out_outage(&mut self, reason: String, problem: Option<StreamError>) -> bool {
         self.router.start_spooling();
         self.move_queue_to_spool();
         tracing::warn!(
@@ -459,14 +459,9 @@ impl Publisher {
         // or no longer bound to the subjects (an ack from another stream), and a probe would
         // then store another event in the wrong place.
         let mut check_stream = true;
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(MAX_BACKOFF)
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut backoff = crate::retry::backoff(Duration::from_millis(200), MAX_BACKOFF);
         loop {
-            let delay = backoff.next().unwrap_or(MAX_BACKOFF);
+            let delay = backoff.next_delay();
             let go_on = self.stop.sleep(delay).await;
             self.move_queue_to_spool();
             if !go_on {
@@ -502,13 +497,14 @@ impl Publisher {
         }
     }
 
-    fn report_stream_problem(&self, problem: &StreamProblem) {
-        match problem {
-            StreamProblem::Refused(text) => {
+    fn report_stream_problem(&self, problem: &StreamError) {
+        let text = problem.to_string();
+        match problem.kind() {
+            StreamErrorKind::Refused => {
                 tracing::error!(adapter = %self.config.name, problem = %text, "output stream refused");
-                self.health.set_failed(Some(text.clone()));
+                self.health.set_failed(Some(text));
             }
-            StreamProblem::Unavailable(text) => self.health.set_output(Some(text.clone())),
+            StreamErrorKind::Unavailable => self.health.set_output(Some(text)),
         }
     }
 
@@ -517,7 +513,7 @@ impl Publisher {
     async fn probe(&mut self) -> Probe {
         let mut in_flight = match AckInbox::on(&self.output, &self.config.output.stream).await {
             Ok(inbox) => inbox,
-            Err(reason) => return Probe::StillDown(reason),
+            Err(error) => return Probe::StillDown(error.to_string()),
         };
         loop {
             let head = match self.spool.read_after(None, 1) {

@@ -5,67 +5,63 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
-use async_nats::jetstream::stream::{Config as StreamConfig, RetentionPolicy, StorageType};
-use async_nats::jetstream::{self, ErrorCode};
+use async_nats::jetstream::stream::{Config as StreamConfig, RetentionPolicy};
+use async_nats::jetstream::{self};
 use futures_util::TryStreamExt;
 
-use crate::config::schema::{AdapterConfig, AdapterKind, StorageKind};
+use crate::config::schema::{AdapterConfig, AdapterKind};
 use crate::config::units::format_duration;
+use crate::jetstream::{answer, streams, StreamError};
 use crate::subject;
 
 /// Choria servers resend identical alive events every 30 minutes; a lifecycle stream that
 /// remembers message ids that long would drop every one of them as a duplicate.
 pub const LIFECYCLE_MAX_DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
 
-/// Why the stream is not usable yet.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamProblem {
-    /// Retry later: JetStream unreachable, or the stream missing with `create: false`.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Needs the operator: retrying will not help.
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// Checks the output stream, creating it when missing and allowed.
+/// Checks the output stream, creating it when missing and allowed. A [`StreamError`] of kind
+/// `Unavailable` is worth retrying (JetStream unreachable, the stream missing with `create:
+/// false`); one of kind `Refused` needs the operator.
 pub async fn ensure(
     js: &jetstream::Context,
     adapter: &AdapterConfig,
     stream_subjects: &[String],
-) -> Result<(), StreamProblem> {
+) -> Result<(), StreamError> {
     let name = &adapter.output.stream;
-    match js.get_stream(name).await {
-        Ok(stream) => {
-            let config = &stream.cached_info().config;
-            warn_on_long_duplicate_window(adapter, config.duplicate_window);
-            verify_binding(js, name, stream_subjects, &config.subjects).await
-        }
-        Err(error) => match error.kind() {
-            GetStreamErrorKind::JetStream(api)
-                if api.error_code() == ErrorCode::STREAM_NOT_FOUND =>
-            {
-                if !adapter.output.create {
-                    return Err(StreamProblem::Unavailable(format!(
-                        "stream {name} does not exist and adapters[{}].output.create is false; create the stream or set create: true",
-                        adapter.name
-                    )));
-                }
-                create(js, adapter, stream_subjects).await
-            }
-            _ => Err(StreamProblem::Unavailable(format!(
-                "cannot look up stream {name}: {error}"
-            ))),
-        },
+    let found = streams::find(js, name).await.map_err(|error| {
+        StreamError::unavailable_from(format!("cannot look up stream {name}"), error)
+    })?;
+    match found {
+        Some(stream) => check_existing(js, adapter, stream_subjects, &stream).await,
+        None if !adapter.output.create => Err(StreamError::unavailable(format!(
+            "stream {name} does not exist and adapters[{}].output.create is false; create the stream or set create: true",
+            adapter.name
+        ))),
+        None => create(js, adapter, stream_subjects).await,
     }
+}
+
+async fn check_existing(
+    js: &jetstream::Context,
+    adapter: &AdapterConfig,
+    stream_subjects: &[String],
+    stream: &jetstream::stream::Stream,
+) -> Result<(), StreamError> {
+    let config = &stream.cached_info().config;
+    warn_on_long_duplicate_window(adapter, config.duplicate_window);
+    verify_binding(
+        js,
+        &adapter.output.stream,
+        stream_subjects,
+        &config.subjects,
+    )
+    .await
 }
 
 async fn create(
     js: &jetstream::Context,
     adapter: &AdapterConfig,
     stream_subjects: &[String],
-) -> Result<(), StreamProblem> {
+) -> Result<(), StreamError> {
     let name = &adapter.output.stream;
     refuse_overlap(js, name, stream_subjects).await?;
     let output = &adapter.output;
@@ -75,36 +71,24 @@ async fn create(
         retention: RetentionPolicy::Limits,
         max_age: output.max_age.map(|d| d.0).unwrap_or_default(),
         num_replicas: output.replicas,
-        storage: match output.storage {
-            StorageKind::File => StorageType::File,
-            StorageKind::Memory => StorageType::Memory,
-        },
+        storage: streams::storage_type(output.storage),
         duplicate_window: output.duplicate_window.map(|d| d.0).unwrap_or_default(),
         ..Default::default()
     };
-    match js.create_stream(config).await {
-        Ok(_) => {
+    match streams::create(js, config).await {
+        Ok((_, true)) => {
             tracing::info!(adapter = %adapter.name, stream = %name, subjects = ?stream_subjects, "created output stream");
             Ok(())
         }
-        Err(error) => match error.kind() {
-            CreateStreamErrorKind::JetStream(api)
-                if api.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP =>
-            {
-                Err(StreamProblem::Refused(format!(
-                    "cannot create stream {name}: its subjects {stream_subjects:?} overlap another stream's; change output.stream_subjects"
-                )))
-            }
-            // Another instance created it in the meantime: fine.
-            CreateStreamErrorKind::JetStream(api)
-                if api.error_code() == ErrorCode::STREAM_NAME_EXIST =>
-            {
-                Ok(())
-            }
-            _ => Err(StreamProblem::Unavailable(format!(
-                "cannot create stream {name}: {error}"
-            ))),
-        },
+        // Another instance created it in the meantime: fine.
+        Ok((_, false)) => Ok(()),
+        Err(error) if answer::is_subject_overlap(&error) => Err(StreamError::refused(format!(
+            "cannot create stream {name}: its subjects {stream_subjects:?} overlap another stream's; change output.stream_subjects"
+        ))),
+        Err(error) => Err(StreamError::unavailable_from(
+            format!("cannot create stream {name}"),
+            error,
+        )),
     }
 }
 
@@ -114,17 +98,13 @@ async fn refuse_overlap(
     js: &jetstream::Context,
     name: &str,
     stream_subjects: &[String],
-) -> Result<(), StreamProblem> {
+) -> Result<(), StreamError> {
     let mut streams = js.streams();
     loop {
         let info = match streams.try_next().await {
             Ok(Some(info)) => info,
             Ok(None) => return Ok(()),
-            Err(error) => {
-                return Err(StreamProblem::Unavailable(format!(
-                    "cannot list streams: {error}"
-                )))
-            }
+            Err(error) => return Err(StreamError::unavailable_from("cannot list streams", error)),
         };
         if info.config.name == name {
             continue;
@@ -134,7 +114,7 @@ async fn refuse_overlap(
                 .iter()
                 .find(|ours| subject::overlaps(ours, theirs))
             {
-                return Err(StreamProblem::Refused(format!(
+                return Err(StreamError::refused(format!(
                     "output stream subjects {ours:?} overlap {theirs:?} of existing stream {}; change output.stream_subjects or output.subject",
                     info.config.name
                 )));
@@ -152,14 +132,14 @@ async fn verify_binding(
     name: &str,
     stream_subjects: &[String],
     theirs: &[String],
-) -> Result<(), StreamProblem> {
+) -> Result<(), StreamError> {
     let listens = stream_subjects.iter().any(|ours| {
         theirs
             .iter()
             .any(|subject| subject::overlaps(subject, ours))
     });
     if !listens {
-        return Err(StreamProblem::Refused(format!(
+        return Err(StreamError::refused(format!(
             "stream {name} does not listen on {} (its subjects: {theirs:?}): events would not be stored there; add the subject to the stream or change output.subject",
             stream_subjects.join(", ")
         )));

@@ -656,7 +656,8 @@ mod tests {
         assert_eq!(stored.subject, "headed1.startup.server");
         let headers = stored.headers.expect("headers");
         let get = |name: &str| {
-            crate::wire_headers::lookup(Some(&headers), name).map(|value| value.to_string())
+            crate::jetstream::wire_headers::lookup(Some(&headers), name)
+                .map(|value| value.to_string())
         };
         assert_eq!(
             get("Nats-Msg-Id"),

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
-use backon::BackoffBuilder;
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -332,12 +331,7 @@ impl Worker {
     ) -> Result<(), String> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut backoff = crate::retry::backoff(Duration::from_millis(100), Duration::from_secs(5));
         let mut attempt = 1;
         loop {
             let error = match js
@@ -354,7 +348,7 @@ impl Worker {
                 return Err(format!("{error} (after {attempt} attempts)"));
             }
             attempt += 1;
-            let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+            let delay = backoff.next_delay();
             // Woken early by a stop, it makes one last attempt and reports.
             self.stop.sleep(delay).await;
         }

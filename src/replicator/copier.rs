@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::{HeaderMap, Subject};
-use backon::BackoffBuilder;
 use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -27,18 +26,19 @@ use super::election::Role;
 use super::gate::{Candidate, Gate, Skip};
 use super::headers::{target_headers, Stamp};
 use super::limits::RateLimiter;
-use super::reader::{SourceMessage, SourceReader};
+use super::reader::{ReadError, SourceMessage, SourceReader};
 use super::resume::{self, Resume, TargetView};
 use super::sampler::Sampler;
 use super::shared_state::SharedState;
-use super::streams::{self, SourceInfo, StreamError};
+use super::streams::{self, SourceInfo};
 use super::watermark::Watermark;
 use super::ReplicatorMetrics;
-use crate::ack::Outcome;
-use crate::ack_inbox::AckInbox;
 use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig, Writes};
 use crate::connect::Connection;
 use crate::filter::Filter;
+use crate::jetstream::ack_inbox::AckInbox;
+use crate::jetstream::answer::Outcome;
+use crate::jetstream::{StreamError, StreamErrorKind};
 use crate::shutdown::StopSignal;
 use crate::status::{PipelineState, StatusBoard};
 use crate::subject;
@@ -66,7 +66,7 @@ enum Event {
     Ack(Pending, Outcome),
     Checkpoint,
     Sweep,
-    Read(Box<Option<Result<SourceMessage, String>>>),
+    Read(Box<Option<Result<SourceMessage, ReadError>>>),
 }
 
 /// One message on its way to the target.
@@ -157,7 +157,7 @@ impl Copier {
                         Some(reason.clone()),
                     );
                     self.board.record_error(&self.config.name, &reason);
-                    if !self.pause(backoff.next().unwrap_or(MAX_BACKOFF)).await {
+                    if !self.pause(backoff.next_delay()).await {
                         break;
                     }
                 }
@@ -309,7 +309,7 @@ impl Copier {
         };
         let in_flight = match AckInbox::on(&self.target, &self.config.to.stream).await {
             Ok(inbox) => inbox,
-            Err(reason) => return SessionEnd::Retry(reason),
+            Err(error) => return SessionEnd::Retry(error.to_string()),
         };
         tracing::info!(replicator = %self.config.name, source = %source.identity, reason = %resume.reason, "replicator reading");
         let stamp = Stamp::new(
@@ -380,6 +380,7 @@ impl Copier {
             self.config.max_in_flight.clamp(64, 4096),
         )
         .await
+        .map_err(|error| error.to_string())
     }
 
     async fn copy(&mut self, session: &mut Session, messages: &mut SourceReader) -> SessionEnd {
@@ -824,7 +825,7 @@ impl Copier {
             // What was acknowledged before the outage is checkpointed while it lasts, so a crash
             // during a long outage does not replay beyond it.
             self.save(session);
-            if !self.pause(backoff.next().unwrap_or(MAX_BACKOFF)).await {
+            if !self.pause(backoff.next_delay()).await {
                 // Stopping: the unacked messages stay after the checkpoint and are read again.
                 self.save(session);
                 return Some(SessionEnd::Stopped);
@@ -959,19 +960,14 @@ async fn demoted(lease: &mut Option<watch::Receiver<Role>>) {
 }
 
 fn end_for(error: StreamError, refused_state: PipelineState) -> SessionEnd {
-    match error {
-        StreamError::Unavailable(reason) => SessionEnd::Retry(reason),
-        StreamError::Refused(reason) => SessionEnd::Halt(refused_state, reason),
+    match error.kind() {
+        StreamErrorKind::Unavailable => SessionEnd::Retry(error.to_string()),
+        StreamErrorKind::Refused => SessionEnd::Halt(refused_state, error.to_string()),
     }
 }
 
-fn new_backoff() -> impl Iterator<Item = Duration> {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(MAX_BACKOFF)
-        .with_jitter()
-        .without_max_times()
-        .build()
+fn new_backoff() -> crate::retry::Backoff {
+    crate::retry::backoff(Duration::from_millis(200), MAX_BACKOFF)
 }
 
 /// The raw subject of a source message whose subject is not UTF-8.

@@ -14,17 +14,16 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream;
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::stream::StorageType;
-use async_nats::jetstream::{self, ErrorCode};
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::streams::StreamError;
 use crate::config::validate::ELECTION_SAFETY_MARGIN;
+use crate::jetstream::{streams, StreamError};
 use crate::logging::LogLimiter;
 use crate::shutdown::{Shutdown, StopSignal};
 
@@ -36,30 +35,23 @@ pub async fn open_bucket(
     ttl: Duration,
     what: &str,
 ) -> Result<kv::Store, StreamError> {
-    let stream = format!("KV_{name}");
-    match js.get_stream(&stream).await {
-        Ok(stream) => {
+    let found = streams::find(js, &format!("KV_{name}"))
+        .await
+        .map_err(|error| StreamError::unavailable_from(format!("{what} bucket {name}"), error))?;
+    match found {
+        Some(stream) => {
             let max_age = stream.cached_info().config.max_age;
             if max_age != ttl {
-                return Err(StreamError::Refused(format!(
+                return Err(StreamError::refused(format!(
                     "{what} bucket {name} exists with max_age {max_age:?}, but the configured ttl is {ttl:?}; \
                      set leader_election.ttl to {max_age:?} or delete the bucket so ferry recreates it"
                 )));
             }
-            js.get_key_value(name)
-                .await
-                .map_err(|e| StreamError::Unavailable(format!("{what} bucket {name}: {e}")))
+            js.get_key_value(name).await.map_err(|error| {
+                StreamError::unavailable_from(format!("{what} bucket {name}"), error)
+            })
         }
-        Err(error) => match error.kind() {
-            GetStreamErrorKind::JetStream(api)
-                if api.error_code() == ErrorCode::STREAM_NOT_FOUND =>
-            {
-                create_bucket(js, name, ttl, what).await
-            }
-            _ => Err(StreamError::Unavailable(format!(
-                "{what} bucket {name}: {error}"
-            ))),
-        },
+        None => create_bucket(js, name, ttl, what).await,
     }
 }
 
@@ -86,7 +78,7 @@ async fn create_bucket(
         }
         // Another instance may have created it at the same moment.
         Err(error) => js.get_key_value(name).await.map_err(|_| {
-            StreamError::Unavailable(format!("cannot create the {what} bucket {name}: {error}"))
+            StreamError::unavailable_from(format!("cannot create the {what} bucket {name}"), error)
         }),
     }
 }
@@ -178,14 +170,15 @@ impl Campaign {
         while self.bucket.is_none() {
             match open_bucket(&self.js, &self.bucket_name, self.ttl, "leader election").await {
                 Ok(bucket) => self.bucket = Some(bucket),
-                Err(StreamError::Refused(reason)) => {
+                Err(error) if error.is_refused() => {
+                    let reason = error.to_string();
                     tracing::error!(bucket = %self.bucket_name, %reason, "leader election refused");
                     self.set(Role::Refused(reason));
                     self.stop.stopping().await;
                     return;
                 }
-                Err(StreamError::Unavailable(reason)) => {
-                    self.warn(&reason);
+                Err(error) => {
+                    self.warn(&error.to_string());
                     if !self.sleep(every).await {
                         return;
                     }

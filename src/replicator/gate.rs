@@ -55,7 +55,7 @@ struct Headers<'a>(Option<&'a HeaderMap>);
 
 impl ferry_adapter::HeaderLookup for Headers<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        crate::wire_headers::lookup(self.0, name)
+        crate::jetstream::wire_headers::lookup(self.0, name)
     }
 }
 

@@ -5,7 +5,7 @@ use async_nats::HeaderMap;
 
 use super::checkpoint::SourceIdentity;
 use crate::config::replicator::Writes;
-use crate::wire_headers;
+use crate::jetstream::wire_headers;
 
 /// JetStream control headers that must not take effect a second time on the target.
 fn is_control_header(name: &str) -> bool {

@@ -13,13 +13,30 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::Stream;
-use async_nats::{HeaderMap, StatusCode, Subject, Subscriber};
+use async_nats::{HeaderMap, Subject, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::connect::Connection;
+use crate::jetstream::answer::{classify_pull, PullAnswer};
+
+/// Why reading the source stopped; every kind ends the session, which restarts from the
+/// checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadErrorKind {
+    /// The consumer, its inbox or a pull request could not be set up.
+    Setup,
+    /// Neither a message nor a heartbeat came for too long: the consumer or the link is gone.
+    Stalled,
+    /// The server answered with a status the reader does not expect (e.g. a deleted consumer).
+    Refused,
+    /// Messages were lost on the way or came without their JetStream metadata.
+    OutOfOrder,
+}
+
+pub type ReadError = crate::jetstream::Error<ReadErrorKind>;
 
 /// How long a pull request waits on the server before it expires (and is renewed).
 const EXPIRES: Duration = Duration::from_secs(30);
@@ -100,7 +117,7 @@ impl SourceReader {
         filter_subjects: Vec<String>,
         deliver_policy: DeliverPolicy,
         batch: usize,
-    ) -> Result<SourceReader, String> {
+    ) -> Result<SourceReader, ReadError> {
         let stream_name = stream.cached_info().config.name.clone();
         let consumer = stream
             .create_consumer(pull::Config {
@@ -113,14 +130,23 @@ impl SourceReader {
                 ..Default::default()
             })
             .await
-            .map_err(|error| format!("cannot create a consumer on {stream_name}: {error}"))?;
+            .map_err(|error| {
+                ReadError::with_source(
+                    ReadErrorKind::Setup,
+                    format!("cannot create a consumer on {stream_name}"),
+                    error,
+                )
+            })?;
         let consumer = consumer.cached_info().name.clone();
         let client = connection.client.clone();
         let inbox = Subject::from(client.new_inbox());
-        let subscription = client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|error| format!("cannot subscribe to read {stream_name}: {error}"))?;
+        let subscription = client.subscribe(inbox.clone()).await.map_err(|error| {
+            ReadError::with_source(
+                ReadErrorKind::Setup,
+                format!("cannot subscribe to read {stream_name}"),
+                error,
+            )
+        })?;
         let next_subject = Subject::from(format!(
             "{}.CONSUMER.MSG.NEXT.{stream_name}.{consumer}",
             connection.api_prefix()
@@ -142,7 +168,7 @@ impl SourceReader {
     }
 
     /// Asks for another batch.
-    async fn pull(&mut self) -> Result<(), String> {
+    async fn pull(&mut self) -> Result<(), ReadError> {
         let request = format!(
             r#"{{"batch":{},"expires":{},"idle_heartbeat":{}}}"#,
             self.batch,
@@ -156,7 +182,13 @@ impl SourceReader {
                 request.into(),
             )
             .await
-            .map_err(|error| format!("cannot ask for source messages: {error}"))?;
+            .map_err(|error| {
+                ReadError::with_source(
+                    ReadErrorKind::Setup,
+                    "cannot ask for source messages",
+                    error,
+                )
+            })?;
         self.requested += self.batch;
         self.last_activity = Instant::now();
         Ok(())
@@ -165,7 +197,7 @@ impl SourceReader {
     /// The next source message, in stream order. An error ends the session (the consumer, the
     /// link or the order is not what it should be); `None` when the subscription closed.
     /// Cancel-safe: nothing is taken from the subscription without being handled.
-    pub async fn next(&mut self) -> Option<Result<SourceMessage, String>> {
+    pub async fn next(&mut self) -> Option<Result<SourceMessage, ReadError>> {
         loop {
             if self.requested <= self.batch / 2 {
                 if let Err(error) = self.pull().await {
@@ -177,65 +209,50 @@ impl SourceReader {
                 biased;
                 message = self.subscription.next() => message?,
                 _ = tokio::time::sleep_until(deadline) => {
-                    return Some(Err(format!(
-                        "no message or heartbeat from the source for {MISSED_HEARTBEATS:?}"
+                    return Some(Err(ReadError::new(
+                        ReadErrorKind::Stalled,
+                        format!("no message or heartbeat from the source for {MISSED_HEARTBEATS:?}"),
                     )));
                 }
             };
             self.last_activity = Instant::now();
-            // A stored message is one whatever its header block says: a publisher can store a
-            // block that mimics a status line, but only the server's own status messages come
-            // without the `$JS.ACK.` reply of a delivered message.
-            if message
-                .reply
-                .as_deref()
-                .is_some_and(|reply| reply.starts_with("$JS.ACK."))
-            {
-                return Some(self.accept(message));
-            }
-            match message.status {
-                None | Some(StatusCode::OK) => return Some(self.accept(message)),
-                Some(StatusCode::IDLE_HEARTBEAT) => continue,
-                Some(StatusCode::TIMEOUT) | Some(StatusCode::NOT_FOUND) => {
-                    // A pull request expired (or found nothing): what it did not deliver is no
-                    // longer coming.
-                    let undelivered = message
-                        .headers
-                        .as_ref()
-                        .and_then(|headers| headers.get("Nats-Pending-Messages"))
-                        .and_then(|value| value.as_str().parse::<usize>().ok())
-                        .unwrap_or(self.batch);
+            match classify_pull(&message) {
+                PullAnswer::Message => return Some(self.accept(message)),
+                PullAnswer::Heartbeat => continue,
+                PullAnswer::Ended { undelivered } => {
+                    // What the expired request did not deliver is no longer coming.
+                    let undelivered = undelivered.unwrap_or(self.batch);
                     self.requested = self.requested.saturating_sub(undelivered);
                 }
-                Some(status) => {
-                    return Some(Err(format!(
-                        "the source consumer answered {status}{}",
-                        message
-                            .description
-                            .map(|text| format!(" ({text})"))
-                            .unwrap_or_default()
-                    )));
+                PullAnswer::Refused(reason) => {
+                    return Some(Err(ReadError::new(ReadErrorKind::Refused, reason)));
                 }
             }
         }
     }
 
-    fn accept(&mut self, message: async_nats::Message) -> Result<SourceMessage, String> {
+    fn accept(&mut self, message: async_nats::Message) -> Result<SourceMessage, ReadError> {
         self.requested = self.requested.saturating_sub(1);
         let metadata = message
             .reply
             .as_deref()
             .and_then(parse_metadata)
             .ok_or_else(|| {
-                format!(
-                    "a source message without JetStream metadata (reply {:?})",
-                    message.reply
+                ReadError::new(
+                    ReadErrorKind::OutOfOrder,
+                    format!(
+                        "a source message without JetStream metadata (reply {:?})",
+                        message.reply
+                    ),
                 )
             })?;
         if metadata.consumer_sequence != self.last_consumer_sequence + 1 {
-            return Err(format!(
-                "source messages were lost on the way (consumer sequence {} after {})",
-                metadata.consumer_sequence, self.last_consumer_sequence
+            return Err(ReadError::new(
+                ReadErrorKind::OutOfOrder,
+                format!(
+                    "source messages were lost on the way (consumer sequence {} after {})",
+                    metadata.consumer_sequence, self.last_consumer_sequence
+                ),
             ));
         }
         self.last_consumer_sequence = metadata.consumer_sequence;

@@ -22,10 +22,11 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use time::OffsetDateTime;
 
 use super::checkpoint::{Checkpoint, Forced};
-use super::streams::{AfterCheckpoint, LastMessage, SourceInfo, StreamError, TargetInfo};
+use super::streams::{AfterCheckpoint, LastMessage, SourceInfo, TargetInfo};
 use crate::config::replicator::{
     parse_start_time, OnSourceReset, OnTargetReset, ReplicatorConfig, StartPosition, Writes,
 };
+use crate::jetstream::StreamError;
 
 /// The consumer's start and the watermark it begins with.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,7 +106,7 @@ pub fn compute(
     if let Some(previous) = checkpoint.and_then(|c| c.source.as_ref()) {
         if *previous != source.identity {
             return match config.on_source_reset {
-                OnSourceReset::Pause => Err(StreamError::Refused(format!(
+                OnSourceReset::Pause => Err(StreamError::refused(format!(
                     "source stream {} was recreated (it is now {}, the checkpoint belongs to {previous}); \
                      run `ferry reset -c FILE {} --to start` (or end) to continue, or set on_source_reset: restart",
                     source.identity.stream, source.identity, config.name
@@ -135,7 +136,7 @@ pub fn compute(
                 position.sequence
             );
             return match config.on_target_reset {
-                OnTargetReset::Pause => Err(StreamError::Refused(format!(
+                OnTargetReset::Pause => Err(StreamError::refused(format!(
                     "{what}; set on_target_reset: recopy to copy again from `start`, or run `ferry reset -c FILE {} --to ...`",
                     config.name
                 ))),
@@ -192,7 +193,7 @@ fn another_writer(
     target: &TargetInfo,
     foreign: &[u64],
 ) -> StreamError {
-    StreamError::Refused(format!(
+    StreamError::refused(format!(
         "target stream {} holds messages that are not copies of source stream {} (target sequences {:?}): another writer uses the target of replicator {}; \
          give it a target of its own, or set to.writes: shared (exact only within the target's duplicate window)",
         target.identity.stream,
@@ -308,7 +309,7 @@ fn first_run(config: &ReplicatorConfig, source: &SourceInfo) -> Result<Resume, S
 }
 
 fn parse_time(text: &str) -> Result<OffsetDateTime, StreamError> {
-    parse_start_time(text).map_err(StreamError::Refused)
+    parse_start_time(text).map_err(StreamError::refused)
 }
 
 fn since_now(since: Duration) -> OffsetDateTime {
@@ -446,11 +447,11 @@ mod tests {
         // Another writer.
         assert!(matches!(
             compute(&cfg, Some(&fenced(100, 60)), &source(1), &view(61, LastMessage::Foreign(61))),
-            Err(StreamError::Refused(why)) if why.contains("another writer")
+            Err(error) if error.is_refused() && error.to_string().contains("another writer")
         ));
         assert!(matches!(
             compute(&cfg, None, &source(1), &view(3, LastMessage::Foreign(3))),
-            Err(StreamError::Refused(_))
+            Err(error) if error.is_refused()
         ));
     }
 
@@ -483,7 +484,7 @@ mod tests {
         after.after_checkpoint.as_mut().unwrap().foreign.push(63);
         assert!(matches!(
             compute(&config(""), Some(&fenced(100, 60)), &source(1), &after),
-            Err(StreamError::Refused(why)) if why.contains("another writer")
+            Err(error) if error.is_refused() && error.to_string().contains("another writer")
         ));
         let r = compute(
             &shared_config(""),
@@ -500,13 +501,13 @@ mod tests {
         let lower = view(40, LastMessage::CopyOf(70));
         assert!(matches!(
             compute(&config(""), Some(&fenced(100, 60)), &source(1), &lower),
-            Err(StreamError::Refused(why)) if why.contains("on_target_reset")
+            Err(error) if error.is_refused() && error.to_string().contains("on_target_reset")
         ));
         let mut recreated = view(80, LastMessage::Empty);
         recreated.target.identity = target_identity(8);
         assert!(matches!(
             compute(&config(""), Some(&fenced(100, 60)), &source(1), &recreated),
-            Err(StreamError::Refused(_))
+            Err(error) if error.is_refused()
         ));
         let r = compute(
             &config("on_target_reset: recopy"),
@@ -555,7 +556,7 @@ mod tests {
         let empty = view(0, LastMessage::Empty);
         assert!(matches!(
             compute(&config(""), Some(&old), &source(2), &empty),
-            Err(StreamError::Refused(_))
+            Err(error) if error.is_refused()
         ));
         let r = compute(
             &config("on_source_reset: restart"),

@@ -418,7 +418,7 @@ impl Sampler {
                 let force = self.settings.force.as_deref().filter(|_| with_force);
                 return scan_json(payload, Some(path), force);
             }
-            KeySource::Header(name) => crate::wire_headers::lookup(headers, name),
+            KeySource::Header(name) => crate::jetstream::wire_headers::lookup(headers, name),
             KeySource::SubjectToken(n) => subject_token(subject, *n),
         };
         Found {

@@ -25,7 +25,6 @@ use tokio::sync::OnceCell;
 
 use super::election::open_bucket;
 use super::sampler::{Sampler, SharedRecord};
-use super::streams::StreamError;
 
 /// The leader writes changed records at least this often (SPEC: at least every 10 s).
 pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(5);
@@ -77,12 +76,12 @@ impl SharedState {
                 {
                     Ok(bucket) => Ok(bucket),
                     // Its age is only housekeeping (unlike the election's): use it as it is.
-                    Err(StreamError::Refused(_)) => {
+                    Err(error) if error.is_refused() => {
                         self.js.get_key_value(&self.bucket_name).await.map_err(|e| {
                             format!("shared sampling bucket {}: {e}", self.bucket_name)
                         })
                     }
-                    Err(StreamError::Unavailable(reason)) => Err(reason),
+                    Err(error) => Err(error.to_string()),
                 }
             })
             .await

@@ -1,24 +1,13 @@
 //! The two streams of a replicator: the source's identity and bounds, and the target, created
 //! when missing (SPEC section 5) and asked for the last copy this replicator made.
 
-use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::stream::{Config as StreamConfig, RetentionPolicy, StorageType};
-use async_nats::jetstream::{self, ErrorCode};
+use async_nats::jetstream::stream::{Config as StreamConfig, RetentionPolicy};
+use async_nats::jetstream::{self};
 
 use super::checkpoint::SourceIdentity;
 use super::headers::{parse_ferry_source, FerrySource};
 use crate::config::replicator::ReplicatorConfig;
-use crate::config::schema::StorageKind;
-use crate::wire_headers;
-
-/// Why a stream step failed: worth retrying, or not.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Refused(String),
-}
+use crate::jetstream::{answer, streams, wire_headers, StreamError};
 
 /// What the replicator needs to know about its source.
 #[derive(Debug, Clone)]
@@ -38,16 +27,17 @@ pub async fn source_info(
     config: &ReplicatorConfig,
 ) -> Result<SourceInfo, StreamError> {
     let name = &config.from.stream;
+    let context = || format!("source stream {name}");
     let mut stream = js
         .get_stream(name)
         .await
-        .map_err(|error| StreamError::Unavailable(format!("source stream {name}: {error}")))?;
+        .map_err(|error| StreamError::unavailable_from(context(), error))?;
     let info = stream
         .info()
         .await
-        .map_err(|error| StreamError::Unavailable(format!("source stream {name}: {error}")))?;
+        .map_err(|error| StreamError::unavailable_from(context(), error))?;
     if info.config.retention == RetentionPolicy::WorkQueue {
-        return Err(StreamError::Refused(format!(
+        return Err(StreamError::refused(format!(
             "source stream {name} uses WorkQueue retention, which cannot serve the ordered consumer ferry reads with; replicate from a Limits or Interest stream"
         )));
     }
@@ -95,30 +85,23 @@ pub async fn ensure_target(
     source: &SourceInfo,
 ) -> Result<TargetInfo, StreamError> {
     let name = &config.to.stream;
-    let mut stream = match js.get_stream(name).await {
-        Ok(stream) => stream,
-        Err(error) => match error.kind() {
-            GetStreamErrorKind::JetStream(api)
-                if api.error_code() == ErrorCode::STREAM_NOT_FOUND =>
-            {
-                if !config.to.create {
-                    return Err(StreamError::Unavailable(format!(
-                        "target stream {name} does not exist and to.create is false; create it or set create: true"
-                    )));
-                }
-                create_target(js, config, source).await?
-            }
-            _ => {
-                return Err(StreamError::Unavailable(format!(
-                    "target stream {name}: {error}"
-                )))
-            }
-        },
+    let context = || format!("target stream {name}");
+    let found = streams::find(js, name)
+        .await
+        .map_err(|error| StreamError::unavailable_from(context(), error))?;
+    let mut stream = match found {
+        Some(stream) => stream,
+        None if !config.to.create => {
+            return Err(StreamError::unavailable(format!(
+                "target stream {name} does not exist and to.create is false; create it or set create: true"
+            )))
+        }
+        None => create_target(js, config, source).await?,
     };
     let info = stream
         .info()
         .await
-        .map_err(|error| StreamError::Unavailable(format!("target stream {name}: {error}")))?;
+        .map_err(|error| StreamError::unavailable_from(context(), error))?;
     // No `Nats-Expected-Stream` is stored with copies (SPEC section 5), so the binding of the
     // subjects written to this stream is checked here, and each ack's stream in the copy loop.
     for subject in target_subjects(config, &source.subjects) {
@@ -128,7 +111,7 @@ pub async fn ensure_target(
             .iter()
             .any(|theirs| crate::subject::matches(theirs, &subject))
         {
-            return Err(StreamError::Refused(format!(
+            return Err(StreamError::refused(format!(
                 "target stream {name} does not listen on {subject} (its subjects: {:?}); add the subject to the stream or rewrite subjects with to.subject_prefix",
                 info.config.subjects
             )));
@@ -155,32 +138,26 @@ async fn create_target(
         retention: RetentionPolicy::Limits,
         // Unset overrides take the source's value: the copy behaves like the original.
         num_replicas: to.replicas.unwrap_or(source.config.num_replicas.max(1)),
-        storage: match to.storage {
-            Some(StorageKind::File) => StorageType::File,
-            Some(StorageKind::Memory) => StorageType::Memory,
-            None => source.config.storage,
-        },
+        storage: to
+            .storage
+            .map_or(source.config.storage, streams::storage_type),
         max_age: to.max_age.map_or(source.config.max_age, |d| d.0),
         duplicate_window: to
             .duplicate_window
             .map_or(source.config.duplicate_window, |d| d.0),
         ..Default::default()
     };
-    match js.create_stream(stream_config).await {
-        Ok(stream) => {
-            tracing::info!(replicator = %config.name, stream = %to.stream, "created target stream");
+    match streams::create(js, stream_config).await {
+        Ok((stream, created)) => {
+            if created {
+                tracing::info!(replicator = %config.name, stream = %to.stream, "created target stream");
+            }
             Ok(stream)
         }
-        Err(error) => {
-            // Another instance may have created it meanwhile.
-            match js.get_stream(&to.stream).await {
-                Ok(stream) => Ok(stream),
-                Err(_) => Err(StreamError::Unavailable(format!(
-                    "cannot create target stream {}: {error}",
-                    to.stream
-                ))),
-            }
-        }
+        Err(error) => Err(StreamError::unavailable_from(
+            format!("cannot create target stream {}", to.stream),
+            error,
+        )),
     }
 }
 
@@ -193,7 +170,7 @@ pub async fn last_copied(
     source: &SourceInfo,
 ) -> Result<Option<u64>, StreamError> {
     let stream = js.get_stream(&config.to.stream).await.map_err(|error| {
-        StreamError::Unavailable(format!("target stream {}: {error}", config.to.stream))
+        StreamError::unavailable_from(format!("target stream {}", config.to.stream), error)
     })?;
     let mut best: Option<u64> = None;
     for subject in target_subjects(config, &source.subjects) {
@@ -252,19 +229,15 @@ pub async fn last_message(
     let stream = js
         .get_stream(name)
         .await
-        .map_err(|error| StreamError::Unavailable(format!("target stream {name}: {error}")))?;
+        .map_err(|error| StreamError::unavailable_from(format!("target stream {name}"), error))?;
     let message = match stream.get_last_raw_message_by_subject(">").await {
         Ok(message) => message,
-        Err(error)
-            if error.kind()
-                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
-        {
-            return Ok(LastMessage::Empty)
-        }
+        Err(error) if answer::is_no_message(&error) => return Ok(LastMessage::Empty),
         Err(error) => {
-            return Err(StreamError::Unavailable(format!(
-                "cannot read the last message of target stream {name}: {error}"
-            )))
+            return Err(StreamError::unavailable_from(
+                format!("cannot read the last message of target stream {name}"),
+                error,
+            ))
         }
     };
     Ok(match provenance(Some(&message.headers)) {
@@ -309,7 +282,7 @@ pub async fn after_checkpoint(
     }
     let name = &config.to.stream;
     let unavailable = |what: &str, error: &dyn std::fmt::Display| {
-        StreamError::Unavailable(format!(
+        StreamError::unavailable(format!(
             "cannot read target stream {name} after sequence {after} ({what}): {error}"
         ))
     };

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use crate::ack::{classify_reply, classify_send_error, Outcome};
+use super::answer::{classify_reply, classify_send_error, Outcome};
+use super::StreamError;
 use crate::connect::{Connection, JETSTREAM_TIMEOUT};
 
 struct Waiting<T> {
@@ -37,7 +38,7 @@ pub struct AckInbox<T> {
     outstanding: usize,
     /// Publishes that failed before reaching the server, returned first by `next`.
     ready: VecDeque<(T, Outcome)>,
-    /// The stream every ack must name (see `ack::classify_reply`).
+    /// The stream every ack must name (see `answer::classify_reply`).
     expected_stream: Option<String>,
 }
 
@@ -68,14 +69,17 @@ impl<T> AckInbox<T> {
 
     /// `open` on a configured connection with the JetStream ack timeout, for publishes into
     /// `stream`; the error names the connection.
-    pub async fn on(connection: &Connection, stream: &str) -> Result<Self, String> {
+    pub async fn on(connection: &Connection, stream: &str) -> Result<Self, StreamError> {
         AckInbox::open(&connection.client, JETSTREAM_TIMEOUT)
             .await
             .map(|inbox| inbox.expecting_stream(stream))
             .map_err(|error| {
-                format!(
-                    "cannot subscribe for acks on connection {}: {error}",
-                    connection.name
+                StreamError::unavailable_from(
+                    format!(
+                        "cannot subscribe for acks on connection {}",
+                        connection.name
+                    ),
+                    error,
                 )
             })
     }

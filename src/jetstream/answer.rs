@@ -1,8 +1,15 @@
-//! Sorting JetStream publish acks into what the pipelines act on: stored (maybe as a duplicate),
-//! a reject that no retry can fix, or an outage to ride out. Shared by adapters and replicators so
-//! both treat the same server answer the same way.
+//! The one place that reads the server's answers: publish acks sorted into what the pipelines act
+//! on (stored, maybe as a duplicate; a reject that no retry can fix; an outage to ride out; a
+//! fence that failed; nobody listening), the status messages of a pull request, and the API
+//! error codes the stream steps branch on. Adapters, replicators and the election bucket share it,
+//! so the same answer is treated the same way everywhere.
 
+use async_nats::jetstream::context::{
+    CreateStreamError, CreateStreamErrorKind, GetStreamError, GetStreamErrorKind,
+};
+use async_nats::jetstream::stream::{LastRawMessageError, LastRawMessageErrorKind};
 use async_nats::jetstream::ErrorCode;
+use async_nats::StatusCode;
 
 /// What happened to one publish.
 pub enum Outcome {
@@ -130,9 +137,75 @@ pub fn classify_send_error(error: async_nats::PublishError) -> Outcome {
     }
 }
 
+/// The stream asked for does not exist (as opposed to a server that cannot say).
+pub fn is_stream_not_found(error: &GetStreamError) -> bool {
+    matches!(error.kind(), GetStreamErrorKind::JetStream(api) if api.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// A stream of that name exists already (another instance created it a moment ago).
+pub fn is_stream_name_taken(error: &CreateStreamError) -> bool {
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(api) if api.error_code() == ErrorCode::STREAM_NAME_EXIST)
+}
+
+/// The new stream's subjects overlap another stream's.
+pub fn is_subject_overlap(error: &CreateStreamError) -> bool {
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(api) if api.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP)
+}
+
+/// The stream holds no message on the subject asked for.
+pub fn is_no_message(error: &LastRawMessageError) -> bool {
+    error.kind() == LastRawMessageErrorKind::NoMessageFound
+}
+
+/// What arrived on a pull request's inbox.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PullAnswer {
+    /// A stored message.
+    Message,
+    /// The server is still there; nothing to deliver yet.
+    Heartbeat,
+    /// The request expired or found nothing: `undelivered` of it will not come (the whole batch
+    /// when the server does not say).
+    Ended { undelivered: Option<usize> },
+    /// Any other status: the consumer or the request is not what the reader set up.
+    Refused(String),
+}
+
+/// Sorts a message on a pull inbox. A stored message is one whatever its header block says: a
+/// publisher can store a block that mimics a status line, but only the server's own status
+/// messages come without the `$JS.ACK.` reply of a delivered message.
+pub fn classify_pull(message: &async_nats::Message) -> PullAnswer {
+    if message
+        .reply
+        .as_deref()
+        .is_some_and(|reply| reply.starts_with("$JS.ACK."))
+    {
+        return PullAnswer::Message;
+    }
+    match message.status {
+        None | Some(StatusCode::OK) => PullAnswer::Message,
+        Some(StatusCode::IDLE_HEARTBEAT) => PullAnswer::Heartbeat,
+        Some(StatusCode::TIMEOUT) | Some(StatusCode::NOT_FOUND) => PullAnswer::Ended {
+            undelivered: message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get("Nats-Pending-Messages"))
+                .and_then(|value| value.as_str().parse::<usize>().ok()),
+        },
+        Some(status) => PullAnswer::Refused(format!(
+            "the source consumer answered {status}{}",
+            message
+                .description
+                .as_ref()
+                .map(|text| format!(" ({text})"))
+                .unwrap_or_default()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{classify_reply, Outcome};
+    use super::{classify_pull, classify_reply, Outcome, PullAnswer};
 
     fn reply(payload: &str, status: Option<async_nats::StatusCode>) -> async_nats::Message {
         async_nats::Message {
@@ -207,5 +280,43 @@ mod tests {
         assert!(matches!(nobody, Outcome::NoResponders));
         let garbage = classify("{not json");
         assert!(matches!(garbage, Outcome::Outage(_)));
+    }
+
+    #[test]
+    fn pull_inbox_messages_are_sorted_by_status_unless_delivered() {
+        let mut delivered = reply("{}", Some(async_nats::StatusCode::IDLE_HEARTBEAT));
+        delivered.reply = Some("$JS.ACK.S.c.1.2.2.1700000000000000000.0".into());
+        assert_eq!(
+            classify_pull(&delivered),
+            PullAnswer::Message,
+            "a stored block mimicking a status line"
+        );
+        assert_eq!(classify_pull(&reply("", None)), PullAnswer::Message);
+        assert_eq!(
+            classify_pull(&reply("", Some(async_nats::StatusCode::IDLE_HEARTBEAT))),
+            PullAnswer::Heartbeat
+        );
+        let mut expired = reply("", Some(async_nats::StatusCode::TIMEOUT));
+        assert_eq!(
+            classify_pull(&expired),
+            PullAnswer::Ended { undelivered: None }
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Pending-Messages", "7");
+        expired.headers = Some(headers);
+        assert_eq!(
+            classify_pull(&expired),
+            PullAnswer::Ended {
+                undelivered: Some(7)
+            }
+        );
+        let mut gone = reply(
+            "",
+            Some(async_nats::StatusCode::from_u16(409).expect("a status")),
+        );
+        gone.description = Some("Consumer Deleted".into());
+        assert!(
+            matches!(classify_pull(&gone), PullAnswer::Refused(text) if text.contains("Consumer Deleted"))
+        );
     }
 }
