@@ -381,7 +381,7 @@ pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String
             "no replicator named {replicator:?} in the config (replicators: {known:?})"
         )));
     }
-    let forced = Forced::parse(position).map_err(RunError::Config)?;
+    let forced = Forced::parse(position).map_err(|error| RunError::Config(error.to_string()))?;
     let _lock = StateDirLock::acquire(&config.state_dir)?;
     let store = SledStore::open(&config.state_dir)?;
     let checkpoints = Checkpoints::open(&store)?;

@@ -25,11 +25,14 @@ pub enum LogFormat {
 const QUIET_CLIENT: &str = "async_nats=off";
 
 /// Installs the global subscriber. `--log-level` wins over `RUST_LOG`; the default is `info`.
-pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
+pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), LoggingError> {
     let filter = match level {
-        Some(level) => EnvFilter::try_new(with_quiet_client(level)).map_err(|error| {
-            format!("--log-level {level:?}: {error} (use error, warn, info, debug or trace)")
-        })?,
+        Some(level) => {
+            EnvFilter::try_new(with_quiet_client(level)).map_err(|source| LoggingError::Level {
+                level: level.to_string(),
+                source,
+            })?
+        }
         None => EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(with_quiet_client("info"))),
     };
@@ -40,7 +43,20 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
         LogFormat::Text => builder.with_ansi(is_terminal()).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    result.map_err(|error| format!("cannot set up logging: {error}"))
+    result.map_err(LoggingError::Install)
+}
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    #[error("--log-level {level:?}: {source} (use error, warn, info, debug or trace)")]
+    Level {
+        level: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// Another subscriber is installed already.
+    #[error("cannot set up logging: {0}")]
+    Install(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// Secrets that must never be shown, longest first.

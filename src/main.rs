@@ -93,16 +93,12 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         nodes: usize,
         /// How long the fleet sends events (e.g. 20s, 2m).
-        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        #[arg(long, default_value = "20s", value_parser = config::units::parse_duration)]
         duration: Duration,
         /// Print the summary as one JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    config::units::parse_duration(text)
 }
 
 fn main() -> ExitCode {

@@ -8,32 +8,64 @@ pub const MAX_RENDERED_SUBJECT: usize = 256;
 
 /// Checks a subject or subject pattern: non-empty tokens, no whitespace, `>` only last,
 /// wildcards only as whole tokens (and none at all when `allow_wildcards` is false).
-pub fn validate(subject: &str, allow_wildcards: bool) -> Result<(), String> {
+pub fn validate(subject: &str, allow_wildcards: bool) -> Result<(), InvalidSubject> {
     if subject.is_empty() {
-        return Err("subject is empty".into());
+        return Err(InvalidSubject::Empty);
     }
+    let invalid = |kind: fn(String) -> InvalidSubject| Err(kind(subject.to_string()));
     let tokens: Vec<&str> = subject.split('.').collect();
     for (index, token) in tokens.iter().enumerate() {
         if token.is_empty() {
-            return Err(format!("subject {subject:?} has an empty token"));
+            return invalid(InvalidSubject::EmptyToken);
         }
         if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("subject {subject:?} contains whitespace"));
+            return invalid(InvalidSubject::Whitespace);
         }
         let wildcard = *token == "*" || *token == ">";
         if !wildcard && (token.contains('*') || token.contains('>')) {
-            return Err(format!(
-                "subject {subject:?}: wildcards must be whole tokens"
-            ));
+            return invalid(InvalidSubject::PartialWildcard);
         }
         if wildcard && !allow_wildcards {
-            return Err(format!("subject {subject:?} must not contain wildcards"));
+            return invalid(InvalidSubject::Wildcard);
         }
         if *token == ">" && index + 1 != tokens.len() {
-            return Err(format!("subject {subject:?}: '>' must be the last token"));
+            return invalid(InvalidSubject::TailNotLast);
         }
     }
     Ok(())
+}
+
+/// Why a subject or pattern is not valid (each names the subject).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSubject {
+    #[error("subject is empty")]
+    Empty,
+    #[error("subject {0:?} has an empty token")]
+    EmptyToken(String),
+    #[error("subject {0:?} contains whitespace")]
+    Whitespace(String),
+    #[error("subject {0:?}: wildcards must be whole tokens")]
+    PartialWildcard(String),
+    #[error("subject {0:?} must not contain wildcards")]
+    Wildcard(String),
+    #[error("subject {0:?}: '>' must be the last token")]
+    TailNotLast(String),
+}
+
+/// Why an output subject template is not valid (each names the template).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTemplate {
+    #[error("template {0:?} has an unclosed '{{'")]
+    Unclosed(String),
+    #[error("template {0:?} has an empty or nested token")]
+    EmptyOrNestedToken(String),
+    #[error("template {0:?} has a stray '}}'")]
+    StrayClose(String),
+    #[error("template {template:?}: {subject}")]
+    Subject {
+        template: String,
+        subject: InvalidSubject,
+    },
 }
 
 /// Whether the literal `subject` matches `pattern` (`*` one token, `>` one or more trailing tokens).
@@ -83,7 +115,7 @@ pub struct Template {
 
 impl Template {
     /// Parses a template; `{name}` marks a token.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template, InvalidTemplate> {
         let mut pieces = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find('{') {
@@ -92,16 +124,16 @@ impl Template {
             }
             let close = rest[open..]
                 .find('}')
-                .ok_or_else(|| format!("template {text:?} has an unclosed '{{'"))?;
+                .ok_or_else(|| InvalidTemplate::Unclosed(text.to_string()))?;
             let name = &rest[open + 1..open + close];
             if name.is_empty() || name.contains('{') {
-                return Err(format!("template {text:?} has an empty or nested token"));
+                return Err(InvalidTemplate::EmptyOrNestedToken(text.to_string()));
             }
             pieces.push(Piece::Token(name.to_string()));
             rest = &rest[open + close + 1..];
         }
         if rest.contains('}') {
-            return Err(format!("template {text:?} has a stray '}}'"));
+            return Err(InvalidTemplate::StrayClose(text.to_string()));
         }
         if !rest.is_empty() {
             pieces.push(Piece::Literal(rest.to_string()));
@@ -114,7 +146,10 @@ impl Template {
                 Piece::Token(_) => "x",
             })
             .collect();
-        validate(&probe, false).map_err(|e| format!("template {text:?}: {e}"))?;
+        validate(&probe, false).map_err(|subject| InvalidTemplate::Subject {
+            template: text.to_string(),
+            subject,
+        })?;
         let last_token_index = match pieces.last() {
             Some(Piece::Token(_)) => {
                 let index = pieces.len() - 1;

@@ -282,7 +282,8 @@ impl Adapter {
             adapter: name.clone(),
             message,
         };
-        let template = Template::parse(&config.output.subject).map_err(config_error)?;
+        let template = Template::parse(&config.output.subject)
+            .map_err(|error| config_error(error.to_string()))?;
         let filter = match &config.filter {
             Some(filter) => Filter::compile(filter).map_err(config_error)?,
             None => Filter::accept_all(),

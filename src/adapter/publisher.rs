@@ -157,7 +157,9 @@ impl Publisher {
                 match self.queue.try_recv() {
                     Ok(message) => match self.start(&mut in_flight, message, Origin::Queue).await {
                         Ok(()) => {}
-                        Err(reason) => return self.spill_for_outage(in_flight, reason).await,
+                        Err(down) => {
+                            return self.spill_for_outage(in_flight, down.to_string()).await
+                        }
                     },
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         queue_closed = true;
@@ -193,7 +195,7 @@ impl Publisher {
                             Ok(()) => {}
                             Err(reason) => {
                                 self.flush_removals(&mut acked_spooled);
-                                return self.spill_for_outage(in_flight, reason).await;
+                                return self.spill_for_outage(in_flight, reason.to_string()).await;
                             }
                         }
                     }
@@ -226,7 +228,7 @@ impl Publisher {
                 received = self.queue.recv(), if can_take && !queue_closed => match received {
                     Some(message) => match self.start(&mut in_flight, message, Origin::Queue).await {
                         Ok(()) => {}
-                        Err(reason) => return self.spill_for_outage(in_flight, reason).await,
+                        Err(down) => return self.spill_for_outage(in_flight, down.to_string()).await,
                     },
                     None => queue_closed = true,
                 },
@@ -256,11 +258,11 @@ impl Publisher {
         in_flight: &mut AckInbox<InFlight>,
         message: OutMessage,
         origin: Origin,
-    ) -> Result<(), String> {
+    ) -> Result<(), Disconnected> {
         if !self.output.is_connected() {
             // Keep the event: it goes to the spool with everything else in memory.
             self.spool_or_drop(&message, origin);
-            return Err(format!("connection {} is down", self.output.name));
+            return Err(Disconnected(self.output.name.clone()));
         }
         let headers = message.header_map();
         let subject = message.subject.clone();
@@ -524,7 +526,7 @@ impl Publisher {
                 return Probe::Recovered;
             };
             if let Err(reason) = self.start(&mut in_flight, message, Origin::Spool).await {
-                return Probe::StillDown(reason);
+                return Probe::StillDown(reason.to_string());
             }
             let Some((item, outcome)) = in_flight.next().await else {
                 return Probe::StillDown("the probe's publish was lost".into());
@@ -555,3 +557,7 @@ enum Probe {
     StillDown(String),
     StreamGone(String),
 }
+/// The output connection is down: an outage, not a reject (the event waits in the spool).
+#[derive(Debug, thiserror::Error)]
+#[error("connection {0} is down")]
+struct Disconnected(String);

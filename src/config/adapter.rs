@@ -95,7 +95,7 @@ impl AdapterConfig {
 
     /// The parsed `output.subject` template. `validate` has checked it for a loaded config, so an
     /// error here means the config did not come through [`crate::config::load`].
-    pub fn template(&self) -> Result<Template, String> {
+    pub fn template(&self) -> Result<Template, crate::subject::InvalidTemplate> {
         Template::parse(&self.output.subject)
     }
 

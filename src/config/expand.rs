@@ -20,8 +20,22 @@ use super::Problem;
 pub fn expand_str(
     text: &str,
     lookup: &dyn Fn(&str) -> Result<String, VarError>,
-) -> Result<String, String> {
+) -> Result<String, ExpandError> {
     expand_recording(text, lookup, &mut Vec::new())
+}
+
+/// Why a string value cannot be expanded. Positions are 1-based, in characters: the messages
+/// never quote the value, which may be a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    #[error("unterminated \"${{\" at character {0} (close it with '}}', or write $${{ for a literal ${{)")]
+    Unterminated(usize),
+    #[error("invalid environment variable reference at character {0} (names use A-Z, a-z, 0-9 and _ and do not start with a digit; write $${{ for a literal ${{)")]
+    InvalidName(usize),
+    #[error("environment variable {0:?} is not set (export it before starting ferry, or write $${{{0}}} for a literal ${{{0}}})")]
+    Unset(String),
+    #[error("environment variable {0:?} is not valid UTF-8")]
+    NotUnicode(String),
 }
 
 /// [`expand_str`], pushing each variable used and its value onto `used`.
@@ -29,7 +43,7 @@ fn expand_recording(
     text: &str,
     lookup: &dyn Fn(&str) -> Result<String, VarError>,
     used: &mut Vec<(String, String)>,
-) -> Result<String, String> {
+) -> Result<String, ExpandError> {
     if !text.contains('$') {
         return Ok(text.to_string());
     }
@@ -44,29 +58,19 @@ fn expand_recording(
             out.push_str("${");
             rest = tail;
         } else if let Some(tail) = after.strip_prefix("${") {
-            let close = tail.find('}').ok_or_else(|| {
-                format!("unterminated \"${{\" at character {position} (close it with '}}', or write $${{ for a literal ${{)")
-            })?;
+            let close = tail.find('}').ok_or(ExpandError::Unterminated(position))?;
             let name = &tail[..close];
             if !valid_variable_name(name) {
-                return Err(format!(
-                    "invalid environment variable reference at character {position} (names use A-Z, a-z, 0-9 and _ and do not start with a digit; write $${{ for a literal ${{)"
-                ));
+                return Err(ExpandError::InvalidName(position));
             }
             match lookup(name) {
                 Ok(value) => {
                     out.push_str(&value);
                     used.push((name.to_string(), value));
                 }
-                Err(VarError::NotPresent) => {
-                    return Err(format!(
-                        "environment variable {name:?} is not set (export it before starting ferry, or write $${{{name}}} for a literal ${{{name}}})"
-                    ))
-                }
+                Err(VarError::NotPresent) => return Err(ExpandError::Unset(name.to_string())),
                 Err(VarError::NotUnicode(_)) => {
-                    return Err(format!(
-                        "environment variable {name:?} is not valid UTF-8"
-                    ))
+                    return Err(ExpandError::NotUnicode(name.to_string()))
                 }
             }
             rest = &tail[close + 1..];
@@ -109,7 +113,7 @@ pub fn expand_value(
                     }
                     *text = expanded;
                 }
-                Err(message) => problems.push(Problem::new(path, message)),
+                Err(error) => problems.push(Problem::new(path, error.to_string())),
             }
         }
         Value::Sequence(items) => {
@@ -186,24 +190,25 @@ mod tests {
 
     #[test]
     fn errors_explain_the_fix() {
-        let unset = expand_str("${NATS_TOKEN}", &env).unwrap_err();
+        let unset = expand_str("${NATS_TOKEN}", &env).unwrap_err().to_string();
         assert!(
             unset.starts_with("environment variable \"NATS_TOKEN\" is not set"),
             "{unset}"
         );
         // The text may be a secret written literally: messages give a position, not the text.
         assert_eq!(
-            expand_str("abc${def", &env).unwrap_err(),
+            expand_str("abc${def", &env).unwrap_err().to_string(),
             "unterminated \"${\" at character 4 (close it with '}', or write $${ for a literal ${)"
         );
         assert_eq!(
-            expand_str("pässw${1X}", &env).unwrap_err(),
+            expand_str("pässw${1X}", &env).unwrap_err().to_string(),
             "invalid environment variable reference at character 6 (names use A-Z, a-z, 0-9 and _ and do not start with a digit; write $${ for a literal ${)"
         );
         assert!(expand_str("${}", &env).is_err());
         let not_unicode = |_: &str| Err(VarError::NotUnicode(Default::default()));
         assert!(expand_str("${X}", &not_unicode)
             .unwrap_err()
+            .to_string()
             .contains("UTF-8"));
     }
 

@@ -143,7 +143,8 @@ pub fn parse_with_env(
         file: origin.to_path_buf(),
         problems,
     };
-    prescan::check(text.as_bytes()).map_err(|message| fail(vec![Problem::new("", message)]))?;
+    prescan::check(text.as_bytes())
+        .map_err(|limit| fail(vec![Problem::new("", limit.to_string())]))?;
     let mut root: Value = serde_norway::from_str(text)
         .map_err(|error| fail(vec![Problem::new("", format!("not valid YAML: {error}"))]))?;
     root.apply_merge().map_err(|error| {

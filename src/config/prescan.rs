@@ -31,24 +31,46 @@ pub const MAX_ALIAS_NODES: u64 = 10_000;
 /// `Err` with the message (naming the limit and where it was passed) when the file exceeds a bound.
 /// A file that is not valid YAML passes here: the parser that follows reports that, and it stops
 /// at the same place, so it never sees more than this scan accepted.
-pub fn check(text: &[u8]) -> Result<(), String> {
+pub fn check(text: &[u8]) -> Result<(), OverLimit> {
     if text.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "the file is larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit for a config file: a ferry config is a few kilobytes, so check that this is the right file"
-        ));
+        return Err(OverLimit::FileSize);
     }
     let mut parser = EventParser::new(text);
     let mut scan = Scan::default();
     while let Some((event, mark)) = parser.next() {
-        scan.event(event).map_err(|message| {
-            format!(
-                "{message} (at line {}, column {})",
-                mark.line + 1,
-                mark.column + 1
-            )
+        scan.event(event).map_err(|limit| OverLimit::At {
+            limit,
+            line: mark.line + 1,
+            column: mark.column + 1,
         })?;
     }
     Ok(())
+}
+
+/// The bound a config file passes, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverLimit {
+    #[error("the file is larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit for a config file: a ferry config is a few kilobytes, so check that this is the right file")]
+    FileSize,
+    #[error("{limit} (at line {line}, column {column})")]
+    At {
+        limit: NodeLimit,
+        line: u64,
+        column: u64,
+    },
+}
+
+/// A bound on the file's nodes, passed at one event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeLimit {
+    #[error("lists and mappings nest more than {MAX_DEPTH} levels deep, the limit (a ferry config needs fewer than ten)")]
+    Depth,
+    #[error("the alias *{0} is inside the node it refers to, which would repeat it without end")]
+    RecursiveAlias(String),
+    #[error("YAML aliases would add more than {MAX_ALIAS_NODES} values once expanded, the limit (each use of an alias copies its anchored node, the aliases inside it included): write the repeated settings out, or share fewer of them")]
+    AliasNodes,
+    #[error("an alias nests lists and mappings more than {MAX_DEPTH} levels deep, the limit")]
+    AliasDepth,
 }
 
 /// The pre-scan's state: open collections and the expanded size of every anchor seen.
@@ -82,7 +104,7 @@ struct Open {
 }
 
 impl Scan {
-    fn event(&mut self, event: Event) -> Result<(), String> {
+    fn event(&mut self, event: Event) -> Result<(), NodeLimit> {
         match event {
             Event::Start { anchor } => {
                 self.expanded = self.expanded.saturating_add(1);
@@ -95,9 +117,7 @@ impl Scan {
                     height: 1,
                 });
                 if self.open.len() > MAX_DEPTH {
-                    return Err(format!(
-                        "lists and mappings nest more than {MAX_DEPTH} levels deep, the limit (a ferry config needs fewer than ten)"
-                    ));
+                    return Err(NodeLimit::Depth);
                 }
             }
             Event::End => {
@@ -125,9 +145,8 @@ impl Scan {
                 let (nodes, height) = match self.anchors.get(&anchor) {
                     Some(Anchored::Complete { nodes, height }) => (*nodes, *height),
                     Some(Anchored::Open) => {
-                        return Err(format!(
-                            "the alias *{} is inside the node it refers to, which would repeat it without end",
-                            String::from_utf8_lossy(&anchor)
+                        return Err(NodeLimit::RecursiveAlias(
+                            String::from_utf8_lossy(&anchor).into_owned(),
                         ))
                     }
                     // An unknown anchor is the parser's error to report; it adds nothing here.
@@ -136,14 +155,10 @@ impl Scan {
                 self.expanded = self.expanded.saturating_add(nodes);
                 self.from_aliases = self.from_aliases.saturating_add(nodes);
                 if self.from_aliases > MAX_ALIAS_NODES {
-                    return Err(format!(
-                        "YAML aliases would add more than {MAX_ALIAS_NODES} values once expanded, the limit (each use of an alias copies its anchored node, the aliases inside it included): write the repeated settings out, or share fewer of them"
-                    ));
+                    return Err(NodeLimit::AliasNodes);
                 }
                 if self.open.len() + height > MAX_DEPTH {
-                    return Err(format!(
-                        "an alias nests lists and mappings more than {MAX_DEPTH} levels deep, the limit"
-                    ));
+                    return Err(NodeLimit::AliasDepth);
                 }
                 self.child_height(height);
             }
@@ -305,7 +320,7 @@ mod tests {
             started.elapsed()
         );
         match result {
-            Err(message) => message,
+            Err(limit) => limit.to_string(),
             Ok(()) => panic!("accepted {} bytes", text.len()),
         }
     }
@@ -394,9 +409,10 @@ mod tests {
         );
         // A redefined anchor names the new node from where it starts (as the deserializer reads
         // it), so an alias inside that node is a cycle too.
-        assert_eq!(check(b"a: &a [1]\nb: &a [*a, *a]\nc: *a\n"), Err(
-            "the alias *a is inside the node it refers to, which would repeat it without end (at line 2, column 8)".into()
-        ));
+        assert_eq!(
+            refused("a: &a [1]\nb: &a [*a, *a]\nc: *a\n"),
+            "the alias *a is inside the node it refers to, which would repeat it without end (at line 2, column 8)"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::common::StorageKind;
 use super::filter::FilterConfig;
 use super::units::{
     format_duration, format_size, parse_duration, parse_size, ByteSize, HumanDuration,
+    InvalidDuration, InvalidSize,
 };
 
 /// One JetStream stream → JetStream stream copy (SPEC section 5).
@@ -171,14 +172,38 @@ const START_CHOICES: &str = "all, new, { sequence: N }, { time: RFC3339 } or { s
 
 /// Parses an RFC3339 time such as `2026-01-01T00:00:00Z` (the form `start: { time: ... }` takes).
 /// Shared by validation and the runtime so both read the value the same way.
-pub fn parse_start_time(text: &str) -> Result<time::OffsetDateTime, String> {
+pub fn parse_start_time(text: &str) -> Result<time::OffsetDateTime, InvalidTime> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(
-        |error| {
-            format!(
-                "invalid time {text:?}: {error} (use RFC3339 with a zone, e.g. 2026-01-01T00:00:00Z or 2026-01-01T01:00:00+01:00)"
-            )
+        |source| InvalidTime {
+            text: text.to_string(),
+            source,
         },
     )
+}
+
+/// A `start: { time: ... }` that is not an RFC3339 time.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid time {text:?}: {source} (use RFC3339 with a zone, e.g. 2026-01-01T00:00:00Z or 2026-01-01T01:00:00+01:00)")]
+pub struct InvalidTime {
+    text: String,
+    source: time::error::Parse,
+}
+
+/// A rate that [`parse_rate`] or [`parse_byte_rate`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRate {
+    #[error("invalid rate {0:?} (use e.g. 2000/s or 10MiB/s)")]
+    NoPeriod(String),
+    #[error(transparent)]
+    Period(#[from] InvalidDuration),
+    #[error("invalid rate {0:?}: the period must be longer than 0")]
+    ZeroPeriod(String),
+    #[error("invalid rate {0:?} (use e.g. 2000/s)")]
+    Amount(String),
+    #[error(transparent)]
+    Size(#[from] InvalidSize),
+    #[error("invalid byte rate {0:?}: must be more than 0")]
+    ZeroBytes(String),
 }
 
 impl<'de> Deserialize<'de> for StartPosition {
@@ -476,10 +501,10 @@ impl fmt::Display for ByteRate {
 }
 
 /// Splits `AMOUNT/PERIOD`; the period is a unit (`s`, `m`, `h`) or a duration (`10s`).
-fn split_rate(text: &str) -> Result<(&str, Duration), String> {
+fn split_rate(text: &str) -> Result<(&str, Duration), InvalidRate> {
     let (amount, period) = text
         .split_once('/')
-        .ok_or_else(|| format!("invalid rate {text:?} (use e.g. 2000/s or 10MiB/s)"))?;
+        .ok_or_else(|| InvalidRate::NoPeriod(text.to_string()))?;
     let period = period.trim();
     let per = match period {
         "s" => Duration::from_secs(1),
@@ -488,30 +513,28 @@ fn split_rate(text: &str) -> Result<(&str, Duration), String> {
         other => parse_duration(other)?,
     };
     if per.is_zero() {
-        return Err(format!(
-            "invalid rate {text:?}: the period must be longer than 0"
-        ));
+        return Err(InvalidRate::ZeroPeriod(text.to_string()));
     }
     Ok((amount.trim(), per))
 }
 
 /// Parses `2000/s`.
-pub fn parse_rate(text: &str) -> Result<Rate, String> {
+pub fn parse_rate(text: &str) -> Result<Rate, InvalidRate> {
     let (amount, per) = split_rate(text)?;
     let amount: f64 = amount
         .parse()
         .ok()
         .filter(|a: &f64| a.is_finite() && *a > 0.0)
-        .ok_or_else(|| format!("invalid rate {text:?} (use e.g. 2000/s)"))?;
+        .ok_or_else(|| InvalidRate::Amount(text.to_string()))?;
     Ok(Rate { amount, per })
 }
 
 /// Parses `10MiB/s`.
-pub fn parse_byte_rate(text: &str) -> Result<ByteRate, String> {
+pub fn parse_byte_rate(text: &str) -> Result<ByteRate, InvalidRate> {
     let (amount, per) = split_rate(text)?;
     let bytes = parse_size(amount)?;
     if bytes == 0 {
-        return Err(format!("invalid byte rate {text:?}: must be more than 0"));
+        return Err(InvalidRate::ZeroBytes(text.to_string()));
     }
     Ok(ByteRate { bytes, per })
 }

@@ -6,13 +6,23 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+/// A duration that [`parse_duration`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?} (use e.g. 500ms, 30s, 5m, 1h30m, 7d)")]
+pub struct InvalidDuration(pub String);
+
+/// A size that [`parse_size`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size {0:?} (use e.g. 512B, 64KiB, 10MB, 1GiB)")]
+pub struct InvalidSize(pub String);
+
 /// Parses a humane duration: one or more `<number><unit>` groups, units `ns us ms s m h d w`.
 /// A bare `0` is accepted; any other bare number is rejected because its unit would be a guess.
 /// The arithmetic is exact (`0.071m` is 4.26 s, not 4.259999999 s); digits below a nanosecond
 /// are dropped.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
     let text = text.trim();
-    let invalid = || format!("invalid duration {text:?} (use e.g. 500ms, 30s, 5m, 1h30m, 7d)");
+    let invalid = || InvalidDuration(text.to_string());
     if text == "0" {
         return Ok(Duration::ZERO);
     }
@@ -52,9 +62,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses a humane size: a number with an optional unit `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000)
 /// or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024). A bare number is bytes. Exact, like durations;
 /// a fraction of a byte is dropped.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, InvalidSize> {
     let trimmed = text.trim();
-    let invalid = || format!("invalid size {text:?} (use e.g. 512B, 64KiB, 10MB, 1GiB)");
+    let invalid = || InvalidSize(text.to_string());
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(trimmed.len());
@@ -243,7 +253,7 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
         }
         assert_eq!(
-            parse_duration("1x").unwrap_err(),
+            parse_duration("1x").unwrap_err().to_string(),
             "invalid duration \"1x\" (use e.g. 500ms, 30s, 5m, 1h30m, 7d)"
         );
     }

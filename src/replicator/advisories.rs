@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::sampler::Advisory;
 use crate::config::replicator::AdvisoriesConfig;
+use crate::jetstream::{publish_acked, PublishError, PublishErrorKind};
 use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
 use crate::shutdown::StopSignal;
@@ -154,7 +155,7 @@ impl AdvisoryPublisher {
         pipeline: String,
         metrics: Arc<Metrics>,
         stop: StopSignal,
-    ) -> Result<AdvisoryPublisher, String> {
+    ) -> Result<AdvisoryPublisher, InvalidAdvisorySubject> {
         let template = parse_template(&config.subject)?;
         let (queue, receiver) = mpsc::channel(QUEUE);
         let worker = Worker {
@@ -221,14 +222,21 @@ impl AdvisoryPublisher {
 }
 
 /// Parses the subject template, allowing only `{event}` and `{value}`.
-fn parse_template(subject: &str) -> Result<Template, String> {
-    let template = Template::parse(subject).map_err(|e| format!("advisories.subject: {e}"))?;
+fn parse_template(subject: &str) -> Result<Template, InvalidAdvisorySubject> {
+    let template = Template::parse(subject)?;
     if let Some(token) = template.tokens().find(|t| !TOKENS.contains(t)) {
-        return Err(format!(
-            "advisories.subject: unknown token {{{token}}} (use {{event}} and {{value}})"
-        ));
+        return Err(InvalidAdvisorySubject::UnknownToken(token.to_string()));
     }
     Ok(template)
+}
+
+/// An `advisories.subject` that cannot be used (validation reports it first for a loaded config).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidAdvisorySubject {
+    #[error("advisories.subject: {0}")]
+    Template(#[from] crate::subject::InvalidTemplate),
+    #[error("advisories.subject: unknown token {{{0}}} (use {{event}} and {{value}})")]
+    UnknownToken(String),
 }
 
 /// The subject of one advisory, `{value}` sanitised like any event content (SPEC section 4).
@@ -292,7 +300,13 @@ impl Worker {
             Mode::Core(client) => client
                 .publish(subject.clone(), payload)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|error| {
+                    PublishError::with_source(
+                        PublishErrorKind::Send,
+                        format!("publish to {subject}"),
+                        error,
+                    )
+                }),
             Mode::Reliable(js) => {
                 self.publish_acked(js, &subject, &id, payload, attempts)
                     .await
@@ -328,24 +342,22 @@ impl Worker {
         id: &str,
         payload: Bytes,
         attempts: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), PublishError> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
         let mut backoff = crate::retry::backoff(Duration::from_millis(100), Duration::from_secs(5));
         let mut attempt = 1;
         loop {
-            let error = match js
-                .publish_with_headers(subject.to_string(), headers.clone(), payload.clone())
-                .await
-            {
-                Ok(ack) => match ack.await {
-                    Ok(_) => return Ok(()),
-                    Err(error) => error.to_string(),
-                },
-                Err(error) => error.to_string(),
+            let error = match publish_acked(js, subject, headers.clone(), payload.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
             };
             if attempt >= attempts || self.stop.is_stopping() {
-                return Err(format!("{error} (after {attempt} attempts)"));
+                return Err(PublishError::with_source(
+                    error.kind(),
+                    format!("after {attempt} attempts"),
+                    error,
+                ));
             }
             attempt += 1;
             let delay = backoff.next_delay();

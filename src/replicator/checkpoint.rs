@@ -44,8 +44,7 @@ pub enum Forced {
 
 impl Forced {
     /// Parses `start`, `end`, `sequence:N` or `time:RFC3339` (the `ferry reset --to` values).
-    pub fn parse(text: &str) -> Result<Forced, String> {
-        let usage = "use start, end, sequence:N or time:RFC3339";
+    pub fn parse(text: &str) -> Result<Forced, InvalidPosition> {
         match text {
             "start" => return Ok(Forced::Start),
             "end" => return Ok(Forced::End),
@@ -54,17 +53,29 @@ impl Forced {
         if let Some(sequence) = text.strip_prefix("sequence:") {
             return match sequence.parse::<u64>() {
                 Ok(n) if n >= 1 => Ok(Forced::Sequence(n)),
-                _ => Err(format!(
-                    "invalid sequence {sequence:?} ({usage}; sequences start at 1)"
-                )),
+                _ => Err(InvalidPosition::Sequence(sequence.to_string())),
             };
         }
         if let Some(when) = text.strip_prefix("time:") {
             return crate::config::replicator::parse_start_time(when)
-                .map(|_| Forced::Time(when.to_string()));
+                .map(|_| Forced::Time(when.to_string()))
+                .map_err(InvalidPosition::Time);
         }
-        Err(format!("invalid position {text:?} ({usage})"))
+        Err(InvalidPosition::Unknown(text.to_string()))
     }
+}
+
+/// A `ferry reset --to` value that [`Forced::parse`] cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidPosition {
+    #[error(
+        "invalid sequence {0:?} (use start, end, sequence:N or time:RFC3339; sequences start at 1)"
+    )]
+    Sequence(String),
+    #[error(transparent)]
+    Time(crate::config::replicator::InvalidTime),
+    #[error("invalid position {0:?} (use start, end, sequence:N or time:RFC3339)")]
+    Unknown(String),
 }
 
 /// One replicator's record: the source half and the target half of the position.
@@ -171,8 +182,8 @@ mod tests {
         checkpoints.tree.insert(b"old", &old).unwrap();
         let read = checkpoints.load("old").unwrap().unwrap();
         assert_eq!((read.sequence, read.target), (9, None));
-        assert_eq!(Forced::parse("start"), Ok(Forced::Start));
-        assert_eq!(Forced::parse("sequence:9"), Ok(Forced::Sequence(9)));
+        assert_eq!(Forced::parse("start").ok(), Some(Forced::Start));
+        assert_eq!(Forced::parse("sequence:9").ok(), Some(Forced::Sequence(9)));
         assert!(Forced::parse("sequence:0").is_err());
         assert!(Forced::parse("time:2026-01-01T00:00:00Z").is_ok());
         assert!(Forced::parse("time:yesterday").is_err());

@@ -101,12 +101,10 @@ async fn beat(
     subject: &str,
     headers: HeaderMap,
     payload: Bytes,
-) -> Result<(), String> {
-    let ack = js
-        .publish_with_headers(subject.to_string(), headers, payload)
+) -> Result<(), crate::jetstream::PublishError> {
+    crate::jetstream::publish_acked(js, subject, headers, payload)
         .await
-        .map_err(|e| e.to_string())?;
-    ack.await.map(|_| ()).map_err(|e| e.to_string())
+        .map(|_| ())
 }
 
 fn headers(instance: &str) -> HeaderMap {

@@ -189,7 +189,7 @@ impl Replicator {
                     metrics.clone(),
                     shutdown.signal(),
                 )
-                .map_err(config_error)?,
+                .map_err(|error| config_error(error.to_string()))?,
             ),
             None => None,
         };

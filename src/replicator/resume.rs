@@ -309,7 +309,7 @@ fn first_run(config: &ReplicatorConfig, source: &SourceInfo) -> Result<Resume, S
 }
 
 fn parse_time(text: &str) -> Result<OffsetDateTime, StreamError> {
-    parse_start_time(text).map_err(StreamError::refused)
+    parse_start_time(text).map_err(|error| StreamError::refused(error.to_string()))
 }
 
 fn since_now(since: Duration) -> OffsetDateTime {

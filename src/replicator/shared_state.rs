@@ -25,6 +25,7 @@ use tokio::sync::OnceCell;
 
 use super::election::open_bucket;
 use super::sampler::{Sampler, SharedRecord};
+use crate::jetstream::StreamError;
 
 /// The leader writes changed records at least this often (SPEC: at least every 10 s).
 pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(5);
@@ -63,7 +64,7 @@ impl SharedState {
         }
     }
 
-    async fn store(&self) -> Result<&kv::Store, String> {
+    async fn store(&self) -> Result<&kv::Store, StreamError> {
         self.bucket
             .get_or_try_init(|| async {
                 match open_bucket(
@@ -78,10 +79,13 @@ impl SharedState {
                     // Its age is only housekeeping (unlike the election's): use it as it is.
                     Err(error) if error.is_refused() => {
                         self.js.get_key_value(&self.bucket_name).await.map_err(|e| {
-                            format!("shared sampling bucket {}: {e}", self.bucket_name)
+                            StreamError::unavailable_from(
+                                format!("shared sampling bucket {}", self.bucket_name),
+                                e,
+                            )
                         })
                     }
-                    Err(error) => Err(error.to_string()),
+                    Err(error) => Err(error),
                 }
             })
             .await
@@ -106,7 +110,7 @@ impl SharedState {
 
     /// Writes the changes noted since the last call; what fails is kept for the next call.
     /// Returns how many records were written.
-    pub async fn publish(&self) -> Result<usize, String> {
+    pub async fn publish(&self) -> Result<usize, StreamError> {
         let changes = self.sampler.take_shared();
         if changes.is_empty() {
             return Ok(0);
@@ -155,17 +159,17 @@ impl SharedState {
         let failures = failed.len();
         self.sampler.return_shared(failed);
         match first_error {
-            Some(error) => Err(format!(
+            Some(error) => Err(StreamError::unavailable(format!(
                 "{failures} sender records not written to {} ({error}); retrying",
                 self.bucket_name
-            )),
+            ))),
             None => Ok(written),
         }
     }
 
     /// Loads this replicator's records from the bucket into the sampler, each where it is newer.
     /// Returns how many were taken.
-    pub async fn load(&self) -> Result<u64, String> {
+    pub async fn load(&self) -> Result<u64, StreamError> {
         // Changes left from an earlier leadership are stale: the bucket is newer.
         self.discard();
         self.store().await?;
@@ -174,7 +178,7 @@ impl SharedState {
             .js
             .get_stream(&stream_name)
             .await
-            .map_err(|e| format!("{stream_name}: {e}"))?;
+            .map_err(|e| StreamError::unavailable_from(stream_name.clone(), e))?;
         let filter = format!("$KV.{}.{}.>", self.bucket_name, self.replicator);
         let consumer = stream
             .create_consumer(OrderedConfig {
@@ -183,21 +187,30 @@ impl SharedState {
                 ..Default::default()
             })
             .await
-            .map_err(|e| format!("reading {stream_name}: {e}"))?;
+            .map_err(|e| StreamError::unavailable_from(format!("reading {stream_name}"), e))?;
         if consumer.cached_info().num_pending == 0 {
             return Ok(0);
         }
         let mut messages = consumer
             .messages()
             .await
-            .map_err(|e| format!("reading {stream_name}: {e}"))?;
+            .map_err(|e| StreamError::unavailable_from(format!("reading {stream_name}"), e))?;
         let mut taken = 0;
         loop {
             let message = match tokio::time::timeout(LOAD_STALL, messages.next()).await {
                 Ok(Some(Ok(message))) => message,
-                Ok(Some(Err(error))) => return Err(format!("reading {stream_name}: {error}")),
+                Ok(Some(Err(error))) => {
+                    return Err(StreamError::unavailable_from(
+                        format!("reading {stream_name}"),
+                        error,
+                    ))
+                }
                 Ok(None) => break,
-                Err(_) => return Err(format!("reading {stream_name} stalled")),
+                Err(_) => {
+                    return Err(StreamError::unavailable(format!(
+                        "reading {stream_name} stalled"
+                    )))
+                }
             };
             let pending = message.info().map(|info| info.pending).unwrap_or(0);
             let deleted = message
@@ -210,7 +223,7 @@ impl SharedState {
                     if self
                         .sampler
                         .merge_shared(&sender, &message.payload)
-                        .map_err(|e| e.to_string())?
+                        .map_err(|e| StreamError::unavailable_from("keeping a shared record", e))?
                     {
                         taken += 1;
                     }
@@ -220,7 +233,9 @@ impl SharedState {
                 break;
             }
         }
-        self.sampler.flush().map_err(|e| e.to_string())?;
+        self.sampler
+            .flush()
+            .map_err(|e| StreamError::unavailable_from("saving the shared records", e))?;
         Ok(taken)
     }
 }

@@ -247,8 +247,8 @@ fn check_pipeline_names<'a>(
 struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem::new(path, message));
+    fn push(&mut self, path: impl Into<String>, message: impl std::fmt::Display) {
+        self.0.push(Problem::new(path, message.to_string()));
     }
 }
 
