@@ -51,9 +51,7 @@ pub(super) fn check_adapter(
             defined,
         );
     }
-    if let Err(message) = check_stream_name(&output.stream) {
-        out.push(format!("{base}.output.stream"), message);
-    }
+    check_stream_name(&mut out.at(format!("{base}.output.stream")), &output.stream);
     let template = match Template::parse(&output.subject) {
         Ok(template) => Some(template),
         Err(message) => {
@@ -219,8 +217,7 @@ pub(super) fn check_adapter(
     check_kind_options(out, base, adapter, &inputs);
     if let Some(filter) = &adapter.filter {
         check_filter(
-            out,
-            &format!("{base}.filter"),
+            &mut out.at(format!("{base}.filter")),
             filter,
             &inputs,
             "the adapter's subjects",
@@ -314,9 +311,7 @@ pub(super) fn check_kind_options(
         return;
     }
     if let Some(header) = &adapter.sender_header {
-        if let Err(message) = check_header_name(header) {
-            out.push(format!("{base}.sender_header"), message);
-        }
+        check_header_name(&mut out.at(format!("{base}.sender_header")), header);
     }
     if let Some(token) = adapter.sender_token {
         if token == 0 {

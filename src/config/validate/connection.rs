@@ -4,21 +4,20 @@ use super::*;
 
 /// `monitor.listen`: an IP socket address, or `host:port` with a plain host name such as
 /// `localhost` (resolved when the monitor starts, not here: `check` connects nowhere).
-pub(super) fn check_listen(listen: &str) -> Result<(), String> {
+pub(super) fn check_listen(at: &mut Scope, listen: &str) {
     if listen.parse::<SocketAddr>().is_ok() {
-        return Ok(());
+        return;
     }
     let hint = "use host:port, e.g. 127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464 or localhost:9464";
     let Some((host, port)) = listen.rsplit_once(':') else {
-        return Err(format!("{listen:?} has no port ({hint})"));
+        return at.push(format!("{listen:?} has no port ({hint})"));
     };
     if port.parse::<u16>().is_err() {
-        return Err(format!("{listen:?} has an invalid port {port:?} ({hint})"));
+        return at.push(format!("{listen:?} has an invalid port {port:?} ({hint})"));
     }
     if !valid_host_name(host) {
-        return Err(format!("{listen:?} has an invalid host {host:?} ({hint})"));
+        at.push(format!("{listen:?} has an invalid host {host:?} ({hint})"));
     }
-    Ok(())
 }
 
 /// A DNS host name (letters, digits, `-`, `_` and dots between non-empty labels).
@@ -37,28 +36,32 @@ pub(super) fn valid_host_name(host: &str) -> bool {
 /// `host[:port]`. Returns the scheme (lowercase; `nats` when bare). Credentials in the URL
 /// (`user:pass@`, `token@`) are refused: the NATS client does not send them, and a URL is shown in
 /// logs and errors, so they belong in the connection's `user`/`password` or `token`.
-pub(super) fn check_server(url: &str) -> Result<String, String> {
+pub(super) fn check_server(at: &mut Scope, url: &str) -> Option<String> {
+    let mut refuse = |message: String| {
+        at.push(message);
+        None
+    };
     let hint =
         "use e.g. nats://10.0.0.1:4222, tls://nats.example.com:4222 or wss://nats.example.com";
     if url.trim().is_empty() {
-        return Err(format!("is empty ({hint})"));
+        return refuse(format!("is empty ({hint})"));
     }
     // Credentials in the URL are never shown, and never used: see below.
     let shown = redact_url(url);
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{shown:?} contains whitespace ({hint})"));
+        return refuse(format!("{shown:?} contains whitespace ({hint})"));
     }
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
         None => ("nats".to_string(), url),
     };
     if !matches!(scheme.as_str(), "nats" | "tls" | "ws" | "wss") {
-        return Err(format!(
+        return refuse(format!(
             "{shown:?} has unsupported scheme {scheme:?} (use nats://, tls://, ws:// or wss://)"
         ));
     }
     if split_userinfo(url).is_some() {
-        return Err(format!(
+        return refuse(format!(
             "{shown:?} carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${{NATS_PASSWORD}}\") or token"
         ));
     }
@@ -68,40 +71,40 @@ pub(super) fn check_server(url: &str) -> Result<String, String> {
         None => (after_user, ""),
     };
     if !path.is_empty() && path != "/" && !scheme.starts_with("ws") {
-        return Err(format!(
+        return refuse(format!(
             "{shown:?} has a path, which only ws:// and wss:// servers can have ({hint})"
         ));
     }
     let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
         let Some((ip, tail)) = bracketed.split_once(']') else {
-            return Err(format!("{shown:?} has an unclosed '[' ({hint})"));
+            return refuse(format!("{shown:?} has an unclosed '[' ({hint})"));
         };
         if ip.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("{shown:?} has an invalid IPv6 address {ip:?}"));
+            return refuse(format!("{shown:?} has an invalid IPv6 address {ip:?}"));
         }
         match tail {
             "" => (ip, None),
             _ => match tail.strip_prefix(':') {
                 Some(port) => (ip, Some(port)),
-                None => return Err(format!("{shown:?}: expected ':port' after ']' ({hint})")),
+                None => return refuse(format!("{shown:?}: expected ':port' after ']' ({hint})")),
             },
         }
     } else {
         match host_port.split_once(':') {
             Some((host, port)) if port.contains(':') => {
-                return Err(format!(
+                return refuse(format!(
                 "{shown:?}: write an IPv6 address in brackets, e.g. nats://[::1]:4222 ({host}...)"
             ))
             }
             Some((host, port)) => {
                 if host.parse::<IpAddr>().is_err() && !valid_host_name(host) {
-                    return Err(format!("{shown:?} has an invalid host {host:?} ({hint})"));
+                    return refuse(format!("{shown:?} has an invalid host {host:?} ({hint})"));
                 }
                 (host, Some(port))
             }
             None => {
                 if host_port.parse::<IpAddr>().is_err() && !valid_host_name(host_port) {
-                    return Err(format!(
+                    return refuse(format!(
                         "{shown:?} has an invalid host {host_port:?} ({hint})"
                     ));
                 }
@@ -110,47 +113,37 @@ pub(super) fn check_server(url: &str) -> Result<String, String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("{shown:?} has no host ({hint})"));
+        return refuse(format!("{shown:?} has no host ({hint})"));
     }
     if let Some(port) = port {
         if port.parse::<u16>().is_err() {
-            return Err(format!("{shown:?} has an invalid port {port:?} ({hint})"));
+            return refuse(format!("{shown:?} has an invalid port {port:?} ({hint})"));
         }
     }
-    Ok(scheme)
+    Some(scheme)
 }
 
-pub(super) fn check_connection(out: &mut Problems, name: &str, connection: &ConnectionConfig) {
-    let base = format!("connections.{name}");
+/// One entry of `connections`; `out` is its scope (`connections.<name>`).
+pub(super) fn check_connection(out: &mut Scope, name: &str, connection: &ConnectionConfig) {
     if !valid_name(name) {
-        out.push(
-            &base,
-            format!(
+        out.push(format!(
                 "connection name {name:?} may only use A-Z, a-z, 0-9, _ and - (it appears in metric labels)"
             ),
         );
     }
     if connection.servers.is_empty() {
-        out.push(
-            format!("{base}.servers"),
-            "is empty (list at least one server, e.g. [\"nats://127.0.0.1:4222\"])",
-        );
+        out.at("servers")
+            .push("is empty (list at least one server, e.g. [\"nats://127.0.0.1:4222\"])");
     }
     let mut tls_server = None;
     for (index, server) in connection.servers.iter().enumerate() {
-        match check_server(server) {
-            Ok(scheme) => {
-                if scheme == "tls" && tls_server.is_none() {
-                    tls_server = Some(index);
-                }
-            }
-            Err(message) => out.push(format!("{base}.servers[{index}]"), message),
+        let scheme = check_server(&mut out.at("servers").index(index), server);
+        if scheme.as_deref() == Some("tls") && tls_server.is_none() {
+            tls_server = Some(index);
         }
     }
     if let (Some(index), None) = (tls_server, &connection.tls) {
-        out.push(
-            format!("{base}.tls"),
-            format!(
+        out.at("tls").push(format!(
                 "is required because servers[{index}] uses tls:// (add `tls: {{}}` to trust the system's root certificates, or `tls: {{ ca: FILE }}`)"
             ),
         );
@@ -170,31 +163,26 @@ pub(super) fn check_connection(out: &mut Problems, name: &str, connection: &Conn
         methods.push("user + password");
     }
     if methods.len() > 1 {
-        out.push(
-            &base,
-            format!(
-                "sets {} at once: use only one of credentials, nkey, token or user + password",
-                methods.join(" and ")
-            ),
-        );
+        out.push(format!(
+            "sets {} at once: use only one of credentials, nkey, token or user + password",
+            methods.join(" and ")
+        ));
     }
     match (&connection.user, &connection.password) {
-        (Some(_), None) => out.push(format!("{base}.password"), "is required with user"),
-        (None, Some(_)) => out.push(format!("{base}.user"), "is required with password"),
+        (Some(_), None) => out.at("password").push("is required with user"),
+        (None, Some(_)) => out.at("user").push("is required with password"),
         _ => {}
     }
     if connection.user.as_deref() == Some("") {
-        out.push(format!("{base}.user"), "is empty");
+        out.at("user").push("is empty");
     }
     if connection
         .token
         .as_ref()
         .is_some_and(|t| t.expose().is_empty())
     {
-        out.push(
-            format!("{base}.token"),
-            "is empty (if it comes from ${VAR}, that variable is set but empty)",
-        );
+        out.at("token")
+            .push("is empty (if it comes from ${VAR}, that variable is set but empty)");
     }
     let files = [
         (
@@ -206,10 +194,8 @@ pub(super) fn check_connection(out: &mut Problems, name: &str, connection: &Conn
     ];
     for (key, file, what) in files {
         if file.is_some_and(|f| f.as_os_str().is_empty()) {
-            out.push(
-                format!("{base}.{key}"),
-                format!("is empty (give the path to {what})"),
-            );
+            out.at(key)
+                .push(format!("is empty (give the path to {what})"));
         }
     }
     if let Some(tls) = &connection.tls {
@@ -220,21 +206,18 @@ pub(super) fn check_connection(out: &mut Problems, name: &str, connection: &Conn
         ];
         for (key, file, what) in files {
             if file.is_some_and(|f| f.as_os_str().is_empty()) {
-                out.push(
-                    format!("{base}.tls.{key}"),
-                    format!("is empty (give the path to {what})"),
-                );
+                out.at("tls")
+                    .at(key)
+                    .push(format!("is empty (give the path to {what})"));
             }
         }
         match (&tls.cert, &tls.key) {
-            (Some(_), None) => out.push(
-                format!("{base}.tls.key"),
-                "is required with tls.cert (the client certificate's private key)",
-            ),
-            (None, Some(_)) => out.push(
-                format!("{base}.tls.cert"),
-                "is required with tls.key (the client certificate)",
-            ),
+            (Some(_), None) => out
+                .at("tls.key")
+                .push("is required with tls.cert (the client certificate's private key)"),
+            (None, Some(_)) => out
+                .at("tls.cert")
+                .push("is required with tls.key (the client certificate)"),
             _ => {}
         }
     }
@@ -244,27 +227,19 @@ pub(super) fn check_connection(out: &mut Problems, name: &str, connection: &Conn
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>'))
         {
-            out.push(
-                format!("{base}.jetstream_domain"),
-                format!("{domain:?} is not a valid JetStream domain (one subject token: no dots, wildcards or whitespace)"),
+            out.at("jetstream_domain").push(format!("{domain:?} is not a valid JetStream domain (one subject token: no dots, wildcards or whitespace)"),
             );
         }
     }
     if connection.name.as_deref() == Some("") {
-        out.push(
-            format!("{base}.name"),
-            "is empty (omit it, or give the client name to show in server monitoring)",
-        );
+        out.at("name")
+            .push("is empty (omit it, or give the client name to show in server monitoring)");
     }
     if connection.subscription_capacity == 0 {
-        out.push(
-            format!("{base}.subscription_capacity"),
-            "must be at least 1 (default 65536)",
-        );
+        out.at("subscription_capacity")
+            .push("must be at least 1 (default 65536)");
     } else if connection.subscription_capacity > MAX_SUBSCRIPTION_CAPACITY {
-        out.push(
-            format!("{base}.subscription_capacity"),
-            format!(
+        out.at("subscription_capacity").push(format!(
                 "is {}; must be at most {MAX_SUBSCRIPTION_CAPACITY}, the most the NATS client's subscription buffer can hold (default 65536)",
                 connection.subscription_capacity
             ),

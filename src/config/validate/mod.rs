@@ -23,11 +23,13 @@ mod adapter;
 mod connection;
 mod filter;
 mod replicator;
+mod scope;
 
 use adapter::*;
 use connection::*;
 use filter::*;
 use replicator::*;
+use scope::{Problems, Scope};
 
 /// Smallest disk spool: below this the spool fills within moments of an outage, which defeats it.
 pub const MIN_SPOOL_BYTES: u64 = 1 << 20;
@@ -94,9 +96,7 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
         );
     }
     if let Some(monitor) = &config.monitor {
-        if let Err(message) = check_listen(&monitor.listen) {
-            out.push("monitor.listen", message);
-        }
+        check_listen(&mut out.at("monitor.listen"), &monitor.listen);
     }
     if config.shutdown_timeout.0.is_zero() {
         out.push(
@@ -105,7 +105,7 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
         );
     }
     for (name, connection) in &config.connections {
-        check_connection(&mut out, name, connection);
+        check_connection(&mut out.at(format!("connections.{name}")), name, connection);
     }
 
     let mut defined: Vec<&str> = config.connections.keys().map(String::as_str).collect();
@@ -146,7 +146,7 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
                 .zip(&replicator_paths),
         );
     check_pipeline_names(&mut out, names);
-    out.0
+    out.into_vec()
 }
 
 /// The acks of a pipeline's publishes in flight all arrive on one subscription of its output
@@ -242,16 +242,6 @@ fn check_pipeline_names<'a>(
     }
 }
 
-/// Collects problems.
-#[derive(Default)]
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn push(&mut self, path: impl Into<String>, message: impl std::fmt::Display) {
-        self.0.push(Problem::new(path, message.to_string()));
-    }
-}
-
 /// Whether `name` uses only `A-Z a-z 0-9 _ -` and is non-empty.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -289,25 +279,22 @@ fn check_server_duration(out: &mut Problems, path: String, duration: Option<Dura
 
 /// A JetStream stream name: non-empty, no whitespace, `.`, `*`, `>` or path separators (the
 /// server uses it in API subjects and as a directory name).
-fn check_stream_name(name: &str) -> Result<(), String> {
+fn check_stream_name(at: &mut Scope, name: &str) {
     if name.is_empty() {
-        return Err("is empty (give the stream's name, e.g. FERRY_LIFECYCLE)".into());
-    }
-    if name
+        at.push("is empty (give the stream's name, e.g. FERRY_LIFECYCLE)");
+    } else if name
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
     {
-        return Err(format!(
+        at.push(format!(
             "{name:?} is not a valid stream name (no whitespace, '.', '*', '>', '/' or '\\'; e.g. FERRY_LIFECYCLE)"
         ));
-    }
-    if name.len() > 255 {
-        return Err(format!(
+    } else if name.len() > 255 {
+        at.push(format!(
             "stream name is {} bytes long; the limit is 255",
             name.len()
         ));
     }
-    Ok(())
 }
 
 /// The most tokens a subject matching `pattern` can have, or `None` when it ends in `>`.

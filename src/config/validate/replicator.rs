@@ -28,12 +28,8 @@ pub(super) fn check_replicator(
         &to.connection,
         defined,
     );
-    if let Err(message) = check_stream_name(&from.stream) {
-        out.push(format!("{base}.from.stream"), message);
-    }
-    if let Err(message) = check_stream_name(&to.stream) {
-        out.push(format!("{base}.to.stream"), message);
-    }
+    check_stream_name(&mut out.at(format!("{base}.from.stream")), &from.stream);
+    check_stream_name(&mut out.at(format!("{base}.to.stream")), &to.stream);
     if from.connection == to.connection && from.stream == to.stream {
         out.push(
             format!("{base}.to.stream"),
@@ -113,7 +109,7 @@ pub(super) fn check_replicator(
 
     if let Some(filter) = &replicator.filter {
         let path = format!("{base}.filter");
-        check_filter(out, &path, filter, &inputs, &scope);
+        check_filter(&mut out.at(path.clone()), filter, &inputs, &scope);
         // The subjects become the consumer's filter, and the server refuses overlapping ones.
         for (later, subject) in filter.subjects.iter().enumerate() {
             if subject::validate(subject, true).is_err() {
@@ -300,14 +296,10 @@ pub(super) fn check_limit(
     }
     match &sample.key {
         SampleKey::Field(field) => {
-            if let Err(message) = check_field_path(field) {
-                out.push(format!("{path}.key.field"), message);
-            }
+            check_field_path(&mut out.at(format!("{path}.key.field")), field);
         }
         SampleKey::Header(header) => {
-            if let Err(message) = check_header_name(header) {
-                out.push(format!("{path}.key.header"), message);
-            }
+            check_header_name(&mut out.at(format!("{path}.key.header")), header);
         }
         SampleKey::SubjectToken(token) if *token == 0 || *token < -1 => out.push(
             format!("{path}.key.subject_token"),
@@ -336,9 +328,7 @@ pub(super) fn check_limit(
         );
     }
     if let Some(field) = &sample.force_field {
-        if let Err(message) = check_field_path(field) {
-            out.push(format!("{path}.force_field"), message);
-        }
+        check_field_path(&mut out.at(format!("{path}.force_field")), field);
     }
 }
 
