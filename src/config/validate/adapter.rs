@@ -2,31 +2,19 @@
 
 use super::*;
 
-pub(super) fn check_adapter(
-    out: &mut Problems,
-    base: &str,
-    adapter: &AdapterConfig,
-    defined: &[&str],
-) {
-    check_name(out, &format!("{base}.name"), "adapter name", &adapter.name);
-    check_reference(
-        out,
-        &format!("{base}.connection"),
-        &adapter.connection,
-        defined,
-    );
+pub(super) fn check_adapter(out: &mut Scope, adapter: &AdapterConfig, defined: &[&str]) {
+    check_name(&mut out.at("name"), "adapter name", &adapter.name);
+    check_reference(&mut out.at("connection"), &adapter.connection, defined);
 
     if adapter.subjects.is_empty() {
-        out.push(
-            format!("{base}.subjects"),
-            "is empty (list the core NATS subjects to subscribe to, e.g. [\"choria.lifecycle.event.>\"])",
+        out.at("subjects").push("is empty (list the core NATS subjects to subscribe to, e.g. [\"choria.lifecycle.event.>\"])",
         );
     }
     let mut inputs = Vec::new();
     for (index, subject) in adapter.subjects.iter().enumerate() {
         match subject::validate(subject, true) {
             Ok(()) => inputs.push(subject.clone()),
-            Err(message) => out.push(format!("{base}.subjects[{index}]"), message),
+            Err(message) => out.at("subjects").index(index).push(message),
         }
     }
     if let Some(group) = &adapter.queue_group {
@@ -35,62 +23,54 @@ pub(super) fn check_adapter(
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '>'))
         {
-            out.push(
-                format!("{base}.queue_group"),
-                format!("{group:?} is not a valid queue group (non-empty, no whitespace or wildcards; e.g. ferry)"),
+            out.at("queue_group").push(format!("{group:?} is not a valid queue group (non-empty, no whitespace or wildcards; e.g. ferry)"),
             );
         }
     }
 
     let output = &adapter.output;
     if let Some(connection) = &output.connection {
-        check_reference(
-            out,
-            &format!("{base}.output.connection"),
-            connection,
-            defined,
-        );
+        check_reference(&mut out.at("output.connection"), connection, defined);
     }
-    check_stream_name(&mut out.at(format!("{base}.output.stream")), &output.stream);
+    check_stream_name(&mut out.at("output.stream"), &output.stream);
     let template = match Template::parse(&output.subject) {
         Ok(template) => Some(template),
         Err(message) => {
-            out.push(format!("{base}.output.subject"), message);
+            out.at("output.subject").push(message);
             None
         }
     };
     if let Some(template) = &template {
-        check_template(out, base, adapter, template, &inputs);
+        check_template(out, adapter, template, &inputs);
     }
 
     // Stream subjects: configured, or derived from the template.
     let (stream_subjects, stream_path) = match &output.stream_subjects {
         Some(subjects) => {
             if subjects.is_empty() {
-                out.push(
-                    format!("{base}.output.stream_subjects"),
-                    "is empty (omit it to use the template's prefix followed by \">\", or list the stream's subjects)",
+                out.at("output.stream_subjects").push("is empty (omit it to use the template's prefix followed by \">\", or list the stream's subjects)",
                 );
             }
             let mut valid = Vec::new();
             for (index, subject) in subjects.iter().enumerate() {
-                let path = format!("{base}.output.stream_subjects[{index}]");
+                // Where a later problem with this subject is reported, below this adapter.
+                let key = format!("output.stream_subjects[{index}]");
                 match subject::validate(subject, true) {
-                    Ok(()) => valid.push((subject.clone(), path)),
-                    Err(message) => out.push(path, message),
+                    Ok(()) => valid.push((subject.clone(), key)),
+                    Err(message) => out.at(&key).push(message),
                 }
             }
             (valid, true)
         }
         None => match &template {
             Some(t) if !t.literal_prefix().is_empty() => (
-                vec![(t.default_stream_subject(), format!("{base}.output.subject"))],
+                vec![(t.default_stream_subject(), "output.subject".to_string())],
                 false,
             ),
             _ => (Vec::new(), false),
         },
     };
-    for (stream_subject, path) in &stream_subjects {
+    for (stream_subject, key) in &stream_subjects {
         for input in &inputs {
             if subject::overlaps(stream_subject, input) {
                 let what = if stream_path {
@@ -100,9 +80,7 @@ pub(super) fn check_adapter(
                         "the default stream subject {stream_subject:?} (template prefix + \">\")"
                     )
                 };
-                out.push(
-                    path,
-                    format!(
+                out.at(key).push(format!(
                         "{what} overlaps input subject {input:?}: ferry would receive its own output and store it again; choose a different output prefix{}",
                         if stream_path { "" } else { " or set output.stream_subjects" }
                     ),
@@ -119,9 +97,7 @@ pub(super) fn check_adapter(
                 .iter()
                 .any(|(s, _)| subject::overlaps(s, &shape))
         {
-            out.push(
-                format!("{base}.output.stream_subjects"),
-                format!(
+            out.at("output.stream_subjects").push(format!(
                     "no entry covers the subjects the template renders ({shape:?}): every publish would be rejected as no stream listens there; add {shape:?}"
                 ),
             );
@@ -129,23 +105,19 @@ pub(super) fn check_adapter(
     }
 
     if let Some(invalid) = &adapter.invalid_subject {
-        let path = format!("{base}.invalid_subject");
+        let mut at = out.at("invalid_subject");
         match subject::validate(invalid, false) {
-            Err(message) => out.push(&path, message),
+            Err(message) => at.push(message),
             Ok(()) => {
                 for input in &inputs {
                     if subject::overlaps(invalid, input) {
-                        out.push(
-                            &path,
-                            format!("{invalid:?} overlaps input subject {input:?}: ferry would receive its own rejects again; choose a subject outside the adapter's subjects"),
+                        at.push(format!("{invalid:?} overlaps input subject {input:?}: ferry would receive its own rejects again; choose a subject outside the adapter's subjects"),
                         );
                     }
                 }
                 for (stream_subject, _) in &stream_subjects {
                     if subject::overlaps(invalid, stream_subject) {
-                        out.push(
-                            &path,
-                            format!("{invalid:?} overlaps stream subject {stream_subject:?}: undecodable messages would be stored among the decoded events; choose a subject outside the output stream"),
+                        at.push(format!("{invalid:?} overlaps stream subject {stream_subject:?}: undecodable messages would be stored among the decoded events; choose a subject outside the output stream"),
                         );
                     }
                 }
@@ -154,47 +126,32 @@ pub(super) fn check_adapter(
     }
 
     if adapter.max_in_flight == 0 || adapter.max_in_flight > MAX_IN_FLIGHT {
-        out.push(
-            format!("{base}.max_in_flight"),
-            format!(
-                "is {}; must be between 1 and {MAX_IN_FLIGHT} (default 1024)",
-                adapter.max_in_flight
-            ),
-        );
+        out.at("max_in_flight").push(format!(
+            "is {}; must be between 1 and {MAX_IN_FLIGHT} (default 1024)",
+            adapter.max_in_flight
+        ));
     }
     if adapter.spool.max_bytes.0 < MIN_SPOOL_BYTES {
-        out.push(
-            format!("{base}.spool.max_bytes"),
-            format!(
+        out.at("spool.max_bytes").push(format!(
                 "is {}; must be at least 1MiB (default 1GiB), or the spool fills within moments of an outage",
                 format_size(adapter.spool.max_bytes.0)
             ),
         );
     }
     if !(1..=MAX_REPLICAS).contains(&output.replicas) {
-        out.push(
-            format!("{base}.output.replicas"),
-            format!(
-                "is {}; must be between 1 and {MAX_REPLICAS}",
-                output.replicas
-            ),
-        );
+        out.at("output.replicas").push(format!(
+            "is {}; must be between 1 and {MAX_REPLICAS}",
+            output.replicas
+        ));
     }
+    check_server_duration(&mut out.at("output.max_age"), output.max_age.map(|d| d.0));
     check_server_duration(
-        out,
-        format!("{base}.output.max_age"),
-        output.max_age.map(|d| d.0),
-    );
-    check_server_duration(
-        out,
-        format!("{base}.output.duplicate_window"),
+        &mut out.at("output.duplicate_window"),
         output.duplicate_window.map(|d| d.0),
     );
     if let Some(window) = output.duplicate_window {
         if adapter.kind == AdapterKind::ChoriaLifecycle && window.0 >= CHORIA_ALIVE_INTERVAL {
-            out.push(
-                format!("{base}.output.duplicate_window"),
-                format!(
+            out.at("output.duplicate_window").push(format!(
                     "is {}; must be shorter than 30m for choria_lifecycle: Choria servers resend the identical alive event every 30 minutes, and a longer window would drop it as a duplicate (use e.g. 2m)",
                     format_duration(window.0)
                 ),
@@ -202,9 +159,7 @@ pub(super) fn check_adapter(
         }
         if let Some(max_age) = output.max_age {
             if !max_age.0.is_zero() && window.0 > max_age.0 {
-                out.push(
-                    format!("{base}.output.duplicate_window"),
-                    format!(
+                out.at("output.duplicate_window").push(format!(
                         "is {}, longer than output.max_age ({}); the server refuses such a stream: shorten it or raise max_age",
                         format_duration(window.0),
                         format_duration(max_age.0)
@@ -214,10 +169,10 @@ pub(super) fn check_adapter(
         }
     }
 
-    check_kind_options(out, base, adapter, &inputs);
+    check_kind_options(out, adapter, &inputs);
     if let Some(filter) = &adapter.filter {
         check_filter(
-            &mut out.at(format!("{base}.filter")),
+            &mut out.at("filter"),
             filter,
             &inputs,
             "the adapter's subjects",
@@ -226,35 +181,29 @@ pub(super) fn check_adapter(
 }
 
 pub(super) fn check_template(
-    out: &mut Problems,
-    base: &str,
+    out: &mut Scope,
     adapter: &AdapterConfig,
     template: &Template,
     inputs: &[String],
 ) {
-    let path = format!("{base}.output.subject");
+    let mut at = out.at("output.subject");
     let decoder = adapter.kind.decoder(adapter);
     for token in template.tokens() {
         if !decoder.accepts_token(token) {
-            out.push(
-                &path,
-                format!(
-                    "token {{{token}}} is not provided by kind {} (it provides: {})",
-                    adapter.kind,
-                    decoder
-                        .tokens()
-                        .iter()
-                        .map(|t| format!("{{{t}}}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
+            at.push(format!(
+                "token {{{token}}} is not provided by kind {} (it provides: {})",
+                adapter.kind,
+                decoder
+                    .tokens()
+                    .iter()
+                    .map(|t| format!("{{{t}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
     if template.literal_prefix().is_empty() {
-        out.push(
-            &path,
-            format!(
+        at.push(format!(
                 "template {:?} has no literal prefix: it must start with fixed subject tokens (e.g. ferry.{}), so its stream subjects are known and events cannot land on arbitrary subjects",
                 adapter.output.subject, adapter.output.subject
             ),
@@ -263,9 +212,7 @@ pub(super) fn check_template(
     if adapter.kind == AdapterKind::Passthrough {
         let has_sender = adapter.sender_header.is_some() || adapter.sender_token.is_some();
         if template.tokens().any(|t| t == "sender") && !has_sender {
-            out.push(
-                &path,
-                "uses {sender}, but passthrough has no sender unless sender_header or sender_token is set (every event would render \"_\")",
+            at.push("uses {sender}, but passthrough has no sender unless sender_header or sender_token is set (every event would render \"_\")",
             );
         }
         for token in template.tokens() {
@@ -276,9 +223,7 @@ pub(super) fn check_template(
                 continue;
             };
             if !inputs.is_empty() && !some_subject_has_token(inputs, n) {
-                out.push(
-                    &path,
-                    format!(
+                at.push(format!(
                         "uses {{{token}}}, but no input subject has {n} tokens (every event would render \"_\")"
                     ),
                 );
@@ -287,12 +232,7 @@ pub(super) fn check_template(
     }
 }
 
-pub(super) fn check_kind_options(
-    out: &mut Problems,
-    base: &str,
-    adapter: &AdapterConfig,
-    inputs: &[String],
-) {
+pub(super) fn check_kind_options(out: &mut Scope, adapter: &AdapterConfig, inputs: &[String]) {
     let kind = adapter.kind;
     for option in adapter.kind_options_set() {
         if kind.options().contains(&option) {
@@ -302,27 +242,22 @@ pub(super) fn check_kind_options(
             .into_iter()
             .find(|other| other.options().contains(&option));
         let owner = owner.map_or_else(|| "another kind".to_string(), |o| format!("kind {o}"));
-        out.push(
-            format!("{base}.{option}"),
-            format!("only applies to {owner} (this adapter is {kind}); remove it"),
-        );
+        out.at(option).push(format!(
+            "only applies to {owner} (this adapter is {kind}); remove it"
+        ));
     }
     if kind != AdapterKind::Passthrough {
         return;
     }
     if let Some(header) = &adapter.sender_header {
-        check_header_name(&mut out.at(format!("{base}.sender_header")), header);
+        check_header_name(&mut out.at("sender_header"), header);
     }
     if let Some(token) = adapter.sender_token {
         if token == 0 {
-            out.push(
-                format!("{base}.sender_token"),
-                "must be 1 or more (subject tokens are counted from 1)",
-            );
+            out.at("sender_token")
+                .push("must be 1 or more (subject tokens are counted from 1)");
         } else if !inputs.is_empty() && !some_subject_has_token(inputs, token) {
-            out.push(
-                format!("{base}.sender_token"),
-                format!("is {token}, but no input subject has {token} tokens, so no event would have a sender"),
+            out.at("sender_token").push(format!("is {token}, but no input subject has {token} tokens, so no event would have a sender"),
             );
         }
     }

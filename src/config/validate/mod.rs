@@ -87,7 +87,7 @@ pub(crate) struct Positions<'a> {
 pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<Problem> {
     let mut out = Problems::default();
     if let Some(name) = &config.name {
-        check_name(&mut out, "name", "instance name", name);
+        check_name(&mut out.at("name"), "instance name", name);
     }
     if config.state_dir.as_os_str().is_empty() {
         out.push(
@@ -114,7 +114,7 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
     defined.dedup();
     let adapter_paths = entry_paths("adapters", config.adapters.len(), positions.adapters);
     for (adapter, base) in config.adapters.iter().zip(&adapter_paths) {
-        check_adapter(&mut out, base, adapter, &defined);
+        check_adapter(&mut out.at(base.clone()), adapter, &defined);
     }
     check_across_adapters(&mut out, &config.adapters, &adapter_paths);
 
@@ -128,7 +128,7 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
         paths: &adapter_paths,
     };
     for (replicator, base) in config.replicators.iter().zip(&replicator_paths) {
-        check_replicator(&mut out, base, replicator, &defined, &adapters);
+        check_replicator(&mut out.at(base.clone()), replicator, &defined, &adapters);
     }
     check_across_replicators(&mut out, &config.replicators, &replicator_paths);
     check_ack_capacity(&mut out, config, &adapter_paths, &replicator_paths);
@@ -250,12 +250,11 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn check_name(out: &mut Problems, path: &str, what: &str, name: &str) {
+fn check_name(at: &mut Scope, what: &str, name: &str) {
     if name.is_empty() {
-        out.push(path, format!("{what} is empty"));
+        at.push(format!("{what} is empty"));
     } else if !valid_name(name) {
-        out.push(
-            path,
+        at.push(
             format!(
                 "{what} {name:?} may only use A-Z, a-z, 0-9, _ and - (it appears in headers, metric labels and key-value keys)"
             ),
@@ -264,10 +263,9 @@ fn check_name(out: &mut Problems, path: &str, what: &str, name: &str) {
 }
 
 /// A duration the NATS server will be given: at most [`MAX_SERVER_DURATION`].
-fn check_server_duration(out: &mut Problems, path: String, duration: Option<Duration>) {
+fn check_server_duration(at: &mut Scope, duration: Option<Duration>) {
     if let Some(duration) = duration.filter(|d| *d > MAX_SERVER_DURATION) {
-        out.push(
-            path,
+        at.push(
             format!(
                 "is {}; must be at most {} (about 292 years): the NATS server reads durations as 64-bit nanoseconds",
                 format_duration(duration),
@@ -313,7 +311,7 @@ fn some_subject_has_token(subjects: &[String], n: usize) -> bool {
         .any(|s| max_tokens(s).is_none_or(|count| count >= n))
 }
 
-fn check_reference(out: &mut Problems, path: &str, name: &str, defined: &[&str]) {
+fn check_reference(at: &mut Scope, name: &str, defined: &[&str]) {
     if defined.contains(&name) {
         return;
     }
@@ -325,7 +323,7 @@ fn check_reference(out: &mut Problems, path: &str, name: &str, defined: &[&str])
             defined.join(", ")
         )
     };
-    out.push(path, message);
+    at.push(message);
 }
 
 /// The regex crate's multi-line error, on one line for the problem list.

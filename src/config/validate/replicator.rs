@@ -3,43 +3,25 @@
 use super::*;
 
 pub(super) fn check_replicator(
-    out: &mut Problems,
-    base: &str,
+    out: &mut Scope,
     replicator: &ReplicatorConfig,
     defined: &[&str],
     adapters: &AdapterOutputs<'_>,
 ) {
-    check_name(
-        out,
-        &format!("{base}.name"),
-        "replicator name",
-        &replicator.name,
-    );
+    check_name(&mut out.at("name"), "replicator name", &replicator.name);
     let (from, to) = (&replicator.from, &replicator.to);
-    check_reference(
-        out,
-        &format!("{base}.from.connection"),
-        &from.connection,
-        defined,
-    );
-    check_reference(
-        out,
-        &format!("{base}.to.connection"),
-        &to.connection,
-        defined,
-    );
-    check_stream_name(&mut out.at(format!("{base}.from.stream")), &from.stream);
-    check_stream_name(&mut out.at(format!("{base}.to.stream")), &to.stream);
+    check_reference(&mut out.at("from.connection"), &from.connection, defined);
+    check_reference(&mut out.at("to.connection"), &to.connection, defined);
+    check_stream_name(&mut out.at("from.stream"), &from.stream);
+    check_stream_name(&mut out.at("to.stream"), &to.stream);
     if from.connection == to.connection && from.stream == to.stream {
-        out.push(
-            format!("{base}.to.stream"),
-            format!(
+        out.at("to.stream").push(format!(
                 "is the source stream itself ({}/{}): the replicator would copy every message into the stream it reads from, without end; give another to.stream or to.connection",
                 from.connection, from.stream
             ),
         );
     }
-    check_target(out, base, replicator);
+    check_target(out, replicator);
 
     // The source stream's subjects, when an adapter of this file creates it.
     let source = adapters.stream_subjects(&from.connection, &from.stream);
@@ -61,46 +43,33 @@ pub(super) fn check_replicator(
     };
 
     match &replicator.start {
-        StartPosition::Sequence(0) => out.push(
-            format!("{base}.start.sequence"),
-            "must be 1 or more (stream sequences start at 1; use start: all to copy from the first message)",
+        StartPosition::Sequence(0) => out.at("start.sequence").push("must be 1 or more (stream sequences start at 1; use start: all to copy from the first message)",
         ),
         StartPosition::Time(text) => {
             if let Err(message) = parse_start_time(text) {
-                out.push(format!("{base}.start.time"), message);
+                out.at("start.time").push(message);
             }
         }
-        StartPosition::Since(since) if since.is_zero() => out.push(
-            format!("{base}.start.since"),
-            "must be longer than 0 (use start: new to copy only messages stored from now on)",
+        StartPosition::Since(since) if since.is_zero() => out.at("start.since").push("must be longer than 0 (use start: new to copy only messages stored from now on)",
         ),
         _ => {}
     }
     if replicator.max_age.is_some_and(|age| age.0.is_zero()) {
-        out.push(
-            format!("{base}.max_age"),
-            "must be longer than 0, or every message would be skipped as too old (omit it to copy messages of any age)",
+        out.at("max_age").push("must be longer than 0, or every message would be skipped as too old (omit it to copy messages of any age)",
         );
     }
     if replicator.max_in_flight == 0 || replicator.max_in_flight > MAX_IN_FLIGHT {
-        out.push(
-            format!("{base}.max_in_flight"),
-            format!(
-                "is {}; must be between 1 and {MAX_IN_FLIGHT} (default 1024)",
-                replicator.max_in_flight
-            ),
-        );
+        out.at("max_in_flight").push(format!(
+            "is {}; must be between 1 and {MAX_IN_FLIGHT} (default 1024)",
+            replicator.max_in_flight
+        ));
     }
     let interval = replicator.checkpoint_interval.0;
     if interval.is_zero() {
-        out.push(
-            format!("{base}.checkpoint_interval"),
-            "must be longer than 0 (default 1s): it bounds how long an acknowledged position waits before it is stored",
+        out.at("checkpoint_interval").push("must be longer than 0 (default 1s): it bounds how long an acknowledged position waits before it is stored",
         );
     } else if interval > MAX_CHECKPOINT_INTERVAL {
-        out.push(
-            format!("{base}.checkpoint_interval"),
-            format!(
+        out.at("checkpoint_interval").push(format!(
                 "is {}; must be at most 1h (default 1s): after a crash ferry may re-read what was copied since the last checkpoint, and a replay older than the target's duplicate window is stored twice",
                 format_duration(interval)
             ),
@@ -108,8 +77,8 @@ pub(super) fn check_replicator(
     }
 
     if let Some(filter) = &replicator.filter {
-        let path = format!("{base}.filter");
-        check_filter(&mut out.at(path.clone()), filter, &inputs, &scope);
+        let mut at = out.at("filter");
+        check_filter(&mut at, filter, &inputs, &scope);
         // The subjects become the consumer's filter, and the server refuses overlapping ones.
         for (later, subject) in filter.subjects.iter().enumerate() {
             if subject::validate(subject, true).is_err() {
@@ -125,9 +94,7 @@ pub(super) fn check_replicator(
                         subject::validate(other, true).is_ok() && subject::overlaps(subject, other)
                     })
             {
-                out.push(
-                    format!("{path}.subjects[{later}]"),
-                    format!(
+                at.at("subjects").index(later).push(format!(
                         "{subject:?} overlaps filter.subjects[{earlier}] ({other:?}): the server refuses a consumer whose filter subjects overlap; merge them into one pattern"
                     ),
                 );
@@ -135,43 +102,35 @@ pub(super) fn check_replicator(
         }
     }
 
-    check_limit(out, base, replicator, &read);
-    check_advisories(out, base, replicator);
-    check_heartbeat(out, base, replicator, source.as_ref());
+    check_limit(out, replicator, &read);
+    check_advisories(out, replicator);
+    check_heartbeat(out, replicator, source.as_ref());
 
     if let Some(election) = &replicator.leader_election {
-        let path = format!("{base}.leader_election");
+        let mut at = out.at("leader_election");
         if !valid_name(&election.bucket) {
-            out.push(
-                format!("{path}.bucket"),
-                format!(
+            at.at("bucket").push(format!(
                     "{:?} is not a valid key-value bucket name (only A-Z, a-z, 0-9, _ and -; e.g. FERRY_ELECTIONS)",
                     election.bucket
                 ),
             );
         }
         if election.ttl.0 <= ELECTION_SAFETY_MARGIN {
-            out.push(
-                format!("{path}.ttl"),
-                format!(
+            at.at("ttl").push(format!(
                     "is {}; must be longer than 1s (e.g. 10s): a leader stops copying 1s before its key could expire (last refresh + ttl - 1s), so with a shorter ttl it would never copy",
                     format_duration(election.ttl.0)
                 ),
             );
         }
-        check_server_duration(out, format!("{path}.ttl"), Some(election.ttl.0));
-        check_shared_sampling_age(out, base, replicator);
+        check_server_duration(&mut at.at("ttl"), Some(election.ttl.0));
+        check_shared_sampling_age(out, replicator);
     }
 }
 
 /// With leader election, the sampling state is shared through a key-value bucket that keeps a
 /// record twice as long as a silent sender is remembered (`advisories.expire_after`, else
 /// `limit.sample.interval`), so that must be at most half of what the server takes.
-pub(super) fn check_shared_sampling_age(
-    out: &mut Problems,
-    base: &str,
-    replicator: &ReplicatorConfig,
-) {
+pub(super) fn check_shared_sampling_age(out: &mut Scope, replicator: &ReplicatorConfig) {
     let Some(sample) = replicator.sample() else {
         return;
     };
@@ -184,9 +143,7 @@ pub(super) fn check_shared_sampling_age(
         .map(|d| (d.0, "advisories.expire_after"));
     let (forget, key) = expire.unwrap_or((sample.interval.0, "limit.sample.interval"));
     if forget > limit {
-        out.push(
-            format!("{base}.{key}"),
-            format!(
+        out.at(key).push(format!(
                 "is {}; must be at most {} with leader_election: the shared sampling state is kept twice this long in a key-value bucket, and the NATS server takes at most {}",
                 format_duration(forget),
                 format_duration(limit),
@@ -197,7 +154,7 @@ pub(super) fn check_shared_sampling_age(
 }
 
 /// `to`: subject rewriting and the settings of a stream ferry creates.
-pub(super) fn check_target(out: &mut Problems, base: &str, replicator: &ReplicatorConfig) {
+pub(super) fn check_target(out: &mut Scope, replicator: &ReplicatorConfig) {
     let to = &replicator.to;
     for (key, prefix) in [
         ("subject_prefix", &to.subject_prefix),
@@ -205,34 +162,27 @@ pub(super) fn check_target(out: &mut Problems, base: &str, replicator: &Replicat
     ] {
         if let Some(prefix) = prefix {
             if let Err(message) = subject::validate(prefix, false) {
-                out.push(
-                    format!("{base}.to.{key}"),
-                    format!(
-                        "{message}: give a literal subject prefix of whole tokens, without wildcards or a trailing dot (e.g. FLEET)"
-                    ),
-                );
+                out.at("to").at(key).push(format!(
+                    "{message}: give a literal subject prefix of whole tokens, without wildcards or a trailing dot (e.g. FLEET)"
+                ));
             }
         }
     }
-    check_server_duration(out, format!("{base}.to.max_age"), to.max_age.map(|d| d.0));
+    check_server_duration(&mut out.at("to.max_age"), to.max_age.map(|d| d.0));
     check_server_duration(
-        out,
-        format!("{base}.to.duplicate_window"),
+        &mut out.at("to.duplicate_window"),
         to.duplicate_window.map(|d| d.0),
     );
     if let Some(replicas) = to.replicas {
         if !(1..=MAX_REPLICAS).contains(&replicas) {
-            out.push(
-                format!("{base}.to.replicas"),
-                format!("is {replicas}; must be between 1 and {MAX_REPLICAS}"),
-            );
+            out.at("to.replicas").push(format!(
+                "is {replicas}; must be between 1 and {MAX_REPLICAS}"
+            ));
         }
     }
     if let (Some(window), Some(max_age)) = (to.duplicate_window, to.max_age) {
         if !max_age.0.is_zero() && window.0 > max_age.0 {
-            out.push(
-                format!("{base}.to.duplicate_window"),
-                format!(
+            out.at("to.duplicate_window").push(format!(
                     "is {}, longer than to.max_age ({}); the server refuses such a stream: shorten it or raise max_age",
                     format_duration(window.0),
                     format_duration(max_age.0)
@@ -244,29 +194,20 @@ pub(super) fn check_target(out: &mut Problems, base: &str, replicator: &Replicat
 
 /// `limit`: rates whose burst can pass a message, and sampling settings. `read` are the subjects
 /// the replicator reads, when known.
-pub(super) fn check_limit(
-    out: &mut Problems,
-    base: &str,
-    replicator: &ReplicatorConfig,
-    read: &[String],
-) {
+pub(super) fn check_limit(out: &mut Scope, replicator: &ReplicatorConfig, read: &[String]) {
     let Some(limit) = &replicator.limit else {
         return;
     };
-    let path = format!("{base}.limit");
+    let mut at = out.at("limit");
     if let Some(rate) = &limit.rate {
         if !rate.per_second().is_finite() {
-            out.push(
-                format!("{path}.rate"),
-                format!(
+            at.at("rate").push(format!(
                     "is {rate}, more messages per second than a number can hold; write a rate a replicator could reach (e.g. 100000/s)"
                 ),
             );
         }
         if rate.burst() < 1.0 {
-            out.push(
-                format!("{path}.rate"),
-                format!(
+            at.at("rate").push(format!(
                     "is {rate}: its burst (one period's worth) is {} messages, less than one, so no message could ever pass; write a whole number over a longer period (e.g. 1/2s instead of 0.5/s)",
                     rate.burst()
                 ),
@@ -275,9 +216,7 @@ pub(super) fn check_limit(
     }
     if let Some(bytes) = &limit.bytes {
         if bytes.burst() < NATS_DEFAULT_MAX_PAYLOAD {
-            out.push(
-                format!("{path}.bytes"),
-                format!(
+            at.at("bytes").push(format!(
                     "is {bytes}: its burst (one period's worth, {}) is smaller than 1MiB, the NATS default max payload, so a large message could never pass; raise the amount or lengthen the period (e.g. 60MiB/m is 1MiB/s on average with a 60MiB burst). The target's actual max payload is checked again when the replicator starts",
                     format_size(bytes.burst())
                 ),
@@ -287,32 +226,27 @@ pub(super) fn check_limit(
     let Some(sample) = &limit.sample else {
         return;
     };
-    let path = format!("{path}.sample");
+    let mut at = at.at("sample");
     if sample.interval.0.is_zero() {
-        out.push(
-            format!("{path}.interval"),
+        at.at("interval").push(
             "must be longer than 0 (e.g. 1h: each sender is copied at most once per interval)",
         );
     }
     match &sample.key {
         SampleKey::Field(field) => {
-            check_field_path(&mut out.at(format!("{path}.key.field")), field);
+            check_field_path(&mut at.at("key.field"), field);
         }
         SampleKey::Header(header) => {
-            check_header_name(&mut out.at(format!("{path}.key.header")), header);
+            check_header_name(&mut at.at("key.header"), header);
         }
-        SampleKey::SubjectToken(token) if *token == 0 || *token < -1 => out.push(
-            format!("{path}.key.subject_token"),
-            format!(
+        SampleKey::SubjectToken(token) if *token == 0 || *token < -1 => at.at("key.subject_token").push(format!(
                 "is {token}; must be -1 (the whole subject) or 1 or more (subject tokens are counted from 1)"
             ),
         ),
         SampleKey::SubjectToken(token) => {
             if let Ok(n) = usize::try_from(*token) {
                 if !read.is_empty() && !some_subject_has_token(read, n) {
-                    out.push(
-                        format!("{path}.key.subject_token"),
-                        format!(
+                    at.at("key.subject_token").push(format!(
                             "is {n}, but no subject read ([{}]) has {n} tokens, so no message would have a sample key and every message would be copied",
                             read.join(", ")
                         ),
@@ -322,46 +256,38 @@ pub(super) fn check_limit(
         }
     }
     if sample.size_trigger.is_some_and(|size| size.0 == 0) {
-        out.push(
-            format!("{path}.size_trigger"),
-            "must be more than 0 (omit it to ignore size changes)",
-        );
+        at.at("size_trigger")
+            .push("must be more than 0 (omit it to ignore size changes)");
     }
     if let Some(field) = &sample.force_field {
-        check_field_path(&mut out.at(format!("{path}.force_field")), field);
+        check_field_path(&mut at.at("force_field"), field);
     }
 }
 
 /// `advisories`: they report on sampled senders, on a subject rendered from `{event}` and `{value}`.
-pub(super) fn check_advisories(out: &mut Problems, base: &str, replicator: &ReplicatorConfig) {
+pub(super) fn check_advisories(out: &mut Scope, replicator: &ReplicatorConfig) {
     let Some(advisories) = &replicator.advisories else {
         return;
     };
-    let path = format!("{base}.advisories");
     if replicator.sample().is_none() {
         // Reported where the missing key goes, as missing required keys are.
-        out.push(
-            format!("{base}.limit.sample"),
-            "is required when advisories are set: advisories report on sampled senders (new, timeout, recover, expire); add limit.sample with a key and an interval, or remove advisories",
+        out.at("limit.sample").push("is required when advisories are set: advisories report on sampled senders (new, timeout, recover, expire); add limit.sample with a key and an interval, or remove advisories",
         );
     }
+    let mut at = out.at("advisories");
     match Template::parse(&advisories.subject) {
-        Err(message) => out.push(format!("{path}.subject"), message),
+        Err(message) => at.at("subject").push(message),
         Ok(template) => {
             for token in template.tokens() {
                 if token != "event" && token != "value" {
-                    out.push(
-                        format!("{path}.subject"),
-                        format!(
+                    at.at("subject").push(format!(
                             "token {{{token}}} is not available in advisory subjects (only {{event}} and {{value}}, e.g. ferry.advisories.{{event}}.{{value}})"
                         ),
                     );
                 }
             }
             if template.literal_prefix().is_empty() {
-                out.push(
-                    format!("{path}.subject"),
-                    format!(
+                at.at("subject").push(format!(
                         "template {:?} has no literal prefix: it must start with fixed subject tokens (e.g. ferry.advisories.{{event}}.{{value}}), so the subjects ferry publishes on are known and can be permitted",
                         advisories.subject
                     ),
@@ -371,16 +297,12 @@ pub(super) fn check_advisories(out: &mut Problems, base: &str, replicator: &Repl
     }
     let timeout = advisories.timeout_after.map(|d| d.0);
     if timeout.is_some_and(|d| d.is_zero()) {
-        out.push(
-            format!("{path}.timeout_after"),
-            "must be longer than 0 (omit it for no timeout advisories)",
-        );
+        at.at("timeout_after")
+            .push("must be longer than 0 (omit it for no timeout advisories)");
     }
     if advisories.expire_after.is_some_and(|d| d.0.is_zero()) {
-        out.push(
-            format!("{path}.expire_after"),
-            "must be longer than 0 (omit it to use limit.sample.interval)",
-        );
+        at.at("expire_after")
+            .push("must be longer than 0 (omit it to use limit.sample.interval)");
     }
     if let (Some(timeout), Some(expire)) = (timeout, replicator.expire_after()) {
         if !timeout.is_zero() && !expire.is_zero() && timeout >= expire {
@@ -389,9 +311,7 @@ pub(super) fn check_advisories(out: &mut Problems, base: &str, replicator: &Repl
             } else {
                 "limit.sample.interval, the default of expire_after"
             };
-            out.push(
-                format!("{path}.timeout_after"),
-                format!(
+            at.at("timeout_after").push(format!(
                     "is {}; must be shorter than expire_after ({} from {origin}): a sender is forgotten once expired, so it could never be reported as timed out; shorten timeout_after or set a longer advisories.expire_after",
                     format_duration(timeout),
                     format_duration(expire)
@@ -404,29 +324,24 @@ pub(super) fn check_advisories(out: &mut Problems, base: &str, replicator: &Repl
 /// `heartbeat`: one literal subject that lands in the source stream and is read back, at a sane
 /// interval. `source` is the source stream's creator and subjects, when this file creates it.
 pub(super) fn check_heartbeat(
-    out: &mut Problems,
-    base: &str,
+    out: &mut Scope,
     replicator: &ReplicatorConfig,
     source: Option<&(&str, Vec<String>)>,
 ) {
     let Some(heartbeat) = &replicator.heartbeat else {
         return;
     };
-    let path = format!("{base}.heartbeat");
+    let mut at = out.at("heartbeat");
     let subject = &heartbeat.subject;
     match subject::validate(subject, false) {
-        Err(message) => out.push(
-            format!("{path}.subject"),
-            format!("{message} (heartbeats go to one literal subject in the source stream, e.g. CHORIA_REGISTRATION._heartbeat)"),
+        Err(message) => at.at("subject").push(format!("{message} (heartbeats go to one literal subject in the source stream, e.g. CHORIA_REGISTRATION._heartbeat)"),
         ),
         Ok(()) => {
             if let Some(filter) = &replicator.filter {
                 if !filter.subjects.is_empty()
                     && !filter.subjects.iter().any(|p| subject::matches(p, subject))
                 {
-                    out.push(
-                        format!("{path}.subject"),
-                        format!(
+                    at.at("subject").push(format!(
                             "{subject:?} is not selected by filter.subjects, so heartbeats would never be read back and copied, and copy delay could not be measured; add it to filter.subjects"
                         ),
                     );
@@ -434,9 +349,7 @@ pub(super) fn check_heartbeat(
             }
             if let Some((creator, subjects)) = source {
                 if !subjects.iter().any(|p| subject::matches(p, subject)) {
-                    out.push(
-                        format!("{path}.subject"),
-                        format!(
+                    at.at("subject").push(format!(
                             "{subject:?} is not among the subjects of stream {} ([{}], created by {creator}), so heartbeats would not be stored in the source stream; choose a subject it listens on, or add one to that adapter's output.stream_subjects",
                             replicator.from.stream,
                             subjects.join(", ")
@@ -447,9 +360,7 @@ pub(super) fn check_heartbeat(
         }
     }
     if heartbeat.interval.0 < MIN_HEARTBEAT_INTERVAL {
-        out.push(
-            format!("{path}.interval"),
-            format!(
+        at.at("interval").push(format!(
                 "is {}; must be at least 1s (e.g. 30s): every heartbeat is a message stored in the source stream and copied",
                 format_duration(heartbeat.interval.0)
             ),
@@ -472,9 +383,7 @@ pub(super) fn check_across_replicators(
         };
         let key = (replicator.to.connection.as_str(), election.bucket.as_str());
         match buckets.get(&key) {
-            Some((first, ttl)) if *ttl != election.ttl.0 => out.push(
-                format!("{path}.leader_election.ttl"),
-                format!(
+            Some((first, ttl)) if *ttl != election.ttl.0 => out.push(format!("{path}.leader_election.ttl"), format!(
                     "is {}, but {first} uses bucket {} on connection {} with ttl {}: the bucket's max_age is the ttl, and ferry refuses to run with a bucket whose max_age differs; use the same ttl or another bucket",
                     format_duration(election.ttl.0),
                     election.bucket,
