@@ -21,6 +21,7 @@ pub mod sampler;
 pub mod shared_state;
 pub mod streams;
 pub mod watermark;
+pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
