@@ -28,7 +28,7 @@ use super::headers::Stamp;
 use super::limits::RateLimiter;
 use super::reader::{SourceMessage, SourceReader};
 use super::resume::{self, Resume, TargetView};
-use super::sampler::Sampler;
+use super::sampling::Sampler;
 use super::shared_state::SharedState;
 use super::streams::{self, SourceInfo, StreamError};
 use super::watermark::Watermark;
