@@ -13,6 +13,7 @@ pub mod connect;
 pub mod demo;
 pub mod fault;
 pub mod ferry_process;
+pub mod fields;
 pub mod filter;
 pub mod local_server;
 pub mod logging;

@@ -159,7 +159,9 @@ impl Replicator {
             source,
         };
         let filter = match &config.filter {
-            Some(filter) => Filter::compile(filter).map_err(config_error)?,
+            Some(filter) => {
+                Filter::compile(filter).map_err(|error| config_error(error.to_string()))?
+            }
             None => Filter::accept_all(),
         };
         let sample = config

@@ -2,16 +2,16 @@
 //! force flag (a JSON boolean): what sampling reads from a message.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use async_nats::HeaderMap;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::config::replicator::{SampleConfig, SampleKey};
+use crate::fields::{FieldPaths, Scalar, ScalarSink};
 
 /// Where the sender key is.
 enum KeySource {
-    Field(Vec<String>),
+    /// In the payload: [`KeyReader::fields`] has its path.
+    Field,
     Header(String),
     SubjectToken(i64),
 }
@@ -19,26 +19,33 @@ enum KeySource {
 /// Reads the sender key and the force flag of messages, as configured.
 pub(super) struct KeyReader {
     key: KeySource,
-    force: Option<Vec<String>>,
+    /// The key's path alone (`Sampler::key`).
+    key_only: Fields,
+    /// The key's and the force field's paths, read in one pass (`Sampler::decide`).
+    fields: Fields,
+    /// The force field's path alone, for a key outside the payload.
+    force_only: Fields,
 }
 
 impl KeyReader {
     pub(super) fn new(sample: &SampleConfig) -> KeyReader {
-        let split = |path: &str| path.split('.').map(str::to_string).collect::<Vec<_>>();
-        let key = match &sample.key {
-            SampleKey::Field(path) => KeySource::Field(split(path)),
-            SampleKey::Header(name) => KeySource::Header(name.clone()),
-            SampleKey::SubjectToken(n) => KeySource::SubjectToken(*n),
+        let (key, key_path) = match &sample.key {
+            SampleKey::Field(path) => (KeySource::Field, Some(path.as_str())),
+            SampleKey::Header(name) => (KeySource::Header(name.clone()), None),
+            SampleKey::SubjectToken(n) => (KeySource::SubjectToken(*n), None),
         };
+        let force_path = sample.force_field.as_deref();
         KeyReader {
             key,
-            force: sample.force_field.as_deref().map(split),
+            key_only: Fields::new(key_path, None),
+            fields: Fields::new(key_path, force_path),
+            force_only: Fields::new(None, force_path),
         }
     }
 
     /// Whether the key is in the payload (so the force flag can be read in the same pass).
     pub(super) fn in_payload(&self) -> bool {
-        matches!(self.key, KeySource::Field(_))
+        matches!(self.key, KeySource::Field)
     }
 
     /// Finds the key; with `with_force` and a key in the payload, the force flag in the same pass.
@@ -50,10 +57,8 @@ impl KeyReader {
         with_force: bool,
     ) -> Found<'a> {
         let key = match &self.key {
-            KeySource::Field(path) => {
-                let force = self.force.as_deref().filter(|_| with_force);
-                return scan_json(payload, Some(path), force);
-            }
+            KeySource::Field if with_force => return self.fields.scan(payload),
+            KeySource::Field => return self.key_only.scan(payload),
             KeySource::Header(name) => crate::wire_headers::lookup(headers, name),
             KeySource::SubjectToken(n) => subject_token(subject, *n),
         };
@@ -65,7 +70,7 @@ impl KeyReader {
 
     /// Whether the payload's force field is `true` (read on its own, when the key is elsewhere).
     pub(super) fn forced(&self, payload: &[u8]) -> bool {
-        scan_json(payload, None, self.force.as_deref()).force == Some(true)
+        self.force_only.scan(payload).force == Some(true)
     }
 }
 
@@ -86,169 +91,60 @@ pub(super) struct Found<'de> {
     pub(super) force: Option<bool>,
 }
 
-/// Walks `document` once, reading the value at `key_path` (a string, or a number or boolean as its
-/// JSON text) and the boolean at `force_path`, skipping everything else without building a tree.
-/// Stops as soon as both are found; a document that is not JSON yields what was found before the
-/// error (usually nothing).
-fn scan_json<'de>(
-    document: &'de [u8],
-    key_path: Option<&[String]>,
-    force_path: Option<&[String]>,
-) -> Found<'de> {
-    let mut state = ScanState {
-        found: Found::default(),
-        key_path,
-        force_path,
-    };
-    if key_path.is_none() && force_path.is_none() {
-        return state.found;
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(document);
-    let _ = Walk {
-        state: &mut state,
-        depth: 0,
-        key_on_path: key_path.is_some(),
-        force_on_path: force_path.is_some(),
-    }
-    .deserialize(&mut deserializer);
-    if let Some(key) = &state.found.key {
-        if key.is_empty() {
-            state.found.key = None;
-        }
-    }
-    state.found
+/// The JSON paths of the key and the force field, and their slots among them.
+struct Fields {
+    paths: FieldPaths,
+    key: Option<usize>,
+    force: Option<usize>,
 }
 
-struct ScanState<'de, 'p> {
-    found: Found<'de>,
-    key_path: Option<&'p [String]>,
-    force_path: Option<&'p [String]>,
-}
-
-impl ScanState<'_, '_> {
-    fn done(&self) -> bool {
-        (self.key_path.is_none() || self.found.key.is_some())
-            && (self.force_path.is_none() || self.found.force.is_some())
-    }
-}
-
-/// The error that ends a scan early once everything is found.
-const SCAN_DONE: &str = "scan complete";
-
-/// Visits one JSON value at `depth`; the flags say which paths lead through it.
-struct Walk<'s, 'de, 'p> {
-    state: &'s mut ScanState<'de, 'p>,
-    depth: usize,
-    key_on_path: bool,
-    force_on_path: bool,
-}
-
-impl Walk<'_, '_, '_> {
-    fn key_ends_here(&self) -> bool {
-        self.key_on_path && self.state.key_path.is_some_and(|p| p.len() == self.depth)
+impl Fields {
+    fn new(key: Option<&str>, force: Option<&str>) -> Fields {
+        let mut paths = FieldPaths::new();
+        let key = key.map(|path| paths.add(path));
+        let force = force.map(|path| paths.add(path));
+        Fields { paths, key, force }
     }
 
-    fn force_ends_here(&self) -> bool {
-        self.force_on_path && self.state.force_path.is_some_and(|p| p.len() == self.depth)
-    }
-
-    /// Which paths continue into the child `name`.
-    fn child_flags(&self, name: &str) -> (bool, bool) {
-        let continues = |on: bool, path: Option<&[String]>| {
-            on && path.is_some_and(|p| p.len() > self.depth && p[self.depth] == name)
+    /// Walks `document` once, reading the value at the key's path (a string, or a number or
+    /// boolean as its JSON text) and the boolean at the force field's, skipping everything else
+    /// without building a tree. The first of duplicate keys counts. Stops as soon as both are
+    /// found; a document that is not JSON yields what was found before the error (usually
+    /// nothing).
+    fn scan<'de>(&self, document: &'de [u8]) -> Found<'de> {
+        let mut scan = Scan {
+            found: Found::default(),
+            fields: self,
         };
-        (
-            continues(self.key_on_path, self.state.key_path),
-            continues(self.force_on_path, self.state.force_path),
-        )
-    }
-
-    /// Takes a non-string value (or a string the parser had to unescape) as the key.
-    fn key_text<E: serde::de::Error>(self, owned: impl FnOnce() -> String) -> Result<(), E> {
-        if self.key_ends_here() && self.state.found.key.is_none() {
-            self.state.found.key = Some(Cow::Owned(owned()));
+        self.paths.scan(document, &mut scan);
+        let mut found = scan.found;
+        if found.key.as_deref() == Some("") {
+            found.key = None;
         }
-        self.finish()
-    }
-
-    fn finish<E: serde::de::Error>(self) -> Result<(), E> {
-        if self.state.done() {
-            return Err(E::custom(SCAN_DONE));
-        }
-        Ok(())
+        found
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Walk<'_, 'de, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
+struct Scan<'de, 'f> {
+    found: Found<'de>,
+    fields: &'f Fields,
 }
 
-impl<'de> Visitor<'de> for Walk<'_, 'de, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-            let (key_on_path, force_on_path) = self.child_flags(&name);
-            if key_on_path || force_on_path {
-                map.next_value_seed(Walk {
-                    state: &mut *self.state,
-                    depth: self.depth + 1,
-                    key_on_path,
-                    force_on_path,
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
+impl<'de> ScalarSink<'de> for Scan<'de, '_> {
+    fn scalar(&mut self, slot: usize, scalar: Scalar<'de, '_>) {
+        if self.fields.force == Some(slot) && self.found.force.is_none() {
+            if let Scalar::Bool(flag) = scalar {
+                self.found.force = Some(flag);
             }
         }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E: serde::de::Error>(self, value: &'de str) -> Result<(), E> {
-        if self.key_ends_here() && self.state.found.key.is_none() {
-            self.state.found.key = Some(Cow::Borrowed(value));
+        if self.fields.key == Some(slot) && self.found.key.is_none() {
+            self.found.key = Some(scalar.text());
         }
-        self.finish()
     }
 
-    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<(), E> {
-        self.key_text(|| value.to_string())
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<(), E> {
-        if self.force_ends_here() && self.state.found.force.is_none() {
-            self.state.found.force = Some(value);
-        }
-        let text = if value { "true" } else { "false" };
-        self.key_text(|| text.to_string())
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<(), E> {
-        self.key_text(|| value.to_string())
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<(), E> {
-        self.key_text(|| value.to_string())
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<(), E> {
-        self.key_text(|| value.to_string())
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        Ok(())
+    fn done(&self) -> bool {
+        (self.fields.key.is_none() || self.found.key.is_some())
+            && (self.fields.force.is_none() || self.found.force.is_some())
     }
 }
 
