@@ -11,6 +11,7 @@ pub mod connect;
 pub mod demo;
 pub mod fault;
 pub mod ferry_process;
+pub mod fields;
 pub mod filter;
 pub mod jetstream;
 pub mod local_server;

@@ -285,7 +285,9 @@ impl Adapter {
         let template = Template::parse(&config.output.subject)
             .map_err(|error| config_error(error.to_string()))?;
         let filter = match &config.filter {
-            Some(filter) => Filter::compile(filter).map_err(config_error)?,
+            Some(filter) => {
+                Filter::compile(filter).map_err(|error| config_error(error.to_string()))?
+            }
             None => Filter::accept_all(),
         };
         let labels = [name.as_str()];

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::sampler::Advisory;
+use super::sampling::Advisory;
 use crate::config::replicator::AdvisoriesConfig;
 use crate::jetstream::{publish_acked, PublishError, PublishErrorKind};
 use crate::logging::LogLimiter;
@@ -376,7 +376,7 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replicator::sampler::AdvisoryEvent;
+    use crate::replicator::sampling::AdvisoryEvent;
     use serde_json::Value;
 
     fn advisory(event: AdvisoryEvent, value: &str) -> Advisory {

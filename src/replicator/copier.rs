@@ -1,6 +1,6 @@
 //! The copy loop of one replicator (SPEC section 5): read the source in order (`reader`),
-//! decide per message (loop, age, filter, sampling), publish to the target with up to
-//! `max_in_flight` acks outstanding, and move the checkpoint over what is done.
+//! decide per message (loop, age, filter, sampling: `gate`), publish to the target with up to
+//! `max_in_flight` acks outstanding (`writer`), and move the checkpoint over what is done.
 //!
 //! A *session* is one consumer from one resume position. It ends when ferry stops, when the
 //! target needs an operator (a permanent reject under `on_reject: pause`, a recreated source under
@@ -10,12 +10,11 @@
 //! buffer grows without bound.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::{HeaderMap, Subject};
+use async_nats::Subject;
 use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -24,16 +23,17 @@ use super::advisories::AdvisoryPublisher;
 use super::checkpoint::{Checkpoint, Checkpoints, TargetPosition};
 use super::election::Role;
 use super::gate::{Candidate, Gate, Skip};
-use super::headers::{target_headers, Stamp};
+use super::headers::Stamp;
 use super::limits::RateLimiter;
 use super::reader::{ReadError, SourceMessage, SourceReader};
 use super::resume::{self, Resume, TargetView};
-use super::sampler::Sampler;
+use super::sampling::Sampler;
 use super::shared_state::SharedState;
 use super::streams::{self, SourceInfo};
 use super::watermark::Watermark;
+use super::writer::{FenceBreak, Pending, Reject, Settled, Writer};
 use super::ReplicatorMetrics;
-use crate::config::replicator::{OnReject, Ordering, ReplicatorConfig, Writes};
+use crate::config::replicator::{OnReject, ReplicatorConfig, Writes};
 use crate::connect::Connection;
 use crate::filter::Filter;
 use crate::jetstream::ack_inbox::AckInbox;
@@ -41,7 +41,6 @@ use crate::jetstream::answer::Outcome;
 use crate::jetstream::{StreamError, StreamErrorKind};
 use crate::shutdown::StopSignal;
 use crate::status::{PipelineState, StatusBoard};
-use crate::subject;
 
 /// How often idle senders are looked for (timeout and expire advisories).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -66,23 +65,25 @@ enum Event {
     Ack(Pending, Outcome),
     Checkpoint,
     Sweep,
-    Read(Box<Option<Result<SourceMessage, ReadError>>>),
+    Read(Box<SourceMessage>),
+    SourceFailed(SourceError),
 }
 
-/// One message on its way to the target.
-struct Pending {
-    sequence: u64,
-    /// The target subject; shares the source message's bytes unless rewritten.
-    subject: Subject,
-    /// The source's headers; the target's are built from them at each attempt (retries are
-    /// rare, so building once per publish beats keeping a copy per message in flight).
-    source_headers: Option<HeaderMap>,
-    payload: Bytes,
-    published: OffsetDateTime,
-    attempts: u32,
-    /// `writes: exclusive`: the target sequence this copy was fenced to follow; its ack must
-    /// name the next one.
-    fence: Option<u64>,
+/// Why reading the source failed; the text is the reason the session ends with.
+#[derive(Debug, thiserror::Error)]
+enum SourceError {
+    #[error("source stream {stream}: {error}")]
+    Stream {
+        stream: String,
+        error: jetstream::context::GetStreamError,
+    },
+    /// The reader could not open its consumer (in its words).
+    #[error(transparent)]
+    Open(ReadError),
+    #[error("reading the source failed: {0}")]
+    Read(ReadError),
+    #[error("the source consumer ended")]
+    Ended,
 }
 
 pub struct Copier {
@@ -110,27 +111,18 @@ pub struct Copier {
 /// Per-session state.
 struct Session {
     source: SourceInfo,
-    /// The constant parts of every copy's headers.
-    stamp: Stamp,
     /// The target's identity (the checkpoint's target half names it).
     target: TargetPosition,
     target_origin: String,
     watermark: Watermark,
     /// The (source, target) position last written to the state store.
     saved: (u64, u64),
-    /// `writes: exclusive`: the target sequence the next copy must follow.
-    fence: Option<u64>,
     /// Source sequences the target already holds copies of (see `Resume::already_copied`).
     already_copied: std::collections::BTreeMap<u64, u64>,
-    /// Publishes waiting for the target's ack.
-    in_flight: AckInbox<Pending>,
-    /// Subjects with a publish in flight (`ordering: subject`).
-    busy_subjects: HashMap<String, usize>,
+    /// The publishes to the target and their acks.
+    writer: Writer,
     /// A message waiting for its subject to be free (`ordering: subject`).
     held: Option<SourceMessage>,
-    highest_acked: u64,
-    /// Retries stored fresh during an outage's recovery, until every retry is answered.
-    fresh_retries: Vec<(u64, Subject)>,
     /// The last source sequence taken into the watermark.
     last_delivered: u64,
 }
@@ -305,7 +297,7 @@ impl Copier {
         self.count_source_gone(&resume, &source);
         let mut messages = match self.consumer(&resume).await {
             Ok(messages) => messages,
-            Err(reason) => return SessionEnd::Retry(reason),
+            Err(error) => return SessionEnd::Retry(error.to_string()),
         };
         let in_flight = match AckInbox::on(&self.target, &self.config.to.stream).await {
             Ok(inbox) => inbox,
@@ -318,9 +310,17 @@ impl Copier {
             &self.config.name,
             self.config.to.writes,
         );
+        let writer = Writer::new(
+            &self.config,
+            in_flight,
+            stamp,
+            target.last_sequence,
+            &self.target,
+            &self.target_js,
+            &self.metrics,
+        );
         let mut session = Session {
             source,
-            stamp,
             target_origin: target.identity.to_string(),
             // Everything on the target now precedes this session's copies.
             watermark: Watermark::new(
@@ -332,13 +332,9 @@ impl Copier {
                 sequence: target.last_sequence,
             },
             saved: (u64::MAX, u64::MAX),
-            fence: exclusive.then_some(target.last_sequence),
             already_copied: resume.already_copied,
-            in_flight,
-            busy_subjects: HashMap::new(),
+            writer,
             held: None,
-            highest_acked: 0,
-            fresh_retries: Vec::new(),
             last_delivered: resume.done_through,
         };
         // A forced position is used once: record it as a normal checkpoint right away.
@@ -366,12 +362,15 @@ impl Copier {
         }
     }
 
-    async fn consumer(&self, resume: &Resume) -> Result<SourceReader, String> {
+    async fn consumer(&self, resume: &Resume) -> Result<SourceReader, SourceError> {
         let stream = self
             .source_js
             .get_stream(&self.config.from.stream)
             .await
-            .map_err(|error| format!("source stream {}: {error}", self.config.from.stream))?;
+            .map_err(|error| SourceError::Stream {
+                stream: self.config.from.stream.clone(),
+                error,
+            })?;
         SourceReader::open(
             &self.source,
             stream,
@@ -380,7 +379,7 @@ impl Copier {
             self.config.max_in_flight.clamp(64, 4096),
         )
         .await
-        .map_err(|error| error.to_string())
+        .map_err(SourceError::Open)
     }
 
     async fn copy(&mut self, session: &mut Session, messages: &mut SourceReader) -> SessionEnd {
@@ -392,40 +391,38 @@ impl Copier {
         loop {
             // A held message goes first once its subject is free.
             if let Some(message) = session.held.take() {
-                if session.busy_subjects.contains_key(message.subject.as_str()) {
+                if session.writer.is_busy(message.subject.as_str()) {
                     session.held = Some(message);
                 } else if let Some(end) = self.process(session, message).await {
                     return end;
                 }
             }
-            let can_read = session.in_flight.len() < max && session.held.is_none();
+            let can_read = session.writer.len() < max && session.held.is_none();
             let event = tokio::select! {
                 biased;
                 _ = stop.stopping() => Event::Stop,
                 _ = demoted(&mut lease) => Event::Demoted,
-                Some((pending, outcome)) = session.in_flight.next(), if !session.in_flight.is_empty() => {
+                Some((pending, outcome)) = session.writer.next(), if !session.writer.is_empty() => {
                     Event::Ack(pending, outcome)
                 }
                 _ = checkpoint_tick.tick() => Event::Checkpoint,
                 _ = sweep_tick.tick(), if self.sampler.is_some() => Event::Sweep,
-                next = messages.next(), if can_read => Event::Read(Box::new(next)),
+                next = messages.next(), if can_read => match next {
+                    Some(Ok(message)) => Event::Read(Box::new(message)),
+                    Some(Err(error)) => Event::SourceFailed(SourceError::Read(error)),
+                    None => Event::SourceFailed(SourceError::Ended),
+                },
             };
             match event {
-                Event::Read(next) => match *next {
-                    Some(Ok(message)) => {
-                        if let Some(end) = self.process(session, message).await {
-                            return end;
-                        }
+                Event::Read(message) => {
+                    if let Some(end) = self.process(session, *message).await {
+                        return end;
                     }
-                    Some(Err(error)) => {
-                        self.drain(session).await;
-                        return SessionEnd::Retry(format!("reading the source failed: {error}"));
-                    }
-                    None => {
-                        self.drain(session).await;
-                        return SessionEnd::Retry("the source consumer ended".into());
-                    }
-                },
+                }
+                Event::SourceFailed(error) => {
+                    self.drain(session).await;
+                    return SessionEnd::Retry(error.to_string());
+                }
                 Event::Demoted => {
                     // Not one more publish: another instance may already be copying. What
                     // was acknowledged is checkpointed; the rest is read again by the next leader.
@@ -437,7 +434,7 @@ impl Copier {
                         replicator = %self.config.name,
                         done_through = session.watermark.done_through(),
                         in_progress = session.watermark.in_progress(),
-                        in_flight = session.in_flight.len(),
+                        in_flight = session.writer.len(),
                         last_delivered = session.last_delivered,
                         "stopping"
                     );
@@ -474,7 +471,7 @@ impl Copier {
             tracing::debug!(replicator = %self.config.name, sequence, "source message delivered twice; ignoring the repeat");
             return None;
         }
-        if self.holds_subjects() && session.busy_subjects.contains_key(message.subject.as_str()) {
+        if session.writer.is_busy(message.subject.as_str()) {
             session.held = Some(message);
             return None;
         }
@@ -499,9 +496,12 @@ impl Copier {
                 "its subject is not UTF-8 ({}), which a NATS client cannot publish",
                 String::from_utf8_lossy(&raw).escape_debug()
             );
-            return self
-                .reject(session, sequence, "unpublishable_subject", detail)
-                .await;
+            let reject = Reject {
+                sequence,
+                reason: "unpublishable_subject",
+                detail,
+            };
+            return self.reject(session, reject).await;
         }
         let size = message.payload.len();
         if let Some(limiter) = &self.limiter {
@@ -514,23 +514,15 @@ impl Copier {
             Cow::Borrowed(same) if same.len() == message.subject.len() => None,
             other => Some(Subject::from(other.as_ref())),
         };
-        let pending = Pending {
+        let pending = Pending::new(
             sequence,
-            subject: rewritten.unwrap_or(message.subject),
-            source_headers: message.headers,
-            payload: message.payload,
+            rewritten.unwrap_or(message.subject),
+            message.headers,
+            message.payload,
             published,
-            attempts: 0,
-            fence: None,
-        };
-        self.send(session, pending).await;
+        );
+        session.writer.send(pending).await;
         None
-    }
-
-    /// `ordering: subject` holds a message back while its subject has one in flight. A fenced
-    /// (exclusive) copy needs no holding: it keeps the source order exactly anyway.
-    fn holds_subjects(&self) -> bool {
-        self.config.ordering == Ordering::Subject && self.config.to.writes == Writes::Shared
     }
 
     /// Why a message is not copied, if it is not (see [`Gate`]); sends the advisory sampling
@@ -560,45 +552,6 @@ impl Copier {
         verdict.err().map(Skip::reason)
     }
 
-    /// Publishes; the ack comes back through `in_flight`.
-    async fn send(&self, session: &mut Session, pending: Pending) {
-        if self.holds_subjects() {
-            *session
-                .busy_subjects
-                .entry(pending.subject.to_string())
-                .or_insert(0) += 1;
-        }
-        self.publish(session, pending).await;
-    }
-
-    /// Publishes one message (again); its ack comes back through `in_flight`.
-    async fn publish(&self, session: &mut Session, mut pending: Pending) {
-        pending.attempts += 1;
-        let timestamp_ms = pending.published.unix_timestamp_nanos() / 1_000_000;
-        if let Some(last) = session.fence {
-            pending.fence = Some(last);
-            session.fence = Some(last + 1);
-        }
-        let headers = target_headers(
-            pending.source_headers.as_ref(),
-            pending.sequence,
-            timestamp_ms,
-            &session.stamp,
-            pending.fence,
-        );
-        if !self.target.is_connected() {
-            let reason = format!("connection {} is down", self.target.name);
-            session.in_flight.fail(pending, Outcome::Outage(reason));
-            return;
-        }
-        let subject = pending.subject.clone();
-        let payload = pending.payload.clone();
-        session
-            .in_flight
-            .publish(subject, headers, payload, pending)
-            .await;
-    }
-
     /// Accounts for one ack. Returns how the session ends, if it must.
     async fn finish(
         &mut self,
@@ -606,115 +559,40 @@ impl Copier {
         pending: Pending,
         outcome: Outcome,
     ) -> Option<SessionEnd> {
-        let outcome = match outcome {
-            Outcome::NoResponders => self.resolve_no_responders(pending.subject.as_str()).await,
-            other => other,
-        };
-        if session.fence.is_some() {
-            return self.finish_fenced(session, pending, outcome).await;
-        }
-        match outcome {
-            Outcome::Stored {
-                duplicate,
-                sequence,
-            } => {
-                self.release_subject(session, pending.subject.as_str());
-                if duplicate {
-                    self.metrics.duplicates.inc();
-                } else {
-                    self.count_copied(&pending);
-                }
-                self.count_reordering(session, &pending, duplicate);
-                session.highest_acked = session.highest_acked.max(pending.sequence);
-                session.watermark.complete_at(pending.sequence, sequence);
-                None
-            }
-            Outcome::Rejected { reason, detail } => {
-                self.release_subject(session, pending.subject.as_str());
-                let detail = format!("subject {}: {detail}", pending.subject);
-                self.reject(session, pending.sequence, reason, detail).await
-            }
-            // Unfenced publishes cannot meet a wrong last sequence; ride it out like an outage.
-            Outcome::Outage(reason)
-            | Outcome::StreamUnavailable(reason)
-            | Outcome::WrongLastSequence(reason) => {
+        match session
+            .writer
+            .settle(pending, outcome, &mut session.watermark)
+            .await
+        {
+            Settled::Done => None,
+            Settled::Rejected(reject) => self.reject(session, reject).await,
+            Settled::Unavailable(pending, reason) => {
                 self.ride_out_outage(session, pending, reason).await
             }
-            Outcome::NoResponders => {
-                self.ride_out_outage(session, pending, "no responders".into())
-                    .await
-            }
-        }
-    }
-
-    fn count_copied(&self, pending: &Pending) {
-        self.metrics.copied.inc();
-        self.metrics
-            .copied_bytes
-            .inc_by(pending.payload.len() as u64);
-        let delay = (OffsetDateTime::now_utc() - pending.published).as_seconds_f64();
-        self.metrics.copy_delay.observe(delay.max(0.0));
-    }
-
-    /// `writes: exclusive`: a copy stored right after the one before it is done. Anything else
-    /// breaks the fence, since every later publish in flight then meets a wrong last sequence:
-    /// the session ends, and the next one starts from what the target holds.
-    async fn finish_fenced(
-        &mut self,
-        session: &mut Session,
-        pending: Pending,
-        outcome: Outcome,
-    ) -> Option<SessionEnd> {
-        if let Outcome::Stored {
-            duplicate: false,
-            sequence,
-        } = outcome
-        {
-            if pending.fence.map(|last| last + 1) == Some(sequence) {
-                self.count_copied(&pending);
-                session.watermark.complete_at(pending.sequence, sequence);
-                return None;
-            }
-        }
-        // What is still in flight is answered (and counted where stored) before anything else.
-        self.drain(session).await;
-        let end = match outcome {
-            Outcome::Stored { sequence, .. } => SessionEnd::Retry(format!(
-                "the target stored source sequence {} at sequence {sequence}, not right after {}: another writer uses the target? re-reading it",
-                pending.sequence,
-                pending.fence.unwrap_or_default()
-            )),
-            Outcome::Rejected { reason, detail } => {
-                let detail = format!("subject {}: {detail}", pending.subject);
-                match self.reject(session, pending.sequence, reason, detail).await {
-                    Some(end) => return Some(end),
-                    None => SessionEnd::Retry(format!(
-                        "re-reading the target after skipping source sequence {}",
-                        pending.sequence
-                    )),
+            Settled::FenceBroken(broken) => {
+                // What is still in flight is answered (and counted where stored) before anything
+                // else.
+                self.drain(session).await;
+                let reason = broken.to_string();
+                if let FenceBreak::Rejected(reject) = broken {
+                    if let Some(end) = self.reject(session, reject).await {
+                        return Some(end);
+                    }
                 }
+                self.save(session);
+                Some(SessionEnd::Retry(reason))
             }
-            Outcome::WrongLastSequence(detail) => SessionEnd::Retry(format!(
-                "the target's last sequence is not where this replicator left it ({detail}); re-reading the target"
-            )),
-            Outcome::Outage(reason) | Outcome::StreamUnavailable(reason) => {
-                SessionEnd::Retry(format!("target unavailable: {reason}"))
-            }
-            Outcome::NoResponders => SessionEnd::Retry("target unavailable: no responders".into()),
-        };
-        self.save(session);
-        Some(end)
+        }
     }
 
     /// A message the target cannot take: logged with its source sequence, then skipped and counted
     /// under `on_reject: skip`, otherwise the replicator pauses with the reason on /readyz.
-    async fn reject(
-        &mut self,
-        session: &mut Session,
-        sequence: u64,
-        reason: &'static str,
-        detail: String,
-    ) -> Option<SessionEnd> {
+    async fn reject(&mut self, session: &mut Session, reject: Reject) -> Option<SessionEnd> {
+        let Reject {
+            sequence,
+            reason,
+            detail,
+        } = reject;
         tracing::error!(
             replicator = %self.config.name,
             source_sequence = sequence,
@@ -740,45 +618,6 @@ impl Copier {
         }
     }
 
-    /// Counts retries that landed after later messages. A fresh store of a retry is late when a
-    /// later message was already acknowledged, or when a later message of its subject turns out,
-    /// on its own retry, to have been stored already (the client resends what it had buffered
-    /// when a link broke, and that resend's ack went to a publish ferry had given up on).
-    fn count_reordering(&self, session: &mut Session, pending: &Pending, duplicate: bool) {
-        if pending.attempts <= 1 {
-            return;
-        }
-        if !duplicate {
-            if pending.sequence < session.highest_acked {
-                self.metrics.reordered.inc();
-            } else {
-                session
-                    .fresh_retries
-                    .push((pending.sequence, pending.subject.clone()));
-            }
-            return;
-        }
-        let before = session.fresh_retries.len();
-        session.fresh_retries.retain(|(sequence, subject)| {
-            !(*sequence < pending.sequence && *subject == pending.subject)
-        });
-        self.metrics
-            .reordered
-            .inc_by((before - session.fresh_retries.len()) as u64);
-    }
-
-    fn release_subject(&self, session: &mut Session, subject: &str) {
-        if !self.holds_subjects() {
-            return;
-        }
-        if let Some(count) = session.busy_subjects.get_mut(subject) {
-            *count -= 1;
-            if *count == 0 {
-                session.busy_subjects.remove(subject);
-            }
-        }
-    }
-
     /// The target is not taking writes: stop reading, collect every publish still in flight, and
     /// retry the failed ones (in source order) with backoff until all are stored.
     async fn ride_out_outage(
@@ -796,27 +635,13 @@ impl Copier {
         let mut failed = vec![first];
         let mut backoff = new_backoff();
         loop {
-            while let Some((pending, outcome)) = session.in_flight.next().await {
-                let outcome = match outcome {
-                    Outcome::NoResponders => {
-                        self.resolve_no_responders(pending.subject.as_str()).await
-                    }
-                    other => other,
-                };
-                match outcome {
-                    Outcome::Outage(_) | Outcome::StreamUnavailable(_) | Outcome::NoResponders => {
-                        failed.push(pending)
-                    }
-                    other => {
-                        if let Some(end) = Box::pin(self.finish(session, pending, other)).await {
-                            return Some(end);
-                        }
-                    }
+            while let Some((pending, outcome)) = session.writer.next_answered(&mut failed).await {
+                if let Some(end) = Box::pin(self.finish(session, pending, outcome)).await {
+                    return Some(end);
                 }
             }
             if failed.is_empty() {
-                // Every retry is answered: no later duplicate can reveal a reordering now.
-                session.fresh_retries.clear();
+                session.writer.outage_over();
                 self.board
                     .set_state(&self.config.name, PipelineState::Running, None);
                 tracing::info!(replicator = %self.config.name, "the target accepts writes again; reading resumed");
@@ -844,66 +669,16 @@ impl Copier {
                 );
                 continue;
             }
-            failed.sort_by_key(|pending| pending.sequence);
-            for pending in failed.drain(..) {
-                self.publish(session, pending).await;
-            }
-        }
-    }
-
-    /// "No responders": a reject when the target stream is there but does not listen on the
-    /// subject, an outage otherwise.
-    async fn resolve_no_responders(&self, target_subject: &str) -> Outcome {
-        match self.target_js.get_stream(&self.config.to.stream).await {
-            Ok(stream) => {
-                let subjects = &stream.cached_info().config.subjects;
-                if subjects.iter().any(|s| subject::matches(s, target_subject)) {
-                    Outcome::Outage(format!("no responders for {target_subject}"))
-                } else {
-                    Outcome::Rejected {
-                        reason: "no_responders",
-                        detail: format!(
-                            "target stream {} does not listen on {target_subject} (its subjects: {subjects:?})",
-                            self.config.to.stream
-                        ),
-                    }
-                }
-            }
-            Err(error) => Outcome::StreamUnavailable(format!(
-                "target stream {}: {error}",
-                self.config.to.stream
-            )),
+            session.writer.republish(&mut failed).await;
         }
     }
 
     /// Waits for the publishes in flight (until the shutdown deadline) and saves the checkpoint.
     async fn drain(&mut self, session: &mut Session) {
-        let stop = self.stop.clone();
-        while !session.in_flight.is_empty() {
-            let next = tokio::select! {
-                next = session.in_flight.next() => next,
-                _ = stop.past_deadline() => None,
-            };
-            let Some((pending, outcome)) = next else {
-                break;
-            };
-            {
-                {
-                    if let Outcome::Stored {
-                        duplicate,
-                        sequence,
-                    } = outcome
-                    {
-                        if duplicate {
-                            self.metrics.duplicates.inc();
-                        } else {
-                            self.count_copied(&pending);
-                        }
-                        session.watermark.complete_at(pending.sequence, sequence);
-                    }
-                }
-            }
-        }
+        session
+            .writer
+            .drain(&self.stop, &mut session.watermark)
+            .await;
         self.save(session);
     }
 

@@ -9,7 +9,7 @@ use async_nats::HeaderMap;
 use time::OffsetDateTime;
 
 use super::headers::is_loop;
-use super::sampler::{Advisory, Decision, Sampler};
+use super::sampling::{Advisory, Decision, Sampler};
 use crate::filter::{Filter, Verdict};
 
 /// Why a message is not copied; the `reason` label of `ferry_replicator_skipped_total`.

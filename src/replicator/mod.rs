@@ -16,11 +16,14 @@ pub mod heartbeat;
 pub mod limits;
 pub mod reader;
 pub mod resume;
-pub mod sample_index;
-pub mod sampler;
+pub mod sampling;
 pub mod shared_state;
 pub mod streams;
 pub mod watermark;
+pub mod writer;
+
+/// The sampling module under its former name, which code outside the library still uses.
+pub use sampling as sampler;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +45,7 @@ use checkpoint::Checkpoints;
 use copier::Copier;
 use election::{Election, Role};
 use limits::RateLimiter;
-use sampler::Sampler;
+use sampling::Sampler;
 use shared_state::SharedState;
 
 /// The replicator's metrics with its `pipeline` label applied.
@@ -156,7 +159,9 @@ impl Replicator {
             source,
         };
         let filter = match &config.filter {
-            Some(filter) => Filter::compile(filter).map_err(config_error)?,
+            Some(filter) => {
+                Filter::compile(filter).map_err(|error| config_error(error.to_string()))?
+            }
             None => Filter::accept_all(),
         };
         let sample = config

@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
 use super::election::open_bucket;
-use super::sampler::{Sampler, SharedRecord};
+use super::sampling::{Sampler, SharedRecord};
 use crate::jetstream::StreamError;
 
 /// The leader writes changed records at least this often (SPEC: at least every 10 s).

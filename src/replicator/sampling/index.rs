@@ -1,5 +1,5 @@
 //! The layout of the sampler's due index (`sample-due:<replicator>`): which senders need a look,
-//! and when. See [`super::sampler`] for how the index is used.
+//! and when. See [`super`] for how the index is used.
 //!
 //! Two kinds of keys share the tree, both led by a due time (big-endian milliseconds), so a scan
 //! in key order meets them in due order:
