@@ -37,8 +37,8 @@ use serde::Serialize;
 
 use crate::ferry_process::{monitor_get as http_get, parse_sample, FerryProcess, WorkDir};
 use crate::local_server::{self, LocalServer};
-use crate::sim::{Fleet, LIFECYCLE_SUBJECTS, REGISTRATION_SUBJECT};
 use crate::status::thousands as group;
+use ferry_sim::{Fleet, LIFECYCLE_SUBJECTS, REGISTRATION_SUBJECT};
 
 /// The stream the lifecycle adapter writes.
 pub const LIFECYCLE_STREAM: &str = "FERRY_LIFECYCLE";
@@ -289,7 +289,7 @@ async fn run_in(opts: &DemoOptions, work: &WorkDir) -> anyhow::Result<DemoSummar
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let fleet = fleet.with_epoch(now - ticks as i64 * crate::sim::TICK_SECONDS);
+    let fleet = fleet.with_epoch(now - ticks as i64 * ferry_sim::TICK_SECONDS);
 
     eprintln!(
         "{} simulated Choria nodes publish on {LIFECYCLE_SUBJECTS} and {REGISTRATION_SUBJECT} \

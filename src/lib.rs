@@ -20,7 +20,6 @@ pub mod metrics;
 pub mod monitor;
 pub mod replicator;
 pub mod shutdown;
-pub mod sim;
 pub mod state;
 pub mod status;
 pub mod subject;

@@ -46,8 +46,8 @@ use super::{median, quantile, rate, BenchOptions, Progress};
 use crate::adapter::message::{EventHeaders, OutMessage};
 use crate::ferry_process::metric_sum;
 use crate::local_server::ServerOptions;
-use crate::sim::{Fleet, LifecycleType};
 use crate::subject::content_digest;
+use ferry_sim::{Fleet, LifecycleType};
 
 /// Events per throughput run unless `--messages` says otherwise.
 const DEFAULT_MESSAGES: u64 = 200_000;
