@@ -35,10 +35,10 @@ use anyhow::{anyhow, bail, Context as _};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use crate::ferry_process::{monitor_get as http_get, parse_sample, FerryProcess, WorkDir};
-use crate::local_server::{self, LocalServer};
+use crate::bench::{spawn_ferry, EXIT_TIMEOUT, READY_TIMEOUT};
 use crate::status::thousands as group;
 use ferry_sim::{Fleet, LIFECYCLE_SUBJECTS, REGISTRATION_SUBJECT};
+use ferry_testkit::{http_get, FerryChild, NatsServer, ServerOptions, WorkDir};
 
 /// The stream the lifecycle adapter writes.
 pub const LIFECYCLE_STREAM: &str = "FERRY_LIFECYCLE";
@@ -226,17 +226,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
                     summary.published,
                     summary.stored,
                     summary.copied,
-                    work.path.display()
+                    work.path().display()
                 );
             }
             Ok(summary)
         }
         // Keep ferry's log and config for inspection once ferry was started.
-        Err(error) if work.path.join("ferry.log").exists() => {
+        Err(error) if work.path().join("ferry.log").exists() => {
             work.keep();
             Err(error.context(format!(
                 "the demo failed (ferry's log and config are kept in {})",
-                work.path.display()
+                work.path().display()
             )))
         }
         Err(error) => Err(error.context("the demo failed")),
@@ -244,8 +244,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
 }
 
 /// Starts a local JetStream server named `name` without blocking the runtime.
-async fn start_server(name: &'static str) -> anyhow::Result<LocalServer> {
-    tokio::task::spawn_blocking(move || LocalServer::start(name, true))
+async fn start_server(name: &'static str) -> anyhow::Result<NatsServer> {
+    tokio::task::spawn_blocking(move || NatsServer::try_start(ServerOptions::default().name(name)))
         .await
         .with_context(|| format!("starting nats-server {name:?}"))?
         .with_context(|| format!("starting nats-server {name:?}"))
@@ -257,17 +257,24 @@ async fn run_in(opts: &DemoOptions, work: &WorkDir) -> anyhow::Result<DemoSummar
     let (east, west) = tokio::join!(start_server("east"), start_server("west"));
     let (east, west) = (east?, west?);
 
-    let monitor = SocketAddr::from(([127, 0, 0, 1], local_server::free_port()?));
-    let config_path = work.path.join("ferry.yaml");
+    let monitor = SocketAddr::from(([127, 0, 0, 1], ferry_testkit::free_port()?));
+    let config_path = work.path().join("ferry.yaml");
     std::fs::write(
         &config_path,
-        demo_config(&east.url(), &west.url(), &work.path.join("state"), monitor),
+        demo_config(
+            &east.url(),
+            &west.url(),
+            &work.path().join("state"),
+            monitor,
+        ),
     )
     .context("writing the demo config")?;
 
     eprintln!("starting ferry run -c {} ...", config_path.display());
-    let mut ferry = FerryProcess::spawn(&config_path, &work.path.join("ferry.log"))?;
-    ferry.wait_ready(monitor).await?;
+    let mut ferry = spawn_ferry(&config_path, &work.path().join("ferry.log"))?;
+    ferry
+        .wait_ready(&monitor.to_string(), READY_TIMEOUT)
+        .await?;
 
     let client = async_nats::connect(east.url())
         .await
@@ -367,7 +374,7 @@ async fn run_in(opts: &DemoOptions, work: &WorkDir) -> anyhow::Result<DemoSummar
     let metrics = caught_up?;
 
     eprintln!("stopping ferry (SIGTERM) ...");
-    let status = ferry.terminate().await?;
+    let status = ferry.terminate(EXIT_TIMEOUT).await?;
     if !status.success() {
         bail!(
             "ferry exited with {status} after SIGTERM\n--- ferry log (tail) ---\n{}",
@@ -570,16 +577,18 @@ impl Metrics {
 }
 
 /// Reads the demo's counters out of a Prometheus text exposition.
-fn parse_metrics(text: &str) -> Metrics {
+fn parse_metrics(text: &str) -> anyhow::Result<Metrics> {
+    let exposition =
+        ferry_testkit::Metrics::parse(text).context("reading ferry's /metrics answer")?;
     let mut metrics = Metrics::default();
-    for sample in text.lines().filter_map(parse_sample) {
+    for sample in &exposition.samples {
         let value = if sample.value.is_finite() {
             sample.value.max(0.0) as u64
         } else {
             0
         };
         let adapters = &mut metrics.adapters;
-        let slot = match sample.name {
+        let slot = match sample.name.as_str() {
             "ferry_adapter_received_total" => &mut adapters.received,
             "ferry_adapter_published_total" => &mut adapters.published,
             "ferry_adapter_duplicates_total" => &mut adapters.duplicates,
@@ -590,19 +599,19 @@ fn parse_metrics(text: &str) -> Metrics {
             "ferry_adapter_queue_messages" => &mut adapters.queue,
             "ferry_advisories_total" => metrics
                 .advisories
-                .entry(sample.label("event").to_string())
+                .entry(sample.label("event").unwrap_or_default().to_string())
                 .or_default(),
             name if name.starts_with("ferry_replicator_") => {
                 let counts = metrics
                     .replicators
-                    .entry(sample.label("pipeline").to_string())
+                    .entry(sample.label("pipeline").unwrap_or_default().to_string())
                     .or_default();
                 match name {
                     "ferry_replicator_copied_total" => &mut counts.copied,
                     "ferry_replicator_duplicates_total" => &mut counts.duplicates,
                     "ferry_replicator_skipped_total" => counts
                         .skipped
-                        .entry(sample.label("reason").to_string())
+                        .entry(sample.label("reason").unwrap_or_default().to_string())
                         .or_default(),
                     "ferry_replicator_lag_messages" => &mut counts.lag,
                     "ferry_replicator_checkpoint_sequence" => &mut counts.checkpoint,
@@ -614,16 +623,16 @@ fn parse_metrics(text: &str) -> Metrics {
         };
         *slot += value;
     }
-    metrics
+    Ok(metrics)
 }
 
 /// Reads ferry's counters from its monitor.
 async fn scrape(monitor: SocketAddr) -> anyhow::Result<Metrics> {
-    let (status, body) = http_get(monitor, "/metrics").await?;
+    let (status, body) = http_get(&monitor.to_string(), "/metrics").await?;
     if status != 200 {
         bail!("GET /metrics answered {status}");
     }
-    Ok(parse_metrics(&body))
+    parse_metrics(&body)
 }
 
 /// Waits until ferry received everything published (or stops receiving more) and has stored or
@@ -633,7 +642,7 @@ async fn scrape(monitor: SocketAddr) -> anyhow::Result<Metrics> {
 async fn settle(
     monitor: SocketAddr,
     published: u64,
-    ferry: &mut FerryProcess,
+    ferry: &mut FerryChild,
 ) -> anyhow::Result<Counts> {
     let limit = Instant::now() + DRAIN_LIMIT;
     let mut last = Counts::default();
@@ -672,7 +681,7 @@ async fn settle(
 async fn catch_up(
     monitor: SocketAddr,
     east: &async_nats::jetstream::Context,
-    ferry: &mut FerryProcess,
+    ferry: &mut FerryChild,
 ) -> anyhow::Result<Metrics> {
     let limit = Instant::now() + DRAIN_LIMIT;
     let mut last = Vec::new();
@@ -1025,7 +1034,7 @@ ferry_adapter_dropped_total{pipeline=\"registration\",reason=\"spool_full\"} 1\n
 ferry_adapter_spool_messages{pipeline=\"registration\"} 0\n\
 ferry_adapter_publish_seconds_bucket{pipeline=\"lifecycle\",le=\"0.005\"} 9\n\
 ferry_adapter_received_totalx 1000\n";
-        let counts = parse_metrics(text).adapters;
+        let counts = parse_metrics(text).unwrap().adapters;
         assert_eq!(counts.received, 42);
         assert_eq!(counts.published, 7);
         assert_eq!(counts.duplicates, 3);
@@ -1050,7 +1059,7 @@ ferry_replicator_source_sequence{pipeline=\"lifecycle-to-west\"} 1504\n\
 ferry_replicator_copy_delay_seconds_bucket{le=\"0.1\",pipeline=\"lifecycle-to-west\"} 9\n\
 ferry_advisories_total{event=\"new\",pipeline=\"registration-to-west\"} 200\n\
 ferry_advisories_total{event=\"timeout\",pipeline=\"registration-to-west\"} 0\n";
-        let metrics = parse_metrics(text);
+        let metrics = parse_metrics(text).unwrap();
         assert_eq!(metrics.copied(), 1700);
         assert_eq!(metrics.sampled_out(), 800);
         assert_eq!(metrics.lag(), 7);

@@ -32,6 +32,8 @@ mod replicate;
 mod report;
 mod sample;
 
+pub(crate) use jetstream::{spawn_ferry, EXIT_TIMEOUT, READY_TIMEOUT};
+
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
