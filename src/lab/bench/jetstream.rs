@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
@@ -10,21 +9,8 @@ use async_nats::jetstream::{self, stream::Config as StreamConfig};
 use bytes::Bytes;
 
 use super::Progress;
+use crate::lab::{spawn_ferry, EXIT_TIMEOUT, READY_TIMEOUT};
 use ferry_testkit::{http_get, FerryChild, Metrics, NatsServer, ServerOptions, WorkDir};
-
-/// How long ferry may take to report ready.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long ferry may take to exit after SIGTERM (its default shutdown_timeout is 10s).
-pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Starts `ferry run -c config` (this very binary) with its output in `log`; does not wait.
-pub fn spawn_ferry(config: &Path, log: &Path) -> anyhow::Result<FerryChild> {
-    let exe = std::env::current_exe().context("locating the ferry binary")?;
-    Ok(FerryChild::spawn(
-        FerryChild::run_command(&exe, config, "warn"),
-        log,
-    )?)
-}
 
 /// A run gives up when what it waits for has not moved for this long.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
