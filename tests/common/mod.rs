@@ -22,6 +22,7 @@
 //!   ferry and a server, for the faults a network between data centres has.
 #![allow(dead_code, unused_imports)]
 
+mod configs;
 mod events;
 mod ferry;
 mod jetstream;
@@ -30,6 +31,7 @@ mod raw_nats;
 mod replication;
 pub use replication::*;
 
+pub use configs::{copy_yaml, lifecycle_yaml, two_connections_yaml, PASSTHROUGH_RAW};
 pub use events::{alive_event, msg_id, publish_alive, ALIVE_SUBJECT};
 pub use ferry::{ferry_bin, ferry_command, Ferry, FerryOptions};
 pub use ferry_testkit::{
@@ -38,7 +40,7 @@ pub use ferry_testkit::{
 };
 pub use jetstream::{
     base64_decode, js_client, parse_header_block, stream_message_count, stream_messages,
-    StoredMessage,
+    stream_with_state, StoredMessage,
 };
 pub use proxy::{Link, Proxy};
 pub use raw_nats::{RawNats, UNPARSEABLE_HEADER_BLOCKS};
