@@ -20,7 +20,7 @@ use ferry::config::units::HumanDuration;
 use ferry::filter::Filter;
 use ferry::replicator::checkpoint::SourceIdentity;
 use ferry::replicator::headers::{target_headers, Stamp};
-use ferry::replicator::sampler::Sampler;
+use ferry::replicator::sampling::Sampler;
 use ferry::state::SledStore;
 use ferry_adapter::{Decoder, Input, NoHeaders};
 use passthrough::PassthroughDecoder;

@@ -5,23 +5,19 @@
 
 pub mod adapter;
 pub mod app;
-pub mod bench;
 pub mod config;
 pub mod connect;
-pub mod demo;
 pub mod fault;
-pub mod ferry_process;
 pub mod fields;
 pub mod filter;
 pub mod jetstream;
-pub mod local_server;
+pub mod lab;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod replicator;
 pub mod retry;
 pub mod shutdown;
-pub mod sim;
 pub mod state;
 pub mod status;
 pub mod subject;

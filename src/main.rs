@@ -72,7 +72,7 @@ enum Command {
     Bench {
         /// Which scenarios to run.
         #[arg(value_enum, default_value = "all")]
-        suite: ferry::bench::Suite,
+        suite: ferry::lab::bench::Suite,
         /// Messages per run instead of each scenario's default (adapter 200,000; replicate
         /// 1,000,000; sample 500,000 from 50,000 senders; sample-1m 1,000,000 senders).
         #[arg(long)]
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
             size,
             rounds,
             json,
-        } => bench(ferry::bench::BenchOptions {
+        } => bench(ferry::lab::bench::BenchOptions {
             suite,
             messages,
             size,
@@ -277,12 +277,12 @@ fn demo(nodes: usize, duration: Duration, json: bool) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let options = ferry::demo::DemoOptions {
+    let options = ferry::lab::demo::DemoOptions {
         nodes,
         duration,
         json,
     };
-    match runtime.block_on(ferry::demo::run(options)) {
+    match runtime.block_on(ferry::lab::demo::run(options)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ferry demo: {error:#}");
@@ -291,12 +291,12 @@ fn demo(nodes: usize, duration: Duration, json: bool) -> ExitCode {
     }
 }
 
-fn bench(options: ferry::bench::BenchOptions) -> ExitCode {
+fn bench(options: ferry::lab::bench::BenchOptions) -> ExitCode {
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(ferry::bench::run(&options)) {
+    match runtime.block_on(ferry::lab::bench::run(&options)) {
         Ok(report) => {
             if options.json {
                 match serde_json::to_string(&report) {
@@ -307,7 +307,7 @@ fn bench(options: ferry::bench::BenchOptions) -> ExitCode {
                     }
                 }
             } else {
-                print!("{}", ferry::bench::render_table(&report));
+                print!("{}", ferry::lab::bench::render_table(&report));
             }
             if report.scenarios.iter().any(|s| s.lost.unwrap_or(0) > 0) {
                 eprintln!("ferry bench: some scenario lost messages (see the lost column)");

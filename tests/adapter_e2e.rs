@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::Context;
+use common::lifecycle_yaml;
 use common::{alive_event, msg_id, ALIVE_SUBJECT};
 use common::{js_client, stream_message_count, stream_messages, wait_until, Ferry, NatsServer};
 use common::{Metrics, StoredMessage};
@@ -200,20 +201,15 @@ fn assert_common_headers(
     );
 }
 
-const LIFECYCLE_YAML: &str = r#"
-name: ferry-e2e
-state_dir: "{state_dir}"
-monitor: { listen: "{monitor}" }
-connections:
-  core: { servers: ["@URL@"] }
-adapters:
-  - name: lifecycle
-    kind: choria_lifecycle
-    connection: core
-    subjects: ["choria.lifecycle.event.>"]
-    output: { stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}", duplicate_window: 2m }
-    invalid_subject: ferry.invalid.lifecycle
-"#;
+/// The lifecycle adapter on `url`, republishing what it cannot decode to `ferry.invalid.lifecycle`.
+fn lifecycle_adapter_yaml(url: &str) -> String {
+    lifecycle_yaml(
+        Some("ferry-e2e"),
+        "core",
+        url,
+        "    invalid_subject: ferry.invalid.lifecycle\n",
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_fixtures_are_stored_unchanged_with_subjects_and_headers() {
@@ -232,7 +228,7 @@ async fn lifecycle_fixtures_are_stored_unchanged_with_subjects_and_headers() {
     assert_eq!(on_disk, in_table, "valid lifecycle fixtures");
 
     let server = NatsServer::start();
-    let mut ferry = Ferry::start(&LIFECYCLE_YAML.replace("@URL@", &server.url()));
+    let mut ferry = Ferry::start(&lifecycle_adapter_yaml(&server.url()));
     ferry.wait_ready().await;
     let since = SystemTime::now();
 

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
+use common::lifecycle_yaml;
 use common::{alive_event, msg_id, publish_alive, ALIVE_SUBJECT};
 use common::{
     js_client, stream_message_count, stream_messages, wait_until, Ferry, NatsServer, ServerOptions,
 };
+use common::{two_connections_yaml, PASSTHROUGH_RAW};
 
 /// Deadline for counters and streams to reach the expected values.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -29,23 +31,19 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// A lifecycle adapter reading from `input` and writing to a separate JetStream connection `js`.
 fn split_yaml(input: &str, output: &str, extra: &str) -> String {
-    r#"
-state_dir: "{state_dir}"
-monitor: { listen: "{monitor}" }
-shutdown_timeout: 5s
-connections:
-  core: { servers: ["@IN@"] }
-  js: { servers: ["@OUT@"] }
-adapters:
-  - name: lifecycle
+    two_connections_yaml(
+        input,
+        output,
+        "shutdown_timeout: 5s\n",
+        &format!(
+            r#"  - name: lifecycle
     kind: choria_lifecycle
     connection: core
     subjects: ["choria.lifecycle.event.>"]
-    output: { connection: js, stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}", duplicate_window: 2m }
-@EXTRA@"#
-        .replace("@IN@", input)
-        .replace("@OUT@", output)
-        .replace("@EXTRA@", extra)
+    output: {{ connection: js, stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{{type}}.{{component}}", duplicate_window: 2m }}
+{extra}"#
+        ),
+    )
 }
 
 async fn metric(ferry: &Ferry, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -216,20 +214,12 @@ async fn output_outage_spools_and_drains_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_events_are_counted_republished_and_do_not_stop_the_adapter() {
     let server = NatsServer::start();
-    let yaml = r#"
-state_dir: "{state_dir}"
-monitor: { listen: "{monitor}" }
-connections:
-  core: { servers: ["@URL@"] }
-adapters:
-  - name: lifecycle
-    kind: choria_lifecycle
-    connection: core
-    subjects: ["choria.lifecycle.event.>"]
-    output: { stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}", duplicate_window: 2m }
-    invalid_subject: ferry.invalid.lifecycle
-"#
-    .replace("@URL@", &server.url());
+    let yaml = lifecycle_yaml(
+        None,
+        "core",
+        &server.url(),
+        "    invalid_subject: ferry.invalid.lifecycle\n",
+    );
     let mut ferry = Ferry::start(&yaml);
     ferry.wait_ready().await;
     let (client, js) = js_client(&server.url()).await;
@@ -546,22 +536,7 @@ async fn sigkill_while_the_spool_drains_resumes_without_a_flood_of_repeats() {
 }
 
 fn passthrough_yaml(input: &str, output: &str, extra: &str) -> String {
-    r#"
-state_dir: "{state_dir}"
-monitor: { listen: "{monitor}" }
-connections:
-  core: { servers: ["@IN@"] }
-  js: { servers: ["@OUT@"] }
-adapters:
-  - name: raw
-    kind: passthrough
-    connection: core
-    subjects: ["data.>"]
-    output: { connection: js, stream: DATA, subject: "out.{subject}" }
-@EXTRA@"#
-        .replace("@IN@", input)
-        .replace("@OUT@", output)
-        .replace("@EXTRA@", extra)
+    two_connections_yaml(input, output, "", &format!("{PASSTHROUGH_RAW}{extra}"))
 }
 
 const RAW: [(&str, &str); 1] = [("pipeline", "raw")];

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::Context;
+use common::two_connections_yaml;
 use common::{js_client, parse_metrics, wait_until, Ferry, NatsServer};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -21,15 +22,12 @@ fn alive(i: usize) -> Vec<u8> {
 }
 
 fn yaml(input: &str, output: &str, output_extra: &str) -> String {
-    format!(
-        r#"
-state_dir: "{{state_dir}}"
-monitor: {{ listen: "{{monitor}}" }}
-connections:
-  core: {{ servers: ["{input}"] }}
-  js: {{ servers: ["{output}"] }}
-adapters:
-  - name: lifecycle
+    two_connections_yaml(
+        input,
+        output,
+        "",
+        &format!(
+            r#"  - name: lifecycle
     kind: choria_lifecycle
     connection: core
     subjects: ["choria.lifecycle.event.>"]
@@ -39,6 +37,7 @@ adapters:
       subject: "ferry.lifecycle.{{type}}.{{component}}"
 {output_extra}
 "#
+        ),
     )
 }
 

@@ -7,31 +7,24 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
+use common::lifecycle_yaml;
 use common::{ferry_command, http_get, js_client, parse_metrics, wait_until, Ferry, NatsServer};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn two_adapters_yaml(url: &str) -> String {
-    r#"
-name: ferry-cli-test
-state_dir: "{state_dir}"
-monitor: { listen: "{monitor}" }
-connections:
-  core: { servers: ["@URL@"] }
-adapters:
-  - name: lifecycle
-    kind: choria_lifecycle
-    connection: core
-    subjects: ["choria.lifecycle.event.>"]
-    output: { stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}", duplicate_window: 2m }
-  - name: registration
+    lifecycle_yaml(
+        Some("ferry-cli-test"),
+        "core",
+        url,
+        r#"  - name: registration
     kind: choria_registration
     connection: core
     subjects: ["mcollective.broadcast.agent.registration"]
     output: { stream: CHORIA_REGISTRATION, subject: "choria.stream.input.registration.{sender}" }
-"#
-    .replace("@URL@", url)
+"#,
+    )
 }
 
 const STARTUP: &str = r#"{"protocol":"io.choria.lifecycle.v1.startup","id":"4b0e6a52-6f0e-4c1e-9d7a-2f4f3c0b9a11","identity":"db3.fra.acme.test","component":"server","timestamp":1767225600,"version":"0.29.4"}"#;

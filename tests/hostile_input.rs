@@ -14,7 +14,7 @@ use ferry::config::replicator::{SampleConfig, SampleKey};
 use ferry::config::schema::{FilterConfig, PredicateConfig};
 use ferry::config::units::HumanDuration;
 use ferry::filter::Filter;
-use ferry::replicator::sampler::Sampler;
+use ferry::replicator::sampling::Sampler;
 use ferry::state::SledStore;
 use ferry::subject::{self, Template};
 use ferry_adapter::{Decoder, HeaderLookup, Input};

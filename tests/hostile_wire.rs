@@ -11,6 +11,7 @@ use common::{
     alive_event, js_client, stream_messages, wait_until, Ferry, NatsServer, RawNats, ALIVE_SUBJECT,
     UNPARSEABLE_HEADER_BLOCKS,
 };
+use common::{copy_yaml, lifecycle_yaml};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const EAST: [(&str, &str); 1] = [("connection", "east")];
@@ -18,20 +19,11 @@ const LC: [(&str, &str); 1] = [("pipeline", "lifecycle")];
 
 /// A lifecycle adapter on `url`, republishing what it cannot decode to `ferry.invalid.lifecycle`.
 fn adapter_yaml(url: &str) -> String {
-    format!(
-        r#"
-state_dir: "{{state_dir}}"
-monitor: {{ listen: "{{monitor}}" }}
-connections:
-  east: {{ servers: ["{url}"] }}
-adapters:
-  - name: lifecycle
-    kind: choria_lifecycle
-    connection: east
-    subjects: ["choria.lifecycle.event.>"]
-    invalid_subject: ferry.invalid.lifecycle
-    output: {{ stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{{type}}.{{component}}", duplicate_window: 2m }}
-"#
+    lifecycle_yaml(
+        None,
+        "east",
+        url,
+        "    invalid_subject: ferry.invalid.lifecycle\n",
     )
 }
 
@@ -177,20 +169,7 @@ async fn unparseable_messages_are_counted_and_the_adapter_keeps_its_connection()
 
 /// A replicator from east's SRC to west's DST, with `extra` appended to the replicator.
 fn replicator_yaml(east: &str, west: &str, extra: &str) -> String {
-    format!(
-        r#"
-name: dc1
-state_dir: "{{state_dir}}"
-monitor: {{ listen: "{{monitor}}" }}
-connections:
-  east: {{ servers: ["{east}"] }}
-  west: {{ servers: ["{west}"] }}
-replicators:
-  - name: copy
-    from: {{ connection: east, stream: SRC }}
-    to: {{ connection: west, stream: DST, create: true, duplicate_window: 10m }}
-{extra}"#
-    )
+    copy_yaml("dc1", east, west, "", extra)
 }
 
 async fn create_source(js: &async_nats::jetstream::Context) {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::lifecycle_yaml;
 use common::{http_get, parse_metrics, wait_until, Ferry, NatsServer};
 use ferry::monitor::{MAX_CONNECTIONS, MAX_HEAD_BYTES, READ_TIMEOUT};
 use futures_util::StreamExt;
@@ -35,20 +36,7 @@ const BURST_REQUESTS: usize = 2_000;
 const BURST_CONCURRENCY: usize = 64;
 
 fn one_adapter_yaml(url: &str) -> String {
-    r#"
-name: ferry-monitor-test
-state_dir: "{state_dir}"
-monitor: { listen: "{monitor}" }
-connections:
-  core: { servers: ["@URL@"] }
-adapters:
-  - name: lifecycle
-    kind: choria_lifecycle
-    connection: core
-    subjects: ["choria.lifecycle.event.>"]
-    output: { stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{type}.{component}", duplicate_window: 2m }
-"#
-    .replace("@URL@", url)
+    lifecycle_yaml(Some("ferry-monitor-test"), "core", url, "")
 }
 
 /// Slow clients that keep `silent + dribbling` sockets open on `addr` until aborted: whenever the

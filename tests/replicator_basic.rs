@@ -7,25 +7,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::jetstream::Context;
+use common::copy_yaml;
 use common::{js_client, parse_metrics, stream_messages, wait_until, Ferry, NatsServer};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn yaml(east: &str, west: &str) -> String {
-    format!(
-        r#"
-name: dc1
-state_dir: "{{state_dir}}"
-monitor: {{ listen: "{{monitor}}" }}
-connections:
-  east: {{ servers: ["{east}"] }}
-  west: {{ servers: ["{west}"] }}
-replicators:
-  - name: copy
-    from: {{ connection: east, stream: SRC }}
-    to: {{ connection: west, stream: DST, create: true, duplicate_window: 10m }}
-"#
-    )
+    copy_yaml("dc1", east, west, "", "")
 }
 
 async fn fill(js: &Context, range: std::ops::Range<usize>) {

@@ -12,33 +12,13 @@ use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use common::{
-    assert_no_duplicate_stored, count_or_zero, header_values, js_client, metric, publish_pipelined,
+    assert_no_duplicate_stored, count_or_zero, header_values, metric, publish_pipelined,
     read_stream, replicator_yaml, stream_created_ns, wait_for_count, wait_for_metric, wait_until,
-    Ferry, NatsServer, Outgoing, SourceStamp, StoredMessage,
+    Ferry, Outgoing, SourceStamp, StoredMessage,
 };
+use common::{two_sites, Sites};
 
 const DEADLINE: Duration = Duration::from_secs(90);
-
-/// Two data centres: `east` holds the source stream SRC (subjects `SRC.>`), `west` is the target.
-struct Sites {
-    east: NatsServer,
-    west: NatsServer,
-    east_js: Context,
-    west_js: Context,
-}
-
-async fn sites() -> Sites {
-    let east = NatsServer::start();
-    let west = NatsServer::start();
-    let (_, east_js) = js_client(&east.url()).await;
-    let (_, west_js) = js_client(&west.url()).await;
-    Sites {
-        east,
-        west,
-        east_js,
-        west_js,
-    }
-}
 
 async fn create_stream(js: &Context, config: StreamConfig) {
     let name = config.name.clone();
@@ -188,7 +168,7 @@ fn by_sequence(source: &[StoredMessage]) -> HashMap<u64, &StoredMessage> {
 async fn fifty_thousand_messages_are_copied_exactly() {
     const N: usize = 50_000;
     const SUBJECTS: usize = 16;
-    let sites = sites().await;
+    let sites = two_sites().await;
     let created = source_stream(&sites.east_js, &["SRC.>"]).await;
     // Every third message carries an application Nats-Msg-Id, every fifth a repeated header.
     publish_pipelined(
@@ -315,7 +295,7 @@ async fn fifty_thousand_messages_are_copied_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_are_cleaned_and_stamped() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     create_stream(
         &sites.east_js,
         StreamConfig {
@@ -466,7 +446,7 @@ async fn headers_are_cleaned_and_stamped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subjects_are_rewritten_strip_then_prefix() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     create_stream(
         &sites.east_js,
         StreamConfig {
@@ -525,7 +505,7 @@ async fn subjects_are_rewritten_strip_then_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stripped_prefix_alone_is_removed_from_every_copy() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     create_stream(
         &sites.east_js,
         StreamConfig {
@@ -565,7 +545,7 @@ async fn a_stripped_prefix_alone_is_removed_from_every_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_select_and_count_what_they_skip() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     source_stream(&sites.east_js, &["SRC.>"]).await;
     // (subject, headers, payload, copied?)
     let cases: Vec<FilterCase> = vec![
@@ -726,7 +706,7 @@ fn web(component: &str, identity: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_age_skips_older_messages() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     source_stream(&sites.east_js, &["SRC.>"]).await;
     publish_pipelined(
         &sites.east_js,
@@ -783,7 +763,7 @@ async fn max_age_skips_older_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_way_replication_does_not_echo() {
-    let sites = sites().await;
+    let sites = two_sites().await;
     // The same stream name and subjects on both sides, as two-way setups usually have.
     for js in [&sites.east_js, &sites.west_js] {
         create_stream(

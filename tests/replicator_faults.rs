@@ -7,47 +7,18 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use common::{
     assert_no_duplicate_stored, assert_same_per_subject, assert_same_set_per_subject,
     count_or_zero, ferry_command, find_pipeline, js_client, metric, publish_pipelined, read_stream,
     replicator_yaml, same_order_per_subject, try_metric, wait_for_count, wait_for_metric,
-    wait_until, Ferry, NatsServer, SourceStamp, StoredMessage,
+    wait_until, Ferry, SourceStamp, StoredMessage,
 };
+use common::{sites_with_source, Sites};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 const PIPELINE: [(&str, &str); 1] = [("pipeline", "copy")];
-
-struct Sites {
-    east: NatsServer,
-    west: NatsServer,
-    east_js: Context,
-    west_js: Context,
-}
-
-/// East with the source stream SRC on `SRC.>`, west empty.
-async fn sites() -> Sites {
-    let east = NatsServer::start();
-    let west = NatsServer::start();
-    let (_, east_js) = js_client(&east.url()).await;
-    let (_, west_js) = js_client(&west.url()).await;
-    east_js
-        .create_stream(StreamConfig {
-            name: "SRC".into(),
-            subjects: vec!["SRC.>".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("create SRC");
-    Sites {
-        east,
-        west,
-        east_js,
-        west_js,
-    }
-}
 
 fn config(sites: &Sites, extra: &str) -> String {
     replicator_yaml(&sites.east.url(), &sites.west.url(), "", extra)
@@ -162,7 +133,7 @@ async fn stop(ferry: &mut Ferry) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_restart_mid_copy_resumes_without_gap_or_duplicate() {
     const N: usize = 20_000;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     fill(&sites.east_js, 0..N).await;
     // The rate limit stretches the copy over seconds, so the stop surely lands in the middle.
     let mut ferry = Ferry::start(&config(
@@ -214,7 +185,7 @@ async fn graceful_restart_mid_copy_resumes_without_gap_or_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_copy_five_times_then_the_target_equals_the_source() {
     const N: usize = 30_000;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     fill(&sites.east_js, 0..N).await;
     let mut ferry = Ferry::start(&config(
         &sites,
@@ -264,7 +235,7 @@ async fn sigkill_mid_copy_five_times_then_the_target_equals_the_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_state_directory_resumes_from_the_target() {
     const N: usize = 5_000;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     fill(&sites.east_js, 0..N).await;
     let mut ferry = Ferry::start(&config(&sites, "    max_in_flight: 100\n"));
     ferry.wait_ready().await;
@@ -299,7 +270,7 @@ async fn a_lost_state_directory_resumes_from_the_target() {
 async fn target_down_for_ten_seconds_mid_copy_completes_exactly() {
     const N: usize = 20_000;
     const EXTRA: usize = 2_000;
-    let mut sites = sites().await;
+    let mut sites = sites_with_source().await;
     let mut ferry = start_slow_copy(&sites, N).await;
 
     let down_at = Instant::now();
@@ -363,7 +334,7 @@ async fn target_down_for_ten_seconds_mid_copy_completes_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_position_and_reset_moves_it() {
     const N: usize = 1_000;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     fill(&sites.east_js, 0..N).await;
     let mut ferry = Ferry::start(&config(&sites, ""));
     ferry.wait_ready().await;
@@ -497,7 +468,7 @@ async fn status_shows_the_position_and_reset_moves_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_consumer_deleted_mid_copy_is_replaced_and_the_copy_is_exact() {
     const N: usize = 20_000;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     let _ferry = start_slow_copy(&sites, N).await;
 
     let stream = sites

@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
+use common::copy_yaml;
 use common::{
     assert_no_duplicate_stored, assert_same_per_subject, count_or_zero, fill_source, js_client,
     metric, publish_pipelined, read_stream, sites_with_source, try_metric, wait_for_count,
@@ -21,20 +22,12 @@ const TTL: Duration = Duration::from_secs(3);
 
 /// Instance `name` of an elected replicator `copy` from east's SRC to west's DST.
 fn elected_yaml(name: &str, east: &str, west: &str, extra: &str) -> String {
-    format!(
-        r#"name: {name}
-state_dir: "{{state_dir}}"
-monitor: {{ listen: "{{monitor}}" }}
-connections:
-  east: {{ servers: ["{east}"] }}
-  west: {{ servers: ["{west}"] }}
-replicators:
-  - name: copy
-    from: {{ connection: east, stream: SRC }}
-    to: {{ connection: west, stream: DST, create: true, duplicate_window: 10m }}
-    start: all
-    leader_election: {{ bucket: ELECT, ttl: 3s }}
-{extra}"#
+    copy_yaml(
+        name,
+        east,
+        west,
+        "",
+        &format!("    start: all\n    leader_election: {{ bucket: ELECT, ttl: 3s }}\n{extra}"),
     )
 }
 

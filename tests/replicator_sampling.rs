@@ -5,49 +5,17 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::stream::Config as StreamConfig;
-use async_nats::jetstream::Context;
 use async_nats::{HeaderMap, Subscriber};
 use common::{
-    count_or_zero, js_client, metric, publish_pipelined, read_stream, replicator_yaml,
-    wait_for_count, wait_for_metric, wait_until, Ferry, NatsServer, Outgoing,
+    count_or_zero, metric, publish_pipelined, read_stream, replicator_yaml, wait_for_count,
+    wait_for_metric, wait_until, Ferry, Outgoing,
 };
+use common::{sites_with_source, Sites};
 use futures_util::StreamExt;
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 const PIPELINE: [(&str, &str); 1] = [("pipeline", "copy")];
-
-struct Sites {
-    east: NatsServer,
-    west: NatsServer,
-    east_client: async_nats::Client,
-    east_js: Context,
-    west_js: Context,
-}
-
-/// East with the source stream SRC on `SRC.>`, west empty.
-async fn sites() -> Sites {
-    let east = NatsServer::start();
-    let west = NatsServer::start();
-    let (east_client, east_js) = js_client(&east.url()).await;
-    let (_, west_js) = js_client(&west.url()).await;
-    east_js
-        .create_stream(StreamConfig {
-            name: "SRC".into(),
-            subjects: vec!["SRC.>".into()],
-            ..Default::default()
-        })
-        .await
-        .expect("create SRC");
-    Sites {
-        east,
-        west,
-        east_client,
-        east_js,
-        west_js,
-    }
-}
 
 /// Sampling per `sender` field with the given advisory timings.
 fn config(sites: &Sites, timeout_after: &str, expire_after: &str) -> String {
@@ -210,7 +178,7 @@ async fn five_hundred_senders_are_copied_once_each_with_new_advisories() {
     const SENDERS: usize = 500;
     const ROUNDS: usize = 20;
     const PADDING: usize = 100;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     let mut subscriber = advisories(&sites).await;
 
     // Senders 0..10 grow by 2 KiB from round 10 on (one size-triggered copy each); senders 20..30
@@ -330,7 +298,7 @@ async fn a_silent_sender_times_out_recovers_and_expires() {
     const EXPIRE: f64 = 6.0;
     // Late by at most this much: the periodic scan and a loaded machine.
     const SLACK: f64 = 3.0;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     let mut subscriber = advisories(&sites).await;
     let mut ferry = Ferry::start(&config(&sites, "3s", "6s"));
     ferry.wait_ready().await;
@@ -465,7 +433,7 @@ async fn a_silent_sender_times_out_recovers_and_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_state_survives_a_restart() {
     const SENDERS: usize = 100;
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     let mut subscriber = advisories(&sites).await;
     publish_pipelined(
         &sites.east_js,
@@ -537,7 +505,7 @@ async fn sampling_state_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_are_published_into_the_source_and_copied() {
-    let sites = sites().await;
+    let sites = sites_with_source().await;
     let yaml = replicator_yaml(
         &sites.east.url(),
         &sites.west.url(),

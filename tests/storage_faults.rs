@@ -13,6 +13,7 @@ use async_nats::jetstream::Context;
 use common::{
     ferry_command, js_client, stream_messages, wait_until, Ferry, FerryOptions, NatsServer, Proxy,
 };
+use common::{two_connections_yaml, PASSTHROUGH_RAW};
 
 /// Deadline for counters and streams to reach the expected values.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -24,22 +25,7 @@ const EVENT_BYTES: usize = 1000;
 /// A passthrough adapter from `data.>` on `input` to stream DATA on `output`. The YAML's
 /// placeholders are filled by [`Ferry`].
 fn passthrough_yaml(input: &str, output: &str) -> String {
-    r#"
-state_dir: "{state_dir}"
-monitor: { listen: "{monitor}" }
-shutdown_timeout: 5s
-connections:
-  core: { servers: ["@IN@"] }
-  js: { servers: ["@OUT@"] }
-adapters:
-  - name: raw
-    kind: passthrough
-    connection: core
-    subjects: ["data.>"]
-    output: { connection: js, stream: DATA, subject: "out.{subject}" }
-"#
-    .replace("@IN@", input)
-    .replace("@OUT@", output)
+    two_connections_yaml(input, output, "shutdown_timeout: 5s\n", PASSTHROUGH_RAW)
 }
 
 /// A recognisable payload for event `i`.

@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use async_nats::jetstream::stream::Config as StreamConfig;
+use common::{copy_yaml, lifecycle_yaml};
 use common::{
     js_client, publish_alive, stream_messages, wait_until, Ferry, FerryOptions, NatsServer,
 };
@@ -55,20 +56,7 @@ async fn expect_failure_and_restart(ferry: &mut Ferry, pipeline: &str, task: &st
 }
 
 fn adapter_yaml(url: &str) -> String {
-    format!(
-        r#"
-state_dir: "{{state_dir}}"
-monitor: {{ listen: "{{monitor}}" }}
-connections:
-  east: {{ servers: ["{url}"] }}
-adapters:
-  - name: lifecycle
-    kind: choria_lifecycle
-    connection: east
-    subjects: ["choria.lifecycle.event.>"]
-    output: {{ stream: FERRY_LIFECYCLE, subject: "ferry.lifecycle.{{type}}.{{component}}", duplicate_window: 2m }}
-"#
-    )
+    lifecycle_yaml(None, "east", url, "")
 }
 
 async fn adapter_task_fails(task: &str, action: &str, cause: &str) {
@@ -127,23 +115,16 @@ async fn an_adapter_status_reporter_that_panics_is_restarted() {
 /// A replicator with every optional task: election (and so the sampling sharer), heartbeat,
 /// sampling with advisories.
 fn replicator_yaml(east: &str, west: &str) -> String {
-    format!(
-        r#"
-name: dc1
-state_dir: "{{state_dir}}"
-monitor: {{ listen: "{{monitor}}" }}
-connections:
-  east: {{ servers: ["{east}"] }}
-  west: {{ servers: ["{west}"] }}
-replicators:
-  - name: copy
-    from: {{ connection: east, stream: SRC }}
-    to: {{ connection: west, stream: DST, create: true, duplicate_window: 10m }}
-    leader_election: {{ bucket: ELECT, ttl: 3s }}
-    heartbeat: {{ subject: "src.heartbeat", interval: 1s }}
-    limit: {{ sample: {{ key: {{ subject_token: 2 }}, interval: 1h }} }}
-    advisories: {{ subject: "ferry.advisories.{{event}}.{{value}}" }}
-"#
+    copy_yaml(
+        "dc1",
+        east,
+        west,
+        "",
+        r#"    leader_election: { bucket: ELECT, ttl: 3s }
+    heartbeat: { subject: "src.heartbeat", interval: 1s }
+    limit: { sample: { key: { subject_token: 2 }, interval: 1h } }
+    advisories: { subject: "ferry.advisories.{event}.{value}" }
+"#,
     )
 }
 

@@ -478,12 +478,14 @@ mod tests {
     /// Publishes through a real server (a missing nats-server fails the test).
     #[tokio::test]
     async fn publishes_core_and_reliable_advisories() {
-        use crate::local_server::LocalServer;
+        use ferry_testkit::{NatsServer, ServerOptions};
         use futures_util::StreamExt;
-        let server = tokio::task::spawn_blocking(|| LocalServer::start("advisories", true))
-            .await
-            .unwrap()
-            .expect("server starts");
+        let server = tokio::task::spawn_blocking(|| {
+            NatsServer::try_start(ServerOptions::default().name("advisories"))
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|error| panic!("{error}"));
         let client = async_nats::connect(server.url()).await.unwrap();
         let js = async_nats::jetstream::new(client.clone());
         js.create_stream(async_nats::jetstream::stream::Config {

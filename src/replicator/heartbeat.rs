@@ -160,11 +160,13 @@ mod tests {
     /// it); keeps going when the stream is missing, and stops on request.
     #[tokio::test]
     async fn beats_into_the_stream_until_stopped() {
-        use crate::local_server::LocalServer;
-        let server = tokio::task::spawn_blocking(|| LocalServer::start("heartbeat", true))
-            .await
-            .unwrap()
-            .expect("server starts");
+        use ferry_testkit::{NatsServer, ServerOptions};
+        let server = tokio::task::spawn_blocking(|| {
+            NatsServer::try_start(ServerOptions::default().name("heartbeat"))
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|error| panic!("{error}"));
         let client = async_nats::connect(server.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let shutdown = crate::shutdown::Shutdown::new();

@@ -22,9 +22,6 @@ pub mod streams;
 pub mod watermark;
 pub mod writer;
 
-/// The sampling module under its former name, which code outside the library still uses.
-pub use sampling as sampler;
-
 use std::sync::Arc;
 use std::time::Duration;
 

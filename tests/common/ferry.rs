@@ -5,15 +5,14 @@
 //! logging and the HTTP monitor.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
-use tempfile::TempDir;
-
-use super::{
-    append_file, free_port, http_get, log_len, log_tail_of_ferry, parse_metrics, read_log,
-    read_log_from, signal_child, Metrics,
+use ferry_testkit::{
+    http_get, log_tail_of_ferry, note, parse_metrics, ChildError, FerryChild, Metrics, WorkDir,
 };
+
+use super::free_port;
 
 /// Deadline for `/readyz` to answer 200 in [`Ferry::wait_ready`].
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,19 +73,15 @@ impl FerryOptions {
 /// - `{monitor}`: `127.0.0.1:<free port>`, e.g. `monitor: { listen: "{monitor}" }`;
 /// - `{work_dir}`: this instance's temp dir (holds the config and log; put creds files here).
 pub struct Ferry {
-    child: Option<Child>,
-    /// Exit status once reaped; `child` stays `Some` so the pid is never signalled after reaping.
-    exit: Option<ExitStatus>,
-    /// Where the current run's output starts in the log file.
-    run_log_start: u64,
+    child: Option<FerryChild>,
     template: String,
     opts: FerryOptions,
     monitor: Option<String>,
     state_dir: PathBuf,
     config_path: PathBuf,
     log_path: PathBuf,
-    work: TempDir,
-    _state_tmp: Option<TempDir>,
+    work: WorkDir,
+    _state_tmp: Option<WorkDir>,
     /// Set once a panic message already carried the log tail, so Drop does not print it again.
     reported: std::cell::Cell<bool>,
 }
@@ -106,24 +101,16 @@ impl Ferry {
     }
 
     pub fn start_with(config_yaml: &str, opts: FerryOptions) -> Ferry {
-        let work = tempfile::Builder::new()
-            .prefix("ferry-run-")
-            .tempdir()
-            .expect("create ferry work dir");
+        let work = WorkDir::new("run").expect("create ferry work dir");
         let (state_dir, state_tmp) = match &opts.state_dir {
             Some(dir) => (dir.clone(), None),
             None => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("ferry-state-")
-                    .tempdir()
-                    .expect("create ferry state dir");
+                let tmp = WorkDir::new("state").expect("create ferry state dir");
                 (tmp.path().to_path_buf(), Some(tmp))
             }
         };
         let mut ferry = Ferry {
             child: None,
-            exit: None,
-            run_log_start: 0,
             template: config_yaml.to_string(),
             opts,
             monitor: None,
@@ -164,10 +151,7 @@ impl Ferry {
 
     /// The child's pid while it has not been reaped.
     pub fn pid(&self) -> Option<u32> {
-        match (&self.child, self.exit) {
-            (Some(child), None) => Some(child.id()),
-            _ => None,
-        }
+        self.child.as_ref().and_then(FerryChild::pid)
     }
 
     /// True while the process is alive.
@@ -178,7 +162,7 @@ impl Ferry {
     /// Everything ferry wrote to stdout and stderr so far (all runs: restarts append), ANSI codes
     /// removed.
     pub fn log(&self) -> String {
-        read_log(&self.log_path)
+        ferry_testkit::read_log(&self.log_path)
     }
 
     /// `GET {path}` on the monitor.
@@ -202,32 +186,32 @@ impl Ferry {
     /// binds it), the config is rewritten with another port and ferry started again.
     pub async fn wait_ready(&mut self) {
         let mut port_retries = 0;
-        let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.poll_exit() {
-                let log = read_log_from(&self.log_path, self.run_log_start).to_ascii_lowercase();
-                if self.monitor.is_some()
-                    && log.contains("address already in use")
-                    && port_retries < PORT_ATTEMPTS
-                {
-                    port_retries += 1;
-                    self.monitor = Some(format!("127.0.0.1:{}", free_port()));
-                    self.write_config();
-                    self.note("monitor port was taken; restarting on another port");
-                    self.spawn();
-                    continue;
+            let monitor = self.monitor_addr().to_string();
+            let child = self.child.as_mut().expect("ferry was spawned");
+            let outcome = child.wait_ready(&monitor, READY_TIMEOUT).await;
+            match outcome {
+                Ok(()) => return,
+                Err(ChildError::Exited { status, .. }) => {
+                    let log = self.run_log().to_ascii_lowercase();
+                    if log.contains("address already in use") && port_retries < PORT_ATTEMPTS {
+                        port_retries += 1;
+                        self.monitor = Some(format!("127.0.0.1:{}", free_port()));
+                        self.write_config();
+                        note(
+                            &self.log_path,
+                            "monitor port was taken; restarting on another port",
+                        );
+                        self.spawn();
+                        continue;
+                    }
+                    self.fail(&format!("ferry exited ({status}) before becoming ready"));
                 }
-                self.fail(&format!("ferry exited ({status}) before becoming ready"));
+                Err(ChildError::NotReady { last, .. }) => {
+                    self.fail(&format!("not ready after {READY_TIMEOUT:?} (last: {last})"))
+                }
+                Err(error) => self.fail(&error.to_string()),
             }
-            let last = match self.get("/readyz").await {
-                Ok((200, _)) => return,
-                Ok((code, body)) => format!("/readyz answered {code}: {body}"),
-                Err(e) => format!("/readyz: {e}"),
-            };
-            if Instant::now() >= deadline {
-                self.fail(&format!("not ready after {READY_TIMEOUT:?} (last: {last})"));
-            }
-            tokio::time::sleep(super::POLL_INTERVAL).await;
         }
     }
 
@@ -243,28 +227,21 @@ impl Ferry {
 
     /// Sends any signal (e.g. `libc::SIGINT`). No-op if the process already exited.
     pub fn signal(&mut self, signal: libc::c_int) {
-        if self.poll_exit().is_some() {
-            return;
-        }
-        if let Some(child) = &self.child {
-            signal_child(child, signal);
+        if let Some(child) = self.child.as_mut() {
+            child.signal(signal);
         }
     }
 
     /// Waits for the process to exit and returns its status; panics with the log tail if it is
     /// still running after `timeout`. Returns the same status again if called after it exited.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.poll_exit() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!(
-                    "still running {timeout:?} later, expected it to exit"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let child = self.child.as_mut().expect("ferry was spawned");
+        match child.wait_exit(timeout).await {
+            Ok(Some(status)) => status,
+            Ok(None) => self.fail(&format!(
+                "still running {timeout:?} later, expected it to exit"
+            )),
+            Err(error) => self.fail(&error.to_string()),
         }
     }
 
@@ -272,25 +249,24 @@ impl Ferry {
     /// previous process is still running it is SIGKILLed first: stop it yourself (`sigterm` +
     /// `wait_exit`) to test a graceful restart. Does not wait: call [`Ferry::wait_ready`].
     pub fn restart(&mut self) {
-        if self.poll_exit().is_none() {
-            if let Some(child) = self.child.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        if let Some(child) = self.child.as_mut() {
+            child.kill();
         }
-        self.note("restart");
+        note(&self.log_path, "restart");
         self.spawn();
     }
 
     fn poll_exit(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            if let Some(child) = self.child.as_mut() {
-                self.exit = child
-                    .try_wait()
-                    .unwrap_or_else(|e| panic!("waiting for ferry: {e}"));
-            }
-        }
-        self.exit
+        let child = self.child.as_mut()?;
+        child.poll_exit().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// What the current run wrote so far.
+    fn run_log(&self) -> String {
+        self.child
+            .as_ref()
+            .map(FerryChild::run_log)
+            .unwrap_or_default()
     }
 
     fn write_config(&self) {
@@ -305,31 +281,14 @@ impl Ferry {
     }
 
     fn spawn(&mut self) {
-        self.run_log_start = log_len(&self.log_path);
-        let log = append_file(&self.log_path);
-        let mut cmd = ferry_command();
-        cmd.arg("run")
-            .arg("-c")
-            .arg(&self.config_path)
-            .args(["--log-level", "debug"])
+        let mut command = FerryChild::run_command(&ferry_bin(), &self.config_path, "debug");
+        command
+            .env("NO_COLOR", "1")
+            .env("RUST_BACKTRACE", "1")
             .args(&self.opts.args)
-            .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
-            .stdout(log.try_clone().expect("clone log file handle"))
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", ferry_bin().display()));
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)));
+        let child = FerryChild::spawn(command, &self.log_path).unwrap_or_else(|e| panic!("{e}"));
         self.child = Some(child);
-        self.exit = None;
-    }
-
-    /// Appends a harness marker to the log, so restarts are visible in it.
-    fn note(&self, what: &str) {
-        use std::io::Write;
-        let _ = writeln!(
-            append_file(&self.log_path),
-            "=== ferry test harness: {what} ==="
-        );
     }
 
     fn fail(&self, why: &str) -> ! {
@@ -345,15 +304,7 @@ impl Ferry {
 
 impl Drop for Ferry {
     fn drop(&mut self) {
-        // No poll_exit() here: it may panic, and a panic while unwinding aborts the test binary.
-        if self.exit.is_none() {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(None) = child.try_wait() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-            }
-        }
+        // The child kills itself on drop; the log tail is printed here, once, if a test failed.
         if std::thread::panicking() && !self.reported.get() {
             eprintln!(
                 "--- ferry log tail ({}) ---\n{}",

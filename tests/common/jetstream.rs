@@ -87,16 +87,7 @@ pub async fn stream_message_count(js: &Context, stream: &str) -> u64 {
 /// there, and tests must see exactly what ferry stored. One request per message, 64 in flight:
 /// fine for test-sized streams; for very large ones assert on [`stream_message_count`] instead.
 pub async fn stream_messages(js: &Context, stream: &str) -> Vec<StoredMessage> {
-    let mut handle = js
-        .get_stream(stream)
-        .await
-        .unwrap_or_else(|e| panic!("get stream {stream}: {e}"));
-    let state = handle
-        .info()
-        .await
-        .unwrap_or_else(|e| panic!("info of stream {stream}: {e}"))
-        .state
-        .clone();
+    let (_, state) = stream_with_state(js, stream).await;
     let mut out = Vec::with_capacity(state.messages as usize);
     if state.messages == 0 {
         return out;
@@ -212,4 +203,25 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
     STANDARD_ANY_PADDING
         .decode(text)
         .map_err(|error| format!("bad base64: {error}"))
+}
+
+/// The stream and its state as of now; panics naming the stream when either cannot be read.
+pub async fn stream_with_state(
+    js: &Context,
+    stream: &str,
+) -> (
+    async_nats::jetstream::stream::Stream,
+    async_nats::jetstream::stream::State,
+) {
+    let mut handle = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("get stream {stream}: {e}"));
+    let state = handle
+        .info()
+        .await
+        .unwrap_or_else(|e| panic!("info of stream {stream}: {e}"))
+        .state
+        .clone();
+    (handle, state)
 }

@@ -10,7 +10,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{parse_metrics, wait_until, Ferry, StoredMessage};
+use super::{parse_metrics, stream_with_state, wait_until, Ferry, StoredMessage};
 
 /// Publishes awaiting their acks at once in [`publish_pipelined`].
 const PUBLISH_WINDOW: usize = 4096;
@@ -74,16 +74,7 @@ pub async fn wait_for_count(js: &Context, stream: &str, want: u64, timeout: Dura
 /// (much faster than one get request per message, which matters for tens of thousands).
 /// Repeated header names are kept. Panics if the stream does not exist or reading stalls.
 pub async fn read_stream(js: &Context, stream: &str) -> Vec<StoredMessage> {
-    let mut handle = js
-        .get_stream(stream)
-        .await
-        .unwrap_or_else(|e| panic!("get stream {stream}: {e}"));
-    let state = handle
-        .info()
-        .await
-        .unwrap_or_else(|e| panic!("info of stream {stream}: {e}"))
-        .state
-        .clone();
+    let (handle, state) = stream_with_state(js, stream).await;
     let mut out = Vec::with_capacity(state.messages as usize);
     if state.messages == 0 {
         return out;
@@ -343,19 +334,12 @@ pub fn find_pipeline<'a>(json: &'a serde_json::Value, name: &str) -> Option<&'a 
 /// starting with all of SRC. `to_extra` is appended inside the `to:` map (start it with `, `);
 /// `extra` is appended after the replicator's keys (each line indented by four spaces).
 pub fn replicator_yaml(east_url: &str, west_url: &str, to_extra: &str, extra: &str) -> String {
-    format!(
-        r#"name: dc1
-state_dir: "{{state_dir}}"
-monitor: {{ listen: "{{monitor}}" }}
-connections:
-  east: {{ servers: ["{east_url}"] }}
-  west: {{ servers: ["{west_url}"] }}
-replicators:
-  - name: copy
-    from: {{ connection: east, stream: SRC }}
-    to: {{ connection: west, stream: DST, create: true, duplicate_window: 10m{to_extra} }}
-    start: all
-{extra}"#
+    super::copy_yaml(
+        "dc1",
+        east_url,
+        west_url,
+        to_extra,
+        &format!("    start: all\n{extra}"),
     )
 }
 
@@ -363,6 +347,7 @@ replicators:
 pub struct Sites {
     pub east: super::NatsServer,
     pub west: super::NatsServer,
+    pub east_client: async_nats::Client,
     pub east_js: Context,
     pub west_js: Context,
 }
@@ -371,11 +356,12 @@ pub struct Sites {
 pub async fn two_sites() -> Sites {
     let east = super::NatsServer::start();
     let west = super::NatsServer::start();
-    let (_, east_js) = super::js_client(&east.url()).await;
+    let (east_client, east_js) = super::js_client(&east.url()).await;
     let (_, west_js) = super::js_client(&west.url()).await;
     Sites {
         east,
         west,
+        east_client,
         east_js,
         west_js,
     }

@@ -3,6 +3,9 @@
 
 use choria_lifecycle::{LifecycleDecoder, OutputFormat, KNOWN_TYPES};
 use ferry_adapter::{DecodedEvent, Decoder, Input, Payload};
+// The simulated fleet's time formatter is the reference: it is written independently of the
+// decoder, so the test does not just repeat the implementation.
+use ferry_sim::Rfc3339;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -95,34 +98,12 @@ impl Generated {
                 "type": format!("io.choria.lifecycle.v1.{}", self.kind),
                 "subject": self.identity,
                 "datacontenttype": "application/json",
-                "time": rfc3339(self.timestamp),
+                "time": Rfc3339::seconds(self.timestamp).to_string(),
                 "data": choria,
             }),
         };
         serde_json::to_vec(&value).expect("serialises")
     }
-}
-
-/// Unix seconds as RFC 3339 UTC, computed independently of the decoder (days-from-civil inverse,
-/// H. Hinnant's algorithm) so the test does not just repeat the implementation.
-fn rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 fn stored(event: &DecodedEvent, received: &[u8]) -> Value {
@@ -189,7 +170,7 @@ proptest! {
                 } else {
                     prop_assert_eq!(&stored["data"], &choria);
                     prop_assert_eq!(&stored["subject"], &Value::from(event.identity.as_str()));
-                    prop_assert_eq!(&stored["time"], &Value::from(rfc3339(event.timestamp)));
+                    prop_assert_eq!(&stored["time"], &Value::from(Rfc3339::seconds(event.timestamp).to_string()));
                     prop_assert_eq!(
                         &stored["type"],
                         &Value::from(format!("io.choria.lifecycle.v1.{}", event.kind))

@@ -5,6 +5,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use choria_registration::RegistrationDecoder;
 use ferry_adapter::{Decoder, Input, Payload};
+// Go's RFC3339Nano in UTC, from the simulated fleet: written independently of the decoder.
+use ferry_sim::Rfc3339;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -116,34 +118,9 @@ impl Generated {
         } else {
             (self.time, 0)
         };
-        rfc3339_nano(seconds, nanos)
+        let nanos = u32::try_from(nanos).expect("rem_euclid(10^9) fits in u32");
+        Rfc3339 { seconds, nanos }.to_string()
     }
-}
-
-/// Go's RFC3339Nano in UTC: civil date by H. Hinnant's algorithm, fraction with trailing zeros cut.
-fn rfc3339_nano(seconds: i64, nanos: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let fraction = if nanos == 0 {
-        String::new()
-    } else {
-        format!(".{nanos:09}").trim_end_matches('0').to_string()
-    };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 proptest! {

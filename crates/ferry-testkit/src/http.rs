@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 GET client for the monitor endpoints of ferry and nats-server.
 //!
-//! Tests may not add dependencies, and a real HTTP client would be overkill: the endpoints are on
-//! loopback, answer small bodies, and we only ever GET. The request asks for `Connection: close`, so
+//! A real HTTP client would be a large dependency for little: the endpoints are on loopback, answer
+//! small bodies, and are only ever read with GET. The request asks for `Connection: close`, so
 //! the body is simply everything up to EOF; `Content-Length` and chunked bodies are still honoured so
 //! a server that keeps the connection open, or streams, is handled too.
 
@@ -16,7 +16,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `GET http://{addr}{path}`; returns the status code and the body (lossy UTF-8).
 ///
-/// `addr` is `host:port` (e.g. `Ferry::monitor_addr`). Connection refused and
+/// `addr` is `host:port` (e.g. [`crate::NatsServer::monitor_addr`]). Connection refused and
 /// timeouts come back as `Err`, which is what readiness polling wants.
 pub async fn http_get(addr: &str, path: &str) -> io::Result<(u16, String)> {
     let request = request(addr, path);
@@ -39,7 +39,7 @@ pub async fn http_get(addr: &str, path: &str) -> io::Result<(u16, String)> {
 }
 
 /// Blocking twin of [`http_get`] for synchronous code (e.g. waiting for nats-server to be ready in
-/// `NatsServer::start`), with short timeouts since it is used for polling.
+/// [`crate::NatsServer::start`]), with short timeouts since it is used for polling.
 pub fn http_get_blocking(addr: &str, path: &str) -> io::Result<(u16, String)> {
     let sock = addr
         .to_socket_addrs()?
@@ -56,7 +56,7 @@ pub fn http_get_blocking(addr: &str, path: &str) -> io::Result<(u16, String)> {
 
 fn request(addr: &str, path: &str) -> String {
     format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ferry-tests\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ferry-testkit\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     )
 }
 

@@ -1,7 +1,7 @@
-//! A strict parser for the Prometheus text exposition format (version 0.0.4), enough to assert on
-//! ferry's `/metrics`.
+//! A strict parser for the Prometheus text exposition format (version 0.0.4), enough to read and
+//! assert on ferry's `/metrics`.
 //!
-//! It is deliberately strict: a line it cannot parse panics with the offending line, because ferry
+//! It is deliberately strict: a line it cannot parse is an error naming the line, because ferry
 //! emitting an invalid exposition is itself a bug that a scraper would choke on.
 
 use std::collections::HashMap;
@@ -97,8 +97,29 @@ impl Metrics {
     }
 }
 
-/// Parses Prometheus text format. Panics (with the line) on malformed input.
+/// Parses Prometheus text format for a test: panics (with the line) on malformed input.
 pub fn parse_metrics(text: &str) -> Metrics {
+    Metrics::parse(text).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A line of an exposition that is not valid Prometheus text.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid metrics line {line}: {why}: {text:?}")]
+pub struct MetricsError {
+    /// 1-based line number.
+    pub line: usize,
+    pub why: String,
+    pub text: String,
+}
+
+impl Metrics {
+    /// Parses Prometheus text format; the first malformed line is the error.
+    pub fn parse(text: &str) -> Result<Metrics, MetricsError> {
+        parse(text)
+    }
+}
+
+fn parse(text: &str) -> Result<Metrics, MetricsError> {
     let mut metrics = Metrics::default();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -117,10 +138,16 @@ pub fn parse_metrics(text: &str) -> Metrics {
         }
         match parse_sample(line) {
             Ok(sample) => metrics.samples.push(sample),
-            Err(why) => panic!("invalid metrics line {}: {why}: {raw:?}", i + 1),
+            Err(why) => {
+                return Err(MetricsError {
+                    line: i + 1,
+                    why,
+                    text: raw.to_string(),
+                })
+            }
         }
     }
-    metrics
+    Ok(metrics)
 }
 
 fn parse_sample(line: &str) -> Result<Sample, String> {

@@ -24,7 +24,7 @@ use super::jetstream::{
 };
 use super::report::ScenarioResult;
 use super::{median, rate, BenchOptions, Progress};
-use crate::local_server::ServerOptions;
+use ferry_testkit::ServerOptions;
 
 /// Senders of the `sample` scenario (at most: fewer when `--messages` is smaller).
 const SENDERS: u64 = 50_000;
@@ -90,8 +90,8 @@ pub async fn run(
 
 async fn scenario(
     shape: &Shape,
-    a: &crate::local_server::LocalServer,
-    b: &crate::local_server::LocalServer,
+    a: &ferry_testkit::NatsServer,
+    b: &ferry_testkit::NatsServer,
     a_js: &async_nats::jetstream::Context,
     b_js: &async_nats::jetstream::Context,
     progress: &Progress,

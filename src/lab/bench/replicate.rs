@@ -36,9 +36,9 @@ use super::peers::{self, CopyJob, PeerRuns, PeerRuntime, COPY_IN_FLIGHT};
 use super::report::ScenarioResult;
 use super::{median, rate, BenchOptions, Progress};
 use crate::config::replicator::Writes;
-use crate::local_server::ServerOptions;
 use crate::replicator::checkpoint::SourceIdentity;
 use crate::replicator::headers::{target_headers, Stamp};
+use ferry_testkit::ServerOptions;
 
 /// Source messages unless `--messages` says otherwise.
 const DEFAULT_MESSAGES: u64 = 1_000_000;
@@ -60,7 +60,7 @@ pub async fn run(
         "bench-a",
         ServerOptions {
             jetstream: true,
-            domain: Some("a".into()),
+            jetstream_domain: Some("a".into()),
             leafnode_listen: true,
             ..ServerOptions::default()
         },
@@ -73,7 +73,7 @@ pub async fn run(
         "bench-b",
         ServerOptions {
             jetstream: true,
-            domain: Some("b".into()),
+            jetstream_domain: Some("b".into()),
             leaf_remotes: vec![leaf],
             ..ServerOptions::default()
         },

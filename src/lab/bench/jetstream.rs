@@ -9,8 +9,8 @@ use async_nats::jetstream::{self, stream::Config as StreamConfig};
 use bytes::Bytes;
 
 use super::Progress;
-use crate::ferry_process::{metric_sum, monitor_get, FerryProcess, WorkDir};
-use crate::local_server::{self, LocalServer, ServerOptions};
+use crate::lab::{spawn_ferry, EXIT_TIMEOUT, READY_TIMEOUT};
+use ferry_testkit::{http_get, FerryChild, Metrics, NatsServer, ServerOptions, WorkDir};
 
 /// A run gives up when what it waits for has not moved for this long.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -18,9 +18,9 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const POLL: Duration = Duration::from_millis(10);
 
 /// Starts a local nats-server (blocking work, so off the async threads).
-pub async fn start_server(name: &str, options: ServerOptions) -> anyhow::Result<LocalServer> {
-    let name = name.to_string();
-    tokio::task::spawn_blocking(move || LocalServer::start_with(&name, &options))
+pub async fn start_server(name: &str, options: ServerOptions) -> anyhow::Result<NatsServer> {
+    let options = options.name(name);
+    tokio::task::spawn_blocking(move || NatsServer::try_start(options))
         .await
         .context("starting nats-server")?
         .map_err(anyhow::Error::from)
@@ -158,7 +158,7 @@ impl Waiter {
 
 /// `ferry run` on a config the bench wrote, in its own work directory.
 pub struct FerryRun {
-    pub process: FerryProcess,
+    pub process: FerryChild,
     pub monitor: SocketAddr,
     _work: WorkDir,
 }
@@ -167,17 +167,17 @@ impl FerryRun {
     /// Writes the config (`{state_dir}` and `{monitor}` filled in) and starts ferry; does not wait.
     pub fn spawn(label: &str, config_template: &str) -> anyhow::Result<FerryRun> {
         let work = WorkDir::new(label)?;
-        let port = local_server::free_port()?;
+        let port = ferry_testkit::free_port()?;
         let monitor = SocketAddr::from(([127, 0, 0, 1], port));
         let config = config_template
             .replace(
                 "{state_dir}",
-                &work.path.join("state").display().to_string(),
+                &work.path().join("state").display().to_string(),
             )
             .replace("{monitor}", &monitor.to_string());
-        let config_path = work.path.join("ferry.yaml");
+        let config_path = work.path().join("ferry.yaml");
         std::fs::write(&config_path, config).context("writing the bench config")?;
-        let process = FerryProcess::spawn(&config_path, &work.path.join("ferry.log"))?;
+        let process = spawn_ferry(&config_path, &work.path().join("ferry.log"))?;
         Ok(FerryRun {
             process,
             monitor,
@@ -186,18 +186,21 @@ impl FerryRun {
     }
 
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        self.process.wait_ready(self.monitor).await
+        Ok(self
+            .process
+            .wait_ready(&self.monitor.to_string(), READY_TIMEOUT)
+            .await?)
     }
 
     /// User + system CPU time ferry's process has used so far.
     pub fn cpu(&self) -> Option<Duration> {
-        super::cpu::process_cpu(self.process.pid())
+        self.process.pid().and_then(super::cpu::process_cpu)
     }
 
     /// ferry's `/metrics` text.
     pub async fn scrape(&mut self) -> anyhow::Result<String> {
         self.process.check_running()?;
-        let (status, body) = monitor_get(self.monitor, "/metrics").await?;
+        let (status, body) = http_get(&self.monitor.to_string(), "/metrics").await?;
         if status != 200 {
             bail!("ferry's /metrics answered {status}");
         }
@@ -207,13 +210,14 @@ impl FerryRun {
     /// The sum of metric `name` with `labels`.
     pub async fn metric(&mut self, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<u64> {
         let text = self.scrape().await?;
-        Ok(metric_sum(&text, name, labels).max(0.0) as u64)
+        let exposition = Metrics::parse(&text).context("reading ferry's /metrics answer")?;
+        Ok(exposition.sum(name, labels).max(0.0) as u64)
     }
 
     /// Reads the peak memory, then stops ferry gracefully; fails when it does not exit 0.
     pub async fn finish(mut self) -> anyhow::Result<Option<u64>> {
         let rss = self.process.peak_rss_bytes();
-        let status = self.process.terminate().await?;
+        let status = self.process.terminate(EXIT_TIMEOUT).await?;
         if !status.success() {
             bail!(
                 "ferry exited with {status}\n--- ferry log (tail) ---\n{}",

@@ -6,7 +6,7 @@
 //! interleaves its runs (baseline, ferry, baseline, ferry, ...) and reports the median of each, so
 //! a burst of load elsewhere hits both sides alike.
 //!
-//! ferry runs as a child process (`ferry run -c FILE`, see [`crate::ferry_process`]) with a config
+//! ferry runs as a child process (`ferry run -c FILE`, see [`ferry_testkit::FerryChild`]) with a config
 //! the bench writes, exactly as an operator would run it; its peak memory is the child's `VmHWM`
 //! and its CPU per message the child's user + system time over the measured interval
 //! ([`cpu`]). The baselines run in this process with a plain async-nats client, or are the

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context as _};
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::stream::Config as StreamConfig;
 use bytes::Bytes;
@@ -44,10 +44,9 @@ use super::peers::{self, PeerRuns, PeerRuntime, RelayJob, READY_TIMEOUT, RELAY_I
 use super::report::ScenarioResult;
 use super::{median, quantile, rate, BenchOptions, Progress};
 use crate::adapter::message::{EventHeaders, OutMessage};
-use crate::ferry_process::metric_sum;
-use crate::local_server::ServerOptions;
-use crate::sim::{Fleet, LifecycleType};
 use crate::subject::content_digest;
+use ferry_sim::{Fleet, LifecycleType};
+use ferry_testkit::{Metrics, ServerOptions};
 
 /// Events per throughput run unless `--messages` says otherwise.
 const DEFAULT_MESSAGES: u64 = 200_000;
@@ -404,6 +403,7 @@ async fn ferry_throughput(
     let mut waiter = Waiter::new(&format!("{label}: ferry stored"), total);
     let done = loop {
         let text = ferry.scrape().await?;
+        let exposition = Metrics::parse(&text).context("reading ferry's /metrics answer")?;
         let accounted: f64 = [
             "ferry_adapter_published_total",
             "ferry_adapter_duplicates_total",
@@ -411,7 +411,7 @@ async fn ferry_throughput(
             "ferry_adapter_invalid_total",
         ]
         .iter()
-        .map(|name| metric_sum(&text, name, &[]))
+        .map(|name| exposition.sum(name, &[]))
         .sum();
         if let Some(done) = waiter.check(accounted as u64, progress)? {
             break done;
