@@ -10,7 +10,7 @@ use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::HeaderMap;
 use common::NatsServer;
 use ferry::jetstream::ack_inbox::AckInbox;
-use ferry::jetstream::answer::Outcome;
+use ferry::jetstream::answer::{Outcome, RejectReason};
 
 fn with_msg_id(id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -113,7 +113,7 @@ async fn an_oversize_publish_comes_back_as_a_reject_without_reaching_the_server(
     assert!(matches!(
         outcome,
         Outcome::Rejected {
-            reason: "oversize",
+            reason: RejectReason::Oversize,
             ..
         }
     ));

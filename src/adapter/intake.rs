@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 
 use super::message::{EventHeaders, OutMessage};
 use super::router::{Routed, Router};
-use super::{AdapterMetrics, Health};
+use super::telemetry::AdapterTelemetry;
+use super::Health;
 use crate::config::schema::AdapterConfig;
 use crate::filter::{Filter, Verdict};
 use crate::shutdown::StopSignal;
@@ -30,7 +31,7 @@ pub struct Intake {
     pub filter: Filter,
     pub template: Template,
     pub router: Arc<Router>,
-    pub metrics: AdapterMetrics,
+    pub telemetry: AdapterTelemetry,
     pub health: Arc<Health>,
     pub stop: StopSignal,
 }
@@ -128,11 +129,10 @@ impl Intake {
     }
 
     async fn handle(&mut self, message: Message) {
-        self.metrics.received.inc();
+        self.telemetry.received.inc();
         if let Some(reason) = unparseable(&message) {
-            self.metrics.invalid(reason).inc();
-            self.health.note_invalid(
-                &self.config.name,
+            self.telemetry.invalid(
+                reason,
                 &message.subject,
                 &format_args!("{reason}: the message does not follow the NATS format"),
             );
@@ -141,14 +141,11 @@ impl Intake {
         }
         match self.process(&message) {
             Step::Invalid(reason) => self.republish_invalid(&message, reason).await,
-            Step::Filtered => self.metrics.filtered.inc(),
+            Step::Filtered => self.telemetry.filtered.inc(),
             Step::Out(out) => match self.router.submit(out) {
                 Routed::Queued => {}
-                Routed::Spooled => self.metrics.spooled.inc(),
-                Routed::Dropped(error) => {
-                    self.metrics.dropped(error.drop_reason()).inc();
-                    self.health.warn_drop(&self.config.name, &error);
-                }
+                Routed::Spooled => self.telemetry.spooled.inc(),
+                Routed::Dropped(error) => self.telemetry.spool_refused(&error),
             },
         }
     }
@@ -160,9 +157,8 @@ impl Intake {
         let event = match self.decoder.decode(&input) {
             Ok(event) => event,
             Err(error) => {
-                self.metrics.invalid(error.reason()).inc();
-                self.health
-                    .note_invalid(&self.config.name, &message.subject, &error);
+                self.telemetry
+                    .invalid(error.reason(), &message.subject, &error);
                 return Step::Invalid(error.reason());
             }
         };

@@ -13,20 +13,19 @@ pub mod publisher;
 pub mod router;
 pub mod spool;
 pub mod stream;
+pub mod telemetry;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter, IntCounterVec};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::schema::AdapterConfig;
 use crate::connect::Connection;
 use crate::filter::Filter;
-use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
 use crate::shutdown::{Shutdown, StopSignal};
 use crate::state::StateStore;
@@ -38,6 +37,7 @@ use message::OutMessage;
 use publisher::Publisher;
 use router::Router;
 use spool::{Spool, SpoolError};
+use telemetry::{AdapterTelemetry, DropReason, SpoolOp};
 
 /// The in-memory queue between intake and publisher holds this many events per allowed publish in
 /// flight (at least [`MIN_QUEUE`]). It absorbs bursts; beyond it, events go to the disk spool.
@@ -49,59 +49,6 @@ pub fn queue_capacity(config: &AdapterConfig) -> usize {
     (config.max_in_flight * QUEUE_PER_IN_FLIGHT).max(MIN_QUEUE)
 }
 
-/// The adapter's metrics with its `pipeline` label already applied, so the hot path does no lookups.
-#[derive(Clone)]
-pub struct AdapterMetrics {
-    pub received: IntCounter,
-    pub published: IntCounter,
-    pub duplicates: IntCounter,
-    pub filtered: IntCounter,
-    pub spooled: IntCounter,
-    pub publish_seconds: Histogram,
-    invalid: IntCounterVec,
-    dropped: IntCounterVec,
-    name: String,
-}
-
-impl AdapterMetrics {
-    pub fn new(metrics: &Metrics, name: &str) -> AdapterMetrics {
-        let labels = [name];
-        let bound = AdapterMetrics {
-            received: metrics.adapter_received.with_label_values(&labels),
-            published: metrics.adapter_published.with_label_values(&labels),
-            duplicates: metrics.adapter_duplicates.with_label_values(&labels),
-            filtered: metrics.adapter_filtered.with_label_values(&labels),
-            spooled: metrics.adapter_spooled.with_label_values(&labels),
-            publish_seconds: metrics.adapter_publish_seconds.with_label_values(&labels),
-            invalid: metrics.adapter_invalid.clone(),
-            dropped: metrics.adapter_dropped.clone(),
-            name: name.to_string(),
-        };
-        // Show the drop counters at zero from the start, so alerts can be written against them.
-        for reason in [
-            "spool_full",
-            "spool_damaged",
-            "disk_full",
-            "disk_error",
-            "oversize",
-            "no_responders",
-            "rejected",
-            "task_failed",
-        ] {
-            bound.dropped(reason);
-        }
-        bound
-    }
-
-    pub fn invalid(&self, reason: &str) -> IntCounter {
-        self.invalid.with_label_values(&[&self.name, reason])
-    }
-
-    pub fn dropped(&self, reason: &str) -> IntCounter {
-        self.dropped.with_label_values(&[&self.name, reason])
-    }
-}
-
 /// What the intake and publisher know about the adapter's health, read by the status task.
 pub struct Health {
     subscribed: AtomicBool,
@@ -109,14 +56,9 @@ pub struct Health {
     output_problem: Mutex<Option<String>>,
     /// A problem only the operator can fix (e.g. overlapping stream subjects).
     failure: Mutex<Option<String>>,
-    drops: LogLimiter,
-    disk_drops: LogLimiter,
-    invalid: LogLimiter,
     /// Publishes of events taken from the in-memory queue that await their ack: what a publisher
     /// that fails would leave unaccounted for.
     queue_in_flight: AtomicU64,
-    /// One per kind of spool failure (read, remove, flush), so each is logged at a limited rate.
-    spool_errors: Mutex<Vec<(&'static str, LogLimiter)>>,
 }
 
 impl Health {
@@ -126,10 +68,6 @@ impl Health {
             subscribed: AtomicBool::new(false),
             output_problem: Mutex::new(None),
             failure: Mutex::new(None),
-            drops: LogLimiter::new(Duration::from_secs(10)),
-            disk_drops: LogLimiter::new(Duration::from_secs(10)),
-            invalid: LogLimiter::new(Duration::from_secs(10)),
-            spool_errors: Mutex::new(Vec::new()),
         }
     }
 
@@ -173,55 +111,6 @@ impl Health {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-
-    /// Logs a dropped event, at most once per interval for each kind of cause.
-    pub fn warn_drop(&self, adapter: &str, error: &SpoolError) {
-        let reason = error.drop_reason();
-        if reason == "spool_full" {
-            if let Some(suppressed) = self.drops.allow() {
-                tracing::error!(
-                    adapter,
-                    %error,
-                    reason,
-                    suppressed,
-                    "event dropped: the spool is full (see ferry_adapter_dropped_total); raise spool.max_bytes or restore JetStream"
-                );
-            }
-        } else if let Some(suppressed) = self.disk_drops.allow() {
-            tracing::error!(
-                adapter,
-                %error,
-                reason,
-                suppressed,
-                "event dropped: the disk under state_dir does not take the spool's writes and the memory held for them is used up (see ferry_adapter_dropped_total); free space on that file system (the spool leaves 2 MiB free for the state store) or restore JetStream"
-            );
-        }
-    }
-
-    /// Logs a failure of the spool (`what` it could not do, e.g. "read"), at most once per
-    /// interval for each kind, with the count of repeats held back.
-    pub fn spool_error(&self, adapter: &str, what: &'static str, error: &dyn std::fmt::Display) {
-        let mut limiters = self.spool_errors.lock().unwrap_or_else(|p| p.into_inner());
-        let index = match limiters.iter().position(|(kind, _)| *kind == what) {
-            Some(index) => index,
-            None => {
-                limiters.push((what, LogLimiter::new(Duration::from_secs(10))));
-                limiters.len() - 1
-            }
-        };
-        if let Some(suppressed) = limiters[index].1.allow() {
-            tracing::error!(adapter, %error, suppressed, "cannot {what} the spool");
-        }
-    }
-
-    /// Logs an undecodable event, at most once per interval.
-    pub fn note_invalid(&self, adapter: &str, subject: &str, error: &dyn std::fmt::Display) {
-        if let Some(suppressed) = self.invalid.allow() {
-            tracing::warn!(adapter, subject, %error, suppressed, "invalid event (counted in ferry_adapter_invalid_total)");
-        } else {
-            tracing::debug!(adapter, subject, %error, "invalid event");
-        }
-    }
 }
 
 /// Everything an adapter needs from the process.
@@ -259,7 +148,7 @@ pub struct Adapter {
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<OutMessage>>>,
     router: Arc<Router>,
     health: Arc<Health>,
-    metrics: AdapterMetrics,
+    telemetry: AdapterTelemetry,
     store: Arc<dyn StateStore>,
     shutdown: Shutdown,
 }
@@ -309,10 +198,10 @@ impl Adapter {
         for (file, bytes) in &recovered.torn {
             tracing::warn!(adapter = %name, file = %file.display(), bytes, "a spool segment ends in an incomplete record written after the last flush (a write cut short by a crash or power loss, of events never counted as spooled); the records before it are kept");
         }
-        let adapter_metrics = AdapterMetrics::new(&metrics, &name);
-        report_damage(&name, &adapter_metrics, &recovered.damaged);
+        let telemetry = AdapterTelemetry::new(&metrics, &name);
+        telemetry.segments_damaged(&recovered.damaged);
         if let Some(events) = recovered.store_lost {
-            adapter_metrics.dropped("spool_damaged").inc_by(events);
+            telemetry.dropped(DropReason::SpoolDamaged, events);
             tracing::error!(adapter = %name, events_lost = events, segment_files = recovered.unrecorded.len(), "the state store that held this spool's position and its out-of-order part is gone (deleted, emptied or replaced): the {events} spooled events it held are lost and counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}. The segment files are drained from their start, so events published before may be published again (JetStream drops the repeats within the stream's duplicate window)");
         } else if !recovered.unrecorded.is_empty() {
             tracing::info!(adapter = %name, files = recovered.unrecorded.len(), "spool segment files the state store had no record of yet (written by an earlier release): they are drained, and damage in them is counted from sequence gaps");
@@ -340,7 +229,7 @@ impl Adapter {
             queue: queue_for_publisher,
             router: router.clone(),
             spool: spool.clone(),
-            metrics: adapter_metrics.clone(),
+            telemetry: telemetry.clone(),
             health: health.clone(),
             stop: shutdown.signal(),
             verified_connects: 0,
@@ -352,7 +241,7 @@ impl Adapter {
             filter,
             template,
             router: router.clone(),
-            metrics: adapter_metrics.clone(),
+            telemetry: telemetry.clone(),
             health: health.clone(),
             stop: shutdown.signal(),
             config,
@@ -360,10 +249,9 @@ impl Adapter {
         let flusher = spawner.spawn(
             "flusher",
             flush_spool(
-                name.clone(),
                 store.clone(),
                 spool.clone(),
-                health.clone(),
+                telemetry.clone(),
                 shutdown.signal(),
             ),
         );
@@ -378,7 +266,7 @@ impl Adapter {
                 router.clone(),
                 input,
                 metrics,
-                adapter_metrics.clone(),
+                telemetry.clone(),
                 shutdown.signal(),
             ),
         );
@@ -392,7 +280,7 @@ impl Adapter {
             queue,
             router,
             health,
-            metrics: adapter_metrics,
+            telemetry,
             store,
             shutdown,
         })
@@ -427,15 +315,15 @@ impl Adapter {
         self.flusher.abort();
         self.keep_what_a_failed_publisher_left();
         // What the publisher spilled at the end must be on disk before the process exits.
-        if !flush_and_count(&self.name, &self.store, &self.spool, &self.health).await {
+        if !flush_and_count(&self.store, &self.spool, &self.telemetry).await {
             // What only memory holds now is lost with the process: counted, not silent.
             let lost = self.spool.unwritten();
             if lost > 0 {
-                self.metrics.dropped("disk_full").inc_by(lost);
+                self.telemetry.dropped(DropReason::DiskFull, lost);
                 tracing::error!(adapter = %self.name, events_dropped = lost, "{lost} spooled events held in memory could not be written to disk before the stop (the disk under state_dir is full) and are dropped, counted in ferry_adapter_dropped_total{{reason=\"disk_full\"}}");
             }
         }
-        report_damage(&self.name, &self.metrics, &self.spool.take_damage());
+        self.telemetry.segments_damaged(&self.spool.take_damage());
     }
 
     /// A publisher that ended normally left nothing behind. One that failed left the events in
@@ -453,20 +341,17 @@ impl Adapter {
             while let Some(message) = next {
                 match self.spool.push(&message) {
                     Ok(()) => {
-                        self.metrics.spooled.inc();
+                        self.telemetry.spooled.inc();
                         moved += 1;
                     }
-                    Err(error) => {
-                        self.metrics.dropped("spool_full").inc();
-                        self.health.warn_drop(&self.name, &error);
-                    }
+                    Err(error) => self.telemetry.spool_refused(&error),
                 }
                 next = queue.try_recv().ok();
             }
         }
         let lost = self.health.take_queue_in_flight();
         if lost > 0 {
-            self.metrics.dropped("task_failed").inc_by(lost);
+            self.telemetry.dropped(DropReason::TaskFailed, lost);
         }
         if moved > 0 || lost > 0 {
             tracing::error!(
@@ -489,10 +374,9 @@ impl Pipeline for Adapter {
 /// spool gauges (SPEC section 9: an event counts as spooled once the store has flushed it). While
 /// the store cannot write, it keeps flushing, which is what reopens the store once it can.
 async fn flush_spool(
-    name: String,
     store: Arc<dyn StateStore>,
     spool: Arc<Spool>,
-    health: Arc<Health>,
+    telemetry: AdapterTelemetry,
     mut stop: StopSignal,
 ) {
     // It keeps flushing while the adapter stops, and ends with the adapter.
@@ -502,17 +386,16 @@ async fn flush_spool(
             alive = stop.changed() => if !alive { return },
         }
         if spool.needs_flush() || store.problem().is_some() {
-            flush_and_count(&name, &store, &spool, &health).await;
+            flush_and_count(&store, &spool, &telemetry).await;
         }
     }
 }
 
 /// Makes what was spooled so far durable, then counts it in the spool gauges. Whether it did.
 async fn flush_and_count(
-    name: &str,
     store: &Arc<dyn StateStore>,
     spool: &Arc<Spool>,
-    health: &Health,
+    telemetry: &AdapterTelemetry,
 ) -> bool {
     // Taken before the flush: everything it counts is covered by it.
     let pending = spool.unflushed();
@@ -523,37 +406,12 @@ async fn flush_and_count(
             true
         }
         Ok(Err(error)) => {
-            health.spool_error(name, "flush", &error);
+            telemetry.spool_failed(SpoolOp::Flush, &error);
             false
         }
         Err(error) => {
-            health.spool_error(name, "flush", &error);
+            telemetry.spool_failed(SpoolOp::Flush, &error);
             false
-        }
-    }
-}
-
-/// Counts and logs, one line per file, the spooled events that damaged or missing segment files
-/// lost.
-fn report_damage(
-    adapter: &str,
-    metrics: &AdapterMetrics,
-    damaged: &[spool::segments::DamagedSegment],
-) {
-    for segment in damaged {
-        metrics.dropped("spool_damaged").inc_by(segment.lost);
-        let file = segment.path.display();
-        let counted = if segment.exact {
-            "counted against the state store's record of the file"
-        } else {
-            "estimated from the sequence numbers around the damage: the state store had no record of the file"
-        };
-        if segment.missing {
-            tracing::error!(adapter, file = %file, events_lost = segment.lost, "spool segment file is missing: {} spooled events in it are lost ({counted}) and counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}. Something deleted it under state_dir: keep state_dir out of cleanup jobs, and restore the whole state_dir from one backup rather than single files", segment.lost);
-        } else if segment.lost > 0 {
-            tracing::error!(adapter, file = %file, events_lost = segment.lost, damaged_bytes = segment.damaged_bytes, "spool segment file is damaged: {} spooled events in it can no longer be read ({counted}) and are counted in ferry_adapter_dropped_total{{reason=\"spool_damaged\"}}; the intact events in it are published as usual. Check the disk and file system under state_dir (kernel log, SMART)", segment.lost);
-        } else {
-            tracing::warn!(adapter, file = %file, damaged_bytes = segment.damaged_bytes, "spool segment file has damaged bytes, but no unpublished event was in them (or their loss was reported before); check the disk and file system under state_dir (kernel log, SMART)");
         }
     }
 }
@@ -570,12 +428,12 @@ async fn report_status(
     router: Arc<Router>,
     input: Connection,
     metrics: Arc<Metrics>,
-    adapter_metrics: AdapterMetrics,
+    telemetry: AdapterTelemetry,
     mut stop: StopSignal,
 ) {
     let queue_gauge = metrics.adapter_queue_depth.with_label_values(&[&name]);
     loop {
-        report_damage(&name, &adapter_metrics, &spool.take_damage());
+        telemetry.segments_damaged(&spool.take_damage());
         let (state, reason) = if let Some(failure) = health.failure() {
             (PipelineState::Failed, Some(failure))
         } else if !input.is_connected() {

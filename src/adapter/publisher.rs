@@ -20,11 +20,12 @@ use super::message::OutMessage;
 use super::router::Router;
 use super::spool::Spool;
 use super::stream;
-use super::{AdapterMetrics, Health};
+use super::telemetry::{AdapterTelemetry, Rejected, SpoolOp};
+use super::Health;
 use crate::config::schema::AdapterConfig;
 use crate::connect::Connection;
 use crate::jetstream::ack_inbox::AckInbox;
-use crate::jetstream::answer::Outcome;
+use crate::jetstream::answer::{Outcome, RejectReason};
 use crate::jetstream::{StreamError, StreamErrorKind};
 use crate::shutdown::StopSignal;
 use crate::subject;
@@ -75,7 +76,7 @@ pub struct Publisher {
     pub queue: tokio::sync::OwnedMutexGuard<mpsc::Receiver<OutMessage>>,
     pub router: Arc<Router>,
     pub spool: Arc<Spool>,
-    pub metrics: AdapterMetrics,
+    pub telemetry: AdapterTelemetry,
     pub health: Arc<Health>,
     /// Stopping: finish what is in memory. Past the deadline: spill it to the spool and exit.
     pub stop: StopSignal,
@@ -182,7 +183,7 @@ impl Publisher {
                             read_ahead.extend(batch);
                         }
                         Err(error) => {
-                            self.health.spool_error(&self.config.name, "read", &error);
+                            self.telemetry.spool_failed(SpoolOp::Read, &error);
                         }
                     }
                 }
@@ -293,27 +294,27 @@ impl Publisher {
         };
         match outcome {
             Outcome::Stored { duplicate, .. } => {
-                self.metrics
+                self.telemetry
                     .publish_seconds
                     .observe(item.started.elapsed().as_secs_f64());
                 if duplicate {
-                    self.metrics.duplicates.inc();
+                    self.telemetry.duplicates.inc();
                 } else {
-                    self.metrics.published.inc();
+                    self.telemetry.published.inc();
                 }
                 Finished::Done(item.spooled())
             }
             Outcome::Rejected { reason, detail } => {
-                self.metrics.dropped(reason).inc();
-                tracing::warn!(
-                    adapter = %self.config.name,
-                    subject = %item.message.subject,
-                    source_subject = item.message.header("Ferry-Source-Subject").unwrap_or_default(),
-                    bytes = item.message.payload.len(),
+                self.telemetry.rejected(Rejected {
                     reason,
-                    %detail,
-                    "JetStream rejected an event; it is dropped and counted"
-                );
+                    subject: &item.message.subject,
+                    source_subject: item
+                        .message
+                        .header("Ferry-Source-Subject")
+                        .unwrap_or_default(),
+                    bytes: item.message.payload.len(),
+                    detail: &detail,
+                });
                 Finished::Done(item.spooled())
             }
             // Adapters do not fence their publishes, so a wrong last sequence means the server
@@ -350,8 +351,7 @@ impl Publisher {
             return;
         }
         if let Err(error) = self.spool.remove_all(done) {
-            self.health
-                .spool_error(&self.config.name, "remove events from", &error);
+            self.telemetry.spool_failed(SpoolOp::Remove, &error);
         }
         done.clear();
     }
@@ -363,11 +363,8 @@ impl Publisher {
             return;
         }
         match self.spool.push(message) {
-            Ok(()) => self.metrics.spooled.inc(),
-            Err(error) => {
-                self.metrics.dropped(error.drop_reason()).inc();
-                self.health.warn_drop(&self.config.name, &error);
-            }
+            Ok(()) => self.telemetry.spooled.inc(),
+            Err(error) => self.telemetry.spool_refused(&error),
         }
     }
 
@@ -388,7 +385,7 @@ impl Publisher {
                     ))
                 } else {
                     Outcome::Rejected {
-                        reason: "no_responders",
+                        reason: RejectReason::NoResponders,
                         detail: format!(
                             "no stream listens on {} (stream {} has subjects {:?})",
                             message.subject, self.config.output.stream, subjects

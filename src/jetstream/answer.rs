@@ -23,7 +23,7 @@ pub enum Outcome {
     /// elsewhere: an earlier publish of the same pipeline failed, or someone else wrote.
     WrongLastSequence(String),
     Rejected {
-        reason: &'static str,
+        reason: RejectReason,
         detail: String,
     },
     Outage(String),
@@ -35,18 +35,49 @@ pub enum Outcome {
     NoResponders,
 }
 
+/// Why a message can never be stored, whatever the retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Larger than the server's max payload or the stream's message or header limit.
+    Oversize,
+    /// No stream listens on the subject, while the intended stream is there.
+    NoResponders,
+    /// The server refuses it for good (e.g. the subject belongs to another stream).
+    Refused,
+    /// Its subject cannot be published by a NATS client (a replicator's source held it).
+    UnpublishableSubject,
+}
+
+impl RejectReason {
+    /// The name in logs and pause reasons.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::Oversize => "oversize",
+            RejectReason::NoResponders => "no_responders",
+            RejectReason::Refused => "rejected",
+            RejectReason::UnpublishableSubject => "unpublishable_subject",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// Sorts a JetStream API error code: the few that no retry can fix, and outages.
 fn classify_api_error(code: ErrorCode, detail: String) -> Outcome {
     match code {
         ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM | ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM => {
             Outcome::Rejected {
-                reason: "oversize",
+                reason: RejectReason::Oversize,
                 detail,
             }
         }
         ErrorCode::STREAM_WRONG_LAST_SEQUENCE => Outcome::WrongLastSequence(detail),
         ErrorCode::STREAM_NOT_MATCH => Outcome::Rejected {
-            reason: "rejected",
+            reason: RejectReason::Refused,
             detail: format!(
                 "the subject belongs to another stream ({detail}); check output.subject and stream_subjects"
             ),
@@ -126,11 +157,11 @@ pub fn classify_reply(reply: &async_nats::Message, expected_stream: Option<&str>
 pub fn classify_send_error(error: async_nats::PublishError) -> Outcome {
     match error.kind() {
         async_nats::PublishErrorKind::MaxPayloadExceeded => Outcome::Rejected {
-            reason: "oversize",
+            reason: RejectReason::Oversize,
             detail: error.to_string(),
         },
         async_nats::PublishErrorKind::InvalidSubject => Outcome::Rejected {
-            reason: "rejected",
+            reason: RejectReason::Refused,
             detail: format!("{error}: the target subject is not a valid NATS subject"),
         },
         _ => Outcome::Outage(format!("publish: {error}")),
@@ -205,7 +236,7 @@ pub fn classify_pull(message: &async_nats::Message) -> PullAnswer {
 
 #[cfg(test)]
 mod tests {
-    use super::{classify_pull, classify_reply, Outcome, PullAnswer};
+    use super::{classify_pull, classify_reply, Outcome, PullAnswer, RejectReason};
 
     fn reply(payload: &str, status: Option<async_nats::StatusCode>) -> async_nats::Message {
         async_nats::Message {
@@ -251,7 +282,7 @@ mod tests {
         assert!(matches!(
             oversize,
             Outcome::Rejected {
-                reason: "oversize",
+                reason: RejectReason::Oversize,
                 ..
             }
         ));
@@ -261,7 +292,7 @@ mod tests {
         assert!(matches!(
             wrong_stream,
             Outcome::Rejected {
-                reason: "rejected",
+                reason: RejectReason::Refused,
                 ..
             }
         ));

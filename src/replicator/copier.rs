@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use super::advisories::AdvisoryPublisher;
 use super::checkpoint::{Checkpoint, Checkpoints, TargetPosition};
 use super::election::Role;
-use super::gate::{Candidate, Gate, Skip};
+use super::gate::{Candidate, Gate};
 use super::headers::Stamp;
 use super::limits::RateLimiter;
 use super::reader::{ReadError, SourceMessage, SourceReader};
@@ -30,14 +30,14 @@ use super::resume::{self, Resume, TargetView};
 use super::sampling::Sampler;
 use super::shared_state::SharedState;
 use super::streams::{self, SourceInfo};
+use super::telemetry::{ReplicatorTelemetry, SkipReason};
 use super::watermark::Watermark;
 use super::writer::{FenceBreak, Pending, Reject, Settled, Writer};
-use super::ReplicatorMetrics;
 use crate::config::replicator::{OnReject, ReplicatorConfig, Writes};
 use crate::connect::Connection;
 use crate::filter::Filter;
 use crate::jetstream::ack_inbox::AckInbox;
-use crate::jetstream::answer::Outcome;
+use crate::jetstream::answer::{Outcome, RejectReason};
 use crate::jetstream::{StreamError, StreamErrorKind};
 use crate::shutdown::StopSignal;
 use crate::status::{PipelineState, StatusBoard};
@@ -98,7 +98,7 @@ pub struct Copier {
     pub sampler: Option<Arc<Sampler>>,
     pub limiter: Option<RateLimiter>,
     pub advisories: Option<AdvisoryPublisher>,
-    pub metrics: ReplicatorMetrics,
+    pub telemetry: ReplicatorTelemetry,
     pub board: Arc<StatusBoard>,
     /// Stopping: no new reads, in-flight acks awaited. Past the deadline: stop waiting for them.
     pub stop: StopSignal,
@@ -138,7 +138,7 @@ impl Copier {
             match self.session().await {
                 SessionEnd::Stopped => break,
                 SessionEnd::Demoted => {
-                    self.metrics.is_leader.set(0);
+                    self.telemetry.is_leader.set(0);
                     continue;
                 }
                 SessionEnd::Retry(reason) => {
@@ -177,7 +177,7 @@ impl Copier {
             return true;
         };
         if *lease.borrow() != Role::Leader {
-            self.metrics.is_leader.set(0);
+            self.telemetry.is_leader.set(0);
             self.board
                 .update(&self.config.name, |status| status.role = "standby".into());
             self.board.set_state(
@@ -206,7 +206,7 @@ impl Copier {
                 _ => return false,
             }
         }
-        self.metrics.is_leader.set(1);
+        self.telemetry.is_leader.set(1);
         self.board
             .update(&self.config.name, |status| status.role = "leader".into());
         if let Some(shared) = &self.shared {
@@ -317,7 +317,7 @@ impl Copier {
             target.last_sequence,
             &self.target,
             &self.target_js,
-            &self.metrics,
+            &self.telemetry,
         );
         let mut session = Session {
             source,
@@ -351,7 +351,7 @@ impl Copier {
         };
         if first_wanted < source.first_sequence && source.last_sequence > 0 {
             let gone = source.first_sequence - first_wanted;
-            self.metrics.skipped("source_gone").inc_by(gone);
+            self.telemetry.skipped(SkipReason::SourceGone, gone);
             tracing::warn!(
                 replicator = %self.config.name,
                 from = first_wanted,
@@ -479,14 +479,14 @@ impl Copier {
         session.last_delivered = sequence;
         if let Some(stored_at) = session.already_copied.remove(&sequence) {
             // A replay that the target already holds: counted, not written twice.
-            self.metrics.duplicates.inc();
+            self.telemetry.duplicates.inc();
             session.watermark.complete_at(sequence, stored_at);
             return None;
         }
-        self.metrics.source_sequence.set(sequence as i64);
-        self.metrics.lag.set(pending as i64);
+        self.telemetry.source_sequence.set(sequence as i64);
+        self.telemetry.lag.set(pending as i64);
         if let Some(reason) = self.skip_reason(session, &message, published) {
-            self.metrics.skipped(reason).inc();
+            self.telemetry.skipped(reason, 1);
             session.watermark.complete(sequence);
             return None;
         }
@@ -498,7 +498,7 @@ impl Copier {
             );
             let reject = Reject {
                 sequence,
-                reason: "unpublishable_subject",
+                reason: RejectReason::UnpublishableSubject,
                 detail,
             };
             return self.reject(session, reject).await;
@@ -532,7 +532,7 @@ impl Copier {
         session: &Session,
         message: &SourceMessage,
         published: OffsetDateTime,
-    ) -> Option<&'static str> {
+    ) -> Option<SkipReason> {
         let gate = Gate {
             target_origin: &session.target_origin,
             max_age: self.config.max_age.map(|age| age.0),
@@ -549,7 +549,7 @@ impl Copier {
         if let (Some(advisory), Some(publisher)) = (advisory, &self.advisories) {
             publisher.send(advisory);
         }
-        verdict.err().map(Skip::reason)
+        verdict.err().map(SkipReason::from)
     }
 
     /// Accounts for one ack. Returns how the session ends, if it must.
@@ -596,13 +596,13 @@ impl Copier {
         tracing::error!(
             replicator = %self.config.name,
             source_sequence = sequence,
-            reason,
+            %reason,
             %detail,
             "the target cannot take a message"
         );
         match self.config.on_reject {
             OnReject::Skip => {
-                self.metrics.skipped("rejected").inc();
+                self.telemetry.skipped(SkipReason::Rejected, 1);
                 session.watermark.complete(sequence);
                 None
             }
@@ -702,10 +702,10 @@ impl Copier {
             Ok(()) => {
                 tracing::debug!(replicator = %self.config.name, sequence, target_sequence, "checkpoint saved");
                 session.saved = (sequence, target_sequence);
-                self.metrics.checkpoint_sequence.set(sequence as i64);
+                self.telemetry.checkpoint_sequence.set(sequence as i64);
                 self.board.update(&self.config.name, |status| {
                     status.position = Some(sequence);
-                    status.lag = Some(self.metrics.lag.get().max(0) as u64);
+                    status.lag = Some(self.telemetry.lag.get().max(0) as u64);
                 });
             }
             Err(error) => {

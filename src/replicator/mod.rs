@@ -19,13 +19,13 @@ pub mod resume;
 pub mod sampling;
 pub mod shared_state;
 pub mod streams;
+pub mod telemetry;
 pub mod watermark;
 pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -44,60 +44,7 @@ use election::{Election, Role};
 use limits::RateLimiter;
 use sampling::Sampler;
 use shared_state::SharedState;
-
-/// The replicator's metrics with its `pipeline` label applied.
-#[derive(Clone)]
-pub struct ReplicatorMetrics {
-    pub copied: IntCounter,
-    pub copied_bytes: IntCounter,
-    pub duplicates: IntCounter,
-    pub reordered: IntCounter,
-    pub source_sequence: IntGauge,
-    pub checkpoint_sequence: IntGauge,
-    pub lag: IntGauge,
-    pub is_leader: IntGauge,
-    pub copy_delay: Histogram,
-    skipped: IntCounterVec,
-    name: String,
-}
-
-impl ReplicatorMetrics {
-    pub fn new(metrics: &Metrics, name: &str) -> ReplicatorMetrics {
-        let labels = [name];
-        let bound = ReplicatorMetrics {
-            copied: metrics.replicator_copied.with_label_values(&labels),
-            copied_bytes: metrics.replicator_copied_bytes.with_label_values(&labels),
-            duplicates: metrics.replicator_duplicates.with_label_values(&labels),
-            reordered: metrics.replicator_reordered.with_label_values(&labels),
-            source_sequence: metrics
-                .replicator_source_sequence
-                .with_label_values(&labels),
-            checkpoint_sequence: metrics
-                .replicator_checkpoint_sequence
-                .with_label_values(&labels),
-            lag: metrics.replicator_lag.with_label_values(&labels),
-            is_leader: metrics.replicator_is_leader.with_label_values(&labels),
-            copy_delay: metrics.replicator_copy_delay.with_label_values(&labels),
-            skipped: metrics.replicator_skipped.clone(),
-            name: name.to_string(),
-        };
-        for reason in [
-            "filtered",
-            "sampled",
-            "age",
-            "rejected",
-            "source_gone",
-            "loop",
-        ] {
-            bound.skipped(reason);
-        }
-        bound
-    }
-
-    pub fn skipped(&self, reason: &str) -> IntCounter {
-        self.skipped.with_label_values(&[&self.name, reason])
-    }
-}
+use telemetry::ReplicatorTelemetry;
 
 /// Everything a replicator needs from the process.
 #[derive(Clone)]
@@ -239,10 +186,8 @@ impl Replicator {
             )),
             _ => None,
         };
-        let replicator_metrics = ReplicatorMetrics::new(&metrics, &name);
-        replicator_metrics
-            .is_leader
-            .set(i64::from(election.is_none()));
+        let telemetry = ReplicatorTelemetry::new(&metrics, &name);
+        telemetry.is_leader.set(i64::from(election.is_none()));
         board.register(&name, PipelineKind::Replicator);
         let copier = Copier {
             checkpoints: Checkpoints::open(store.as_ref()).map_err(state_error)?,
@@ -255,7 +200,7 @@ impl Replicator {
             sampler,
             limiter,
             advisories,
-            metrics: replicator_metrics,
+            telemetry,
             board,
             stop: shutdown.signal(),
             lease: election.as_ref().map(Election::role),

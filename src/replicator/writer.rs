@@ -19,12 +19,12 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use super::headers::{target_headers, Stamp};
+use super::telemetry::ReplicatorTelemetry;
 use super::watermark::Watermark;
-use super::ReplicatorMetrics;
 use crate::config::replicator::{Ordering, ReplicatorConfig, Writes};
 use crate::connect::Connection;
 use crate::jetstream::ack_inbox::AckInbox;
-use crate::jetstream::answer::Outcome;
+use crate::jetstream::answer::{Outcome, RejectReason};
 use crate::shutdown::StopSignal;
 use crate::subject;
 
@@ -71,7 +71,7 @@ pub struct Reject {
     /// The source sequence.
     pub sequence: u64,
     /// The `reason` of the log line and the pause.
-    pub reason: &'static str,
+    pub reason: RejectReason,
     pub detail: String,
 }
 
@@ -215,7 +215,7 @@ pub struct Writer {
     reordering: Reordering,
     target: Connection,
     target_js: jetstream::Context,
-    metrics: ReplicatorMetrics,
+    telemetry: ReplicatorTelemetry,
     /// The target stream's name.
     stream: String,
 }
@@ -230,7 +230,7 @@ impl Writer {
         target_last: u64,
         target: &Connection,
         target_js: &jetstream::Context,
-        metrics: &ReplicatorMetrics,
+        telemetry: &ReplicatorTelemetry,
     ) -> Writer {
         let exclusive = config.to.writes == Writes::Exclusive;
         Writer {
@@ -244,7 +244,7 @@ impl Writer {
             reordering: Reordering::default(),
             target: target.clone(),
             target_js: target_js.clone(),
-            metrics: metrics.clone(),
+            telemetry: telemetry.clone(),
             stream: config.to.stream.clone(),
         }
     }
@@ -336,7 +336,7 @@ impl Writer {
             } => {
                 self.subjects.release(pending.subject.as_str());
                 if duplicate {
-                    self.metrics.duplicates.inc();
+                    self.telemetry.duplicates.inc();
                 } else {
                     self.count_copied(&pending);
                 }
@@ -347,7 +347,7 @@ impl Writer {
                     duplicate,
                 );
                 if reordered > 0 {
-                    self.metrics.reordered.inc_by(reordered);
+                    self.telemetry.reordered.inc_by(reordered);
                 }
                 watermark.complete_at(pending.sequence, sequence);
                 Settled::Done
@@ -417,7 +417,7 @@ impl Writer {
             } = outcome
             {
                 if duplicate {
-                    self.metrics.duplicates.inc();
+                    self.telemetry.duplicates.inc();
                 } else {
                     self.count_copied(&pending);
                 }
@@ -427,12 +427,12 @@ impl Writer {
     }
 
     fn count_copied(&self, pending: &Pending) {
-        self.metrics.copied.inc();
-        self.metrics
+        self.telemetry.copied.inc();
+        self.telemetry
             .copied_bytes
             .inc_by(pending.payload.len() as u64);
         let delay = (OffsetDateTime::now_utc() - pending.published).as_seconds_f64();
-        self.metrics.copy_delay.observe(delay.max(0.0));
+        self.telemetry.copy_delay.observe(delay.max(0.0));
     }
 
     /// "No responders": a reject when the target stream is there but does not listen on the
@@ -445,7 +445,7 @@ impl Writer {
                     Outcome::Outage(format!("no responders for {target_subject}"))
                 } else {
                     Outcome::Rejected {
-                        reason: "no_responders",
+                        reason: RejectReason::NoResponders,
                         detail: format!(
                             "target stream {} does not listen on {target_subject} (its subjects: {subjects:?})",
                             self.stream
@@ -505,7 +505,7 @@ mod tests {
         let rejected = fence_check(
             &copy,
             Outcome::Rejected {
-                reason: "oversize",
+                reason: RejectReason::Oversize,
                 detail: "too big".into(),
             },
         )
@@ -519,7 +519,7 @@ mod tests {
         };
         assert_eq!(
             (reject.sequence, reject.reason, reject.detail.as_str()),
-            (9, "oversize", "subject orders.eu: too big")
+            (9, RejectReason::Oversize, "subject orders.eu: too big")
         );
         let wrong = fence_check(&copy, Outcome::WrongLastSequence("last is 5".into()));
         assert_eq!(

@@ -1,0 +1,237 @@
+use super::*;
+
+#[test]
+fn register_and_state_changes() {
+    let board = StatusBoard::new("dc1");
+    assert_eq!(board.instance(), "dc1");
+    board.register("a", PipelineKind::Adapter);
+    let first = board.snapshot().remove(0);
+    assert_eq!(first.state, PipelineState::Starting);
+    assert_eq!(first.role, "active");
+    assert!(OffsetDateTime::parse(&first.since, &Rfc3339).is_ok());
+
+    board.set_state("a", PipelineState::Running, None);
+    let since = board.snapshot()[0].since.clone();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    board.set_state("a", PipelineState::Running, Some("again".into()));
+    let status = board.snapshot().remove(0);
+    assert_eq!(status.since, since, "same state keeps since");
+    assert_eq!(status.reason.as_deref(), Some("again"));
+    board.set_state("a", PipelineState::Paused, Some("rejected".into()));
+    assert_ne!(board.snapshot()[0].since, since);
+}
+
+#[test]
+fn errors_keep_the_state_and_survive_reregistration() {
+    let board = StatusBoard::new("dc1");
+    board.register("r", PipelineKind::Replicator);
+    board.set_state("r", PipelineState::Running, None);
+    board.record_error("r", "publish timed out");
+    let status = board.snapshot().remove(0);
+    assert_eq!(status.state, PipelineState::Running);
+    assert_eq!(status.last_error.as_deref(), Some("publish timed out"));
+    assert!(status.last_error_at.is_some());
+    board.register("r", PipelineKind::Replicator);
+    let status = board.snapshot().remove(0);
+    assert_eq!(status.state, PipelineState::Starting);
+    assert_eq!(status.last_error.as_deref(), Some("publish timed out"));
+}
+
+#[test]
+fn unknown_pipelines_are_ignored() {
+    let board = StatusBoard::new("dc1");
+    board.set_state("ghost", PipelineState::Failed, None);
+    board.record_error("ghost", "x");
+    board.update("ghost", |s| s.lag = Some(1));
+    assert!(board.snapshot().is_empty());
+}
+
+#[test]
+fn readiness() {
+    let board = StatusBoard::new("dc1");
+    assert_eq!(board.readiness(), Ok(()));
+    board.register("a", PipelineKind::Adapter);
+    board.register("b", PipelineKind::Replicator);
+    let not_ready = board.readiness().unwrap_err();
+    assert_eq!(not_ready.len(), 2);
+    board.set_state("a", PipelineState::Running, None);
+    board.set_state("b", PipelineState::Standby, None);
+    assert_eq!(board.readiness(), Ok(()));
+    board.set_state("b", PipelineState::Paused, Some("on_reject".into()));
+    assert_eq!(
+        board.readiness(),
+        Err(vec![NotReady {
+            pipeline: "b".into(),
+            state: PipelineState::Paused,
+            reason: Some("on_reject".into()),
+        }])
+    );
+    for state in [
+        PipelineState::Starting,
+        PipelineState::Disconnected,
+        PipelineState::Failed,
+        PipelineState::Stopping,
+    ] {
+        assert!(!state.is_ready());
+    }
+}
+
+#[test]
+fn a_connection_down_for_a_known_cause_shows_on_its_pipelines() {
+    let board = StatusBoard::new("dc1");
+    board.register("a", PipelineKind::Adapter);
+    board.register("b", PipelineKind::Adapter);
+    board.register_connection("east", vec!["a".into()]);
+    board.set_state(
+        "a",
+        PipelineState::Disconnected,
+        Some("connection east is down".into()),
+    );
+    board.set_state("b", PipelineState::Running, None);
+    board.record_connection_error("east", "h:1: authorization violation");
+    let a = &board.snapshot()[0];
+    assert_eq!(
+        a.reason.as_deref(),
+        Some("connection east is down: h:1: authorization violation")
+    );
+    board.set_state(
+        "a",
+        PipelineState::Disconnected,
+        Some("spooling: connection east is down".into()),
+    );
+    assert_eq!(
+        board.snapshot()[0].reason.as_deref(),
+        Some("spooling: connection east is down: h:1: authorization violation")
+    );
+    board.set_state(
+        "a",
+        PipelineState::Disconnected,
+        Some("request timed out".into()),
+    );
+    assert_eq!(
+        board.snapshot()[0].reason.as_deref(),
+        Some("request timed out (connection east is down: h:1: authorization violation)")
+    );
+    board.set_state("a", PipelineState::Disconnected, None);
+    assert_eq!(
+        a.last_error.as_deref(),
+        Some("connection east: h:1: authorization violation")
+    );
+    assert_eq!(board.snapshot()[1].last_error, None, "b does not use east");
+    let json = board.to_json();
+    assert_eq!(json["connections"][0]["state"], "connecting");
+    assert_eq!(
+        json["connections"][0]["last_error"],
+        "h:1: authorization violation"
+    );
+    // Once it is up, the pipeline speaks for itself again; the error stays its last one.
+    board.set_connection_up("east", true);
+    board.set_state("a", PipelineState::Starting, Some("subscribing".into()));
+    let a = &board.snapshot()[0];
+    assert_eq!(a.reason.as_deref(), Some("subscribing"));
+    assert_eq!(
+        a.last_error.as_deref(),
+        Some("connection east: h:1: authorization violation")
+    );
+    assert_eq!(board.to_json()["connections"][0]["state"], "up");
+}
+
+#[test]
+fn known_secrets_never_reach_the_board() {
+    crate::logging::hide_secret("status-test-s3cret");
+    let board = StatusBoard::new("dc1");
+    board.register("a", PipelineKind::Adapter);
+    board.register_connection("east", vec!["a".into()]);
+    board.set_state(
+        "a",
+        PipelineState::Failed,
+        Some("bad status-test-s3cret".into()),
+    );
+    board.record_error("a", "refused status-test-s3cret");
+    board.record_connection_error("east", "x status-test-s3cret");
+    let json = board.to_json().to_string();
+    assert!(!json.contains("status-test-s3cret"), "{json}");
+    assert_eq!(board.snapshot()[0].reason.as_deref(), Some("bad ***"));
+}
+
+#[test]
+fn json_document() {
+    let board = StatusBoard::new("dc1");
+    board.register("lifecycle", PipelineKind::Adapter);
+    board.update("lifecycle", |s| {
+        s.spool_messages = 3;
+        s.spool_bytes = 2048;
+    });
+    let json = board.to_json();
+    assert_eq!(json["instance"], "dc1");
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    let p = &json["pipelines"][0];
+    assert_eq!(p["name"], "lifecycle");
+    assert_eq!(p["kind"], "adapter");
+    assert_eq!(p["state"], "starting");
+    assert_eq!(p["role"], "active");
+    assert_eq!(p["position"], Value::Null);
+    assert_eq!(p["spool_bytes"], 2048);
+    assert!(p["since"].is_string());
+}
+
+#[test]
+fn table_is_aligned_with_dashes_for_null() {
+    let board = StatusBoard::new("dc1");
+    board.register("lifecycle", PipelineKind::Adapter);
+    board.register("registration-to-west", PipelineKind::Replicator);
+    board.set_state("lifecycle", PipelineState::Running, None);
+    board.update("lifecycle", |s| {
+        s.spool_messages = 12;
+        s.spool_bytes = 1536;
+    });
+    board.update("registration-to-west", |s| {
+        s.role = "leader".into();
+        s.position = Some(1000);
+        s.lag = Some(5);
+    });
+    board.set_state(
+        "registration-to-west",
+        PipelineState::Paused,
+        Some("target rejected seq 7".into()),
+    );
+    board.record_error("registration-to-west", "maximum payload\nexceeded");
+    let table = render_table(&board.to_json());
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[0].starts_with("instance dc1 (ferry "));
+    assert!(lines[1].starts_with("PIPELINE              KIND        ROLE    STATE"));
+    let position_col = lines[1].find("POSITION").unwrap();
+    assert_eq!(&lines[2][position_col..position_col + 1], "-");
+    assert_eq!(&lines[3][position_col..position_col + 4], "1000");
+    let spool_col = lines[1].find("SPOOL").unwrap();
+    assert!(lines[2][spool_col..].starts_with("12/1.5KiB"));
+    assert!(lines[3][spool_col..].starts_with("0/0B"));
+    assert!(lines[2].ends_with('-'), "no error shows -: {table}");
+    assert!(lines[3].contains("paused (target rejected seq 7)"));
+    assert!(lines[3].contains("maximum payload exceeded ("));
+}
+
+#[test]
+fn table_tolerates_odd_documents() {
+    let table = render_table(&serde_json::json!({"instance": "x", "pipelines": []}));
+    assert!(table.contains("PIPELINE"));
+    assert!(table.contains("(no pipelines)"));
+    let table = render_table(&serde_json::json!({"pipelines": [{"name": "a"}, 7, null]}));
+    assert_eq!(table.lines().count(), 4);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["a", "-", "-", "-", "-", "-", "-", "-"]);
+    assert_eq!(table.lines().nth(2).unwrap().split_whitespace().count(), 8);
+    let table = render_table(&Value::Null);
+    assert!(table.contains("(no pipelines)"));
+}
+
+#[test]
+fn bytes_are_human() {
+    assert_eq!(human_bytes(0), "0B");
+    assert_eq!(human_bytes(1023), "1023B");
+    assert_eq!(human_bytes(1024), "1.0KiB");
+    assert_eq!(human_bytes(1536), "1.5KiB");
+    assert_eq!(human_bytes(1 << 30), "1.0GiB");
+    assert_eq!(human_bytes(u64::MAX), "16.0EiB");
+}
