@@ -189,11 +189,11 @@ impl AdapterTelemetry {
         self.dropped(reason, 1);
         tracing::warn!(
             adapter = &*self.name,
-            subject = reject.subject,
+            subject = %reject.subject,
             source_subject = reject.source_subject,
             bytes = reject.bytes,
             reason = reason.label(),
-            detail = reject.detail,
+            detail = %reject.detail,
             "JetStream rejected an event; it is dropped and counted"
         );
     }

@@ -386,54 +386,83 @@ fn exchange(runtime: &tokio::runtime::Runtime, shared: &Shared, request: &[u8]) 
     })
 }
 
+/// What makes an answer not one well-formed HTTP/1.x response.
+#[derive(Debug, thiserror::Error)]
+enum BadAnswer {
+    #[error("no end of the response head")]
+    NoHeadEnd,
+    #[error("head is not UTF-8")]
+    HeadNotUtf8,
+    #[error("bad status line {0:?}")]
+    StatusLine(String),
+    #[error("bad version in {0:?}")]
+    Version(String),
+    #[error("bad status in {0:?}")]
+    Status(String),
+    #[error("unexpected status {0}")]
+    UnexpectedStatus(u16),
+    #[error("bad header line {0:?}")]
+    HeaderLine(String),
+    #[error("two Content-Length headers")]
+    TwoLengths,
+    #[error("bad Content-Length")]
+    BadLength,
+    #[error("chunked answer")]
+    Chunked,
+    #[error("no Content-Length")]
+    NoLength,
+    #[error("body of {body} bytes, Content-Length {length}")]
+    BodyLength { body: usize, length: usize },
+}
+
 /// `Ok` for a close without a byte, or for exactly one well-formed HTTP/1.x response whose body
 /// matches its `Content-Length` (or is absent, as for `HEAD`).
-fn check_answer(answer: &[u8]) -> Result<(), String> {
+fn check_answer(answer: &[u8]) -> Result<(), BadAnswer> {
     if answer.is_empty() {
         return Ok(());
     }
     let end = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of the response head")?;
-    let head = std::str::from_utf8(&answer[..end]).map_err(|_| "head is not UTF-8")?;
+        .ok_or(BadAnswer::NoHeadEnd)?;
+    let head = std::str::from_utf8(&answer[..end]).map_err(|_| BadAnswer::HeadNotUtf8)?;
     let body = &answer[end + 4..];
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let (version, rest) = status_line
         .split_once(' ')
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+        .ok_or_else(|| BadAnswer::StatusLine(status_line.to_string()))?;
     if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(format!("bad version in {status_line:?}"));
+        return Err(BadAnswer::Version(status_line.to_string()));
     }
     let code: u16 = rest
         .get(..3)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status in {status_line:?}"))?;
+        .ok_or_else(|| BadAnswer::Status(status_line.to_string()))?;
     if !FUZZ_STATUSES.contains(&code) {
-        return Err(format!("unexpected status {code}"));
+        return Err(BadAnswer::UnexpectedStatus(code));
     }
     let mut length = None;
     for line in lines {
         let (name, value) = line
             .split_once(": ")
-            .ok_or_else(|| format!("bad header line {line:?}"))?;
+            .ok_or_else(|| BadAnswer::HeaderLine(line.to_string()))?;
         if name.eq_ignore_ascii_case("content-length") {
             if length.is_some() {
-                return Err("two Content-Length headers".into());
+                return Err(BadAnswer::TwoLengths);
             }
-            length = Some(value.parse::<usize>().map_err(|_| "bad Content-Length")?);
+            length = Some(value.parse::<usize>().map_err(|_| BadAnswer::BadLength)?);
         }
         if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err("chunked answer".into());
+            return Err(BadAnswer::Chunked);
         }
     }
-    let length = length.ok_or("no Content-Length")?;
+    let length = length.ok_or(BadAnswer::NoLength)?;
     if body.len() != length && !body.is_empty() {
-        return Err(format!(
-            "body of {} bytes, Content-Length {length}",
-            body.len()
-        ));
+        return Err(BadAnswer::BodyLength {
+            body: body.len(),
+            length,
+        });
     }
     Ok(())
 }
