@@ -74,6 +74,19 @@ impl From<RejectReason> for DropReason {
     }
 }
 
+impl From<&SpoolError> for DropReason {
+    /// The reason for an event this error kept out of the spool: the spool at its limit, the
+    /// disk out of space, or the disk failing otherwise.
+    fn from(error: &SpoolError) -> DropReason {
+        match error {
+            SpoolError::Full { .. } => DropReason::SpoolFull,
+            SpoolError::Log(error) if crate::state::is_disk_full(error) => DropReason::DiskFull,
+            SpoolError::Store(error) if error.is_disk_full() => DropReason::DiskFull,
+            SpoolError::Log(_) | SpoolError::Store(_) => DropReason::DiskError,
+        }
+    }
+}
+
 /// What the adapter could not do with its spool (logged, at a limited rate, per operation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolOp {
@@ -158,7 +171,7 @@ impl AdapterTelemetry {
 
     /// An event the spool could not take: counted under the error's reason and logged.
     pub fn spool_refused(&self, error: &SpoolError) {
-        let reason = error.drop_reason();
+        let reason = DropReason::from(error);
         self.dropped(reason, 1);
         let adapter = &*self.name;
         if reason == DropReason::SpoolFull {

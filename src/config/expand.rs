@@ -12,6 +12,7 @@ use std::env::VarError;
 use serde_norway::Value;
 
 use super::redact::{redact_url, Secrets};
+use super::yaml_path::{join_key, key_text};
 use super::Problem;
 
 /// Expands `${VAR}` references in `text`, reading variables through `lookup`. The error is the
@@ -129,26 +130,6 @@ pub fn expand_value(
         }
         Value::Tagged(tagged) => expand_value(&mut tagged.value, path, lookup, problems, secrets),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
-/// A mapping key as it appears in a problem's path.
-pub fn key_text(key: &Value) -> String {
-    match key {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => number.to_string(),
-        Value::Bool(flag) => flag.to_string(),
-        Value::Null => "~".to_string(),
-        _ => "?".to_string(),
-    }
-}
-
-/// `parent.key`, or just `key` at the top.
-pub fn join_key(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
     }
 }
 

@@ -22,6 +22,7 @@ pub mod schema;
 mod summary;
 pub mod units;
 pub mod validate;
+mod yaml_path;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -191,7 +192,7 @@ pub fn parse_with_env(
                         continue;
                     }
                 };
-                let path = expand::join_key("connections", &name);
+                let path = yaml_path::join_key("connections", &name);
                 match deserialize_section::<ConnectionConfig>(value, &path, &mut problems) {
                     Some(connection) => {
                         connections.insert(name, connection);

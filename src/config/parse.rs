@@ -203,7 +203,7 @@ pub(super) fn remove_at(value: &mut Value, steps: &[Step]) -> bool {
 pub(super) fn find_key(mapping: &Mapping, key: &str) -> Option<Value> {
     mapping
         .keys()
-        .find(|candidate| expand::key_text(candidate) == key)
+        .find(|candidate| yaml_path::key_text(candidate) == key)
         .cloned()
 }
 

@@ -17,7 +17,7 @@
 
 use serde_norway::Value;
 
-use super::expand::{join_key, key_text};
+use super::yaml_path::{join_key, key_text};
 use super::Problem;
 
 /// Shortest value that is hidden in every message, not only in those about its own key.

@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prometheus::IntGauge;
 
 use super::message::{OutMessage, SpoolPlace};
-use super::telemetry::DropReason;
 use crate::state::{StateError, StateStore, StateTree};
 use damage::SegmentMeta;
 use segments::{DamagedSegment, PendingSync, SegmentLog};
@@ -52,19 +51,6 @@ pub enum SpoolError {
     Store(#[from] StateError),
     #[error("spool segment {0}")]
     Log(#[from] std::io::Error),
-}
-
-impl SpoolError {
-    /// The `reason` of `ferry_adapter_dropped_total` for an event this error kept out of the
-    /// spool: the spool at its limit, the disk out of space, or the disk failing otherwise.
-    pub fn drop_reason(&self) -> DropReason {
-        match self {
-            SpoolError::Full { .. } => DropReason::SpoolFull,
-            SpoolError::Log(error) if crate::state::is_disk_full(error) => DropReason::DiskFull,
-            SpoolError::Store(error) if error.is_disk_full() => DropReason::DiskFull,
-            SpoolError::Log(_) | SpoolError::Store(_) => DropReason::DiskError,
-        }
-    }
 }
 
 /// Tree writes since the last completed flush: what a reopened store lost and is told again.
