@@ -12,6 +12,7 @@ WORKDIR /src
 # Only what the build needs, so edits elsewhere (docs, tests) do not invalidate the layer.
 COPY Cargo.toml Cargo.lock ./
 COPY adapters ./adapters
+COPY crates ./crates
 COPY patches ./patches
 COPY benches ./benches
 COPY src ./src
