@@ -4,9 +4,13 @@
 #   docker build -t ferry .
 #   docker run --rm -v /etc/ferry:/etc/ferry:ro -v ferry-state:/var/lib/ferry -p 9464:9464 ferry
 #
-# In the mounted config, set `state_dir: /var/lib/ferry` and `monitor: { listen: "0.0.0.0:9464" }`.
+# In the mounted config, set `state_dir: /var/lib/ferry` and `monitor: { listen: "0.0.0.0:9464" }`
+# (the HEALTHCHECK asks that monitor through `ferry health`; the image has no curl).
+#
+# scripts/check-dockerfile.sh lints this file and builds from exactly what it copies (CI runs it).
 
-ARG RUST_VERSION=1
+# The toolchain the test suite runs with; bump it together with the CI image.
+ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 # Only what the build needs, so edits elsewhere (docs, tests) do not invalidate the layer.
@@ -36,5 +40,7 @@ EXPOSE 9464
 # ferry handles SIGTERM itself (graceful stop bounded by shutdown_timeout); give `docker stop` a
 # longer timeout than that, e.g. `docker stop -t 30`.
 STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/ferry", "health", "-c", "/etc/ferry/ferry.yaml"]
 ENTRYPOINT ["/usr/local/bin/ferry"]
 CMD ["run", "-c", "/etc/ferry/ferry.yaml"]

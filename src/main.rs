@@ -58,6 +58,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running instance's monitor whether it is alive (exit 0) or not (exit 1): for a
+    /// container HEALTHCHECK or a script, where no HTTP client may be at hand.
+    Health {
+        #[arg(short, long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Ask whether every pipeline is ready (`/readyz`) rather than whether ferry is alive
+        /// (`/healthz`).
+        #[arg(long)]
+        ready: bool,
+    },
     /// Force where a replicator starts next time (offline: no `ferry run` may hold the state).
     Reset {
         #[arg(short, long, env = "FERRY_CONFIG")]
@@ -102,7 +112,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version go to stdout with success; a usage error is exit 1 (SPEC section
+            // 2), where clap's own default would be 2, the code of a runtime failure.
+            let code = if error.use_stderr() { 1 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
     let default_level = match &cli.command {
         Command::Run { .. } => None,
         // The other commands print their own results; keep library logs quiet unless asked.
@@ -119,6 +138,7 @@ fn main() -> ExitCode {
             recover_state,
         } => run(&config, app::RunOptions { recover_state }),
         Command::Status { config, json } => status(&config, json),
+        Command::Health { config, ready } => health(&config, ready),
         Command::Reset {
             config,
             replicator,
@@ -198,6 +218,51 @@ fn run(path: &std::path::Path, options: app::RunOptions) -> ExitCode {
 fn exit_with(error: &RunError) -> ExitCode {
     eprintln!("ferry: {error}");
     ExitCode::from(error.exit_code() as u8)
+}
+
+/// `ferry health`: 0 when the monitor answers 200, 1 otherwise (what a HEALTHCHECK needs).
+fn health(path: &std::path::Path, ready: bool) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let Some(monitor) = &config.monitor else {
+        eprintln!(
+            "ferry: {} has no monitor section; ferry health asks the monitor (add monitor: {{ listen: \"127.0.0.1:9464\" }})",
+            path.display()
+        );
+        return ExitCode::from(1);
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(_) => return ExitCode::from(1),
+    };
+    let route = if ready { "/readyz" } else { "/healthz" };
+    let address = &monitor.listen;
+    match runtime.block_on(ferry::monitor::fetch(
+        address,
+        route,
+        Duration::from_secs(5),
+    )) {
+        Ok((200, _)) => {
+            println!(
+                "ferry at {address}: {}",
+                if ready { "ready" } else { "alive" }
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((code, body)) => {
+            eprintln!(
+                "ferry at {address}: {route} answered HTTP {code}: {}",
+                body.trim()
+            );
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("ferry at {address}: no answer on {route}: {error}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn status(path: &std::path::Path, json: bool) -> ExitCode {

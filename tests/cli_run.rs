@@ -279,3 +279,58 @@ fn version_flag_prints_the_version() {
     assert!(stdout.contains("ferry"), "{stdout}");
     assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "{stdout}");
 }
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    // SPEC section 2: 1 for invalid config or usage; clap's own default (2) is the code of a
+    // runtime failure.
+    for args in [
+        vec!["run"],
+        vec!["check", "--no-such-flag"],
+        vec!["demo", "--duration", "soon"],
+        vec!["no-such-command"],
+    ] {
+        let out = ferry_command().args(&args).output().expect("run ferry");
+        assert_eq!(out.status.code(), Some(1), "ferry {args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "ferry {args:?} says why: {out:?}");
+    }
+    let out = ferry_command().arg("--help").output().expect("run ferry");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("Usage"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_exits_0_while_the_monitor_answers_and_1_otherwise() {
+    let mut server = NatsServer::start();
+    let mut ferry = Ferry::start(&two_adapters_yaml(&server.url()));
+    ferry.wait_ready().await;
+    let config = ferry
+        .config_path()
+        .to_str()
+        .expect("utf-8 path")
+        .to_string();
+
+    let out = run(&["health", "-c", &config]);
+    assert_eq!(out.status.code(), Some(0), "alive: {out:?}");
+    let out = run(&["health", "-c", &config, "--ready"]);
+    assert_eq!(out.status.code(), Some(0), "ready: {out:?}");
+
+    // Not ready while NATS is away, alive all the same.
+    server.stop();
+    let config_for_wait = config.clone();
+    wait_until("ferry health --ready to fail", DEADLINE, move || {
+        let config = config_for_wait.clone();
+        async move { run(&["health", "-c", &config, "--ready"]).status.code() == Some(1) }
+    })
+    .await;
+    let out = run(&["health", "-c", &config, "--ready"]);
+    assert!(text(&out.stderr).contains("503"), "{out:?}");
+    assert_eq!(run(&["health", "-c", &config]).status.code(), Some(0));
+
+    // Nothing listening: unhealthy, with the reason.
+    ferry.sigterm();
+    ferry.wait_exit(Duration::from_secs(15)).await;
+    let out = run(&["health", "-c", &config]);
+    assert_eq!(out.status.code(), Some(1), "stopped: {out:?}");
+    assert!(text(&out.stderr).contains("no answer"), "{out:?}");
+}
