@@ -332,6 +332,22 @@ pub async fn shutdown_signal() {
 /// `ferry status` when no instance is running: the pipelines from the config, with the spool depth
 /// read from the state store (which is only opened when no other process holds it).
 pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
+    if !SledStore::exists(&config.state_dir) {
+        // Nothing ran here yet: the pipelines as configured, and nothing created on disk.
+        let board = StatusBoard::new(config.instance_name());
+        for adapter in &config.adapters {
+            board.register(&adapter.name, PipelineKind::Adapter);
+            board.set_state(&adapter.name, PipelineState::Stopped, None);
+        }
+        for replicator in &config.replicators {
+            board.register(&replicator.name, PipelineKind::Replicator);
+            board.set_state(&replicator.name, PipelineState::Stopped, None);
+        }
+        let mut json = board.to_json();
+        json["running"] = serde_json::Value::Bool(false);
+        json["state"] = serde_json::Value::String("none".into());
+        return Ok(json);
+    }
     let _lock = StateDirLock::acquire(&config.state_dir)?;
     let store = SledStore::open(&config.state_dir)?;
     let metrics = Metrics::new();

@@ -312,7 +312,12 @@ fn status(path: &std::path::Path, json: bool) -> ExitCode {
     if json {
         println!("{document}");
     } else {
-        if document["running"] == serde_json::Value::Bool(false) {
+        if document["state"] == "none" {
+            println!(
+                "ferry is not running and has no state yet (nothing under {})",
+                config.state_dir.display()
+            );
+        } else if document["running"] == serde_json::Value::Bool(false) {
             println!(
                 "ferry is not running (state read from {})",
                 config.state_dir.display()

@@ -334,3 +334,36 @@ async fn health_exits_0_while_the_monitor_answers_and_1_otherwise() {
     assert_eq!(out.status.code(), Some(1), "stopped: {out:?}");
     assert!(text(&out.stderr).contains("no answer"), "{out:?}");
 }
+
+#[test]
+fn status_without_any_state_creates_nothing_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state_dir = dir.path().join("never-ran");
+    // Nothing listens on this monitor address, and no server is needed: status connects to none.
+    let yaml = lifecycle_yaml(None, "core", "nats://127.0.0.1:1", "")
+        .replace("{state_dir}", state_dir.to_str().expect("utf-8 path"))
+        .replace("{monitor}", "127.0.0.1:1");
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+
+    let out = ferry_command()
+        .args(["status", "-c", config])
+        .output()
+        .expect("run ferry status");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("no state yet"), "{stdout}");
+    assert!(stdout.contains("lifecycle"), "{stdout}");
+    let out = ferry_command()
+        .args(["status", "-c", config, "--json"])
+        .output()
+        .expect("run ferry status --json");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["state"], "none", "{json}");
+    assert!(
+        !state_dir.exists(),
+        "ferry status created {}",
+        state_dir.display()
+    );
+}

@@ -256,6 +256,12 @@ impl Shared {
 }
 
 impl SledStore {
+    /// Whether `state_dir` holds a store at all (without creating anything): read-only
+    /// commands such as `ferry status` must not leave a directory or database behind.
+    pub fn exists(state_dir: &Path) -> bool {
+        state_dir.join("ferry.db").is_dir()
+    }
+
     /// Opens (creating if needed) `state_dir/ferry.db`. Take the [`StateDirLock`] first.
     ///
     /// A store that holds fewer completed flushes than the state directory recorded has lost
