@@ -15,6 +15,8 @@ export PATH
 cargo fmt --all -- --check
 # The Dockerfile: linted, and ferry built from exactly the files it copies.
 scripts/check-dockerfile.sh
+# The systemd unit, verified where systemd-analyze exists.
+scripts/check-packaging.sh
 cargo clippy --all-targets -- -D warnings
 # The test-only fault hooks (src/fault.rs) are compiled in for the tests of the supervisor.
 cargo clippy --all-targets --features fault-injection -- -D warnings
