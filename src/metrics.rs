@@ -94,6 +94,9 @@ pub struct Metrics {
 
     /// `ferry_pipeline_restarts_total{pipeline}`: restarts after a task of the pipeline failed.
     pub pipeline_restarts: IntCounterVec,
+    /// `ferry_pipeline_ready{pipeline}` (extension): 1 while the pipeline counts as ready for
+    /// `/readyz`, else 0; set from the status board at every scrape, so the two always agree.
+    pub pipeline_ready: IntGaugeVec,
 
     /// `ferry_connection_state{connection}`: 1 while connected, 0 otherwise.
     pub connection_state: IntGaugeVec,
@@ -256,6 +259,12 @@ impl Metrics {
                 r,
                 "ferry_pipeline_restarts_total",
                 "Restarts of a pipeline by its supervisor after one of its tasks panicked or ended early.",
+                PIPELINE,
+            ),
+            pipeline_ready: gauge(
+                r,
+                "ferry_pipeline_ready",
+                "1 while the pipeline counts as ready for /readyz (running, or a healthy standby), else 0.",
                 PIPELINE,
             ),
             connection_state: gauge(

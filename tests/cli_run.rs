@@ -155,17 +155,30 @@ async fn readyz_is_503_while_the_connection_is_down() {
     assert!(!reason.is_null(), "{body}");
     // Alive all the same.
     assert_eq!(ferry.get("/healthz").await.unwrap().0, 200);
+    let m = ferry.metrics().await;
     assert_eq!(
-        ferry
-            .metrics()
-            .await
-            .get("ferry_connection_state", &[("connection", "core")]),
+        m.get("ferry_connection_state", &[("connection", "core")]),
         Some(0.0)
     );
+    // The gauge an alert can use alone says what /readyz says.
+    for pipeline in ["lifecycle", "registration"] {
+        assert_eq!(
+            m.get("ferry_pipeline_ready", &[("pipeline", pipeline)]),
+            Some(0.0),
+            "{pipeline}"
+        );
+    }
 
     server.restart();
     ferry.wait_ready().await;
     let m = ferry.metrics().await;
+    for pipeline in ["lifecycle", "registration"] {
+        assert_eq!(
+            m.get("ferry_pipeline_ready", &[("pipeline", pipeline)]),
+            Some(1.0),
+            "{pipeline}"
+        );
+    }
     assert_eq!(
         m.get("ferry_connection_state", &[("connection", "core")]),
         Some(1.0)

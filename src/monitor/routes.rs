@@ -39,7 +39,16 @@ pub(super) fn respond<B>(
         return response;
     }
     match request.uri().path() {
-        "/metrics" => build(StatusCode::OK, prometheus::TEXT_FORMAT, metrics.encode()),
+        "/metrics" => {
+            // Readiness is read from the board at the scrape, so /metrics and /readyz agree.
+            for status in board.snapshot() {
+                metrics
+                    .pipeline_ready
+                    .with_label_values(&[&status.name])
+                    .set(i64::from(status.state.is_ready()));
+            }
+            build(StatusCode::OK, prometheus::TEXT_FORMAT, metrics.encode())
+        }
         "/healthz" => text(StatusCode::OK, "ok"),
         "/readyz" => readyz(board),
         "/status" => json(StatusCode::OK, &board.to_json()),
