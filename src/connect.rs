@@ -197,6 +197,7 @@ async fn options(
     metrics.connection_state.with_label_values(&[name]).set(0);
     metrics.reconnects.with_label_values(&[name]);
     metrics.slow_consumers.with_label_values(&[name]);
+    metrics.connection_errors.with_label_values(&[name]);
     let state = Arc::new(EventState {
         name: name.to_string(),
         auth_hint: auth_hint(name, config),

@@ -89,6 +89,21 @@ async fn monitor_endpoints_healthz_readyz_status_metrics() {
         m.get("ferry_connection_state", &[("connection", "core")]),
         Some(1.0)
     );
+    // Families that alerts are written against exist before their first event, at zero.
+    assert_eq!(
+        m.get("ferry_connection_errors_total", &[("connection", "core")]),
+        Some(0.0)
+    );
+    for reason in ["not_json", "unknown_type", "unparseable_headers"] {
+        assert_eq!(
+            m.get(
+                "ferry_adapter_invalid_total",
+                &[("pipeline", "lifecycle"), ("reason", reason)]
+            ),
+            Some(0.0),
+            "{reason}"
+        );
+    }
     for (family, kind) in [
         ("ferry_adapter_received_total", "counter"),
         ("ferry_adapter_published_total", "counter"),

@@ -223,6 +223,9 @@ impl Intake {
 
 /// Why a message the client could not parse is invalid (the client hands such messages over
 /// with their raw parts instead of dropping the connection; see docs/design.md).
+/// The reasons [`unparseable`] counts under (beside the decoders' own).
+pub const UNPARSEABLE_REASONS: [&str; 2] = ["unparseable_subject", "unparseable_headers"];
+
 fn unparseable(message: &Message) -> Option<&'static str> {
     let unparsed = message.headers.as_ref()?.unparsed()?;
     if unparsed.subject.is_some() {

@@ -16,6 +16,7 @@ use super::spool::SpoolError;
 use crate::jetstream::answer::RejectReason;
 use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
+use ferry_adapter::DecodeError;
 
 /// Why an event was dropped: the `reason` label of `ferry_adapter_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +141,12 @@ impl AdapterTelemetry {
                 .adapter_dropped
                 .with_label_values(&[name, reason.label()])
         });
+        for reason in DecodeError::REASONS
+            .iter()
+            .chain(super::intake::UNPARSEABLE_REASONS.iter())
+        {
+            metrics.adapter_invalid.with_label_values(&[name, reason]);
+        }
         AdapterTelemetry {
             received: metrics.adapter_received.with_label_values(&labels),
             published: metrics.adapter_published.with_label_values(&labels),
@@ -282,6 +289,14 @@ mod tests {
                 "ferry_adapter_dropped_total{{pipeline=\"a1\",reason=\"{}\"}} {expected}",
                 reason.label()
             );
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        for reason in DecodeError::REASONS
+            .iter()
+            .chain(crate::adapter::intake::UNPARSEABLE_REASONS.iter())
+        {
+            let line =
+                format!("ferry_adapter_invalid_total{{pipeline=\"a1\",reason=\"{reason}\"}} 0");
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }
     }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::sampling::Advisory;
+use super::sampling::{Advisory, AdvisoryEvent};
 use crate::config::replicator::AdvisoriesConfig;
 use crate::jetstream::{publish_acked, PublishError, PublishErrorKind};
 use crate::logging::LogLimiter;
@@ -157,6 +157,12 @@ impl AdvisoryPublisher {
         stop: StopSignal,
     ) -> Result<AdvisoryPublisher, InvalidAdvisorySubject> {
         let template = parse_template(&config.subject)?;
+        // Every event's counter exists from the start, at zero, so alerts can be written against it.
+        for event in AdvisoryEvent::ALL {
+            metrics
+                .advisories
+                .with_label_values(&[pipeline.as_str(), event.as_str()]);
+        }
         let (queue, receiver) = mpsc::channel(QUEUE);
         let worker = Worker {
             mode: if config.reliable {
@@ -376,7 +382,7 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replicator::sampling::AdvisoryEvent;
+
     use serde_json::Value;
 
     fn advisory(event: AdvisoryEvent, value: &str) -> Advisory {
@@ -527,6 +533,15 @@ mod tests {
             shutdown.signal(),
         )
         .unwrap();
+        // Every event's counter exists before the first advisory, at zero.
+        let page = metrics.encode();
+        for event in AdvisoryEvent::ALL {
+            let line = format!(
+                "ferry_advisories_total{{event=\"{}\",pipeline=\"r1\"}} 0",
+                event.as_str()
+            );
+            assert!(page.contains(&line), "missing {line} in\n{page}");
+        }
         core_publisher.send(advisory(AdvisoryEvent::New, "node.a"));
         reliable_publisher.send(advisory(AdvisoryEvent::Expire, "node.b"));
 

@@ -210,6 +210,17 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// A short, stable label for metrics.
+    /// Every [`DecodeError::reason`], for counters that must exist before the first error.
+    pub const REASONS: [&'static str; 7] = [
+        "empty",
+        "not_json",
+        "unknown_protocol",
+        "unknown_type",
+        "invalid_field",
+        "bad_base64",
+        "wrong_source",
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             DecodeError::Empty => "empty",
@@ -294,6 +305,13 @@ mod tests {
 
     #[test]
     fn reasons_are_stable_labels() {
+        for error in [
+            DecodeError::Empty,
+            DecodeError::not_json("payload", "eof"),
+            DecodeError::WrongSource("x".into()),
+        ] {
+            assert!(DecodeError::REASONS.contains(&error.reason()), "{error:?}");
+        }
         assert_eq!(DecodeError::Empty.reason(), "empty");
         assert_eq!(DecodeError::not_json("payload", "eof").reason(), "not_json");
         assert_eq!(

@@ -49,6 +49,13 @@ pub enum AdvisoryEvent {
 }
 
 impl AdvisoryEvent {
+    pub const ALL: [AdvisoryEvent; 4] = [
+        AdvisoryEvent::New,
+        AdvisoryEvent::Timeout,
+        AdvisoryEvent::Recover,
+        AdvisoryEvent::Expire,
+    ];
+
     /// The name used in the payload, the subject and the metric label.
     pub fn as_str(&self) -> &'static str {
         match self {
