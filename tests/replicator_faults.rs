@@ -300,6 +300,37 @@ async fn target_down_for_ten_seconds_mid_copy_completes_exactly() {
         matches!(ferry.get("/readyz").await, Ok((503, _))),
         "still not ready while the target is down"
     );
+    // The lag keeps counting the backlog while reading pauses: at least everything not read
+    // yet, and /status says the same as /metrics.
+    let unread = (N + EXTRA) as f64 - read_after;
+    let lag = metric(&ferry, "ferry_replicator_lag_messages", &PIPELINE).await;
+    assert!(
+        lag >= unread,
+        "lag {lag} while {unread} source messages are not even read"
+    );
+    let (position, status_lag) = status_position(&ferry);
+    let checkpoint = metric(&ferry, "ferry_replicator_checkpoint_sequence", &PIPELINE).await;
+    assert_eq!(
+        status_lag.map(|lag| lag as f64),
+        Some(metric(&ferry, "ferry_replicator_lag_messages", &PIPELINE).await),
+        "/status and /metrics disagree on the lag"
+    );
+    assert!(
+        position.is_some_and(|position| position as f64 >= checkpoint),
+        "/status position {position:?}, checkpoint {checkpoint}"
+    );
+    let last_error = find_pipeline(&status_json(&ferry), "copy").and_then(|pipeline| {
+        pipeline
+            .get("last_error")
+            .and_then(|e| e.as_str())
+            .map(str::to_string)
+    });
+    assert!(
+        last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("target unavailable") || e.contains("connection west")),
+        "last_error while the target is down: {last_error:?}"
+    );
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(down_at.elapsed())).await;
 
     sites.west.restart();

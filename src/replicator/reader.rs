@@ -9,6 +9,8 @@
 //! checkpoint. So this reader reports every anomaly (a gap in the consumer's sequence, missed
 //! heartbeats, a deleted consumer) as an error and lets the session end.
 
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
@@ -70,7 +72,40 @@ pub struct SourceReader {
     /// Messages requested and not yet delivered or expired.
     requested: usize,
     last_consumer_sequence: u64,
+    /// `last_consumer_sequence`, for a [`PendingProbe`] asked while reading pauses.
+    accepted: Arc<AtomicU64>,
     last_activity: Instant,
+}
+
+/// Asks the server how many source messages this reader has not handed over yet: the
+/// consumer's pending count, plus what it delivered that still waits in the inbox. What the
+/// lag is read from while reading pauses (the target away), when no message brings it.
+#[derive(Clone)]
+pub struct PendingProbe {
+    stream: Stream,
+    consumer: String,
+    accepted: Arc<AtomicU64>,
+}
+
+impl PendingProbe {
+    pub async fn pending(&self) -> Result<u64, ReadError> {
+        let info = self
+            .stream
+            .consumer_info(&self.consumer)
+            .await
+            .map_err(|error| {
+                ReadError::with_source(
+                    ReadErrorKind::Setup,
+                    format!("cannot ask for consumer {}", self.consumer),
+                    error,
+                )
+            })?;
+        let waiting = info
+            .delivered
+            .consumer_sequence
+            .saturating_sub(self.accepted.load(AtomicOrdering::Relaxed));
+        Ok(info.num_pending + waiting)
+    }
 }
 
 /// The parts of a `$JS.ACK.` reply subject the copier uses.
@@ -161,10 +196,20 @@ impl SourceReader {
             batch: batch.max(1),
             requested: 0,
             last_consumer_sequence: 0,
+            accepted: Arc::new(AtomicU64::new(0)),
             last_activity: Instant::now(),
         };
         reader.pull().await?;
         Ok(reader)
+    }
+
+    /// A handle that reports this reader's pending messages from the server.
+    pub fn pending_probe(&self) -> PendingProbe {
+        PendingProbe {
+            stream: self.stream.clone(),
+            consumer: self.consumer.clone(),
+            accepted: self.accepted.clone(),
+        }
     }
 
     /// Asks for another batch.
@@ -256,6 +301,8 @@ impl SourceReader {
             ));
         }
         self.last_consumer_sequence = metadata.consumer_sequence;
+        self.accepted
+            .store(metadata.consumer_sequence, AtomicOrdering::Relaxed);
         let published = OffsetDateTime::from_unix_timestamp_nanos(metadata.timestamp_ns)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Ok(SourceMessage {

@@ -10,6 +10,7 @@
 //! buffer grows without bound.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use super::election::Role;
 use super::gate::{Candidate, Gate};
 use super::headers::Stamp;
 use super::limits::RateLimiter;
-use super::reader::{ReadError, SourceMessage, SourceReader};
+use super::reader::{PendingProbe, ReadError, SourceMessage, SourceReader};
 use super::resume::{self, Resume, TargetView};
 use super::sampling::Sampler;
 use super::shared_state::SharedState;
@@ -48,6 +49,8 @@ mod start;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest pause between retries while the target or source is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// How often the lag is read from the source while reading pauses.
+const LAG_REFRESH: Duration = Duration::from_secs(1);
 
 /// How a session ended.
 enum SessionEnd {
@@ -127,6 +130,26 @@ struct Session {
     held: Option<SourceMessage>,
     /// The last source sequence taken into the watermark.
     last_delivered: u64,
+    /// What the session holds and has done, for the lag watcher.
+    progress: Arc<Progress>,
+    /// Keeps the lag current for as long as the session lasts.
+    _lag: LagWatch,
+}
+
+/// What a session holds (in flight, to retry, held back) and how far it got, shared with the
+/// task that keeps the lag current.
+#[derive(Default)]
+struct Progress {
+    held: AtomicU64,
+    done_through: AtomicU64,
+}
+
+impl Progress {
+    fn note(&self, held: usize, done_through: u64) {
+        self.held.store(held as u64, AtomicOrdering::Relaxed);
+        self.done_through
+            .store(done_through, AtomicOrdering::Relaxed);
+    }
 }
 
 impl Copier {
@@ -251,6 +274,10 @@ impl Copier {
                     return end;
                 }
             }
+            session.progress.note(
+                session.writer.len() + usize::from(session.held.is_some()),
+                session.watermark.done_through(),
+            );
             let can_read = session.writer.len() < max && session.held.is_none();
             let event = tokio::select! {
                 biased;
@@ -319,7 +346,7 @@ impl Copier {
         session: &mut Session,
         message: SourceMessage,
     ) -> Option<SessionEnd> {
-        let (sequence, pending, published) = (message.sequence, message.pending, message.published);
+        let (sequence, published) = (message.sequence, message.published);
         // A recreated consumer can hand over a message again; it is already being handled.
         if sequence <= session.last_delivered {
             tracing::debug!(replicator = %self.config.name, sequence, "source message delivered twice; ignoring the repeat");
@@ -338,7 +365,6 @@ impl Copier {
             return None;
         }
         self.telemetry.source_sequence.set(sequence as i64);
-        self.telemetry.lag.set(pending as i64);
         if let Some(reason) = self.skip_reason(session, &message, published) {
             self.telemetry.skipped(reason, 1);
             session.watermark.complete(sequence);
@@ -481,11 +507,13 @@ impl Copier {
         reason: String,
     ) -> Option<SessionEnd> {
         tracing::warn!(replicator = %self.config.name, %reason, "the target is not accepting writes; reading paused, retrying");
+        let reason = format!("target unavailable: {reason}");
         self.board.set_state(
             &self.config.name,
             PipelineState::Disconnected,
-            Some(format!("target unavailable: {reason}")),
+            Some(reason.clone()),
         );
+        self.board.record_error(&self.config.name, &reason);
         let mut failed = vec![first];
         let mut backoff = new_backoff();
         loop {
@@ -504,6 +532,10 @@ impl Copier {
             // What was acknowledged before the outage is checkpointed while it lasts, so a crash
             // during a long outage does not replay beyond it.
             self.save(session);
+            session.progress.note(
+                session.writer.len() + failed.len() + usize::from(session.held.is_some()),
+                session.watermark.done_through(),
+            );
             if !self.pause(backoff.next_delay()).await {
                 // Stopping: the unacked messages stay after the checkpoint and are read again.
                 self.save(session);
@@ -525,6 +557,31 @@ impl Copier {
             }
             session.writer.republish(&mut failed).await;
         }
+    }
+
+    /// Keeps the lag (metric and /status) current every [`LAG_REFRESH`] until the returned guard
+    /// is dropped, from the server's count of what the reader has not handed over yet plus what
+    /// the session holds: it must go on counting while reading pauses (the target away), when
+    /// no message arrives to bring a figure, since the backlog is what an alert on it is for.
+    fn watch_lag(&self, probe: PendingProbe, progress: Arc<Progress>) -> LagWatch {
+        let telemetry = self.telemetry.clone();
+        let board = self.board.clone();
+        let name = self.config.name.clone();
+        LagWatch(tokio::spawn(async move {
+            loop {
+                // A source that is away too leaves the last figure standing.
+                if let Ok(pending) = probe.pending().await {
+                    let lag = pending + progress.held.load(AtomicOrdering::Relaxed);
+                    let position = progress.done_through.load(AtomicOrdering::Relaxed);
+                    telemetry.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+                    board.update(&name, |status| {
+                        status.lag = Some(lag);
+                        status.position = Some(position);
+                    });
+                }
+                tokio::time::sleep(LAG_REFRESH).await;
+            }
+        }))
     }
 
     /// Waits for the publishes in flight (until the shutdown deadline) and saves the checkpoint.
@@ -575,6 +632,15 @@ impl Copier {
                 publisher.send(advisory);
             }
         }
+    }
+}
+
+/// The task [`Copier::watch_lag`] runs; it ends when this is dropped.
+struct LagWatch(tokio::task::JoinHandle<()>);
+
+impl Drop for LagWatch {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

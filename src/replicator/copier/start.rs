@@ -89,6 +89,8 @@ impl Copier {
             &self.target_js,
             &self.telemetry,
         );
+        let progress = Arc::new(Progress::default());
+        progress.note(0, resume.done_through);
         let mut session = Session {
             source,
             target_origin: target.identity.to_string(),
@@ -106,6 +108,8 @@ impl Copier {
             writer,
             held: None,
             last_delivered: resume.done_through,
+            progress: progress.clone(),
+            _lag: self.watch_lag(messages.pending_probe(), progress),
         };
         // A forced position is used once: record it as a normal checkpoint right away.
         self.save(&mut session);
