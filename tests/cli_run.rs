@@ -29,6 +29,18 @@ fn two_adapters_yaml(url: &str) -> String {
 
 const STARTUP: &str = r#"{"protocol":"io.choria.lifecycle.v1.startup","id":"4b0e6a52-6f0e-4c1e-9d7a-2f4f3c0b9a11","identity":"db3.fra.acme.test","component":"server","timestamp":1767225600,"version":"0.29.4"}"#;
 
+/// ferry running the two adapters against `server`, ready, and its config file's path.
+async fn running_ferry(server: &NatsServer) -> (Ferry, String) {
+    let mut ferry = Ferry::start(&two_adapters_yaml(&server.url()));
+    ferry.wait_ready().await;
+    let config = ferry
+        .config_path()
+        .to_str()
+        .expect("utf-8 path")
+        .to_string();
+    (ferry, config)
+}
+
 /// Runs a one-shot ferry command without blocking the runtime's other tasks.
 fn run(args: &[&str]) -> Output {
     let mut cmd = ferry_command();
@@ -204,13 +216,7 @@ async fn readyz_is_503_while_the_connection_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_command_prints_a_table_and_json() {
     let server = NatsServer::start();
-    let mut ferry = Ferry::start(&two_adapters_yaml(&server.url()));
-    ferry.wait_ready().await;
-    let config = ferry
-        .config_path()
-        .to_str()
-        .expect("utf-8 path")
-        .to_string();
+    let (mut ferry, config) = running_ferry(&server).await;
 
     // While running: from the monitor.
     let out = run(&["status", "-c", &config]);
@@ -330,13 +336,7 @@ fn usage_errors_exit_1_and_help_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_exits_0_while_the_monitor_answers_and_1_otherwise() {
     let mut server = NatsServer::start();
-    let mut ferry = Ferry::start(&two_adapters_yaml(&server.url()));
-    ferry.wait_ready().await;
-    let config = ferry
-        .config_path()
-        .to_str()
-        .expect("utf-8 path")
-        .to_string();
+    let (mut ferry, config) = running_ferry(&server).await;
 
     let out = run(&["health", "-c", &config]);
     assert_eq!(out.status.code(), Some(0), "alive: {out:?}");
