@@ -65,6 +65,9 @@ pub struct Connection {
     pub name: String,
     pub client: Client,
     jetstream_domain: Option<String>,
+    /// Set when a reload replaces or drops this connection: from then on its events no longer
+    /// speak for the connection of the same name (its successor reports on the board).
+    retired: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -92,6 +95,20 @@ impl Connection {
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
+
+    /// Closes a connection that a reload replaced or no longer needs, once no pipeline uses it:
+    /// what was published is flushed, then the client drains and closes. Its events are ignored
+    /// from now on, so they cannot mark its successor of the same name down.
+    pub async fn retire(self, timeout: Duration) {
+        self.retired.store(true, Ordering::SeqCst);
+        let closing = async {
+            let _ = self.client.flush().await;
+            let _ = self.client.drain().await;
+        };
+        if tokio::time::timeout(timeout, closing).await.is_err() {
+            tracing::warn!(connection = %self.name, "the replaced connection did not close in time; dropping it");
+        }
+    }
 }
 
 /// Opens the connection named `name`. Returns at once even when no server is reachable yet: the
@@ -104,7 +121,8 @@ pub async fn connect(
     metrics: Arc<Metrics>,
     board: Arc<StatusBoard>,
 ) -> Result<Connection, ConnectError> {
-    let options = options(name, config, instance, metrics, board).await?;
+    let retired = Arc::new(AtomicBool::new(false));
+    let options = options(name, config, instance, metrics, board, retired.clone()).await?;
     let client = options
         .connect(config.servers.clone())
         .await
@@ -116,6 +134,7 @@ pub async fn connect(
         name: name.to_string(),
         client,
         jetstream_domain: config.jetstream_domain.clone(),
+        retired,
     })
 }
 
@@ -125,6 +144,7 @@ async fn options(
     instance: &str,
     metrics: Arc<Metrics>,
     board: Arc<StatusBoard>,
+    retired: Arc<AtomicBool>,
 ) -> Result<ConnectOptions, ConnectError> {
     let mut options = ConnectOptions::new();
     if let Some(path) = &config.credentials {
@@ -207,6 +227,7 @@ async fn options(
         cause_repeats: LogLimiter::new(Duration::from_secs(30)),
         metrics,
         board,
+        retired,
     });
     let client_name = config
         .name
@@ -284,11 +305,16 @@ struct EventState {
     cause_repeats: LogLimiter,
     metrics: Arc<Metrics>,
     board: Arc<StatusBoard>,
+    /// See [`Connection::retire`].
+    retired: Arc<AtomicBool>,
 }
 
 impl EventState {
     /// Before a connect attempt: reports why the previous ones failed.
     fn on_attempt(&self, servers: &[async_nats::Server]) {
+        if self.retired.load(Ordering::SeqCst) {
+            return;
+        }
         let mut failures: Vec<String> = servers
             .iter()
             .filter(|server| server.failed_attempts > 0)
@@ -330,6 +356,9 @@ impl EventState {
 
     /// Counts and logs one client event.
     fn on_event(&self, event: Event) {
+        if self.retired.load(Ordering::SeqCst) {
+            return;
+        }
         let (name, metrics) = (self.name.as_str(), &self.metrics);
         let labels = [name];
         match &event {

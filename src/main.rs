@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every adapter in the config until SIGINT/SIGTERM.
+    /// Run every pipeline in the config until SIGINT/SIGTERM; SIGHUP reloads the config.
     Run {
         /// The YAML config file.
         #[arg(short, long, env = "FERRY_CONFIG")]
@@ -136,7 +136,13 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             recover_state,
-        } => run(&config, app::RunOptions { recover_state }),
+        } => run(
+            &config,
+            app::RunOptions {
+                recover_state,
+                config_path: Some(config.clone()),
+            },
+        ),
         Command::Status { config, json } => status(&config, json),
         Command::Health { config, ready } => health(&config, ready),
         Command::Reset {

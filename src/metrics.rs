@@ -97,6 +97,12 @@ pub struct Metrics {
     /// `ferry_pipeline_ready{pipeline}` (extension): 1 while the pipeline counts as ready for
     /// `/readyz`, else 0; set from the status board at every scrape, so the two always agree.
     pub pipeline_ready: IntGaugeVec,
+    /// `ferry_config_reloads_total{result}` (extension): reloads on SIGHUP, `success` or
+    /// `failure` (the file had problems; the running config was kept).
+    pub config_reloads: IntCounterVec,
+    /// `ferry_config_last_reload_successful` (extension): 0 after a failed reload until one
+    /// succeeds, else 1.
+    pub config_last_reload_successful: IntGaugeVec,
 
     /// `ferry_connection_state{connection}`: 1 while connected, 0 otherwise.
     pub connection_state: IntGaugeVec,
@@ -267,6 +273,18 @@ impl Metrics {
                 "1 while the pipeline counts as ready for /readyz (running, or a healthy standby), else 0.",
                 PIPELINE,
             ),
+            config_reloads: counter(
+                r,
+                "ferry_config_reloads_total",
+                "Config reloads on SIGHUP by result: success, or failure (the running config was kept).",
+                &["result"],
+            ),
+            config_last_reload_successful: gauge(
+                r,
+                "ferry_config_last_reload_successful",
+                "0 after a reload whose file had problems (the running config was kept), else 1.",
+                &[],
+            ),
             connection_state: gauge(
                 r,
                 "ferry_connection_state",
@@ -309,6 +327,13 @@ impl Metrics {
         metrics
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for result in ["success", "failure"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
+        metrics
+            .config_last_reload_successful
+            .with_label_values::<&str>(&[])
             .set(1);
         metrics
     }
@@ -451,6 +476,8 @@ mod tests {
             "ferry_connection_errors_total",
             "ferry_monitor_unanswered_total",
             "ferry_build_info",
+            "ferry_config_reloads_total",
+            "ferry_config_last_reload_successful",
         ];
         for name in names {
             assert!(

@@ -109,9 +109,11 @@ pub struct Supervision {
     pub shutdown_timeout: Duration,
 }
 
-/// Runs `first` until ferry stops, restarting the pipeline with `start` whenever one of its tasks
-/// ends before that.
-pub async fn supervise<P, E, S>(supervision: Supervision, first: Running<P>, mut start: S)
+/// Runs `first` until ferry stops (or the pipeline is stopped on its own), restarting the
+/// pipeline with `start` whenever one of its tasks ends before that. `first` is `None` when the
+/// first start already failed (a pipeline added by a reload): the supervisor then keeps trying to
+/// start it, with the same backoff as a restart.
+pub async fn supervise<P, E, S>(supervision: Supervision, first: Option<Running<P>>, mut start: S)
 where
     P: Pipeline,
     E: std::error::Error,
@@ -125,28 +127,30 @@ where
         shutdown_timeout,
     } = supervision;
     let mut backoff = new_backoff();
-    let mut running = first;
+    let mut current = first;
     loop {
-        let started = Instant::now();
-        let end = tokio::select! {
-            _ = stop.stopping() => None,
-            end = next_end(&mut running.ended) => Some(end),
-        };
-        let Some(end) = end else {
+        if let Some(mut running) = current.take() {
+            let started = Instant::now();
+            let end = tokio::select! {
+                _ = stop.stopping() => None,
+                end = next_end(&mut running.ended) => Some(end),
+            };
+            let Some(end) = end else {
+                running.pipeline.stop(shutdown_timeout).await;
+                return;
+            };
+            let reason = format!("task {} {}; restarting the pipeline", end.task, end.cause);
+            tracing::error!(pipeline = %name, task = end.task, cause = %end.cause, "a pipeline task ended while ferry runs; restarting the pipeline");
+            board.set_state(&name, PipelineState::Failed, Some(reason.clone()));
+            board.record_error(&name, &reason);
+            restarts.inc();
             running.pipeline.stop(shutdown_timeout).await;
-            return;
-        };
-        let reason = format!("task {} {}; restarting the pipeline", end.task, end.cause);
-        tracing::error!(pipeline = %name, task = end.task, cause = %end.cause, "a pipeline task ended while ferry runs; restarting the pipeline");
-        board.set_state(&name, PipelineState::Failed, Some(reason.clone()));
-        board.record_error(&name, &reason);
-        restarts.inc();
-        running.pipeline.stop(shutdown_timeout).await;
-        board.set_state(&name, PipelineState::Failed, Some(reason));
-        if started.elapsed() >= HEALTHY_RUN {
-            backoff = new_backoff();
+            board.set_state(&name, PipelineState::Failed, Some(reason));
+            if started.elapsed() >= HEALTHY_RUN {
+                backoff = new_backoff();
+            }
         }
-        running = loop {
+        current = loop {
             if !stop.sleep(backoff.next_delay()).await {
                 return;
             }
@@ -154,7 +158,7 @@ where
             match start(spawner) {
                 Ok(pipeline) => {
                     tracing::info!(pipeline = %name, "pipeline restarted");
-                    break Running { pipeline, ended };
+                    break Some(Running { pipeline, ended });
                 }
                 Err(error) => {
                     let reason = format!("cannot restart: {error}");
@@ -223,10 +227,10 @@ mod tests {
                 stop: shutdown.signal(),
                 shutdown_timeout: Duration::from_secs(1),
             },
-            Running {
+            Some(Running {
                 pipeline: Counting(stopped.clone()),
                 ended,
-            },
+            }),
             {
                 let (stopped, starts) = (stopped.clone(), starts.clone());
                 move |spawner: Spawner| {

@@ -35,7 +35,7 @@ impl LifecycleFormat {
 }
 
 /// One core NATS → JetStream adapter.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterConfig {
     pub name: String,
@@ -114,7 +114,7 @@ impl AdapterConfig {
 }
 
 /// Where an adapter writes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// Defaults to the adapter's connection.
@@ -145,7 +145,7 @@ fn default_replicas() -> usize {
 }
 
 /// The disk spool used while JetStream cannot accept writes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolConfig {
     #[serde(default = "default_spool_max_bytes")]

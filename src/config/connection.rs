@@ -35,7 +35,7 @@ impl fmt::Display for Secret {
 }
 
 /// One named NATS deployment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionConfig {
     pub servers: Vec<String>,
@@ -66,7 +66,7 @@ fn default_subscription_capacity() -> usize {
     65_536
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     #[serde(default)]

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 /// SPEC section 6.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     #[serde(default)]
@@ -15,7 +15,7 @@ pub struct FilterConfig {
 }
 
 /// One `match` entry: a `field` or a `header`, and exactly one test.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PredicateConfig {
     #[serde(default)]

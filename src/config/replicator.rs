@@ -15,7 +15,7 @@ use super::units::{
 };
 
 /// One JetStream stream → JetStream stream copy (SPEC section 5).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicatorConfig {
     /// Unique among all pipelines (adapters and replicators): it is the `pipeline` metric label,
@@ -80,7 +80,7 @@ impl ReplicatorConfig {
 }
 
 /// The source stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub connection: String,
@@ -88,7 +88,7 @@ pub struct SourceConfig {
 }
 
 /// The target stream, and how to create it when missing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub connection: String,
@@ -320,7 +320,7 @@ pub enum Writes {
 }
 
 /// `limit:` — global rate limits and per-sender sampling (SPEC section 7).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
     #[serde(default)]
@@ -332,7 +332,7 @@ pub struct LimitConfig {
 }
 
 /// Per-sender sampling.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SampleConfig {
     pub key: SampleKey,
@@ -404,7 +404,7 @@ impl SampleKey {
 }
 
 /// Advisories about senders (SPEC section 7).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvisoriesConfig {
     /// Template with `{event}` and `{value}`.
@@ -417,14 +417,14 @@ pub struct AdvisoriesConfig {
     pub reliable: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatConfig {
     pub subject: String,
     pub interval: HumanDuration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaderElectionConfig {
     pub bucket: String,

@@ -19,7 +19,7 @@ use super::replicator::ReplicatorConfig;
 use super::units::HumanDuration;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This instance's name in headers and advisories; default: the host name.
@@ -94,7 +94,7 @@ fn default_shutdown_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(10))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
     /// `host:port` for /metrics, /healthz, /readyz and /status.

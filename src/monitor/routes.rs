@@ -40,7 +40,9 @@ pub(super) fn respond<B>(
     }
     match request.uri().path() {
         "/metrics" => {
-            // Readiness is read from the board at the scrape, so /metrics and /readyz agree.
+            // Readiness is read from the board at the scrape, so /metrics and /readyz agree (and
+            // a pipeline that a reload removed loses its series).
+            metrics.pipeline_ready.reset();
             for status in board.snapshot() {
                 metrics
                     .pipeline_ready

@@ -241,6 +241,11 @@ impl StatusBoard {
         }
     }
 
+    /// Removes a pipeline that a reload took out of the config.
+    pub fn unregister(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
     /// Sets state and reason; `since` moves only when the state actually changes, so repeated
     /// reports of the same state do not hide how long it has lasted.
     pub fn set_state(&self, name: &str, state: PipelineState, reason: Option<String>) {
@@ -322,6 +327,28 @@ impl StatusBoard {
                 since: now_rfc3339(),
             },
         );
+    }
+
+    /// Adds the connection `name` if it is new, else sets the pipelines using it (after a reload).
+    pub fn set_connection_users(&self, name: &str, pipelines: Vec<String>) {
+        let mut connections = self.lock_connections();
+        match connections.get_mut(name) {
+            Some(connection) => connection.pipelines = pipelines,
+            None => {
+                drop(connections);
+                self.register_connection(name, pipelines);
+            }
+        }
+    }
+
+    /// The names of the connections on the board.
+    pub fn connection_names(&self) -> Vec<String> {
+        self.lock_connections().keys().cloned().collect()
+    }
+
+    /// Removes a connection that no pipeline uses any more (after a reload).
+    pub fn unregister_connection(&self, name: &str) {
+        self.lock_connections().remove(name);
     }
 
     /// Records that the connection `name` is up or down.

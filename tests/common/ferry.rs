@@ -215,6 +215,31 @@ impl Ferry {
         }
     }
 
+    /// Replaces the config file with `config_yaml` (same placeholders as [`Ferry::start`], same
+    /// state dir and monitor address) without touching the running process: send SIGHUP with
+    /// [`Ferry::reload`] to apply it.
+    pub fn rewrite_config(&mut self, config_yaml: &str) {
+        self.template = config_yaml.to_string();
+        self.write_config();
+    }
+
+    /// Sends SIGHUP and waits until ferry has acted on it: its log gains a line saying the
+    /// config reloaded or the reload failed. Returns what the run logged from the signal on.
+    pub async fn reload(&mut self) -> String {
+        let from = ferry_testkit::log_len(&self.log_path);
+        self.signal(libc::SIGHUP);
+        let log_path = self.log_path.clone();
+        let finished = ferry_testkit::wait_for(Duration::from_secs(60), || {
+            let log = ferry_testkit::read_log_from(&log_path, from);
+            async move { log.contains("config reloaded") || log.contains("config reload failed") }
+        })
+        .await;
+        if finished.is_err() {
+            self.fail("no reload outcome logged within 60 s of SIGHUP");
+        }
+        ferry_testkit::read_log_from(&self.log_path, from)
+    }
+
     /// Sends SIGTERM (graceful shutdown). No-op if the process already exited.
     pub fn sigterm(&mut self) {
         self.signal(libc::SIGTERM);

@@ -1,21 +1,25 @@
-//! `ferry run`: opens the state store, the monitor and the connections, starts every pipeline, and
-//! on SIGINT/SIGTERM shuts them down gracefully (SPEC section 2).
+//! `ferry run`: opens the state store, the monitor and the connections, starts every pipeline,
+//! reloads the config on SIGHUP (`reload.rs`), and on SIGINT/SIGTERM shuts them down gracefully
+//! (SPEC section 2).
 
-use std::collections::BTreeMap;
+mod pipelines;
+mod plan;
+mod reload;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use pipelines::{Pipelines, Shared};
+
 use crate::adapter::spool::SpoolError;
-use crate::adapter::{Adapter, AdapterContext};
 use crate::config::schema::Config;
-use crate::connect::{self, ConnectError, Connection};
+use crate::connect::ConnectError;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::replicator::checkpoint::{Checkpoint, Checkpoints, Forced};
-use crate::replicator::{Replicator, ReplicatorContext};
 use crate::shutdown::Shutdown;
 use crate::state::{SledStore, StateDirLock, StateError, StateStore, StoreHistory};
 use crate::status::{PipelineKind, PipelineState, StatusBoard};
-use crate::supervisor::{supervise, Running, Spawner, Supervision};
 
 /// Why `ferry run` stopped with an error; decides the exit code (SPEC section 2). Each variant
 /// keeps the error beneath it, so a caller (and a log) can follow the chain to its cause.
@@ -54,11 +58,14 @@ impl RunError {
     }
 }
 
-/// How `ferry run` treats the state store.
-#[derive(Debug, Clone, Copy, Default)]
+/// How `ferry run` treats the state store and its config file.
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// `--recover-state`: move a damaged state store aside and start with a fresh one.
     pub recover_state: bool,
+    /// The file the config came from, read again on SIGHUP; without one, SIGHUP is logged and
+    /// ignored.
+    pub config_path: Option<PathBuf>,
 }
 
 /// Runs every pipeline of `config` until SIGINT or SIGTERM.
@@ -66,9 +73,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     run_with(config, RunOptions::default()).await
 }
 
-/// [`run`] with options.
+/// [`run`] with options; SIGHUP reloads the config file.
 pub async fn run_with(config: Config, options: RunOptions) -> Result<(), RunError> {
-    run_until_with(config, options, shutdown_signal()).await
+    // Listen before anything else, so a SIGHUP during start-up cannot kill the process (the
+    // default action); it is acted on once everything runs.
+    let hangups = hangup_signal();
+    run_until_with(config, options, shutdown_signal(), hangups).await
 }
 
 /// Runs until `stop` completes, then shuts down gracefully.
@@ -76,17 +86,19 @@ pub async fn run_until(
     config: Config,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
-    run_until_with(config, RunOptions::default(), stop).await
+    run_until_with(config, RunOptions::default(), stop, Hangups::none()).await
 }
 
-/// [`run_until`] with options.
+/// [`run_until`] with options, reloading the config at each of `hangups`.
 pub async fn run_until_with(
     config: Config,
     options: RunOptions,
     stop: impl std::future::Future<Output = ()>,
+    mut hangups: Hangups,
 ) -> Result<(), RunError> {
     let _lock = StateDirLock::acquire(&config.state_dir)?;
-    let store: Arc<dyn StateStore> = Arc::new(open_store(&config.state_dir, options)?);
+    let store: Arc<dyn StateStore> =
+        Arc::new(open_store(&config.state_dir, options.recover_state)?);
     let store_watch = tokio::spawn(reopen_when_failed(store.clone()));
     let instance = config.instance_name();
     let metrics = Arc::new(Metrics::new());
@@ -103,85 +115,17 @@ pub async fn run_until_with(
         None => None,
     };
 
-    let connections = open_connections(&config, &instance, &metrics, &board).await?;
-    let stop_pipelines = Shutdown::new();
-    let supervision = |name: &str| Supervision {
-        name: name.to_string(),
+    let shared = Shared {
+        instance: instance.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
         board: board.clone(),
-        restarts: metrics.pipeline_restarts.with_label_values(&[name]),
-        stop: stop_pipelines.signal(),
-        shutdown_timeout: config.shutdown_timeout.0,
     };
-    let mut supervisors = Vec::new();
-    let mut names = Vec::new();
-    for adapter in &config.adapters {
-        let (Some(input), Some(output)) = (
-            connections.get(&adapter.connection),
-            connections.get(adapter.output_connection()),
-        ) else {
-            return Err(RunError::Config(format!(
-                "adapter {}: unknown connection (run `ferry check`)",
-                adapter.name
-            )));
-        };
-        let context = AdapterContext {
-            config: adapter.clone(),
-            input: input.clone(),
-            output: output.clone(),
-            store: store.clone(),
-            state_dir: config.state_dir.clone(),
-            metrics: metrics.clone(),
-            board: board.clone(),
-        };
-        // The first start runs here, so a pipeline that cannot start at all fails `ferry run`.
-        let (spawner, ended) = Spawner::new(&adapter.name);
-        let first = Adapter::start(context.clone(), spawner)?;
-        let restart = move |spawner| Adapter::start(context.clone(), spawner);
-        supervisors.push(tokio::spawn(supervise(
-            supervision(&adapter.name),
-            Running {
-                pipeline: first,
-                ended,
-            },
-            restart,
-        )));
-        names.push(adapter.name.clone());
-    }
+    let mut pipelines = Pipelines::new(shared, config.clone());
+    pipelines.start_all().await?;
     // Serve only now: with no pipeline registered yet, /readyz would report ready too early.
     let monitor =
         monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop.signal()));
-    for replicator in &config.replicators {
-        let (Some(source), Some(target)) = (
-            connections.get(&replicator.from.connection),
-            connections.get(&replicator.to.connection),
-        ) else {
-            return Err(RunError::Config(format!(
-                "replicator {}: unknown connection (run `ferry check`)",
-                replicator.name
-            )));
-        };
-        let context = ReplicatorContext {
-            config: replicator.clone(),
-            instance: instance.clone(),
-            source: source.clone(),
-            target: target.clone(),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            board: board.clone(),
-        };
-        let (spawner, ended) = Spawner::new(&replicator.name);
-        let first = Replicator::start(context.clone(), spawner)?;
-        let restart = move |spawner| Replicator::start(context.clone(), spawner);
-        supervisors.push(tokio::spawn(supervise(
-            supervision(&replicator.name),
-            Running {
-                pipeline: first,
-                ended,
-            },
-            restart,
-        )));
-        names.push(replicator.name.clone());
-    }
     tracing::info!(
         instance = %instance,
         adapters = config.adapters.len(),
@@ -190,24 +134,27 @@ pub async fn run_until_with(
         "ferry running"
     );
 
-    stop.await;
-    tracing::info!(timeout = ?config.shutdown_timeout.0, "shutting down: stopping intake, finishing in-flight events");
-    for name in &names {
-        board.set_state(name, PipelineState::Stopping, None);
-    }
-    stop_pipelines.stop();
-    for supervisor in futures_util::future::join_all(supervisors).await {
-        if let Err(error) = supervisor {
-            tracing::error!(%error, "a pipeline supervisor failed while stopping");
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangups.next() => match &options.config_path {
+                Some(path) => {
+                    reload::reload(&mut pipelines, path).await;
+                }
+                None => tracing::warn!("SIGHUP: no config file to reload; ignored"),
+            },
         }
     }
+    let timeout = pipelines.config.shutdown_timeout.0;
+    tracing::info!(
+        ?timeout,
+        "shutting down: stopping intake, finishing in-flight events"
+    );
+    pipelines.stop_all().await;
     store_watch.abort();
     if let Err(error) = store.flush() {
         tracing::error!(%error, "cannot flush the state store");
-    }
-    for connection in connections.values() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), connection.client.flush())
-            .await;
     }
     monitor_stop.stop();
     if let Some(monitor) = monitor {
@@ -217,19 +164,57 @@ pub async fn run_until_with(
     Ok(())
 }
 
+/// The SIGHUPs that ask for a reload.
+pub struct Hangups {
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    /// Never fires (no reload).
+    pub fn none() -> Hangups {
+        Hangups { signal: None }
+    }
+
+    /// Resolves at the next SIGHUP (several sent during a reload count as one more).
+    async fn next(&mut self) {
+        match &mut self.signal {
+            Some(signal) => {
+                if signal.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Starts listening for SIGHUP (which would otherwise end the process).
+pub fn hangup_signal() -> Hangups {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(signal) => Hangups {
+            signal: Some(signal),
+        },
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP; reloading the config needs a restart");
+            Hangups::none()
+        }
+    }
+}
+
 /// Opens the state store for `ferry run`. A damaged one stops the start with an error naming the
 /// way out, unless `recover_state` asks to move it aside and start with a fresh one. A store that
 /// is not the one the state directory had (lost, emptied, replaced) is reported; what it took with
 /// it is counted by each pipeline as it starts.
-fn open_store(state_dir: &std::path::Path, options: RunOptions) -> Result<SledStore, RunError> {
+fn open_store(state_dir: &std::path::Path, recover_state: bool) -> Result<SledStore, RunError> {
     let store = match SledStore::open(state_dir) {
         Ok(store) => {
-            if options.recover_state {
+            if recover_state {
                 tracing::info!(state_dir = %state_dir.display(), "--recover-state: the state store is not damaged; nothing to recover");
             }
             store
         }
-        Err(error) if error.is_damage() && options.recover_state => {
+        Err(error) if error.is_damage() && recover_state => {
             let moved = SledStore::move_aside(state_dir)?;
             tracing::error!(%error, moved_to = %moved.display(), "--recover-state: moved the damaged state store aside and started with a fresh one; what it held is reported below");
             SledStore::open(state_dir)?
@@ -260,53 +245,6 @@ async fn reopen_when_failed(store: Arc<dyn StateStore>) {
             let _ = tokio::task::spawn_blocking(move || store.flush()).await;
         }
     }
-}
-
-/// One client per connection name that a pipeline uses, each registered on `board` with the
-/// pipelines using it (so a connection's failure shows on theirs).
-async fn open_connections(
-    config: &Config,
-    instance: &str,
-    metrics: &Arc<Metrics>,
-    board: &Arc<StatusBoard>,
-) -> Result<BTreeMap<String, Connection>, RunError> {
-    let mut used: Vec<&str> = Vec::new();
-    for adapter in &config.adapters {
-        used.push(&adapter.connection);
-        used.push(adapter.output_connection());
-    }
-    for replicator in &config.replicators {
-        used.push(&replicator.from.connection);
-        used.push(&replicator.to.connection);
-    }
-    used.sort_unstable();
-    used.dedup();
-    let mut connections = BTreeMap::new();
-    for name in used {
-        let Some(settings) = config.connections.get(name) else {
-            return Err(RunError::Config(format!(
-                "connection {name:?} is not defined under connections (run `ferry check`)"
-            )));
-        };
-        let users = config
-            .adapters
-            .iter()
-            .filter(|a| a.connection == name || a.output_connection() == name)
-            .map(|a| a.name.clone())
-            .chain(
-                config
-                    .replicators
-                    .iter()
-                    .filter(|r| r.from.connection == name || r.to.connection == name)
-                    .map(|r| r.name.clone()),
-            )
-            .collect();
-        board.register_connection(name, users);
-        let connection =
-            connect::connect(name, settings, instance, metrics.clone(), board.clone()).await?;
-        connections.insert(name.to_string(), connection);
-    }
-    Ok(connections)
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
