@@ -96,6 +96,11 @@ impl Connection {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// Whether the connection was up and is lost now (not merely still being established).
+    pub fn is_lost(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Disconnected
+    }
+
     /// Closes a connection that a reload replaced or no longer needs, once no pipeline uses it:
     /// what was published is flushed, then the client drains and closes. Its events are ignored
     /// from now on, so they cannot mark its successor of the same name down.
@@ -238,6 +243,10 @@ async fn options(
         .name(client_name)
         .retry_on_initial_connect()
         .max_reconnects(None)
+        // The client's own default waits up to 4 s between attempts; a server that comes back
+        // is used within a second instead (an attempt against a server that is down costs one
+        // refused TCP connect).
+        .reconnect_delay_callback(reconnect_delay)
         .connection_timeout(Duration::from_secs(5))
         .subscription_capacity(config.subscription_capacity.max(1))
         // Called before every connect attempt with each server's last error; `None` keeps the
@@ -250,6 +259,16 @@ async fn options(
             let state = state.clone();
             async move { state.on_event(event) }
         }))
+}
+
+/// The wait before reconnect attempt `attempts`: none for the first, then 2, 4, 8 ... ms up to
+/// one second.
+fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let exponent = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(10);
+    Duration::from_millis(2_u64.pow(exponent)).min(Duration::from_secs(1))
 }
 
 /// Hides the nkey seeds of a `.creds` file from logs (the JWT is not secret; its seed is).
@@ -460,6 +479,15 @@ fn describe_server_error(error: &str, auth_hint: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnect_attempts_never_wait_more_than_a_second() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(2));
+        assert_eq!(reconnect_delay(5), Duration::from_millis(16));
+        assert_eq!(reconnect_delay(11), Duration::from_secs(1));
+        assert_eq!(reconnect_delay(usize::MAX), Duration::from_secs(1));
+    }
 
     #[test]
     fn failures_name_their_cause_and_fix() {

@@ -43,10 +43,10 @@ async fn expect_failure_and_restart(ferry: &mut Ferry, pipeline: &str, task: &st
         .as_array()
         .and_then(|all| all.iter().find(|p| p["name"] == pipeline))
         .unwrap_or_else(|| panic!("{pipeline} in {status}"));
-    let last_error = entry["last_error"].as_str().unwrap_or_default();
+    // Running again: the restart's cause is history (the log and the counter keep it).
     assert!(
-        last_error.contains(&format!("task {task} {cause}")),
-        "last_error: {last_error}"
+        entry["last_error"].is_null(),
+        "last_error clears once the pipeline recovered: {entry}"
     );
     let log = ferry.log();
     assert!(

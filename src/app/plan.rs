@@ -107,6 +107,9 @@ pub struct ReloadPlan {
     pub changed: Vec<String>,
     /// In both and the same: left running untouched.
     pub unchanged: Vec<String>,
+    /// Unchanged but failed (stopped until an operator acts): started again, since the reload
+    /// may be that act (the conflicting stream removed, the permission granted).
+    pub retried: Vec<String>,
     /// Connections to open (new names, or settings or files changed), by name.
     pub connections_to_open: Vec<String>,
     /// Running connections that no pipeline of the new config uses as they are: closed once the
@@ -123,6 +126,7 @@ impl ReloadPlan {
         self.added.is_empty()
             && self.removed.is_empty()
             && self.changed.is_empty()
+            && self.retried.is_empty()
             && self.connections_to_open.is_empty()
             && self.connections_to_retire.is_empty()
     }
@@ -136,13 +140,21 @@ impl ReloadPlan {
                 format!("{} {what} ({})", names.len(), names.join(", "))
             }
         };
-        format!(
+        let mut summary = format!(
             "{}, {}, {}, {} unchanged",
             list("added", &self.added),
             list("removed", &self.removed),
             list("changed", &self.changed),
             self.unchanged.len()
-        )
+        );
+        if !self.retried.is_empty() {
+            summary.push_str(&format!(
+                ", {} failed restarted ({})",
+                self.retried.len(),
+                self.retried.join(", ")
+            ));
+        }
+        summary
     }
 }
 

@@ -5,7 +5,8 @@
 //! pipelines start, removed ones stop gracefully (checkpoints saved, spool kept on disk for a
 //! later return), changed ones (their entry, or a connection they use, or a file that connection
 //! reads) stop and start again with the new entry, and unchanged ones are not touched at all: no
-//! message of theirs is lost or copied twice. Settings that only take effect at a start
+//! message of theirs is lost or copied twice; a failed one (stopped until an operator acts) is
+//! started again, since the reload may be that act. Settings that only take effect at a start
 //! (`name`, `state_dir`, `monitor`) keep their running values, with a warning.
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::path::Path;
 use super::pipelines::{FirstStart, OpenConnection, Pipelines};
 use super::plan::{self, ReloadPlan};
 use crate::config;
+use crate::status::PipelineState;
 
 /// How long a connection opened for a reload that then failed may take to close.
 const RETIRE_UNUSED: std::time::Duration = std::time::Duration::from_secs(1);
@@ -61,7 +63,22 @@ async fn apply(pipelines: &mut Pipelines, path: &Path) -> Option<ReloadPlan> {
         .map(|(name, open)| (name.clone(), open.identity.clone()))
         .collect();
     let wanted = plan::identities(&new);
-    let plan = plan::plan(running, &current, &new, &wanted);
+    let mut plan = plan::plan(running, &current, &new, &wanted);
+    let failed: Vec<String> = pipelines
+        .shared()
+        .board
+        .snapshot()
+        .into_iter()
+        .filter(|status| status.state == PipelineState::Failed)
+        .map(|status| status.name)
+        .collect();
+    plan.unchanged.retain(|name| {
+        let retry = failed.contains(name);
+        if retry {
+            plan.retried.push(name.clone());
+        }
+        !retry
+    });
     for setting in &plan.needs_restart {
         tracing::warn!(
             setting,
@@ -98,7 +115,13 @@ async fn apply(pipelines: &mut Pipelines, path: &Path) -> Option<ReloadPlan> {
         }
     }
 
-    let stopping: Vec<String> = plan.removed.iter().chain(&plan.changed).cloned().collect();
+    let stopping: Vec<String> = plan
+        .removed
+        .iter()
+        .chain(&plan.changed)
+        .chain(&plan.retried)
+        .cloned()
+        .collect();
     pipelines.stop(&stopping).await;
     let board = pipelines.shared().board.clone();
     for name in &plan.removed {
@@ -111,7 +134,7 @@ async fn apply(pipelines: &mut Pipelines, path: &Path) -> Option<ReloadPlan> {
     pipelines.config = new;
     show_connections(pipelines, false);
     let config = pipelines.config.clone();
-    for name in plan.added.iter().chain(&plan.changed) {
+    for name in plan.added.iter().chain(&plan.changed).chain(&plan.retried) {
         if let Err(error) = pipelines.start(&config, name, FirstStart::Retry) {
             // Only a config the validation let through by mistake gets here.
             tracing::error!(pipeline = %name, %error, "config reload: cannot start the pipeline");

@@ -1,7 +1,10 @@
 //! Global rate limits of a replicator (SPEC section 7: `limit.rate` and `limit.bytes`).
 //!
 //! Each limit is a token bucket that holds one period's worth of tokens (`2000/s` holds 2000
-//! messages, `10MiB/s` 10 MiB) and refills continuously. A message takes one token from the message
+//! messages, `10MiB/s` 10 MiB) and refills continuously. A bucket starts (nearly) empty, not full:
+//! every start of a replicator (a restart, a reload, a crash loop) would otherwise grant another
+//! whole period's burst on top of the rate. The first message passes at once; the burst builds
+//! up over one period. A message takes one token from the message
 //! bucket and its size from the byte bucket, and waits until both can pay. A message larger than
 //! the byte bucket could never be paid for in full, so it passes as soon as the bucket is full and
 //! leaves the bucket in debt: the average rate still holds and nothing waits forever.
@@ -33,8 +36,11 @@ impl RateLimiter {
         }
         let start = Instant::now();
         Some(RateLimiter {
-            messages: rate.map(|r| Mutex::new(Bucket::new(r.amount, r.per_second(), start))),
-            bytes: bytes.map(|b| Mutex::new(Bucket::new(b.bytes as f64, b.per_second(), start))),
+            // One message may pass at once; the byte bucket starts empty (a small message waits
+            // a moment, a large one what its size costs at the rate).
+            messages: rate.map(|r| Mutex::new(Bucket::new(r.amount, r.per_second(), 1.0, start))),
+            bytes: bytes
+                .map(|b| Mutex::new(Bucket::new(b.bytes as f64, b.per_second(), 0.0, start))),
         })
     }
 
@@ -88,12 +94,12 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// A full bucket, so a replicator may start with one period's burst.
-    fn new(capacity: f64, per_second: f64, now: Instant) -> Bucket {
+    /// A bucket holding `tokens` (at most `capacity`).
+    fn new(capacity: f64, per_second: f64, tokens: f64, now: Instant) -> Bucket {
         Bucket {
             capacity,
             per_second,
-            tokens: capacity,
+            tokens: tokens.min(capacity),
             updated: now,
         }
     }
@@ -143,6 +149,31 @@ mod tests {
         start.elapsed()
     }
 
+    /// `limiter` after one period of its own (the longest in these tests: a minute) idle, when
+    /// its buckets are full.
+    async fn full(limiter: RateLimiter) -> RateLimiter {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        limiter
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_limiter_grants_no_burst() {
+        let limiter = RateLimiter::new(Some(rate(100.0, 1)), None).unwrap();
+        // One message at once, then the rate: the next 100 take a second.
+        assert!(time_for(&limiter, 1, 10).await < Duration::from_millis(1));
+        let took = time_for(&limiter, 100, 10).await;
+        assert!(
+            took >= Duration::from_millis(990) && took < Duration::from_millis(1100),
+            "{took:?}"
+        );
+        let limiter = RateLimiter::new(None, Some(byte_rate(1000))).unwrap();
+        let took = time_for(&limiter, 1, 500).await;
+        assert!(
+            took >= Duration::from_millis(499) && took < Duration::from_millis(600),
+            "{took:?}"
+        );
+    }
+
     #[test]
     fn no_limits_means_no_limiter() {
         assert!(RateLimiter::new(None, None).is_none());
@@ -150,7 +181,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn message_rate_allows_one_burst_then_the_rate() {
-        let limiter = RateLimiter::new(Some(rate(100.0, 1)), None).unwrap();
+        let limiter = full(RateLimiter::new(Some(rate(100.0, 1)), None).unwrap()).await;
         // The first period's worth passes at once.
         assert!(time_for(&limiter, 100, 10).await < Duration::from_millis(1));
         // The next 200 need two seconds.
@@ -164,7 +195,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slow_rates_with_long_periods() {
         // 10 per minute: burst of 10, then one every 6 s.
-        let limiter = RateLimiter::new(Some(rate(10.0, 60)), None).unwrap();
+        let limiter = full(RateLimiter::new(Some(rate(10.0, 60)), None).unwrap()).await;
         assert!(time_for(&limiter, 10, 1).await < Duration::from_millis(1));
         let took = time_for(&limiter, 2, 1).await;
         assert!(
@@ -175,7 +206,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn byte_rate_limits_by_size() {
-        let limiter = RateLimiter::new(None, Some(byte_rate(1000))).unwrap();
+        let limiter = full(RateLimiter::new(None, Some(byte_rate(1000))).unwrap()).await;
         assert!(time_for(&limiter, 10, 100).await < Duration::from_millis(1));
         // 5000 more bytes at 1000 B/s.
         let took = time_for(&limiter, 50, 100).await;
@@ -187,7 +218,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn oversize_message_passes_when_full_and_leaves_debt() {
-        let limiter = RateLimiter::new(None, Some(byte_rate(1000))).unwrap();
+        let limiter = full(RateLimiter::new(None, Some(byte_rate(1000))).unwrap()).await;
         // Larger than the burst: passes at once from a full bucket.
         assert!(time_for(&limiter, 1, 3000).await < Duration::from_millis(1));
         // The bucket is 2000 in debt: a small message waits for the debt to be repaid.
@@ -207,14 +238,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn both_limits_apply_and_the_stricter_wins() {
         // Byte-bound: 1000 B messages at 10,000 B/s are 10 per second after a burst of 10.
-        let limiter = RateLimiter::new(Some(rate(1000.0, 1)), Some(byte_rate(10_000))).unwrap();
+        let limiter =
+            full(RateLimiter::new(Some(rate(1000.0, 1)), Some(byte_rate(10_000))).unwrap()).await;
         let took = time_for(&limiter, 10 + 20, 1000).await;
         assert!(
             took >= Duration::from_millis(1990) && took < Duration::from_millis(2100),
             "{took:?}"
         );
         // Message-bound: 10 per second, however small.
-        let limiter = RateLimiter::new(Some(rate(10.0, 1)), Some(byte_rate(1 << 20))).unwrap();
+        let limiter =
+            full(RateLimiter::new(Some(rate(10.0, 1)), Some(byte_rate(1 << 20))).unwrap()).await;
         let took = time_for(&limiter, 10 + 20, 100).await;
         assert!(
             took >= Duration::from_millis(1990) && took < Duration::from_millis(2100),
@@ -224,7 +257,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_time_refills_only_up_to_the_burst() {
-        let limiter = RateLimiter::new(Some(rate(10.0, 1)), None).unwrap();
+        let limiter = full(RateLimiter::new(Some(rate(10.0, 1)), None).unwrap()).await;
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(time_for(&limiter, 10, 1).await < Duration::from_millis(1));
         let took = time_for(&limiter, 1, 1).await;
@@ -233,7 +266,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_waiters_share_the_rate() {
-        let limiter = std::sync::Arc::new(RateLimiter::new(Some(rate(50.0, 1)), None).unwrap());
+        let limiter =
+            std::sync::Arc::new(full(RateLimiter::new(Some(rate(50.0, 1)), None).unwrap()).await);
         let start = Instant::now();
         let tasks: Vec<_> = (0..5)
             .map(|_| {

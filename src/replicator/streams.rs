@@ -132,9 +132,10 @@ async fn create_target(
     source: &SourceInfo,
 ) -> Result<jetstream::stream::Stream, StreamError> {
     let to = &config.to;
+    let subjects = target_subjects(config, &source.subjects);
     let stream_config = StreamConfig {
         name: to.stream.clone(),
-        subjects: target_subjects(config, &source.subjects),
+        subjects: subjects.clone(),
         retention: RetentionPolicy::Limits,
         // Unset overrides take the source's value: the copy behaves like the original.
         num_replicas: to.replicas.unwrap_or(source.config.num_replicas.max(1)),
@@ -154,6 +155,13 @@ async fn create_target(
             }
             Ok(stream)
         }
+        // Retrying cannot help: the target server needs another stream removed or this one
+        // other subjects. Reported as a failure, not as an outage to wait out.
+        Err(error) if answer::is_subject_overlap(&error) => Err(StreamError::refused(format!(
+            "cannot create target stream {}: its subjects {} overlap another stream's on the target server; remove that stream, or give this one other subjects with to.subject_prefix",
+            to.stream,
+            subjects.join(", ")
+        ))),
         Err(error) => Err(StreamError::unavailable_from(
             format!("cannot create target stream {}", to.stream),
             error,

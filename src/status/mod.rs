@@ -119,8 +119,14 @@ impl PipelineStatus {
         }
     }
 
+    /// A pipeline that becomes ready again has recovered from what its last error said, so the
+    /// error is cleared (the log and the counters keep the history).
     fn change_state(&mut self, state: PipelineState, reason: Option<String>) {
         if self.state != state {
+            if state.is_ready() && !self.state.is_ready() {
+                self.last_error = None;
+                self.last_error_at = None;
+            }
             self.state = state;
             self.since = now_rfc3339();
         }
@@ -166,23 +172,37 @@ pub struct ConnectionStatus {
     pub since: String,
 }
 
-/// `status` with the cause of a connection it uses, when it is starting or disconnected (the
-/// states a connection keeps it in) and that connection is not up for a known cause. A paused or
-/// failed pipeline keeps its own reason.
+/// `status` as the connections it uses make it. A running pipeline (or standby) whose connection
+/// is down is not ready, whatever its own tasks have noticed yet: it is shown `disconnected` from
+/// the moment the client reports the loss, not after a publish or fetch times out. A starting or
+/// disconnected pipeline shows the cause of a connection that is not up for a known cause. A
+/// paused or failed pipeline keeps its own reason.
 fn with_connection_cause(
     mut status: PipelineStatus,
     connections: &BTreeMap<String, ConnectionStatus>,
 ) -> PipelineStatus {
+    let name = status.name.clone();
+    let used = |connection: &&ConnectionStatus| connection.pipelines.contains(&name);
+    if status.state.is_ready() {
+        let Some(down) = connections
+            .values()
+            .filter(used)
+            .find(|connection| connection.state == ConnectionState::Down)
+        else {
+            return status;
+        };
+        status.state = PipelineState::Disconnected;
+        status.reason = Some(format!("connection {} is down", down.name));
+        status.since = down.since.clone();
+    }
     if !matches!(
         status.state,
         PipelineState::Starting | PipelineState::Disconnected
     ) {
         return status;
     }
-    let cause = connections.values().find(|connection| {
-        connection.state != ConnectionState::Up
-            && connection.last_error.is_some()
-            && connection.pipelines.contains(&status.name)
+    let cause = connections.values().filter(used).find(|connection| {
+        connection.state != ConnectionState::Up && connection.last_error.is_some()
     });
     if let Some(connection) = cause {
         let error = connection.last_error.as_deref().unwrap_or_default();
@@ -358,11 +378,28 @@ impl StatusBoard {
         } else {
             ConnectionState::Down
         };
-        if let Some(connection) = self.lock_connections().get_mut(name) {
-            if connection.state != state {
+        let recovered = match self.lock_connections().get_mut(name) {
+            Some(connection) if connection.state != state => {
                 connection.state = state;
                 connection.since = now_rfc3339();
+                up.then(|| connection.pipelines.clone())
             }
+            _ => None,
+        };
+        // Pipelines that stayed running through the loss recovered with the connection: the
+        // error it left on them is cleared (one that became not ready clears when it is again).
+        let left_by_it = format!("connection {name}: ");
+        for pipeline in recovered.unwrap_or_default() {
+            self.update(&pipeline, |status| {
+                let from_connection = status
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|error| error.starts_with(&left_by_it));
+                if status.state.is_ready() && from_connection {
+                    status.last_error = None;
+                    status.last_error_at = None;
+                }
+            });
         }
     }
 

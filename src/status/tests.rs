@@ -38,6 +38,63 @@ fn errors_keep_the_state_and_survive_reregistration() {
 }
 
 #[test]
+fn recovery_clears_the_last_error() {
+    let board = StatusBoard::new("dc1");
+    board.register("r", PipelineKind::Replicator);
+    board.set_state(
+        "r",
+        PipelineState::Disconnected,
+        Some("source missing".into()),
+    );
+    board.record_error("r", "source stream SRC: not found");
+    board.set_state(
+        "r",
+        PipelineState::Disconnected,
+        Some("still missing".into()),
+    );
+    assert!(
+        board.snapshot()[0].last_error.is_some(),
+        "kept while not ready"
+    );
+    board.set_state("r", PipelineState::Running, None);
+    let status = board.snapshot().remove(0);
+    assert_eq!(status.last_error, None);
+    assert_eq!(status.last_error_at, None);
+}
+
+#[test]
+fn a_lost_connection_makes_its_running_pipelines_not_ready_at_once() {
+    let board = StatusBoard::new("dc1");
+    board.register("copy", PipelineKind::Replicator);
+    board.register("other", PipelineKind::Adapter);
+    board.set_state("copy", PipelineState::Running, None);
+    board.set_state("other", PipelineState::Running, None);
+    board.register_connection("west", vec!["copy".into()]);
+    board.set_connection_up("west", true);
+    assert!(board.readiness().is_ok());
+    board.set_connection_up("west", false);
+    let not_ready = board.readiness().expect_err("copy uses west");
+    assert_eq!(not_ready.len(), 1);
+    assert_eq!(not_ready[0].pipeline, "copy");
+    assert_eq!(not_ready[0].state, PipelineState::Disconnected);
+    assert_eq!(
+        not_ready[0].reason.as_deref(),
+        Some("connection west is down")
+    );
+    board.record_connection_error("west", "127.0.0.1:4222: connection refused");
+    let copy = board.snapshot().remove(0);
+    assert_eq!(
+        copy.reason.as_deref(),
+        Some("connection west is down: 127.0.0.1:4222: connection refused")
+    );
+    board.set_connection_up("west", true);
+    assert!(
+        board.readiness().is_ok(),
+        "back as soon as the connection is"
+    );
+}
+
+#[test]
 fn unknown_pipelines_are_ignored() {
     let board = StatusBoard::new("dc1");
     board.set_state("ghost", PipelineState::Failed, None);

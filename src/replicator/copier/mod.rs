@@ -43,6 +43,7 @@ use crate::jetstream::{StreamError, StreamErrorKind};
 use crate::shutdown::StopSignal;
 use crate::status::{PipelineState, StatusBoard};
 
+mod back;
 mod start;
 
 /// How often idle senders are looked for (timeout and expire advisories).
@@ -174,7 +175,7 @@ impl Copier {
                         Some(reason.clone()),
                     );
                     self.board.record_error(&self.config.name, &reason);
-                    if !self.pause(backoff.next_delay()).await {
+                    if !self.pause_until_back(backoff.next_delay()).await {
                         break;
                     }
                 }
@@ -252,11 +253,6 @@ impl Copier {
         self.lease
             .as_ref()
             .is_none_or(|lease| *lease.borrow() == Role::Leader)
-    }
-
-    /// Sleeps unless ferry stops first; returns whether to go on.
-    async fn pause(&mut self, delay: Duration) -> bool {
-        self.stop.sleep(delay).await
     }
 
     async fn copy(&mut self, session: &mut Session, messages: &mut SourceReader) -> SessionEnd {
@@ -536,7 +532,7 @@ impl Copier {
                 session.writer.len() + failed.len() + usize::from(session.held.is_some()),
                 session.watermark.done_through(),
             );
-            if !self.pause(backoff.next_delay()).await {
+            if !self.pause_until_back(backoff.next_delay()).await {
                 // Stopping: the unacked messages stay after the checkpoint and are read again.
                 self.save(session);
                 return Some(SessionEnd::Stopped);

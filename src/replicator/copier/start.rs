@@ -5,6 +5,14 @@ use super::*;
 
 impl Copier {
     pub(super) async fn session(&mut self) -> SessionEnd {
+        // A side whose connection is lost cannot answer: say so now, rather than after each
+        // request of the start has timed out. (One still being established at start-up takes
+        // the requests and sends them once it is up.)
+        for connection in [&self.source, &self.target] {
+            if connection.is_lost() {
+                return SessionEnd::Retry(format!("connection {} is down", connection.name));
+            }
+        }
         let source = match streams::source_info(&self.source_js, &self.config).await {
             Ok(source) => source,
             Err(error) => return end_for(error, PipelineState::Failed),
