@@ -18,7 +18,7 @@ use ferry::logging::{self, LogFormat};
 #[derive(Parser)]
 #[command(
     name = "ferry",
-    version,
+    version = ferry::build_info::LONG_VERSION,
     about = "Data adapter and stream replicator for NATS and JetStream"
 )]
 struct Cli {
@@ -198,6 +198,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 fn run(path: &std::path::Path, options: app::RunOptions) -> ExitCode {
+    // First, before anything else is logged: a log that is read later (a support case, a
+    // collector's archive) says which build wrote it.
+    tracing::info!(
+        version = %ferry::build_info::VERSION,
+        commit = %ferry::build_info::COMMIT,
+        built = %ferry::build_info::DATE,
+        config = %path.display(),
+        "ferry starting"
+    );
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,

@@ -277,6 +277,19 @@ async fn sigterm_when_idle_exits_0_promptly() {
     );
     // The monitor is gone with it.
     assert!(http_get(ferry.monitor_addr(), "/healthz").await.is_err());
+    // The log says which build wrote it, before anything else.
+    let log = ferry.log();
+    let first = log.lines().next().unwrap_or_default();
+    for needle in [
+        "ferry starting".to_string(),
+        format!("version={}", env!("CARGO_PKG_VERSION")),
+        format!("commit={}", env!("FERRY_BUILD_COMMIT")),
+    ] {
+        assert!(
+            first.contains(&needle),
+            "{needle:?} not in the first log line:\n{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,16 +315,53 @@ adapters:
     );
 }
 
-#[test]
-fn version_flag_prints_the_version() {
-    let out = ferry_command()
-        .arg("--version")
+/// The commit `build.rs` should have found: HEAD of the checkout the tests run in, or `unknown`
+/// when the source is not a git work tree (or git is missing).
+fn expected_commit() -> String {
+    std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
         .output()
-        .expect("run ferry --version");
-    assert!(out.status.success(), "{out:?}");
-    let stdout = text(&out.stdout);
-    assert!(stdout.contains("ferry"), "{stdout}");
-    assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "{stdout}");
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| text(&out.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[test]
+fn version_flag_prints_version_commit_and_build_date() {
+    for flag in ["--version", "-V"] {
+        let out = ferry_command().arg(flag).output().expect("run ferry");
+        assert!(out.status.success(), "{out:?}");
+        let stdout = text(&out.stdout);
+        // `ferry 0.1.0 (abc123def456 2026-12-07)`
+        let line = stdout.trim_end();
+        let rest = line
+            .strip_prefix(&format!("ferry {} (", env!("CARGO_PKG_VERSION")))
+            .and_then(|rest| rest.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("ferry {flag}: {line:?}"));
+        let (commit, date) = rest
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("ferry {flag}: no commit and date in {line:?}"));
+        if std::env::var_os("FERRY_BUILD_COMMIT").is_none() {
+            assert_eq!(commit, expected_commit(), "{line:?}");
+        }
+        let digits: Vec<&str> = date.split('-').collect();
+        assert!(
+            digits.len() == 3
+                && [4, 2, 2]
+                    .iter()
+                    .zip(&digits)
+                    .all(|(len, part)| part.len() == *len
+                        && part.chars().all(|c| c.is_ascii_digit())),
+            "the build date is YYYY-MM-DD: {line:?}"
+        );
+    }
 }
 
 #[test]
