@@ -51,6 +51,14 @@ enum Command {
         /// The YAML config file.
         #[arg(short, long, env = "FERRY_CONFIG")]
         config: PathBuf,
+        /// Do not read the environment: `${VAR}` references stay as written and an unset
+        /// variable is not an error (for CI, where the secrets are not). The checks of a key
+        /// whose value is a reference are skipped and listed as warnings.
+        #[arg(long)]
+        no_env: bool,
+        /// Print one JSON object on stdout: {"valid", "problems", "warnings", "summary"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Show each pipeline's state, spool depth and last error.
     Status {
@@ -151,7 +159,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check {
+            config,
+            no_env,
+            json,
+        } => check(&config, config::CheckOptions { no_env }, json),
         Command::Run {
             config,
             recover_state,
@@ -193,15 +205,45 @@ fn load(path: &std::path::Path) -> Result<config::schema::Config, ExitCode> {
     })
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    for warning in config::permissions::warnings(path, &config) {
+/// `ferry check`: exit 0 when the file is valid, 1 with every problem otherwise, whatever the
+/// output format (SPEC section 2).
+fn check(path: &std::path::Path, options: config::CheckOptions, json: bool) -> ExitCode {
+    let checked = config::check_file(path, options);
+    let mut warnings = checked.unchecked.clone();
+    if let Some(config) = &checked.config {
+        let references: Vec<String> = checked.references.iter().map(|r| r.path.clone()).collect();
+        warnings.extend(config::permissions::warnings(path, config, &references));
+    }
+    let valid = checked.problems.is_empty();
+    if json {
+        let entries = |problems: &[config::Problem]| -> Vec<serde_json::Value> {
+            problems
+                .iter()
+                .map(|p| serde_json::json!({ "path": p.path, "message": p.message }))
+                .collect()
+        };
+        let report = serde_json::json!({
+            "file": path.display().to_string(),
+            "valid": valid,
+            "problems": entries(&checked.problems),
+            "warnings": entries(&warnings),
+            "summary": checked.summary_json(),
+        });
+        let code = write_stdout(format!("{report}\n").as_bytes(), "the report");
+        return if valid { code } else { ExitCode::from(1) };
+    }
+    for warning in &warnings {
         eprintln!("warning: {warning}");
     }
-    for line in config::summary(&config) {
+    if !valid {
+        let error = config::ConfigError {
+            file: path.to_path_buf(),
+            problems: checked.problems,
+        };
+        eprintln!("{error}");
+        return ExitCode::from(1);
+    }
+    for line in checked.summary() {
         println!("{line}");
     }
     println!("{}: ok", path.display());
@@ -232,7 +274,7 @@ fn run(path: &std::path::Path, options: app::RunOptions) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    for warning in config::permissions::warnings(path, &config) {
+    for warning in config::permissions::warnings(path, &config, &[]) {
         tracing::warn!("{warning}");
     }
     let runtime = match runtime() {
