@@ -1,8 +1,9 @@
 //! Configuration: the YAML schema, humane units, `${ENV}` expansion and validation (SPEC section 3).
 //!
-//! [`load`] is the one way in: it reads the file, expands `${VAR}` references, turns each section
-//! (the top-level settings, each connection, each adapter, each replicator) into the schema on its own, and then runs
-//! [`validate`]. Sections are deserialized separately, and within a section an offending key is
+//! [`load`] is the one way in ([`check_file`] for `ferry check`, which also keeps the warnings
+//! and the secrets to hide from the summary): it reads the file, expands `${VAR}` references,
+//! turns each section (the top-level settings, each connection, each adapter, each replicator)
+//! into the schema on its own, and then runs [`validate`]. Sections are deserialized separately, and within a section an offending key is
 //! removed and the section retried, so a file with several mistakes reports all of them at once,
 //! each with its path (`adapters[1].spool.max_bytes: invalid size "1x" ...`): the user fixes the
 //! file in one pass instead of one error per run.
