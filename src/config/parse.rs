@@ -4,24 +4,46 @@
 
 use super::*;
 
+/// The entries of a list section (`adapters`, `replicators`) as far as they parsed.
+pub(super) struct Entries<T> {
+    /// The entries that parsed, in file order.
+    pub parsed: Vec<T>,
+    /// The position in the file of each parsed entry (entries that failed to parse are missing
+    /// from `parsed`; positions keep problem paths pointing at the right entry).
+    pub positions: Vec<usize>,
+    /// The position and `name` of each entry that failed to parse but has a string name, so the
+    /// checks across entries (unique names) still count it: the file is fixed in one pass
+    /// rather than a duplicate appearing once a type error elsewhere in the entry is gone.
+    pub broken_names: Vec<(usize, String)>,
+}
+
 /// Deserializes each entry of the list `key` (`adapters`, `replicators`) as its own section at
-/// `key[i]`. Returns what parsed and, for each, its position in the file (entries that failed to
-/// parse are missing, and positions keep problem paths pointing at the right entry).
+/// `key[i]`.
 pub(super) fn deserialize_list<T: DeserializeOwned>(
     value: Option<Value>,
     key: &str,
     problems: &mut Vec<Problem>,
-) -> (Vec<T>, Vec<usize>) {
-    let mut parsed = Vec::new();
-    let mut indices = Vec::new();
+) -> Entries<T> {
+    let mut entries = Entries {
+        parsed: Vec::new(),
+        positions: Vec::new(),
+        broken_names: Vec::new(),
+    };
     match value {
         None | Some(Value::Null) => {}
         Some(Value::Sequence(items)) => {
             for (index, value) in items.into_iter().enumerate() {
                 let path = format!("{key}[{index}]");
-                if let Some(entry) = deserialize_section::<T>(value, &path, problems) {
-                    parsed.push(entry);
-                    indices.push(index);
+                let name = match value.get("name") {
+                    Some(Value::String(name)) => Some(name.clone()),
+                    _ => None,
+                };
+                match deserialize_section::<T>(value, &path, problems) {
+                    Some(entry) => {
+                        entries.parsed.push(entry);
+                        entries.positions.push(index);
+                    }
+                    None => entries.broken_names.extend(name.map(|name| (index, name))),
                 }
             }
         }
@@ -33,7 +55,7 @@ pub(super) fn deserialize_list<T: DeserializeOwned>(
             ),
         )),
     }
-    (parsed, indices)
+    entries
 }
 
 /// Whether `path` is `parent` or lies under it (`parent.x`, `parent[0]`).
