@@ -104,6 +104,11 @@ pub async fn run_until_with(
     };
 
     let connections = open_connections(&config, &instance, &metrics, &board).await?;
+    // Aborted when run ends, on every path: it holds a client of each connection.
+    let _server_watch = AbortOnDrop(tokio::spawn(connect::report_servers(
+        connections.values().cloned().collect(),
+        board.clone(),
+    )));
     let stop_pipelines = Shutdown::new();
     let supervision = |name: &str| Supervision {
         name: name.to_string(),
@@ -215,6 +220,15 @@ pub async fn run_until_with(
     }
     tracing::info!("ferry stopped");
     Ok(())
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Opens the state store for `ferry run`. A damaged one stops the start with an error naming the

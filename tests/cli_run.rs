@@ -162,6 +162,37 @@ async fn monitor_endpoints_healthz_readyz_status_metrics() {
         assert_eq!(p["spool_bytes"], 0, "{p}");
         assert!(p["last_error"].is_null(), "{p}");
     }
+
+    // The adapter's event counters are on /status as in the metrics (the board is refreshed
+    // every 250 ms, so wait for it), and the connection names its server.
+    let name = server.name().to_string();
+    wait_until("/status to show the event and the server", DEADLINE, || {
+        let name = name.clone();
+        async move {
+            let Ok((200, body)) = f.get("/status").await else {
+                return false;
+            };
+            let status: Value = serde_json::from_str(&body).unwrap_or_default();
+            status["pipelines"][0]["events"]["published"] == 1
+                && status["connections"][0]["server"] == name.as_str()
+        }
+    })
+    .await;
+    let (_, body) = ferry.get("/status").await.unwrap();
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["pipelines"][0]["name"], "lifecycle", "{status}");
+    assert_eq!(
+        status["pipelines"][0]["events"],
+        serde_json::json!({
+            "received": 1, "published": 1, "duplicates": 0, "filtered": 0,
+            "invalid": 0, "dropped": 0, "spooled": 0
+        }),
+        "{status}"
+    );
+    let connection = &status["connections"][0];
+    assert_eq!(connection["name"], "core", "{status}");
+    assert_eq!(connection["state"], "up", "{status}");
+    assert!(connection["server_version"].is_string(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,17 +249,48 @@ async fn status_command_prints_a_table_and_json() {
     let server = NatsServer::start();
     let (mut ferry, config) = running_ferry(&server).await;
 
-    // While running: from the monitor.
+    // While running: from the monitor, once the connection's server is known (it is read
+    // from the client once a second).
+    let name = server.name().to_string();
+    let f = &ferry;
+    wait_until("/status to name the server", DEADLINE, || {
+        let name = name.clone();
+        async move {
+            let Ok((200, body)) = f.get("/status").await else {
+                return false;
+            };
+            let status: Value = serde_json::from_str(&body).unwrap_or_default();
+            status["connections"][0]["server"] == name.as_str()
+        }
+    })
+    .await;
     let out = run(&["status", "-c", &config]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "status: {out:?}");
-    for name in ["lifecycle", "registration"] {
-        assert!(stdout.contains(name), "{name} missing from:\n{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let heading = lines
+        .iter()
+        .position(|l| l.starts_with("PIPELINE "))
+        .unwrap_or_else(|| panic!("no pipelines table:\n{stdout}"));
+    for column in ["SPOOL", "RECEIVED", "PUBLISHED", "DROPPED", "SPOOLED"] {
+        assert!(lines[heading].contains(column), "{column}:\n{stdout}");
     }
-    assert!(
-        stdout.lines().count() >= 3,
-        "a header and a row each:\n{stdout}"
-    );
+    for name in ["lifecycle", "registration"] {
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{stdout}"));
+        // Running, nothing received yet: every counter reads 0.
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[3], "running", "{row}");
+        assert_eq!(&cells[cells.len() - 4..], ["0", "0", "0", "0"], "{row}");
+    }
+    let connection = lines
+        .iter()
+        .find(|l| l.starts_with("core "))
+        .unwrap_or_else(|| panic!("no connection row:\n{stdout}"));
+    let cells: Vec<&str> = connection.split_whitespace().collect();
+    assert_eq!(&cells[..3], ["core", "up", name.as_str()], "{stdout}");
 
     let out = run(&["status", "-c", &config, "--json"]);
     assert!(out.status.success(), "status --json: {out:?}");
