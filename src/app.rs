@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::adapter::spool::SpoolError;
 use crate::adapter::{Adapter, AdapterContext};
 use crate::config::schema::Config;
+use crate::config::units::format_duration;
 use crate::connect::{self, ConnectError, Connection};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
@@ -196,7 +197,7 @@ pub async fn run_until_with(
     );
 
     stop.await;
-    tracing::info!(timeout = ?config.shutdown_timeout.0, "shutting down: stopping intake, finishing in-flight events");
+    tracing::info!(timeout = %format_duration(config.shutdown_timeout.0), "shutting down: stopping intake, finishing in-flight events");
     for name in &names {
         board.set_state(name, PipelineState::Stopping, None);
     }
@@ -392,7 +393,7 @@ pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
             board.update(&replicator.name, |status| {
                 status.position = Some(checkpoint.sequence);
                 if let Some(forced) = &checkpoint.forced {
-                    status.reason = Some(format!("next start forced to {forced:?} by ferry reset"));
+                    status.reason = Some(format!("next start forced to {forced} by ferry reset"));
                 }
             });
         }
@@ -407,8 +408,13 @@ pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
 pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String, RunError> {
     if !config.replicators.iter().any(|r| r.name == replicator) {
         let known: Vec<&str> = config.replicators.iter().map(|r| r.name.as_str()).collect();
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
         return Err(RunError::Config(format!(
-            "no replicator named {replicator:?} in the config (replicators: {known:?})"
+            "no replicator named {replicator:?} in the config (replicators: {known})"
         )));
     }
     let forced = Forced::parse(position).map_err(|error| RunError::Config(error.to_string()))?;
@@ -426,7 +432,7 @@ pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String
         .save(replicator, &checkpoint)
         .and_then(|()| store.flush())?;
     Ok(format!(
-        "replicator {replicator}: next start forced to {forced:?} (was: {})",
+        "replicator {replicator}: next start forced to {forced} (was: {})",
         previous.map_or("no checkpoint".to_string(), |c| format!(
             "after sequence {}",
             c.sequence

@@ -7,7 +7,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::lifecycle_yaml;
+use common::{copy_yaml, lifecycle_yaml};
 use common::{ferry_command, http_get, js_client, parse_metrics, wait_until, Ferry, NatsServer};
 use serde_json::Value;
 
@@ -456,4 +456,70 @@ fn status_without_any_state_creates_nothing_and_says_so() {
         "ferry status created {}",
         state_dir.display()
     );
+}
+
+#[test]
+fn reset_then_status_say_the_forced_position_in_plain_words() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Neither command connects anywhere: reset is offline, and nothing listens on the monitor
+    // address, so status reads the state store.
+    let yaml = copy_yaml(
+        "ferry-reset-test",
+        "nats://127.0.0.1:1",
+        "nats://127.0.0.1:1",
+        "",
+        "",
+    )
+    .replace(
+        "{state_dir}",
+        dir.path().join("state").to_str().expect("utf-8 path"),
+    )
+    .replace("{monitor}", "127.0.0.1:1");
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    let cli = |args: &[&str]| {
+        ferry_command()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run ferry {args:?}: {e}"))
+    };
+
+    for (to, said) in [
+        ("sequence:100000", "sequence 100000"),
+        ("time:2026-01-01T00:00:00Z", "time 2026-01-01T00:00:00Z"),
+        ("start", "start"),
+        ("end", "end"),
+    ] {
+        let out = cli(&["reset", "-c", config, "copy", "--to", to]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.starts_with(&format!(
+                "replicator copy: next start forced to {said} (was: "
+            )),
+            "{stdout}"
+        );
+        let out = cli(&["status", "-c", config]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = text(&out.stdout);
+        let reason = format!("    reason: next start forced to {said} by ferry reset");
+        assert!(
+            stdout.lines().any(|l| l == reason),
+            "{reason:?} in:\n{stdout}"
+        );
+        let out = cli(&["status", "-c", config, "--json"]);
+        let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(
+            json["pipelines"][0]["reason"],
+            format!("next start forced to {said} by ferry reset").as_str(),
+            "{json}"
+        );
+    }
+
+    // An unknown replicator: the known ones are listed as names, not as a Rust list.
+    let out = cli(&["reset", "-c", config, "nope", "--to", "start"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("(replicators: copy)"), "{stderr}");
 }

@@ -192,6 +192,52 @@ adapters:
 }
 
 #[test]
+fn wrong_types_are_named_in_config_terms_not_rust_types() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+    subscription_capacity: lots
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    max_in_flight: 1.5
+    allow_unknown_types: maybe
+    output:
+      stream: FERRY_LIFECYCLE
+      subject: "ferry.lifecycle.{type}.{component}"
+      storage: { kind: file }
+replicators:
+  - name: copy
+    from: { connection: east, stream: A }
+    to: { connection: east, stream: B }
+    start: { sequence: abc }
+"#;
+    let (_dir, file) = write_config(yaml);
+    let output = check(&file, &[], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    for line in [
+        "connections.east.subscription_capacity: invalid type: string \"lots\", expected a whole number (0 or more)",
+        "adapters[0].max_in_flight: invalid type: floating point `1.5`, expected a whole number (0 or more)",
+        "adapters[0].allow_unknown_types: invalid type: string \"maybe\", expected true or false",
+        "adapters[0].output.storage: invalid type: map, expected one of this key's words, written plainly (not a mapping or list)",
+        "replicators[0].start.sequence: invalid type: string \"abc\", expected a whole number (0 or more)",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.trim() == line),
+            "expected\n  {line}\nin:\n{stderr}"
+        );
+    }
+    for rust in ["usize", "u64", "a boolean", "Value::", "Tagged"] {
+        assert!(!stderr.contains(rust), "{rust} in:\n{stderr}");
+    }
+}
+
+#[test]
 fn a_set_variable_is_expanded() {
     let yaml = r#"
 state_dir: /tmp/ferry-check-test
@@ -621,9 +667,9 @@ adapters:
             problems,
             [
                 "connections.east.password: unterminated \"${\" at character 13 (close it with '}', or write $${ for a literal ${)",
-                "connections.east.subscription_capacity: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize",
+                "connections.east.subscription_capacity: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected a whole number (0 or more)",
                 "connections.west.token: invalid type: integer `***`, expected a string (quote it)",
-                "adapters[0].max_in_flight: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize",
+                "adapters[0].max_in_flight: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected a whole number (0 or more)",
                 "connections.east.servers[0]: \"nats://***@127.0.0.1:4222\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
                 "connections.east.servers[1]: \"nats://***@h:zz\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
                 "connections.west.servers[0]: \"tls://***@127.0.0.1:4223\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",

@@ -146,8 +146,12 @@ pub fn parse_with_env(
     };
     prescan::check(text.as_bytes())
         .map_err(|limit| fail(vec![Problem::new("", limit.to_string())]))?;
-    let mut root: Value = serde_norway::from_str(text)
-        .map_err(|error| fail(vec![Problem::new("", format!("not valid YAML: {error}"))]))?;
+    let mut root: Value = serde_norway::from_str(text).map_err(|error| {
+        fail(vec![Problem::new(
+            "",
+            plain_types(&format!("not valid YAML: {error}")),
+        )])
+    })?;
     root.apply_merge().map_err(|error| {
         fail(vec![Problem::new(
             "",
