@@ -8,7 +8,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use common::lifecycle_yaml;
+use common::{copy_yaml, lifecycle_yaml};
 use common::{ferry_command, http_get, js_client, parse_metrics, wait_until, Ferry, NatsServer};
 use serde_json::Value;
 
@@ -163,6 +163,37 @@ async fn monitor_endpoints_healthz_readyz_status_metrics() {
         assert_eq!(p["spool_bytes"], 0, "{p}");
         assert!(p["last_error"].is_null(), "{p}");
     }
+
+    // The adapter's event counters are on /status as in the metrics (the board is refreshed
+    // every 250 ms, so wait for it), and the connection names its server.
+    let name = server.name().to_string();
+    wait_until("/status to show the event and the server", DEADLINE, || {
+        let name = name.clone();
+        async move {
+            let Ok((200, body)) = f.get("/status").await else {
+                return false;
+            };
+            let status: Value = serde_json::from_str(&body).unwrap_or_default();
+            status["pipelines"][0]["events"]["published"] == 1
+                && status["connections"][0]["server"] == name.as_str()
+        }
+    })
+    .await;
+    let (_, body) = ferry.get("/status").await.unwrap();
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["pipelines"][0]["name"], "lifecycle", "{status}");
+    assert_eq!(
+        status["pipelines"][0]["events"],
+        serde_json::json!({
+            "received": 1, "published": 1, "duplicates": 0, "filtered": 0,
+            "invalid": 0, "dropped": 0, "spooled": 0
+        }),
+        "{status}"
+    );
+    let connection = &status["connections"][0];
+    assert_eq!(connection["name"], "core", "{status}");
+    assert_eq!(connection["state"], "up", "{status}");
+    assert!(connection["server_version"].is_string(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,17 +250,48 @@ async fn status_command_prints_a_table_and_json() {
     let server = NatsServer::start();
     let (mut ferry, config) = running_ferry(&server).await;
 
-    // While running: from the monitor.
+    // While running: from the monitor, once the connection's server is known (it is read
+    // from the client once a second).
+    let name = server.name().to_string();
+    let f = &ferry;
+    wait_until("/status to name the server", DEADLINE, || {
+        let name = name.clone();
+        async move {
+            let Ok((200, body)) = f.get("/status").await else {
+                return false;
+            };
+            let status: Value = serde_json::from_str(&body).unwrap_or_default();
+            status["connections"][0]["server"] == name.as_str()
+        }
+    })
+    .await;
     let out = run(&["status", "-c", &config]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "status: {out:?}");
-    for name in ["lifecycle", "registration"] {
-        assert!(stdout.contains(name), "{name} missing from:\n{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let heading = lines
+        .iter()
+        .position(|l| l.starts_with("PIPELINE "))
+        .unwrap_or_else(|| panic!("no pipelines table:\n{stdout}"));
+    for column in ["SPOOL", "RECEIVED", "PUBLISHED", "DROPPED", "SPOOLED"] {
+        assert!(lines[heading].contains(column), "{column}:\n{stdout}");
     }
-    assert!(
-        stdout.lines().count() >= 3,
-        "a header and a row each:\n{stdout}"
-    );
+    for name in ["lifecycle", "registration"] {
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{stdout}"));
+        // Running, nothing received yet: every counter reads 0.
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[3], "running", "{row}");
+        assert_eq!(&cells[cells.len() - 4..], ["0", "0", "0", "0"], "{row}");
+    }
+    let connection = lines
+        .iter()
+        .find(|l| l.starts_with("core "))
+        .unwrap_or_else(|| panic!("no connection row:\n{stdout}"));
+    let cells: Vec<&str> = connection.split_whitespace().collect();
+    assert_eq!(&cells[..3], ["core", "up", name.as_str()], "{stdout}");
 
     let out = run(&["status", "-c", &config, "--json"]);
     assert!(out.status.success(), "status --json: {out:?}");
@@ -592,4 +654,70 @@ fn the_man_page_lists_every_command_and_renders() {
             "{name}.1 has no title header:\n{page}"
         );
     }
+}
+
+#[test]
+fn reset_then_status_say_the_forced_position_in_plain_words() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Neither command connects anywhere: reset is offline, and nothing listens on the monitor
+    // address, so status reads the state store.
+    let yaml = copy_yaml(
+        "ferry-reset-test",
+        "nats://127.0.0.1:1",
+        "nats://127.0.0.1:1",
+        "",
+        "",
+    )
+    .replace(
+        "{state_dir}",
+        dir.path().join("state").to_str().expect("utf-8 path"),
+    )
+    .replace("{monitor}", "127.0.0.1:1");
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    let cli = |args: &[&str]| {
+        ferry_command()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run ferry {args:?}: {e}"))
+    };
+
+    for (to, said) in [
+        ("sequence:100000", "sequence 100000"),
+        ("time:2026-01-01T00:00:00Z", "time 2026-01-01T00:00:00Z"),
+        ("start", "start"),
+        ("end", "end"),
+    ] {
+        let out = cli(&["reset", "-c", config, "copy", "--to", to]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.starts_with(&format!(
+                "replicator copy: next start forced to {said} (was: "
+            )),
+            "{stdout}"
+        );
+        let out = cli(&["status", "-c", config]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = text(&out.stdout);
+        let reason = format!("    reason: next start forced to {said} by ferry reset");
+        assert!(
+            stdout.lines().any(|l| l == reason),
+            "{reason:?} in:\n{stdout}"
+        );
+        let out = cli(&["status", "-c", config, "--json"]);
+        let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(
+            json["pipelines"][0]["reason"],
+            format!("next start forced to {said} by ferry reset").as_str(),
+            "{json}"
+        );
+    }
+
+    // An unknown replicator: the known ones are listed as names, not as a Rust list.
+    let out = cli(&["reset", "-c", config, "nope", "--to", "start"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("(replicators: copy)"), "{stderr}");
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -72,11 +73,6 @@ fn the_reference_config_is_valid() {
 
 #[test]
 fn the_examples_are_valid() {
-    let env = [
-        ("NATS_TOKEN", "example-token"),
-        ("ARCHIVE_USER", "ferry"),
-        ("ARCHIVE_PASSWORD", "example-password"),
-    ];
     for (example, line) in [
         (
             "lifecycle.yaml",
@@ -104,12 +100,61 @@ fn the_examples_are_valid() {
         ),
     ] {
         let file = repo_file(&format!("config/examples/{example}"));
-        let output = check(&file, &env, &[]);
+        let output = check(&file, &[], &[]);
         assert_valid(&output, &file);
         let stdout = text(&output.stdout);
         assert!(
             stdout.lines().any(|l| l == line),
             "{example}: expected the summary line\n  {line}\ngot:\n{stdout}"
+        );
+    }
+}
+
+/// Every config file the repository ships: the reference file and everything in
+/// config/examples/, whatever its name, so a new example cannot be left out.
+fn shipped_configs() -> Vec<PathBuf> {
+    let mut files = vec![repo_file("config/ferry.yaml")];
+    let examples = repo_file("config/examples");
+    let entries = std::fs::read_dir(&examples)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", examples.display()));
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_config_passes_check_as_shipped_without_warnings() {
+    let files = shipped_configs();
+    // The reference file and the six examples at least: an empty listing must not pass.
+    assert!(files.len() >= 7, "{files:?}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for file in files {
+        let name = file.file_name().expect("a file name").to_owned();
+        // Checked as a copy that other users can read (the mode git gives it on most
+        // checkouts), so the warning about literal secrets in such a file is always in play.
+        // Paths in the files are relative to the working directory, not to the file, so the
+        // copy means the same.
+        let copy = dir.path().join(&name);
+        std::fs::copy(&file, &copy).expect("copy config");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
+        let output = ferry_command()
+            .env_clear()
+            .arg("check")
+            .arg("-c")
+            .arg(&copy)
+            .output()
+            .expect("ferry binary runs");
+        assert_valid(&output, &file);
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.trim().is_empty(),
+            "{} as shipped: ferry check says more than ok:\n{stderr}",
+            file.display()
         );
     }
 }
@@ -189,6 +234,52 @@ adapters:
         !text(&output.stdout).contains("adapter "),
         "no summary for an invalid file"
     );
+}
+
+#[test]
+fn wrong_types_are_named_in_config_terms_not_rust_types() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+    subscription_capacity: lots
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    max_in_flight: 1.5
+    allow_unknown_types: maybe
+    output:
+      stream: FERRY_LIFECYCLE
+      subject: "ferry.lifecycle.{type}.{component}"
+      storage: { kind: file }
+replicators:
+  - name: copy
+    from: { connection: east, stream: A }
+    to: { connection: east, stream: B }
+    start: { sequence: abc }
+"#;
+    let (_dir, file) = write_config(yaml);
+    let output = check(&file, &[], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    for line in [
+        "connections.east.subscription_capacity: invalid type: string \"lots\", expected a whole number (0 or more)",
+        "adapters[0].max_in_flight: invalid type: floating point `1.5`, expected a whole number (0 or more)",
+        "adapters[0].allow_unknown_types: invalid type: string \"maybe\", expected true or false",
+        "adapters[0].output.storage: invalid type: map, expected one of this key's words, written plainly (not a mapping or list)",
+        "replicators[0].start.sequence: invalid type: string \"abc\", expected a whole number (0 or more)",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.trim() == line),
+            "expected\n  {line}\nin:\n{stderr}"
+        );
+    }
+    for rust in ["usize", "u64", "a boolean", "Value::", "Tagged"] {
+        assert!(!stderr.contains(rust), "{rust} in:\n{stderr}");
+    }
 }
 
 #[test]
@@ -621,9 +712,9 @@ adapters:
             problems,
             [
                 "connections.east.password: unterminated \"${\" at character 13 (close it with '}', or write $${ for a literal ${)",
-                "connections.east.subscription_capacity: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize; a value with a ${VAR} reference is always a string, so write this one in the file",
+                "connections.east.subscription_capacity: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected a whole number (0 or more); a value with a ${VAR} reference is always a string, so write this one in the file",
                 "connections.west.token: invalid type: integer `***`, expected a string (quote it)",
-                "adapters[0].max_in_flight: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize; a value with a ${VAR} reference is always a string, so write this one in the file",
+                "adapters[0].max_in_flight: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected a whole number (0 or more); a value with a ${VAR} reference is always a string, so write this one in the file",
                 "connections.east.servers[0]: \"nats://***@127.0.0.1:4222\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
                 "connections.east.servers[1]: \"nats://***@h:zz\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
                 "connections.west.servers[0]: \"tls://***@127.0.0.1:4223\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",

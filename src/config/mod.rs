@@ -242,7 +242,10 @@ pub fn check_str(text: &str, origin: &Path, environment: expand::Environment<'_>
     let mut root: Value = match serde_norway::from_str(text) {
         Ok(root) => root,
         Err(error) => {
-            return Checked::failed(origin, Problem::new("", format!("not valid YAML: {error}")))
+            return Checked::failed(
+                origin,
+                Problem::new("", plain_types(&format!("not valid YAML: {error}"))),
+            )
         }
     };
     if let Err(error) = root.apply_merge() {
