@@ -1,7 +1,7 @@
 # ferry: multi-stage build. The runtime image holds only the binary, CA certificates and an
 # unprivileged user, and runs `ferry run -c /etc/ferry/ferry.yaml`.
 #
-#   docker build -t ferry .
+#   docker build -t ferry --build-arg FERRY_BUILD_COMMIT=$(git rev-parse --short=12 HEAD) .
 #   docker run --rm -v /etc/ferry:/etc/ferry:ro -v ferry-state:/var/lib/ferry -p 9464:9464 ferry
 #
 # In the mounted config, set `state_dir: /var/lib/ferry` and `monitor: { listen: "0.0.0.0:9464" }`
@@ -14,12 +14,17 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 # Only what the build needs, so edits elsewhere (docs, tests) do not invalidate the layer.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY adapters ./adapters
 COPY crates ./crates
 COPY patches ./patches
 COPY benches ./benches
 COPY src ./src
+# The build context has no .git, so `ferry --version` and ferry_build_info say commit "unknown"
+# unless it is passed in: --build-arg FERRY_BUILD_COMMIT=$(git rev-parse --short=12 HEAD), and
+# for a reproducible build date --build-arg SOURCE_DATE_EPOCH=$(git log -1 --format=%ct).
+ARG FERRY_BUILD_COMMIT=""
+ARG SOURCE_DATE_EPOCH
 RUN cargo build --release --locked --bin ferry \
     && strip target/release/ferry \
     && install -D target/release/ferry /out/ferry

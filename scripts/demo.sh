@@ -22,7 +22,9 @@ export NATS_SERVER_BIN
 PATH="$(dirname "$NATS_SERVER_BIN"):$PATH"
 export PATH
 
-echo "building ferry (release) ..." >&2
-cargo build --release --quiet --bin ferry
+# Said before cargo starts, and cargo's own progress left visible: the first build compiles every
+# dependency and runs for minutes, which without a word looks like a hang.
+echo "building ferry (first build takes several minutes)…" >&2
+cargo build --release --bin ferry
 
 exec "${CARGO_TARGET_DIR:-target}/release/ferry" demo "$@"

@@ -271,6 +271,21 @@ fn reconnect_delay(attempts: usize) -> Duration {
     Duration::from_millis(2_u64.pow(exponent)).min(Duration::from_secs(1))
 }
 
+/// Keeps the server `connection` is connected to (its name and version) on `board`, until
+/// aborted. The client announces a connect before it stores the new server's INFO, so the board
+/// is refreshed from the client once a second rather than at the connect event; what it shows
+/// is at most that old.
+pub async fn report_server(connection: Connection, board: Arc<StatusBoard>) {
+    loop {
+        if connection.is_connected() && !connection.retired.load(Ordering::SeqCst) {
+            if let Some(info) = connection.client.try_server_info() {
+                board.set_connection_server(&connection.name, &info.server_name, &info.version);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Hides the nkey seeds of a `.creds` file from logs (the JWT is not secret; its seed is).
 fn hide_seeds_in(path: &Path) {
     if let Ok(text) = std::fs::read_to_string(path) {

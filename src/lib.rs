@@ -5,6 +5,7 @@
 
 pub mod adapter;
 pub mod app;
+pub mod build_info;
 pub mod config;
 pub mod connect;
 pub mod fault;

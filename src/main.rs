@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// glibc's allocator serialises threads on its arena locks under sled's and the NATS client's
 /// allocation-heavy paths (seen as futex waits in `ferry bench` profiles); mimalloc's per-thread
@@ -18,8 +18,9 @@ use ferry::logging::{self, LogFormat};
 #[derive(Parser)]
 #[command(
     name = "ferry",
-    version,
-    about = "Data adapter and stream replicator for NATS and JetStream"
+    version = ferry::build_info::LONG_VERSION,
+    about = "Data adapter and stream replicator for NATS and JetStream",
+    after_help = "Exit codes: 0 success, 1 invalid config or usage, 2 runtime failure (e.g. the state store cannot be opened)."
 )]
 struct Cli {
     /// Log format on stderr.
@@ -47,11 +48,21 @@ enum Command {
     },
     /// Validate the config without connecting anywhere.
     Check {
+        /// The YAML config file.
         #[arg(short, long, env = "FERRY_CONFIG")]
         config: PathBuf,
+        /// Do not read the environment: `${VAR}` references stay as written and an unset
+        /// variable is not an error (for CI, where the secrets are not). The checks of a key
+        /// whose value is a reference are skipped and listed as warnings.
+        #[arg(long)]
+        no_env: bool,
+        /// Print one JSON object on stdout: {"valid", "problems", "warnings", "summary"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Show each pipeline's state, spool depth and last error.
     Status {
+        /// The YAML config file (for the monitor's address and the state directory).
         #[arg(short, long, env = "FERRY_CONFIG")]
         config: PathBuf,
         /// Print JSON instead of a table.
@@ -61,6 +72,7 @@ enum Command {
     /// Ask the running instance's monitor whether it is alive (exit 0) or not (exit 1): for a
     /// container HEALTHCHECK or a script, where no HTTP client may be at hand.
     Health {
+        /// The YAML config file (for the monitor's address).
         #[arg(short, long, env = "FERRY_CONFIG")]
         config: PathBuf,
         /// Ask whether every pipeline is ready (`/readyz`) rather than whether ferry is alive
@@ -70,6 +82,7 @@ enum Command {
     },
     /// Force where a replicator starts next time (offline: no `ferry run` may hold the state).
     Reset {
+        /// The YAML config file (for the state directory).
         #[arg(short, long, env = "FERRY_CONFIG")]
         config: PathBuf,
         /// The replicator's name.
@@ -77,6 +90,20 @@ enum Command {
         /// start, end, sequence:N (N is copied next) or time:RFC3339.
         #[arg(long)]
         to: String,
+    },
+    /// Print a shell completion script to stdout (e.g. `ferry completions bash >
+    /// /usr/share/bash-completion/completions/ferry`).
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, ferry(1), to stdout (e.g. `ferry man | gzip >
+    /// /usr/share/man/man1/ferry.1.gz`), or write one page per command into a directory.
+    Man {
+        /// Write ferry.1 and a ferry-COMMAND.1 for each command into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// The benchmark suite: ferry against native baselines measured in the same run.
     Bench {
@@ -132,7 +159,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check {
+            config,
+            no_env,
+            json,
+        } => check(&config, config::CheckOptions { no_env }, json),
         Command::Run {
             config,
             recover_state,
@@ -155,6 +186,8 @@ fn main() -> ExitCode {
             duration,
             json,
         } => demo(nodes, duration, json),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Bench {
             suite,
             messages,
@@ -178,15 +211,45 @@ fn load(path: &std::path::Path) -> Result<config::schema::Config, ExitCode> {
     })
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    for warning in config::permissions::warnings(path, &config) {
+/// `ferry check`: exit 0 when the file is valid, 1 with every problem otherwise, whatever the
+/// output format (SPEC section 2).
+fn check(path: &std::path::Path, options: config::CheckOptions, json: bool) -> ExitCode {
+    let checked = config::check_file(path, options);
+    let mut warnings = checked.unchecked.clone();
+    if let Some(config) = &checked.config {
+        let references: Vec<String> = checked.references.iter().map(|r| r.path.clone()).collect();
+        warnings.extend(config::permissions::warnings(path, config, &references));
+    }
+    let valid = checked.problems.is_empty();
+    if json {
+        let entries = |problems: &[config::Problem]| -> Vec<serde_json::Value> {
+            problems
+                .iter()
+                .map(|p| serde_json::json!({ "path": p.path, "message": p.message }))
+                .collect()
+        };
+        let report = serde_json::json!({
+            "file": path.display().to_string(),
+            "valid": valid,
+            "problems": entries(&checked.problems),
+            "warnings": entries(&warnings),
+            "summary": checked.summary_json(),
+        });
+        let code = write_stdout(format!("{report}\n").as_bytes(), "the report");
+        return if valid { code } else { ExitCode::from(1) };
+    }
+    for warning in &warnings {
         eprintln!("warning: {warning}");
     }
-    for line in config::summary(&config) {
+    if !valid {
+        let error = config::ConfigError {
+            file: path.to_path_buf(),
+            problems: checked.problems,
+        };
+        eprintln!("{error}");
+        return ExitCode::from(1);
+    }
+    for line in checked.summary() {
         println!("{line}");
     }
     println!("{}: ok", path.display());
@@ -204,11 +267,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 fn run(path: &std::path::Path, options: app::RunOptions) -> ExitCode {
+    // First, before anything else is logged: a log that is read later (a support case, a
+    // collector's archive) says which build wrote it.
+    tracing::info!(
+        version = %ferry::build_info::VERSION,
+        commit = %ferry::build_info::COMMIT,
+        built = %ferry::build_info::DATE,
+        config = %path.display(),
+        "ferry starting"
+    );
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    for warning in config::permissions::warnings(path, &config) {
+    for warning in config::permissions::warnings(path, &config, &[]) {
         tracing::warn!("{warning}");
     }
     let runtime = match runtime() {
@@ -393,6 +465,74 @@ fn bench(options: ferry::lab::bench::BenchOptions) -> ExitCode {
         }
         Err(error) => {
             eprintln!("ferry bench: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `ferry completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut script);
+    write_stdout(&script, "the completion script")
+}
+
+/// `ferry man`: ferry(1) on stdout, or with `--dir` one page per command written there.
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    let mut command = Cli::command().disable_help_subcommand(true);
+    command.build();
+    let Some(dir) = dir else {
+        let mut page = Vec::new();
+        if let Err(error) = man_page(command).render(&mut page) {
+            eprintln!("ferry man: cannot render the man page: {error}");
+            return ExitCode::from(2);
+        }
+        return write_stdout(&page, "the man page");
+    };
+    if let Err(error) = std::fs::create_dir_all(dir) {
+        eprintln!("ferry man: cannot create {}: {error}", dir.display());
+        return ExitCode::from(2);
+    }
+    let mut pages = vec![command.clone()];
+    pages.extend(
+        command
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .cloned(),
+    );
+    for page in pages {
+        let man = man_page(page);
+        match man.generate_to(dir) {
+            Ok(path) => println!("{}", path.display()),
+            Err(error) => {
+                eprintln!(
+                    "ferry man: cannot write {}: {error}",
+                    dir.join(man.get_filename()).display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The page of `command`, dated with the build (so two builds of one commit render alike).
+fn man_page(command: clap::Command) -> clap_mangen::Man {
+    clap_mangen::Man::new(command)
+        .date(ferry::build_info::DATE)
+        .manual("ferry manual")
+}
+
+/// Writes generated text to stdout. A reader that stops early (`ferry man | head`) is not an
+/// error; any other write failure is a runtime failure (exit 2).
+fn write_stdout(bytes: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ferry: cannot write {what} to stdout: {error}");
             ExitCode::from(2)
         }
     }

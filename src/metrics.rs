@@ -117,7 +117,7 @@ pub struct Metrics {
     /// answer (`evicted`, `head_timeout`, `answer_timeout`).
     pub monitor_unanswered: IntCounterVec,
 
-    /// `ferry_build_info{version}`: always 1; the label says which release runs.
+    /// `ferry_build_info{version,commit}`: always 1; the labels say which release and commit run.
     pub build_info: IntGaugeVec,
 }
 
@@ -319,14 +319,14 @@ impl Metrics {
             build_info: gauge(
                 r,
                 "ferry_build_info",
-                "Always 1; the version label names the running ferry release.",
-                &["version"],
+                "Always 1; the version and commit labels name the running ferry build.",
+                &["version", "commit"],
             ),
             registry,
         };
         metrics
             .build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[crate::build_info::VERSION, crate::build_info::COMMIT])
             .set(1);
         for result in ["success", "failure"] {
             metrics.config_reloads.with_label_values(&[result]);
@@ -498,8 +498,10 @@ mod tests {
         let metrics = Metrics::new();
         touch_all(&metrics);
         let text = metrics.encode();
-        let version = env!("CARGO_PKG_VERSION");
-        assert!(text.contains(&format!("ferry_build_info{{version=\"{version}\"}} 1")));
+        let (version, commit) = (env!("CARGO_PKG_VERSION"), env!("FERRY_BUILD_COMMIT"));
+        assert!(text.contains(&format!(
+            "ferry_build_info{{commit=\"{commit}\",version=\"{version}\"}} 1"
+        )));
         assert!(
             text.contains("ferry_adapter_dropped_total{pipeline=\"p1\",reason=\"spool_full\"} 1")
         );

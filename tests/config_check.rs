@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -72,11 +73,6 @@ fn the_reference_config_is_valid() {
 
 #[test]
 fn the_examples_are_valid() {
-    let env = [
-        ("NATS_TOKEN", "example-token"),
-        ("ARCHIVE_USER", "ferry"),
-        ("ARCHIVE_PASSWORD", "example-password"),
-    ];
     for (example, line) in [
         (
             "lifecycle.yaml",
@@ -104,12 +100,61 @@ fn the_examples_are_valid() {
         ),
     ] {
         let file = repo_file(&format!("config/examples/{example}"));
-        let output = check(&file, &env, &[]);
+        let output = check(&file, &[], &[]);
         assert_valid(&output, &file);
         let stdout = text(&output.stdout);
         assert!(
             stdout.lines().any(|l| l == line),
             "{example}: expected the summary line\n  {line}\ngot:\n{stdout}"
+        );
+    }
+}
+
+/// Every config file the repository ships: the reference file and everything in
+/// config/examples/, whatever its name, so a new example cannot be left out.
+fn shipped_configs() -> Vec<PathBuf> {
+    let mut files = vec![repo_file("config/ferry.yaml")];
+    let examples = repo_file("config/examples");
+    let entries = std::fs::read_dir(&examples)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", examples.display()));
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_config_passes_check_as_shipped_without_warnings() {
+    let files = shipped_configs();
+    // The reference file and the six examples at least: an empty listing must not pass.
+    assert!(files.len() >= 7, "{files:?}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for file in files {
+        let name = file.file_name().expect("a file name").to_owned();
+        // Checked as a copy that other users can read (the mode git gives it on most
+        // checkouts), so the warning about literal secrets in such a file is always in play.
+        // Paths in the files are relative to the working directory, not to the file, so the
+        // copy means the same.
+        let copy = dir.path().join(&name);
+        std::fs::copy(&file, &copy).expect("copy config");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
+        let output = ferry_command()
+            .env_clear()
+            .arg("check")
+            .arg("-c")
+            .arg(&copy)
+            .output()
+            .expect("ferry binary runs");
+        assert_valid(&output, &file);
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.trim().is_empty(),
+            "{} as shipped: ferry check says more than ok:\n{stderr}",
+            file.display()
         );
     }
 }
@@ -189,6 +234,52 @@ adapters:
         !text(&output.stdout).contains("adapter "),
         "no summary for an invalid file"
     );
+}
+
+#[test]
+fn wrong_types_are_named_in_config_terms_not_rust_types() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+    subscription_capacity: lots
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    max_in_flight: 1.5
+    allow_unknown_types: maybe
+    output:
+      stream: FERRY_LIFECYCLE
+      subject: "ferry.lifecycle.{type}.{component}"
+      storage: { kind: file }
+replicators:
+  - name: copy
+    from: { connection: east, stream: A }
+    to: { connection: east, stream: B }
+    start: { sequence: abc }
+"#;
+    let (_dir, file) = write_config(yaml);
+    let output = check(&file, &[], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    for line in [
+        "connections.east.subscription_capacity: invalid type: string \"lots\", expected a whole number (0 or more)",
+        "adapters[0].max_in_flight: invalid type: floating point `1.5`, expected a whole number (0 or more)",
+        "adapters[0].allow_unknown_types: invalid type: string \"maybe\", expected true or false",
+        "adapters[0].output.storage: invalid type: map, expected one of this key's words, written plainly (not a mapping or list)",
+        "replicators[0].start.sequence: invalid type: string \"abc\", expected a whole number (0 or more)",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.trim() == line),
+            "expected\n  {line}\nin:\n{stderr}"
+        );
+    }
+    for rust in ["usize", "u64", "a boolean", "Value::", "Tagged"] {
+        assert!(!stderr.contains(rust), "{rust} in:\n{stderr}");
+    }
 }
 
 #[test]
@@ -621,9 +712,9 @@ adapters:
             problems,
             [
                 "connections.east.password: unterminated \"${\" at character 13 (close it with '}', or write $${ for a literal ${)",
-                "connections.east.subscription_capacity: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize",
+                "connections.east.subscription_capacity: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected a whole number (0 or more); a value with a ${VAR} reference is always a string, so write this one in the file",
                 "connections.west.token: invalid type: integer `***`, expected a string (quote it)",
-                "adapters[0].max_in_flight: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected usize",
+                "adapters[0].max_in_flight: invalid type: string \"${FERRY_CHECK_TEST_SECRET}\", expected a whole number (0 or more); a value with a ${VAR} reference is always a string, so write this one in the file",
                 "connections.east.servers[0]: \"nats://***@127.0.0.1:4222\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
                 "connections.east.servers[1]: \"nats://***@h:zz\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
                 "connections.west.servers[0]: \"tls://***@127.0.0.1:4223\" carries credentials in the URL, which ferry does not use (the NATS client ignores them, so authentication would fail, and URLs are logged): remove them and set them on the connection instead, as user and password (e.g. user: ferry, password: \"${NATS_PASSWORD}\") or token",
@@ -631,4 +722,287 @@ adapters:
             "{stderr}"
         );
     }
+}
+
+/// Runs `ferry check` with `args` before `-c path`, without any of the variables in `unset`.
+fn check_with(args: &[&str], path: &Path, env: &[(&str, &str)], unset: &[&str]) -> Output {
+    let mut command = ferry_command();
+    command.arg("check").args(args).arg("-c").arg(path);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    for key in unset {
+        command.env_remove(key);
+    }
+    command.output().expect("ferry binary runs")
+}
+
+/// Type errors and the checks across entries come out of one run: an entry that fails to parse
+/// still counts for unique names, so the duplicate does not surface only after the fix.
+#[test]
+fn type_errors_and_duplicate_names_are_reported_together() {
+    let yaml = r#"
+state_dir: /tmp/ferry-check-test
+connections:
+  east:
+    servers: ["nats://127.0.0.1:4222"]
+adapters:
+  - name: events
+    kind: passthru
+    connection: east
+    subjects: ["in.>"]
+    output: { stream: IN, subject: "out.{subject}" }
+  - name: events
+    kind: passthrough
+    connection: east
+    subjects: ["in2.>"]
+    max_in_flight: lots
+    output: { stream: IN2, subject: "out2.{subject}" }
+replicators:
+  - name: events
+    from: { connection: east, stream: IN }
+    to: { connection: east, stream: COPY, subject_prefix: copy }
+    start: first
+"#;
+    let (_dir, file) = write_config(yaml);
+    let output = check(&file, &[], &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
+    let paths: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.split_once(": ").map(|(path, _)| path))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "adapters[0].kind",
+            "adapters[1].max_in_flight",
+            "replicators[0].start",
+            "adapters[1].name",
+            "replicators[0].name",
+        ],
+        "{stderr}"
+    );
+    assert!(
+        lines[3].contains("\"events\" is already the name of adapters[0]"),
+        "{stderr}"
+    );
+}
+
+/// A config as CI sees it: the secrets and the per-site values come from the environment.
+const FROM_ENVIRONMENT: &str = r#"
+state_dir: ${FERRY_NOENV_STATE_DIR}
+monitor: { listen: "0.0.0.0:${FERRY_NOENV_PORT}" }
+shutdown_timeout: ${FERRY_NOENV_SHUTDOWN}
+connections:
+  east:
+    servers: ["nats://${FERRY_NOENV_HOST}:4222"]
+    user: ferry
+    password: "${FERRY_NOENV_PASSWORD}"
+adapters:
+  - name: lifecycle
+    kind: choria_lifecycle
+    connection: east
+    subjects: ["choria.lifecycle.event.>"]
+    output:
+      stream: ${FERRY_NOENV_STREAM}
+      subject: "ferry.lifecycle.{type}.{component}"
+      duplicate_window: "${FERRY_NOENV_WINDOW}"
+replicators:
+  - name: copy
+    from: { connection: east, stream: "${FERRY_NOENV_STREAM}" }
+    to: { connection: east, stream: COPY, subject_prefix: copy }
+    heartbeat: { subject: ferry.lifecycle.hb, interval: "${FERRY_NOENV_HEARTBEAT}" }
+"#;
+
+const NOENV_VARIABLES: [(&str, &str); 8] = [
+    ("FERRY_NOENV_STATE_DIR", "/var/lib/ferry"),
+    ("FERRY_NOENV_PORT", "9464"),
+    ("FERRY_NOENV_SHUTDOWN", "10s"),
+    ("FERRY_NOENV_HOST", "10.0.0.1"),
+    ("FERRY_NOENV_PASSWORD", "no-env-pa55word"),
+    ("FERRY_NOENV_STREAM", "FERRY_LIFECYCLE"),
+    ("FERRY_NOENV_WINDOW", "2m"),
+    ("FERRY_NOENV_HEARTBEAT", "30s"),
+];
+
+fn noenv_names() -> Vec<&'static str> {
+    NOENV_VARIABLES.iter().map(|(name, _)| *name).collect()
+}
+
+#[test]
+fn no_env_checks_a_file_without_its_secrets() {
+    let (_dir, file) = write_config(FROM_ENVIRONMENT);
+    // Without the variables, a plain check fails on each of them ...
+    let output = check(&file, &[], &noenv_names());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("environment variable \"FERRY_NOENV_PORT\" is not set"),
+        "{}",
+        text(&output.stderr)
+    );
+    // ... and --no-env passes: typed values (a port, durations) that are still references are no
+    // type errors; their checks are listed as skipped.
+    let output = check_with(&["--no-env"], &file, &[], &noenv_names());
+    let stderr = text(&output.stderr);
+    assert_valid(&output, &file);
+    for (path, variable) in [
+        ("monitor.listen", "FERRY_NOENV_PORT"),
+        ("shutdown_timeout", "FERRY_NOENV_SHUTDOWN"),
+        ("connections.east.servers[0]", "FERRY_NOENV_HOST"),
+        ("adapters[0].output.duplicate_window", "FERRY_NOENV_WINDOW"),
+        ("replicators[0].heartbeat.interval", "FERRY_NOENV_HEARTBEAT"),
+    ] {
+        assert!(
+            stderr.lines().any(|line| line.starts_with(&format!(
+                "warning: {path}: not checked: the value comes from ${{{variable}}}"
+            ))),
+            "no warning for {path} in:\n{stderr}"
+        );
+    }
+    // The summary shows the references as written.
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("-> stream ${FERRY_NOENV_STREAM} on east"),
+        "{stdout}"
+    );
+    // With the variables set, --no-env does not read them: same result.
+    let with_env = check_with(&["--no-env"], &file, &NOENV_VARIABLES, &[]);
+    assert_eq!(text(&with_env.stdout), stdout);
+
+    // A mistake that does not depend on the environment is still found.
+    let (_dir, broken) = write_config(
+        &FROM_ENVIRONMENT
+            .replace("subject_prefix: copy", "subject_prefix: \"copy.>\"")
+            .replace("${FERRY_NOENV_HOST}", "${FERRY-NOENV-HOST}"),
+    );
+    let output = check_with(&["--no-env"], &broken, &[], &noenv_names());
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: 2 problems", broken.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("connections.east.servers[0]: invalid environment variable reference"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("replicators[0].to.subject_prefix: "),
+        "{stderr}"
+    );
+}
+
+/// With the environment, the summary shows what ferry runs with: values expanded, but a
+/// connection's credential never, even where it is also used in a summarised value.
+#[test]
+fn the_summary_shows_expanded_values_but_no_credential() {
+    let yaml = FROM_ENVIRONMENT.replace(
+        "subjects: [\"choria.lifecycle.event.>\"]",
+        "subjects: [\"choria.lifecycle.${FERRY_NOENV_PASSWORD}.>\"]",
+    );
+    let (_dir, file) = write_config(&yaml);
+    let output = check(&file, &NOENV_VARIABLES, &[]);
+    assert_valid(&output, &file);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("[choria.lifecycle.***.>] -> stream FERRY_LIFECYCLE on east"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("replicator copy: east/FERRY_LIFECYCLE -> east/COPY"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("no-env-pa55word"), "{stdout}");
+}
+
+fn json_report(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}):\n{}\nstderr:\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        )
+    })
+}
+
+#[test]
+fn json_output_for_machines() {
+    // Valid: the summary per pipeline, exit 0, nothing else on stdout.
+    let file = repo_file("config/examples/replicate.yaml");
+    let output = check_with(&["--json"], &file, &[], &[]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report = json_report(&output);
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    assert_eq!(report["summary"]["replicators"], 1, "{report}");
+    let pipeline = &report["summary"]["pipelines"][0];
+    assert_eq!(pipeline["kind"], "replicator", "{report}");
+    assert_eq!(pipeline["name"], "orders-to-west", "{report}");
+    assert_eq!(pipeline["from"]["stream"], "ORDERS", "{report}");
+    assert_eq!(
+        pipeline["text"],
+        "replicator orders-to-west: east/ORDERS -> west/ORDERS start all, exclusive writes (fenced by sequence: exact at any distance, the target's only writer)",
+        "the same line as the text output: {report}"
+    );
+
+    // Invalid: every problem with its path, no summary, exit 1.
+    let (_dir, broken) = write_config(
+        &REPLICATOR
+            .replacen("rate: 2000/s", "rate: lots", 1)
+            .replacen("connection: west", "connection: nowhere", 1),
+    );
+    let output = check_with(&["--json"], &broken, &[], &[]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report = json_report(&output);
+    assert_eq!(report["valid"], false, "{report}");
+    assert!(report["summary"].is_null(), "{report}");
+    let problems = report["problems"].as_array().expect("problems");
+    let paths: Vec<&str> = problems
+        .iter()
+        .map(|p| p["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(
+        paths,
+        ["replicators[0].limit.rate", "replicators[0].to.connection"],
+        "{report}"
+    );
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("invalid rate \"lots\"")),
+        "{report}"
+    );
+
+    // The skipped checks of --no-env are warnings; a file that cannot be read is a problem
+    // without a path.
+    let (_dir, file) = write_config(FROM_ENVIRONMENT);
+    let report = json_report(&check_with(
+        &["--no-env", "--json"],
+        &file,
+        &[],
+        &noenv_names(),
+    ));
+    assert_eq!(report["valid"], true, "{report}");
+    let warnings = report["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings.iter().any(|w| w["path"] == "monitor.listen"
+            && w["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("${FERRY_NOENV_PORT}"))),
+        "{report}"
+    );
+    let missing = PathBuf::from("/nonexistent/ferry-check-test.yaml");
+    let output = check_with(&["--json"], &missing, &[], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json_report(&output);
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["problems"][0]["path"], "", "{report}");
+    assert!(
+        report["problems"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cannot read the config file")),
+        "{report}"
+    );
 }

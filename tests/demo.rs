@@ -1,6 +1,7 @@
 //! `ferry demo` end to end, small: two local nats-servers (east, west), a simulated fleet, the
 //! adapters in east, a sampled and a full-copy replicator to west, and books that must balance
-//! (`lost` is 0: every published event accounted for, every stored message copied or sampled out).
+//! (`lost` is 0: every published event accounted for, every stored message copied or sampled out);
+//! and `scripts/demo.sh` around it.
 
 mod common;
 
@@ -71,5 +72,51 @@ fn a_short_demo_loses_nothing() {
     assert_eq!(
         summary["advisories"]["new"], 200,
         "a new advisory per node: {summary}"
+    );
+}
+
+/// `scripts/demo.sh` says it is building before cargo starts (a first build runs for minutes) and
+/// leaves cargo's progress visible. Run with a stand-in `cargo`, nats-server and ferry, so it
+/// neither builds nor downloads anything.
+#[test]
+fn the_demo_script_says_it_is_building_and_lets_cargo_show_its_progress() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = dir.path().join("bin");
+    let release = dir.path().join("target/release");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    std::fs::create_dir_all(&release).expect("release dir");
+    let script = |path: std::path::PathBuf, body: &str| {
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write stand-in");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    };
+    script(bin.join("cargo"), r#"echo "cargo $*" >&2"#);
+    let nats_server = script(bin.join("nats-server"), "exit 0");
+    script(release.join("ferry"), r#"echo "ferry $*""#);
+
+    let output = std::process::Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo.sh"))
+        .arg("--json")
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("NATS_SERVER_BIN", &nats_server)
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .output()
+        .expect("run scripts/demo.sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "building ferry (first build takes several minutes)…",
+            "cargo build --release --bin ferry",
+        ],
+        "the message comes first, and cargo is not told to be quiet"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "ferry demo --json\n"
     );
 }

@@ -416,8 +416,8 @@ async fn flush_and_count(
     }
 }
 
-/// Keeps the status board current: state, reason and spool depth; reports spool damage found
-/// while draining.
+/// Keeps the status board current: state, reason, spool depth and event counters; reports spool
+/// damage found while draining.
 #[allow(clippy::too_many_arguments)]
 async fn report_status(
     name: String,
@@ -462,9 +462,11 @@ async fn report_status(
         }
         // As the gauges count them: flushed to disk.
         let (messages, bytes) = spool.counted();
+        let events = telemetry.events();
         board.update(&name, |status| {
             status.spool_messages = messages;
             status.spool_bytes = bytes;
+            status.events = Some(events);
         });
         queue_gauge.set(router.queue_depth() as i64);
         tokio::select! {

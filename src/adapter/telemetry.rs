@@ -16,6 +16,7 @@ use super::spool::SpoolError;
 use crate::jetstream::answer::RejectReason;
 use crate::logging::LogLimiter;
 use crate::metrics::Metrics;
+use crate::status::AdapterEvents;
 use ferry_adapter::DecodeError;
 
 /// Why an event was dropped: the `reason` label of `ferry_adapter_dropped_total`.
@@ -170,6 +171,38 @@ impl AdapterTelemetry {
         }
     }
 
+    /// The adapter's event counters as `/status` shows them: each is its metric's value (summed
+    /// over the reasons for `invalid` and `dropped`), so the two never disagree.
+    pub fn events(&self) -> AdapterEvents {
+        AdapterEvents {
+            received: self.received.get(),
+            published: self.published.get(),
+            duplicates: self.duplicates.get(),
+            filtered: self.filtered.get(),
+            invalid: self.invalid_total(),
+            dropped: self.dropped.iter().map(IntCounter::get).sum(),
+            spooled: self.spooled.get(),
+        }
+    }
+
+    /// `ferry_adapter_invalid_total` of this adapter over every reason, including reasons not
+    /// known in advance.
+    fn invalid_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.invalid
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|metric| {
+                metric
+                    .get_label()
+                    .iter()
+                    .any(|label| label.name() == "pipeline" && label.value() == &*self.name)
+            })
+            .map(|metric| metric.get_counter().get_value() as u64)
+            .sum()
+    }
+
     /// Counts `events` dropped for `reason`. For losses the caller describes in its own line
     /// (they happen once, with context only it has: a damaged file, a failed task).
     pub fn dropped(&self, reason: DropReason, events: u64) {
@@ -299,5 +332,36 @@ mod tests {
                 format!("ferry_adapter_invalid_total{{pipeline=\"a1\",reason=\"{reason}\"}} 0");
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn events_on_the_status_board_are_the_metrics_values() {
+        let metrics = Metrics::new();
+        let telemetry = AdapterTelemetry::new(&metrics, "a1");
+        // Another adapter's counts are not this one's.
+        let other = AdapterTelemetry::new(&metrics, "a2");
+        other.received.inc_by(100);
+        other.invalid("not_json", "x", &"bad");
+        telemetry.received.inc_by(10);
+        telemetry.published.inc_by(4);
+        telemetry.duplicates.inc();
+        telemetry.filtered.inc();
+        telemetry.spooled.inc_by(2);
+        telemetry.invalid("not_json", "x", &"bad");
+        telemetry.invalid("a_reason_known_only_here", "x", &"bad");
+        telemetry.dropped(DropReason::SpoolFull, 1);
+        telemetry.dropped(DropReason::Oversize, 1);
+        assert_eq!(
+            telemetry.events(),
+            AdapterEvents {
+                received: 10,
+                published: 4,
+                duplicates: 1,
+                filtered: 1,
+                invalid: 2,
+                dropped: 2,
+                spooled: 2,
+            }
+        );
     }
 }

@@ -13,6 +13,7 @@ use pipelines::{Pipelines, Shared};
 
 use crate::adapter::spool::SpoolError;
 use crate::config::schema::Config;
+use crate::config::units::format_duration;
 use crate::connect::ConnectError;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
@@ -148,7 +149,7 @@ pub async fn run_until_with(
     }
     let timeout = pipelines.config.shutdown_timeout.0;
     tracing::info!(
-        ?timeout,
+        timeout = %format_duration(timeout),
         "shutting down: stopping intake, finishing in-flight events"
     );
     pipelines.stop_all().await;
@@ -316,7 +317,7 @@ pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
             board.update(&replicator.name, |status| {
                 status.position = Some(checkpoint.sequence);
                 if let Some(forced) = &checkpoint.forced {
-                    status.reason = Some(format!("next start forced to {forced:?} by ferry reset"));
+                    status.reason = Some(format!("next start forced to {forced} by ferry reset"));
                 }
             });
         }
@@ -331,8 +332,13 @@ pub fn offline_status(config: &Config) -> Result<serde_json::Value, RunError> {
 pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String, RunError> {
     if !config.replicators.iter().any(|r| r.name == replicator) {
         let known: Vec<&str> = config.replicators.iter().map(|r| r.name.as_str()).collect();
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
         return Err(RunError::Config(format!(
-            "no replicator named {replicator:?} in the config (replicators: {known:?})"
+            "no replicator named {replicator:?} in the config (replicators: {known})"
         )));
     }
     let forced = Forced::parse(position).map_err(|error| RunError::Config(error.to_string()))?;
@@ -350,7 +356,7 @@ pub fn reset(config: &Config, replicator: &str, position: &str) -> Result<String
         .save(replicator, &checkpoint)
         .and_then(|()| store.flush())?;
     Ok(format!(
-        "replicator {replicator}: next start forced to {forced:?} (was: {})",
+        "replicator {replicator}: next start forced to {forced} (was: {})",
         previous.map_or("no checkpoint".to_string(), |c| format!(
             "after sequence {}",
             c.sequence

@@ -38,10 +38,35 @@ struct Supervised {
     supervisor: JoinHandle<()>,
 }
 
-/// One open connection and what it was opened with.
+/// One open connection, what it was opened with, and the task keeping its server on the board.
 pub struct OpenConnection {
     pub connection: Connection,
     pub identity: ConnectionIdentity,
+    _server_report: AbortOnDrop,
+}
+
+impl OpenConnection {
+    pub fn new(
+        connection: Connection,
+        identity: ConnectionIdentity,
+        board: Arc<StatusBoard>,
+    ) -> OpenConnection {
+        let report = tokio::spawn(connect::report_server(connection.clone(), board));
+        OpenConnection {
+            connection,
+            identity,
+            _server_report: AbortOnDrop(report),
+        }
+    }
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Whether a pipeline that fails its first start fails the caller (`ferry run` exits) or is
@@ -92,13 +117,8 @@ impl Pipelines {
                 }
             };
             let connection = self.open_connection(&config, name).await?;
-            self.connections.insert(
-                name.to_string(),
-                OpenConnection {
-                    connection,
-                    identity,
-                },
-            );
+            let open = OpenConnection::new(connection, identity, self.shared.board.clone());
+            self.connections.insert(name.to_string(), open);
         }
         for name in plan::pipelines(&config).keys() {
             self.start(&config, name, FirstStart::MustSucceed)?;

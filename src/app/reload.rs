@@ -99,10 +99,7 @@ async fn apply(pipelines: &mut Pipelines, path: &Path) -> Option<ReloadPlan> {
         match pipelines.open_connection(&new, name).await {
             Ok(connection) => opened.push((
                 name.clone(),
-                OpenConnection {
-                    connection,
-                    identity,
-                },
+                OpenConnection::new(connection, identity, pipelines.shared().board.clone()),
             )),
             Err(error) => {
                 tracing::error!(connection = %name, %error, "config reload failed: cannot set up the connection; the running config stays");

@@ -90,23 +90,56 @@ fn valid_variable_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Where `${VAR}` references take their values from.
+#[derive(Clone, Copy)]
+pub enum Environment<'a> {
+    /// Each variable is read through this lookup (the process environment, or a test's).
+    Lookup(&'a dyn Fn(&str) -> Result<String, VarError>),
+    /// None is read: references stay as written (`ferry check --no-env`, for CI without the
+    /// secrets). Their syntax is still checked; see [`Reference`] for what becomes of the rest.
+    Absent,
+}
+
+/// A value holding `${VAR}` references: where it is and which variables it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub path: String,
+    pub variables: Vec<String>,
+}
+
 /// Expands every string scalar under `value` in place. A value that fails is left unexpanded and
 /// reported at its path (`connections.east.token`, `adapters[0].subjects[1]`), so every bad
 /// reference in the file is reported at once. Every value taken from the environment goes into
-/// `secrets`, to be shown as its reference in messages.
+/// `secrets`, to be shown as its reference in messages. Every value holding a reference is
+/// recorded in `references` (expanded or not).
 pub fn expand_value(
     value: &mut Value,
     path: &str,
-    lookup: &dyn Fn(&str) -> Result<String, VarError>,
+    environment: Environment<'_>,
     problems: &mut Vec<Problem>,
     secrets: &mut Secrets,
+    references: &mut Vec<Reference>,
 ) {
     match value {
         Value::String(text) => {
             let mut used = Vec::new();
-            match expand_recording(text, lookup, &mut used) {
+            let result = match environment {
+                Environment::Lookup(lookup) => expand_recording(text, lookup, &mut used),
+                // Each reference "expands" to itself: its syntax is checked, its name found,
+                // and `$${` still reads as a literal `${`, as it does with the environment.
+                Environment::Absent => {
+                    expand_recording(text, &|name| Ok(format!("${{{name}}}")), &mut used)
+                }
+            };
+            if !used.is_empty() {
+                references.push(Reference {
+                    path: path.to_string(),
+                    variables: used.iter().map(|(name, _)| name.clone()).collect(),
+                });
+            }
+            match result {
                 Ok(expanded) => {
-                    if !used.is_empty() {
+                    if !used.is_empty() && matches!(environment, Environment::Lookup(_)) {
                         secrets.hide(path, &expanded, &redact_url(text));
                         for (name, value) in &used {
                             secrets.hide(path, value, &format!("${{{name}}}"));
@@ -119,16 +152,24 @@ pub fn expand_value(
         }
         Value::Sequence(items) => {
             for (index, item) in items.iter_mut().enumerate() {
-                expand_value(item, &format!("{path}[{index}]"), lookup, problems, secrets);
+                let child = format!("{path}[{index}]");
+                expand_value(item, &child, environment, problems, secrets, references);
             }
         }
         Value::Mapping(mapping) => {
             for (key, item) in mapping.iter_mut() {
                 let child = join_key(path, &key_text(key));
-                expand_value(item, &child, lookup, problems, secrets);
+                expand_value(item, &child, environment, problems, secrets, references);
             }
         }
-        Value::Tagged(tagged) => expand_value(&mut tagged.value, path, lookup, problems, secrets),
+        Value::Tagged(tagged) => expand_value(
+            &mut tagged.value,
+            path,
+            environment,
+            problems,
+            secrets,
+            references,
+        ),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
@@ -201,7 +242,16 @@ mod tests {
         .unwrap();
         let mut problems = Vec::new();
         let mut secrets = Secrets::default();
-        expand_value(&mut value, "", &env, &mut problems, &mut secrets);
+        let mut references = Vec::new();
+        let environment = Environment::Lookup(&env);
+        expand_value(
+            &mut value,
+            "",
+            environment,
+            &mut problems,
+            &mut secrets,
+            &mut references,
+        );
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -212,5 +262,45 @@ mod tests {
             Some("nats://10.0.0.1:4222")
         );
         assert_eq!(value[7].as_str(), Some("s3cret"));
+        let found: Vec<&str> = references.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(found, ["connections.east.servers[0]", "7"]);
+    }
+
+    #[test]
+    fn without_an_environment_references_stay_as_written() {
+        let mut value: Value = serde_norway::from_str(
+            "a: \"${TOKEN}\"\nb: \"nats://${HOST}:${PORT}\"\nc: \"$${LITERAL}\"\nd: \"abc${def\"\ne: plain\n",
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        let mut secrets = Secrets::default();
+        let mut references = Vec::new();
+        expand_value(
+            &mut value,
+            "",
+            Environment::Absent,
+            &mut problems,
+            &mut secrets,
+            &mut references,
+        );
+        assert_eq!(value["a"].as_str(), Some("${TOKEN}"));
+        assert_eq!(value["b"].as_str(), Some("nats://${HOST}:${PORT}"));
+        assert_eq!(value["c"].as_str(), Some("${LITERAL}"));
+        // The syntax is still checked.
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "d");
+        assert_eq!(
+            references,
+            [
+                Reference {
+                    path: "a".into(),
+                    variables: vec!["TOKEN".into()]
+                },
+                Reference {
+                    path: "b".into(),
+                    variables: vec!["HOST".into(), "PORT".into()]
+                },
+            ]
+        );
     }
 }

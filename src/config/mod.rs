@@ -1,8 +1,9 @@
 //! Configuration: the YAML schema, humane units, `${ENV}` expansion and validation (SPEC section 3).
 //!
-//! [`load`] is the one way in: it reads the file, expands `${VAR}` references, turns each section
-//! (the top-level settings, each connection, each adapter, each replicator) into the schema on its own, and then runs
-//! [`validate`]. Sections are deserialized separately, and within a section an offending key is
+//! [`load`] is the one way in ([`check_file`] for `ferry check`, which also keeps the warnings
+//! and the secrets to hide from the summary): it reads the file, expands `${VAR}` references,
+//! turns each section (the top-level settings, each connection, each adapter, each replicator)
+//! into the schema on its own, and then runs [`validate`]. Sections are deserialized separately, and within a section an offending key is
 //! removed and the section retried, so a file with several mistakes reports all of them at once,
 //! each with its path (`adapters[1].spool.max_bytes: invalid size "1x" ...`): the user fixes the
 //! file in one pass instead of one error per run.
@@ -94,38 +95,128 @@ impl fmt::Display for ConfigError {
 
 /// Reads, expands, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let unreadable = |error: std::io::Error| ConfigError {
-        file: path.to_path_buf(),
-        problems: vec![Problem::new(
-            "",
-            format!("cannot read the config file: {error}"),
-        )],
-    };
+    check_file(path, CheckOptions::default()).into_result()
+}
+
+/// How `ferry check` reads a file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// `--no-env`: `${VAR}` references are not expanded and an unset variable is not an error,
+    /// so a file can be checked where its secrets are not (CI). What a key's checks say about
+    /// a value that is still a reference depends on the value, so those checks are skipped and
+    /// listed in [`Checked::unchecked`] instead.
+    pub no_env: bool,
+}
+
+/// What checking one config file found.
+#[derive(Debug)]
+pub struct Checked {
+    /// The file checked.
+    pub file: PathBuf,
+    /// The config, when it is valid (no problems).
+    pub config: Option<Config>,
+    /// Every problem, in the order `ferry check` lists them; empty when the file is valid.
+    pub problems: Vec<Problem>,
+    /// With `--no-env`: each key whose checks were skipped because its value is a `${VAR}`
+    /// reference, with the variables it needs.
+    pub unchecked: Vec<Problem>,
+    /// Every value that holds a `${VAR}` reference, expanded or not.
+    pub references: Vec<expand::Reference>,
+    secrets: redact::Secrets,
+}
+
+impl Checked {
+    fn failed(file: &Path, problem: Problem) -> Checked {
+        Checked {
+            file: file.to_path_buf(),
+            config: None,
+            problems: vec![problem],
+            unchecked: Vec::new(),
+            references: Vec::new(),
+            secrets: Default::default(),
+        }
+    }
+
+    /// The config, or every problem.
+    pub fn into_result(self) -> Result<Config, ConfigError> {
+        match self.config {
+            Some(config) if self.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                file: self.file,
+                problems: self.problems,
+            }),
+        }
+    }
+
+    /// [`summary`] of the valid config (empty when it is not). Values show as ferry runs with
+    /// them: expanded from the environment (or as written with `--no-env`), except that a
+    /// connection's credentials never show (`***`), should one also be used elsewhere.
+    pub fn summary(&self) -> Vec<String> {
+        let Some(config) = &self.config else {
+            return Vec::new();
+        };
+        summary(config)
+            .into_iter()
+            .map(|line| self.secrets.hide_credentials(&line))
+            .collect()
+    }
+
+    /// The summary as `ferry check --json` gives it (`null` when the config is not valid).
+    pub fn summary_json(&self) -> serde_json::Value {
+        match &self.config {
+            Some(config) => {
+                summary::summary_json(config, &|text| self.secrets.hide_credentials(text))
+            }
+            None => serde_json::Value::Null,
+        }
+    }
+}
+
+/// Reads and checks the config file at `path`: [`load`] as `ferry check` needs it, with every
+/// finding kept.
+pub fn check_file(path: &Path, options: CheckOptions) -> Checked {
     // Read at most one byte more than the limit, so a huge file (or /dev/zero) is refused
     // without being read whole.
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| {
-            use std::io::Read;
-            file.take(prescan::MAX_FILE_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)
-        })
-        .map_err(unreadable)?;
-    load_from_bytes(&bytes, path)
+    let read = std::fs::File::open(path).and_then(|file| {
+        use std::io::Read;
+        file.take(prescan::MAX_FILE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+    });
+    if let Err(error) = read {
+        return Checked::failed(
+            path,
+            Problem::new("", format!("cannot read the config file: {error}")),
+        );
+    }
+    let process = |name: &str| std::env::var(name);
+    let environment = if options.no_env {
+        expand::Environment::Absent
+    } else {
+        expand::Environment::Lookup(&process)
+    };
+    check_bytes(&bytes, path, environment)
 }
 
 /// [`load`] for a file's bytes already in memory; `origin` names it in errors. This is what
 /// `ferry check` and `ferry run` do after reading the file, so fuzzing it covers them: whatever
 /// the bytes, it returns (bounded by [`prescan`]) and never panics.
 pub fn load_from_bytes(bytes: &[u8], origin: &Path) -> Result<Config, ConfigError> {
-    let text = std::str::from_utf8(bytes).map_err(|error| ConfigError {
-        file: origin.to_path_buf(),
-        problems: vec![Problem::new(
-            "",
-            format!("cannot read the config file: it is not valid UTF-8 ({error})"),
-        )],
-    })?;
-    parse_str(text, origin)
+    let process = |name: &str| std::env::var(name);
+    check_bytes(bytes, origin, expand::Environment::Lookup(&process)).into_result()
+}
+
+fn check_bytes(bytes: &[u8], origin: &Path, environment: expand::Environment<'_>) -> Checked {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => check_str(text, origin, environment),
+        Err(error) => Checked::failed(
+            origin,
+            Problem::new(
+                "",
+                format!("cannot read the config file: it is not valid UTF-8 ({error})"),
+            ),
+        ),
+    }
 }
 
 /// [`load`] for text already in memory; `origin` names it in errors. Variables come from the
@@ -140,29 +231,57 @@ pub fn parse_with_env(
     origin: &Path,
     lookup: &dyn Fn(&str) -> Result<String, std::env::VarError>,
 ) -> Result<Config, ConfigError> {
-    let fail = |problems: Vec<Problem>| ConfigError {
-        file: origin.to_path_buf(),
-        problems,
+    check_str(text, origin, expand::Environment::Lookup(lookup)).into_result()
+}
+
+/// Expands, parses and validates `text`, keeping every finding (see [`Checked`]).
+pub fn check_str(text: &str, origin: &Path, environment: expand::Environment<'_>) -> Checked {
+    if let Err(limit) = prescan::check(text.as_bytes()) {
+        return Checked::failed(origin, Problem::new("", limit.to_string()));
+    }
+    let mut root: Value = match serde_norway::from_str(text) {
+        Ok(root) => root,
+        Err(error) => {
+            return Checked::failed(
+                origin,
+                Problem::new("", plain_types(&format!("not valid YAML: {error}"))),
+            )
+        }
     };
-    prescan::check(text.as_bytes())
-        .map_err(|limit| fail(vec![Problem::new("", limit.to_string())]))?;
-    let mut root: Value = serde_norway::from_str(text)
-        .map_err(|error| fail(vec![Problem::new("", format!("not valid YAML: {error}"))]))?;
-    root.apply_merge().map_err(|error| {
-        fail(vec![Problem::new(
-            "",
-            format!("invalid YAML merge: {error}"),
-        )])
-    })?;
+    if let Err(error) = root.apply_merge() {
+        return Checked::failed(
+            origin,
+            Problem::new("", format!("invalid YAML merge: {error}")),
+        );
+    }
     let mut problems = Vec::new();
     let mut secrets = redact::Secrets::default();
-    expand::expand_value(&mut root, "", lookup, &mut problems, &mut secrets);
-    secrets.collect_connection_secrets(&root, &problems);
+    let mut references = Vec::new();
+    expand::expand_value(
+        &mut root,
+        "",
+        environment,
+        &mut problems,
+        &mut secrets,
+        &mut references,
+    );
+    // The values that are not what ferry would run with: those whose expansion failed (their
+    // problem says why) and, without an environment, every reference.
+    let no_env = matches!(environment, expand::Environment::Absent);
+    let mut unresolved: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+    if no_env {
+        unresolved.extend(references.iter().map(|r| r.path.clone()));
+    }
+    let expansion_problems = problems.len();
+    secrets.collect_connection_secrets(&root, &unresolved);
     let Value::Mapping(mut top) = root else {
-        return Err(fail(vec![Problem::new(
-            "",
-            "the file must be a YAML mapping with at least `state_dir:` (see config/ferry.yaml for every key)",
-        )]));
+        return Checked::failed(
+            origin,
+            Problem::new(
+                "",
+                "the file must be a YAML mapping with at least `state_dir:` (see config/ferry.yaml for every key)",
+            ),
+        );
     };
     let connections_value = top.shift_remove("connections");
     let adapters_value = top.shift_remove("adapters");
@@ -213,9 +332,8 @@ pub fn parse_with_env(
     }
 
     // Pipelines, one by one, remembering their positions in the file.
-    let (adapters, adapter_indices) =
-        deserialize_list::<AdapterConfig>(adapters_value, "adapters", &mut problems);
-    let (replicators, replicator_indices) =
+    let adapters = deserialize_list::<AdapterConfig>(adapters_value, "adapters", &mut problems);
+    let replicators =
         deserialize_list::<ReplicatorConfig>(replicators_value, "replicators", &mut problems);
 
     // Validate what parsed, so one run reports everything; a section that failed to parse is left
@@ -231,13 +349,15 @@ pub fn parse_with_env(
         replicators: Vec::new(),
     });
     config.connections = connections;
-    config.adapters = adapters;
-    config.replicators = replicators;
+    config.adapters = adapters.parsed;
+    config.replicators = replicators.parsed;
     let parse_problems = problems.clone();
     let positions = validate::Positions {
-        adapters: &adapter_indices,
-        replicators: &replicator_indices,
+        adapters: &adapters.positions,
+        replicators: &replicators.positions,
         broken_connections: &broken_connections,
+        broken_adapters: &adapters.broken_names,
+        broken_replicators: &replicators.broken_names,
     };
     for problem in validate::validate_parts(&config, &positions) {
         // A key that failed to parse was removed before validation; what validation then says
@@ -252,15 +372,64 @@ pub fn parse_with_env(
             problems.push(problem);
         }
     }
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(fail(
-            problems
-                .into_iter()
-                .map(|problem| secrets.redact(problem))
-                .collect(),
-        ))
+
+    // What parsing and validation say about a value that is not the one ferry would run with
+    // depends on that value: after a failed expansion it is a consequence of the reported
+    // problem; without an environment it is not known yet. Only a type that no string can have
+    // (`max_in_flight: "${N}"` is a string wherever the number comes from) is wrong either way.
+    let mut unchecked: Vec<Problem> = Vec::new();
+    let mut kept = problems.split_off(expansion_problems);
+    for problem in &mut kept {
+        if problem.message.starts_with("invalid type: string")
+            && references.iter().any(|r| r.path == problem.path)
+        {
+            problem.message.push_str(
+                "; a value with a ${VAR} reference is always a string, so write this one in the file",
+            );
+        }
+    }
+    kept.retain(|problem| {
+        let Some(at) = unresolved
+            .iter()
+            .find(|path| !problem.path.is_empty() && within(&problem.path, path))
+        else {
+            return true;
+        };
+        if problem.message.starts_with("invalid type: string") {
+            return true;
+        }
+        if let Some(reference) = references.iter().find(|r| &r.path == at) {
+            if no_env && !unchecked.iter().any(|u| &u.path == at) {
+                let variables: Vec<String> = reference
+                    .variables
+                    .iter()
+                    .map(|name| format!("${{{name}}}"))
+                    .collect();
+                unchecked.push(Problem::new(
+                    at.clone(),
+                    format!(
+                        "not checked: the value comes from {}, which --no-env leaves unexpanded (checked when ferry runs, or by `ferry check` with the variables set)",
+                        variables.join(", ")
+                    ),
+                ));
+            }
+        }
+        false
+    });
+    problems.extend(kept);
+    // In file order, as the references were found.
+    unchecked.sort_by_key(|u| references.iter().position(|r| r.path == u.path));
+    let problems: Vec<Problem> = problems
+        .into_iter()
+        .map(|problem| secrets.redact(problem))
+        .collect();
+    Checked {
+        file: origin.to_path_buf(),
+        config: problems.is_empty().then_some(config),
+        problems,
+        unchecked,
+        references,
+        secrets,
     }
 }
 
@@ -591,6 +760,103 @@ adapters:
         assert!(summary(&config)[1].ends_with(
             "start all, shared writes (Nats-Msg-Id: exact while a replay falls inside the target's duplicate window)"
         ));
+    }
+
+    #[test]
+    fn duplicate_names_are_reported_alongside_the_errors_of_entries_that_did_not_parse() {
+        let yaml = MINIMAL.replace("kind: choria_lifecycle", "kind: choria_lifecycel")
+            + "  - name: lifecycle\n    kind: passthrough\n    connection: east\n    subjects: [\"in.>\"]\n    output: { stream: IN, subject: \"out.{subject}\" }\n"
+            + "replicators:\n  - name: copy\n    from: { connection: east, stream: IN }\n  - name: copy\n    from: { connection: east, stream: IN }\n    to: { connection: east, stream: COPY }\n";
+        assert_eq!(
+            paths(parse(&yaml)),
+            [
+                "adapters[0].kind",
+                "replicators[0].to",
+                "adapters[1].name",
+                "replicators[1].name"
+            ]
+        );
+    }
+
+    fn check_without_env(yaml: &str) -> Checked {
+        check_str(yaml, Path::new("ferry.yaml"), expand::Environment::Absent)
+    }
+
+    #[test]
+    fn without_the_environment_checks_that_depend_on_a_reference_are_skipped() {
+        let yaml = MINIMAL
+            .replace("nats://127.0.0.1:4222", "nats://${HOST}:4222")
+            .replace(
+                "    queue_group: ferry\n",
+                "    queue_group: ferry\n    spool: { max_bytes: \"${SPOOL}\" }\n",
+            );
+        let checked = check_without_env(&yaml);
+        assert_eq!(checked.problems, [], "{:?}", checked.problems);
+        let config = checked.config.as_ref().expect("valid");
+        // As written, and the skipped key at its default for the other checks.
+        assert_eq!(config.state_dir, PathBuf::from("${STATE}"));
+        assert_eq!(config.adapters[0].spool.max_bytes.0, 1 << 30);
+        let unchecked: Vec<&str> = checked.unchecked.iter().map(|u| u.path.as_str()).collect();
+        assert_eq!(
+            unchecked,
+            ["connections.east.servers[0]", "adapters[0].spool.max_bytes"]
+        );
+        assert!(checked.unchecked[1].message.contains("${SPOOL}"));
+
+        // Mistakes elsewhere, broken references and types no string can have are still found.
+        let yaml = yaml
+            .replace("queue_group: ferry", "queue_group: ferry\n    outptu: x")
+            .replace("${NATS_TOKEN}", "${1X}")
+            .replace(
+                "    queue_group: ferry\n",
+                "    queue_group: ferry\n    max_in_flight: \"${N}\"\n",
+            );
+        let checked = check_without_env(&yaml);
+        let problems: Vec<&str> = checked.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            problems,
+            [
+                "connections.east.token",
+                "adapters[0].max_in_flight",
+                "adapters[0].outptu"
+            ],
+            "{:?}",
+            checked.problems
+        );
+        assert!(checked.problems[1].message.ends_with(
+            "a value with a ${VAR} reference is always a string, so write this one in the file"
+        ));
+    }
+
+    #[test]
+    fn a_failed_expansion_is_reported_once() {
+        let yaml = MINIMAL.replace(
+            "    queue_group: ferry\n",
+            "    queue_group: ferry\n    spool: { max_bytes: \"${SPOOL}\" }\n",
+        );
+        assert_eq!(paths(parse(&yaml)), ["adapters[0].spool.max_bytes"]);
+    }
+
+    #[test]
+    fn the_summary_never_shows_a_credential() {
+        let yaml = MINIMAL.replace("choria.lifecycle.event.>", "events.${NATS_TOKEN}.>");
+        let checked = check_str(
+            &yaml.replace("s3cret", "x"),
+            Path::new("ferry.yaml"),
+            expand::Environment::Lookup(&|name| match name {
+                "NATS_TOKEN" => Ok("tok3n-value".into()),
+                other => env(other),
+            }),
+        );
+        assert_eq!(checked.problems, []);
+        assert!(
+            checked.summary()[0].contains("[events.***.>]"),
+            "{:?}",
+            checked.summary()
+        );
+        let json = checked.summary_json().to_string();
+        assert!(!json.contains("tok3n-value"), "{json}");
+        assert!(json.contains("events.***.>"), "{json}");
     }
 
     #[test]

@@ -4,24 +4,46 @@
 
 use super::*;
 
+/// The entries of a list section (`adapters`, `replicators`) as far as they parsed.
+pub(super) struct Entries<T> {
+    /// The entries that parsed, in file order.
+    pub parsed: Vec<T>,
+    /// The position in the file of each parsed entry (entries that failed to parse are missing
+    /// from `parsed`; positions keep problem paths pointing at the right entry).
+    pub positions: Vec<usize>,
+    /// The position and `name` of each entry that failed to parse but has a string name, so the
+    /// checks across entries (unique names) still count it: the file is fixed in one pass
+    /// rather than a duplicate appearing once a type error elsewhere in the entry is gone.
+    pub broken_names: Vec<(usize, String)>,
+}
+
 /// Deserializes each entry of the list `key` (`adapters`, `replicators`) as its own section at
-/// `key[i]`. Returns what parsed and, for each, its position in the file (entries that failed to
-/// parse are missing, and positions keep problem paths pointing at the right entry).
+/// `key[i]`.
 pub(super) fn deserialize_list<T: DeserializeOwned>(
     value: Option<Value>,
     key: &str,
     problems: &mut Vec<Problem>,
-) -> (Vec<T>, Vec<usize>) {
-    let mut parsed = Vec::new();
-    let mut indices = Vec::new();
+) -> Entries<T> {
+    let mut entries = Entries {
+        parsed: Vec::new(),
+        positions: Vec::new(),
+        broken_names: Vec::new(),
+    };
     match value {
         None | Some(Value::Null) => {}
         Some(Value::Sequence(items)) => {
             for (index, value) in items.into_iter().enumerate() {
                 let path = format!("{key}[{index}]");
-                if let Some(entry) = deserialize_section::<T>(value, &path, problems) {
-                    parsed.push(entry);
-                    indices.push(index);
+                let name = match value.get("name") {
+                    Some(Value::String(name)) => Some(name.clone()),
+                    _ => None,
+                };
+                match deserialize_section::<T>(value, &path, problems) {
+                    Some(entry) => {
+                        entries.parsed.push(entry);
+                        entries.positions.push(index);
+                    }
+                    None => entries.broken_names.extend(name.map(|name| (index, name))),
                 }
             }
         }
@@ -33,7 +55,7 @@ pub(super) fn deserialize_list<T: DeserializeOwned>(
             ),
         )),
     }
-    (parsed, indices)
+    entries
 }
 
 /// Whether `path` is `parent` or lies under it (`parent.x`, `parent[0]`).
@@ -221,8 +243,14 @@ pub(super) fn expected_names(message: &str) -> Vec<&str> {
     expected.split('`').skip(1).step_by(2).collect()
 }
 
-/// Rewrites serde's messages into ones that say the fix.
+/// Rewrites serde's messages into ones that say the fix, in the config's terms rather than Rust's
+/// (`expected a whole number`, not `expected usize`).
 pub(super) fn friendly(message: &str) -> String {
+    plain_types(&reword(message))
+}
+
+/// serde's message for the common mistakes (unknown keys and values, wrong types) with the fix.
+fn reword(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let Some((field, _)) = rest.split_once('`') else {
             return message.to_string();
@@ -272,6 +300,46 @@ pub(super) fn friendly(message: &str) -> String {
     message.to_string()
 }
 
+/// `message` with the Rust type serde names after its last "expected" (`usize`, `u64`, `f64`, the
+/// YAML parser's `a Value::Tagged enum`) said in the words of a config file, and the `as u128` the
+/// parser adds to a number beyond 64 bits dropped: an operator writes numbers, not Rust types.
+/// Public to the config module, so the YAML parser's own errors read the same.
+pub(super) fn plain_types(message: &str) -> String {
+    // Only right after a number in backquotes, so a quoted value keeps its text.
+    let mut out = message.replace("` as u128", "`").replace("` as i128", "`");
+    if let Some(at) = out.rfind("expected ") {
+        let start = at + "expected ".len();
+        let rest = &out[start..];
+        // The YAML parser appends the position: `expected usize at line 3 column 5`.
+        let end = start + rest.find(" at line ").unwrap_or(rest.len());
+        if let Some(plain) = plain_expectation(&out[start..end]) {
+            out.replace_range(start..end, plain);
+        }
+    }
+    out
+}
+
+/// What a Rust type in serde's "expected ..." means in a config file.
+fn plain_expectation(expected: &str) -> Option<&'static str> {
+    Some(match expected {
+        "usize" | "u64" | "u128" => "a whole number (0 or more)",
+        "u32" => "a whole number from 0 to 4294967295",
+        "u16" => "a whole number from 0 to 65535",
+        "u8" => "a whole number from 0 to 255",
+        "isize" | "i64" | "i128" | "i32" | "i16" | "i8" => "a whole number",
+        "f64" | "f32" => "a number",
+        "char" => "a single character",
+        "path string" => "a path (a string such as /var/lib/ferry)",
+        "a boolean" => "true or false",
+        // A key whose value is one word from a fixed list (`ordering: relaxed`), given a mapping
+        // or a list; the unknown-word message lists the words, this one cannot.
+        "a Value::Tagged enum" => {
+            "one of this key's words, written plainly (not a mapping or list)"
+        }
+        _ => return None,
+    })
+}
+
 /// The candidate closest to `word` by edit distance, when close enough to be a likely typo.
 pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -306,4 +374,75 @@ pub(super) fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     rows[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_types_are_said_in_config_terms() {
+        for (serde, friendly_text) in [
+            (
+                "invalid type: string \"lots\", expected usize",
+                "invalid type: string \"lots\", expected a whole number (0 or more)",
+            ),
+            (
+                "invalid value: integer `-3`, expected usize",
+                "invalid value: integer `-3`, expected a whole number (0 or more)",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected u64",
+                "invalid type: floating point `1.5`, expected a whole number (0 or more)",
+            ),
+            (
+                "invalid value: integer `70000`, expected u16",
+                "invalid value: integer `70000`, expected a whole number from 0 to 65535",
+            ),
+            (
+                "invalid type: string \"x\", expected i64",
+                "invalid type: string \"x\", expected a whole number",
+            ),
+            (
+                "invalid type: string \"x\", expected f64",
+                "invalid type: string \"x\", expected a number",
+            ),
+            (
+                "invalid type: string \"maybe\", expected a boolean",
+                "invalid type: string \"maybe\", expected true or false",
+            ),
+            (
+                "invalid type: sequence, expected path string",
+                "invalid type: sequence, expected a path (a string such as /var/lib/ferry)",
+            ),
+            (
+                "invalid type: map, expected a Value::Tagged enum",
+                "invalid type: map, expected one of this key's words, written plainly (not a mapping or list)",
+            ),
+            (
+                "invalid type: integer `99999999999999999999999` as u128, expected any YAML value at line 3 column 20",
+                "invalid type: integer `99999999999999999999999`, expected any YAML value at line 3 column 20",
+            ),
+            (
+                "invalid type: string \"x\", expected usize at line 3 column 5",
+                "invalid type: string \"x\", expected a whole number (0 or more) at line 3 column 5",
+            ),
+        ] {
+            let said = friendly(serde);
+            assert_eq!(said, friendly_text);
+            for rust in ["usize", "u64", "u16", "i64", "f64", "u128", "Value::"] {
+                assert!(!said.contains(rust), "{said}");
+            }
+        }
+        // A value's own text is kept, even where it looks like a Rust type.
+        assert_eq!(
+            friendly("invalid type: string \"n as u128\", expected a boolean"),
+            "invalid type: string \"n as u128\", expected true or false"
+        );
+        // Messages without a Rust type are left as they are.
+        assert_eq!(
+            friendly("invalid type: integer `5`, expected a string"),
+            "invalid type: integer `5`, expected a string (quote it)"
+        );
+    }
 }

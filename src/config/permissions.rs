@@ -11,12 +11,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::schema::Config;
+use super::Problem;
 
 /// Mode bits that let the group or others read a file.
 const READABLE_BY_OTHERS: u32 = 0o044;
 
-/// One line per problem, naming the file, the key and the fix.
-pub fn warnings(config_path: &Path, config: &Config) -> Vec<String> {
+/// One warning per exposed secret, at its key, naming the file and the fix. `from_environment`
+/// are the paths of values that are `${VAR}` references (in the file as references, not as
+/// secrets, even when `ferry check --no-env` left them unexpanded).
+pub fn warnings(config_path: &Path, config: &Config, from_environment: &[String]) -> Vec<Problem> {
     let mut out = Vec::new();
     let text = std::fs::read_to_string(config_path).unwrap_or_default();
     if let Some(mode) = exposed_mode(config_path) {
@@ -27,12 +30,19 @@ pub fn warnings(config_path: &Path, config: &Config) -> Vec<String> {
             ];
             for (key, secret) in secrets {
                 let Some(secret) = secret else { continue };
+                let path = format!("connections.{name}.{key}");
+                if from_environment.contains(&path) {
+                    continue;
+                }
                 if !secret.expose().is_empty() && text.contains(secret.expose()) {
-                    out.push(format!(
-                        "{}: connections.{name}.{key} is written in a file other users can read (mode {mode:04o}); \
-                         run `chmod 600 {}` or take the secret from the environment (\"${{VAR}}\")",
-                        config_path.display(),
-                        config_path.display()
+                    out.push(Problem::new(
+                        path,
+                        format!(
+                            "is written in {}, which other users can read (mode {mode:04o}); \
+                             run `chmod 600 {}` or take the secret from the environment (\"${{VAR}}\")",
+                            config_path.display(),
+                            config_path.display()
+                        ),
                     ));
                 }
             }
@@ -48,10 +58,13 @@ pub fn warnings(config_path: &Path, config: &Config) -> Vec<String> {
         for (key, file) in files {
             let Some(file) = file else { continue };
             if let Some(mode) = exposed_mode(file) {
-                out.push(format!(
-                    "connections.{name}.{key}: {} can be read by other users (mode {mode:04o}); run `chmod 600 {}`",
-                    file.display(),
-                    file.display()
+                out.push(Problem::new(
+                    format!("connections.{name}.{key}"),
+                    format!(
+                        "{} can be read by other users (mode {mode:04o}); run `chmod 600 {}`",
+                        file.display(),
+                        file.display()
+                    ),
                 ));
             }
         }
@@ -85,13 +98,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "state_dir: /tmp/x\nconnections:\n  east: { servers: [\"nats://a:4222\"], token: \"lit-s3cret\" }\n";
         let path = write(dir.path(), "ferry.yaml", text, 0o644);
-        let found = warnings(&path, &config(text, &path));
+        let found = warnings(&path, &config(text, &path), &[]);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].contains("connections.east.token"), "{found:?}");
-        assert!(found[0].contains("0644") && found[0].contains("chmod 600"));
-        assert!(!found[0].contains("lit-s3cret"), "never the secret itself");
+        assert_eq!(found[0].path, "connections.east.token", "{found:?}");
+        let message = &found[0].message;
+        assert!(message.contains("0644") && message.contains("chmod 600"));
+        assert!(!message.contains("lit-s3cret"), "never the secret itself");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(warnings(&path, &config(text, &path)).is_empty());
+        assert!(warnings(&path, &config(text, &path), &[]).is_empty());
     }
 
     #[test]
@@ -99,7 +113,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "state_dir: /tmp/x\nconnections:\n  east: { servers: [\"nats://a:4222\"], user: u, password: \"${P}\" }\n";
         let path = write(dir.path(), "ferry.yaml", text, 0o644);
-        assert!(warnings(&path, &config(text, &path)).is_empty());
+        assert!(warnings(&path, &config(text, &path), &[]).is_empty());
+        // Left unexpanded (`ferry check --no-env`), the reference is in the file, not the secret.
+        let checked =
+            super::super::check_str(text, &path, super::super::expand::Environment::Absent);
+        let config = checked.config.as_ref().expect("valid");
+        let references: Vec<String> = checked.references.iter().map(|r| r.path.clone()).collect();
+        assert!(warnings(&path, config, &references).is_empty());
     }
 
     #[test]
@@ -113,11 +133,8 @@ mod tests {
             seed.display()
         );
         let path = write(dir.path(), "ferry.yaml", &text, 0o600);
-        let found = warnings(&path, &config(&text, &path));
+        let found = warnings(&path, &config(&text, &path), &[]);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0].starts_with("connections.east.credentials:"),
-            "{found:?}"
-        );
+        assert_eq!(found[0].path, "connections.east.credentials", "{found:?}");
     }
 }

@@ -51,10 +51,10 @@ impl Secrets {
     }
 
     /// Records the secrets of the expanded tree `root`: the `token` and `password` of each
-    /// connection (whatever their type) and the user information of each server URL. Values whose
-    /// expansion failed (they have a problem in `failed`) are left out: they are still the text of
-    /// the file, a `${VAR}` reference that the problem names.
-    pub fn collect_connection_secrets(&mut self, root: &Value, failed: &[Problem]) {
+    /// connection (whatever their type) and the user information of each server URL. Values at
+    /// the paths in `unexpanded` (their expansion failed, or there is no environment) are left
+    /// out: they are still the text of the file, a `${VAR}` reference.
+    pub fn collect_connection_secrets(&mut self, root: &Value, unexpanded: &[String]) {
         let Some(Value::Mapping(connections)) = root.get("connections") else {
             return;
         };
@@ -66,7 +66,7 @@ impl Secrets {
             for (key, value) in settings {
                 let key = key_text(key);
                 let path = join_key(&base, &key);
-                if failed.iter().any(|problem| problem.path == path) {
+                if unexpanded.contains(&path) {
                     continue;
                 }
                 match key.as_str() {
@@ -90,6 +90,26 @@ impl Secrets {
                 }
             }
         }
+    }
+
+    /// `text` with every credential (a connection's `token` or `password`, the user
+    /// information of a URL) of at least [`MIN_HIDDEN_EVERYWHERE`] characters shown as `***`.
+    /// Other values from the environment stay: this is for showing the config as it runs.
+    pub fn hide_credentials(&self, text: &str) -> String {
+        let mut entries: Vec<&Hidden> = self
+            .entries
+            .iter()
+            .filter(|entry| entry.shown_as == "***")
+            .filter(|entry| entry.value.chars().count() >= MIN_HIDDEN_EVERYWHERE)
+            .collect();
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.value.len()));
+        let mut out = text.to_string();
+        for entry in entries {
+            if out.contains(&entry.value) {
+                out = out.replace(&entry.value, "***");
+            }
+        }
+        out
     }
 
     /// `problem` with every secret replaced by what is shown instead.

@@ -1,6 +1,61 @@
-//! The one-line-per-pipeline summary `ferry check` prints.
+//! The one-line-per-pipeline summary `ferry check` prints, and its JSON form for `--json`.
 
 use super::*;
+
+/// The summary as `ferry check --json` gives it: the counts, and per pipeline in the order of
+/// [`summary`] its kind, name, the main settings as fields, and its summary line as `text`.
+/// Every string passes through `shown` (which hides credentials).
+pub fn summary_json(config: &Config, shown: &dyn Fn(&str) -> String) -> serde_json::Value {
+    use serde_json::json;
+    let lines = summary(config);
+    let adapters = config.adapters.iter().map(|adapter| {
+        json!({
+            "kind": "adapter",
+            "name": shown(&adapter.name),
+            "decoder": adapter.kind.to_string(),
+            "connection": shown(&adapter.connection),
+            "subjects": adapter.subjects.iter().map(|s| shown(s)).collect::<Vec<_>>(),
+            "queue_group": adapter.queue_group.as_deref().map(shown),
+            "output": {
+                "connection": shown(adapter.output_connection()),
+                "stream": shown(&adapter.output.stream),
+                "subject": shown(&adapter.output.subject),
+            },
+        })
+    });
+    let replicators = config.replicators.iter().map(|replicator| {
+        json!({
+            "kind": "replicator",
+            "name": shown(&replicator.name),
+            "from": {
+                "connection": shown(&replicator.from.connection),
+                "stream": shown(&replicator.from.stream),
+            },
+            "to": {
+                "connection": shown(&replicator.to.connection),
+                "stream": shown(&replicator.to.stream),
+            },
+            "start": shown(&replicator.start.to_string()),
+            "writes": match replicator.to.writes {
+                replicator::Writes::Exclusive => "exclusive",
+                replicator::Writes::Shared => "shared",
+            },
+        })
+    });
+    let pipelines: Vec<serde_json::Value> = adapters
+        .chain(replicators)
+        .zip(lines)
+        .map(|(mut pipeline, line)| {
+            pipeline["text"] = serde_json::Value::String(shown(&line));
+            pipeline
+        })
+        .collect();
+    json!({
+        "adapters": config.adapters.len(),
+        "replicators": config.replicators.len(),
+        "pipelines": pipelines,
+    })
+}
 
 /// One line per pipeline for `ferry check`, adapters first, e.g. `adapter lifecycle:
 /// choria_lifecycle on east [choria.lifecycle.event.>] queue ferry -> stream FERRY_LIFECYCLE on

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::answer::{classify_reply, classify_send_error, Outcome};
 use super::StreamError;
+use crate::config::units::format_duration;
 use crate::connect::{Connection, JETSTREAM_TIMEOUT};
 
 struct Waiting<T> {
@@ -143,7 +144,7 @@ impl<T> AckInbox<T> {
                 _ = tokio::time::sleep_until(oldest) => {
                     let item = self.take_oldest()?;
                     return Some((item, Outcome::Outage(format!(
-                        "publish: no ack within {:?}", self.timeout
+                        "publish: no ack within {}", format_duration(self.timeout)
                     ))));
                 }
             }

@@ -14,6 +14,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use crate::config::units::format_duration;
+
 /// Largest response body [`fetch`] accepts: `/metrics` of a big instance fits many times over.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -44,7 +46,10 @@ async fn fetch_bounded(
         Ok(result) => result,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("monitor at {addr} did not answer within {limit:?}"),
+            format!(
+                "monitor at {addr} did not answer within {}",
+                format_duration(limit)
+            ),
         )),
     }
 }

@@ -65,6 +65,19 @@ impl Forced {
     }
 }
 
+impl std::fmt::Display for Forced {
+    /// In an operator's words, as `ferry reset` and `ferry status` say it: `start`, `end`,
+    /// `sequence 100000`, `time 2026-01-01T00:00:00Z`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Forced::Start => f.write_str("start"),
+            Forced::End => f.write_str("end"),
+            Forced::Sequence(sequence) => write!(f, "sequence {sequence}"),
+            Forced::Time(time) => write!(f, "time {time}"),
+        }
+    }
+}
+
 /// A `ferry reset --to` value that [`Forced::parse`] cannot read.
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidPosition {
@@ -188,5 +201,18 @@ mod tests {
         assert!(Forced::parse("time:2026-01-01T00:00:00Z").is_ok());
         assert!(Forced::parse("time:yesterday").is_err());
         assert!(Forced::parse("middle").is_err());
+    }
+
+    #[test]
+    fn forced_positions_read_as_an_operator_writes_them() {
+        for (written, shown) in [
+            ("start", "start"),
+            ("end", "end"),
+            ("sequence:100000", "sequence 100000"),
+            ("time:2026-01-01T00:00:00Z", "time 2026-01-01T00:00:00Z"),
+        ] {
+            let forced = Forced::parse(written).expect("a valid position");
+            assert_eq!(forced.to_string(), shown, "{written}");
+        }
     }
 }

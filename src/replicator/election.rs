@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::config::units::format_duration;
 use crate::config::validate::ELECTION_SAFETY_MARGIN;
 use crate::jetstream::{streams, StreamError};
 use crate::logging::LogLimiter;
@@ -43,8 +44,11 @@ pub async fn open_bucket(
             let max_age = stream.cached_info().config.max_age;
             if max_age != ttl {
                 return Err(StreamError::refused(format!(
-                    "{what} bucket {name} exists with max_age {max_age:?}, but the configured ttl is {ttl:?}; \
-                     set leader_election.ttl to {max_age:?} or delete the bucket so ferry recreates it"
+                    "{what} bucket {name} exists with max_age {}, but the configured ttl is {}; \
+                     set leader_election.ttl to {} or delete the bucket so ferry recreates it",
+                    format_duration(max_age),
+                    format_duration(ttl),
+                    format_duration(max_age),
                 )));
             }
             js.get_key_value(name).await.map_err(|error| {
@@ -73,7 +77,7 @@ async fn create_bucket(
         .await;
     match created {
         Ok(store) => {
-            tracing::info!(bucket = %name, ?max_age, "created the {what} bucket");
+            tracing::info!(bucket = %name, max_age = %format_duration(max_age), "created the {what} bucket");
             Ok(store)
         }
         // Another instance may have created it at the same moment.

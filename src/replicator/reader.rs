@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::config::units::format_duration;
 use crate::connect::Connection;
 use crate::jetstream::answer::{classify_pull, PullAnswer};
 
@@ -256,7 +257,7 @@ impl SourceReader {
                 _ = tokio::time::sleep_until(deadline) => {
                     return Some(Err(ReadError::new(
                         ReadErrorKind::Stalled,
-                        format!("no message or heartbeat from the source for {MISSED_HEARTBEATS:?}"),
+                        format!("no message or heartbeat from the source for {}", format_duration(MISSED_HEARTBEATS)),
                     )));
                 }
             };
@@ -286,8 +287,8 @@ impl SourceReader {
                 ReadError::new(
                     ReadErrorKind::OutOfOrder,
                     format!(
-                        "a source message without JetStream metadata (reply {:?})",
-                        message.reply
+                        "a source message without JetStream metadata (reply subject: {})",
+                        message.reply.as_deref().unwrap_or("none")
                     ),
                 )
             })?;

@@ -276,7 +276,7 @@ fn shared(
 }
 
 fn forced_position(forced: &Forced, source: &SourceInfo) -> Result<Resume, StreamError> {
-    let reason = format!("position forced by ferry reset ({forced:?})");
+    let reason = format!("position forced by ferry reset ({forced})");
     Ok(match forced {
         Forced::Start => Resume {
             deliver: DeliverPolicy::All,
@@ -292,7 +292,7 @@ fn forced_position(forced: &Forced, source: &SourceInfo) -> Result<Resume, Strea
 }
 
 fn first_run(config: &ReplicatorConfig, source: &SourceInfo) -> Result<Resume, StreamError> {
-    let reason = format!("first run: start {:?}", config.start);
+    let reason = format!("first run: start {}", config.start);
     Ok(match &config.start {
         StartPosition::All => Resume {
             deliver: DeliverPolicy::All,
@@ -401,11 +401,14 @@ mod tests {
         let empty = view(0, LastMessage::Empty);
         let r = compute(&config(""), None, &source(1), &empty).unwrap();
         assert_eq!(r.deliver, DeliverPolicy::All);
+        // The reason is logged when the replicator starts reading: in config words.
+        assert_eq!(r.reason, "first run: start all");
         let r = compute(&config("start: new"), None, &source(1), &empty).unwrap();
         assert_eq!(r.done_through, 500);
         assert_eq!(r.first_sequence(), Some(501));
         let r = compute(&config("start: { sequence: 7 }"), None, &source(1), &empty).unwrap();
         assert_eq!(r.first_sequence(), Some(7));
+        assert_eq!(r.reason, "first run: start sequence 7");
     }
 
     #[test]
@@ -580,6 +583,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.first_sequence(), Some(40));
+        assert_eq!(r.reason, "position forced by ferry reset (sequence 40)");
         let forced = checkpoint(100, 1, Some(Forced::End));
         assert_eq!(
             compute(

@@ -7,6 +7,7 @@ use async_nats::jetstream::{self};
 use super::checkpoint::SourceIdentity;
 use super::headers::{parse_ferry_source, FerrySource};
 use crate::config::replicator::ReplicatorConfig;
+use crate::config::units::format_duration;
 use crate::jetstream::{answer, streams, wire_headers, StreamError};
 
 /// What the replicator needs to know about its source.
@@ -321,7 +322,12 @@ pub async fn after_checkpoint(
     loop {
         let next = tokio::time::timeout(SCAN_STALL, messages.next())
             .await
-            .map_err(|_| unavailable("stalled", &format!("no message for {SCAN_STALL:?}")))?;
+            .map_err(|_| {
+                unavailable(
+                    "stalled",
+                    &format!("no message for {}", format_duration(SCAN_STALL)),
+                )
+            })?;
         let message = match next {
             Some(Ok(message)) => message,
             Some(Err(error)) => return Err(unavailable("reading", &error)),

@@ -94,6 +94,10 @@ pub struct PipelineStatus {
     pub spool_messages: u64,
     /// Adapters: bytes waiting in the disk spool.
     pub spool_bytes: u64,
+    /// Adapters: what became of the events received since this instance started, as the
+    /// adapter's `ferry_adapter_*_total` counters count them. `None` for replicators, and when no
+    /// instance runs.
+    pub events: Option<AdapterEvents>,
     pub last_error: Option<String>,
     /// RFC3339 time of `last_error`.
     pub last_error_at: Option<String>,
@@ -113,6 +117,7 @@ impl PipelineStatus {
             lag: None,
             spool_messages: 0,
             spool_bytes: 0,
+            events: None,
             last_error: None,
             last_error_at: None,
             since: now_rfc3339(),
@@ -132,6 +137,20 @@ impl PipelineStatus {
         }
         self.reason = reason;
     }
+}
+
+/// An adapter's event counters on `/status` (the `events` object): every event received is
+/// published, a duplicate, filtered, invalid or dropped, or still on its way (in memory or in
+/// the spool). `spooled` counts the events that went through the disk spool, not its depth.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AdapterEvents {
+    pub received: u64,
+    pub published: u64,
+    pub duplicates: u64,
+    pub filtered: u64,
+    pub invalid: u64,
+    pub dropped: u64,
+    pub spooled: u64,
 }
 
 /// A pipeline that keeps `/readyz` at 503, as listed in its JSON body.
@@ -165,6 +184,11 @@ pub struct ConnectionStatus {
     pub state: ConnectionState,
     /// The pipelines that use it.
     pub pipelines: Vec<String>,
+    /// The NATS server it is connected to, as that server names itself (its `server_name`);
+    /// the last one while it is down, `None` before the first connect.
+    pub server: Option<String>,
+    /// That server's version.
+    pub server_version: Option<String>,
     pub last_error: Option<String>,
     /// RFC3339 time of `last_error`.
     pub last_error_at: Option<String>,
@@ -342,6 +366,8 @@ impl StatusBoard {
                 name: name.to_string(),
                 state: ConnectionState::Connecting,
                 pipelines,
+                server: None,
+                server_version: None,
                 last_error: None,
                 last_error_at: None,
                 since: now_rfc3339(),
@@ -369,6 +395,15 @@ impl StatusBoard {
     /// Removes a connection that no pipeline uses any more (after a reload).
     pub fn unregister_connection(&self, name: &str) {
         self.lock_connections().remove(name);
+    }
+
+    /// Records the server the connection `name` is connected to (its name and version).
+    pub fn set_connection_server(&self, name: &str, server: &str, version: &str) {
+        let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_string());
+        if let Some(connection) = self.lock_connections().get_mut(name) {
+            connection.server = non_empty(server);
+            connection.server_version = non_empty(version);
+        }
     }
 
     /// Records that the connection `name` is up or down.

@@ -232,6 +232,13 @@ fn json_document() {
     assert!(p["since"].is_string());
 }
 
+/// The column where `heading` starts in the table's heading line.
+fn column(heading_line: &str, heading: &str) -> usize {
+    heading_line
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading} in {heading_line}"))
+}
+
 #[test]
 fn table_is_aligned_with_dashes_for_null() {
     let board = StatusBoard::new("dc1");
@@ -241,6 +248,13 @@ fn table_is_aligned_with_dashes_for_null() {
     board.update("lifecycle", |s| {
         s.spool_messages = 12;
         s.spool_bytes = 1536;
+        s.events = Some(AdapterEvents {
+            received: 1_234_567,
+            published: 1_234_000,
+            dropped: 3,
+            spooled: 12,
+            ..AdapterEvents::default()
+        });
     });
     board.update("registration-to-west", |s| {
         s.role = "leader".into();
@@ -255,18 +269,157 @@ fn table_is_aligned_with_dashes_for_null() {
     board.record_error("registration-to-west", "maximum payload\nexceeded");
     let table = render_table(&board.to_json());
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 4, "{table}");
+    assert_eq!(lines.len(), 6, "{table}");
     assert!(lines[0].starts_with("instance dc1 (ferry "));
     assert!(lines[1].starts_with("PIPELINE              KIND        ROLE    STATE"));
-    let position_col = lines[1].find("POSITION").unwrap();
-    assert_eq!(&lines[2][position_col..position_col + 1], "-");
-    assert_eq!(&lines[3][position_col..position_col + 4], "1000");
-    let spool_col = lines[1].find("SPOOL").unwrap();
-    assert!(lines[2][spool_col..].starts_with("12/1.5KiB"));
-    assert!(lines[3][spool_col..].starts_with("0/0B"));
-    assert!(lines[2].ends_with('-'), "no error shows -: {table}");
-    assert!(lines[3].contains("paused (target rejected seq 7)"));
-    assert!(lines[3].contains("maximum payload exceeded ("));
+    let (adapter, replicator) = (lines[2], lines[3]);
+    let position_col = column(lines[1], "POSITION");
+    assert_eq!(&adapter[position_col..position_col + 1], "-");
+    assert_eq!(&replicator[position_col..position_col + 4], "1000");
+    let spool_col = column(lines[1], "SPOOL ");
+    assert!(adapter[spool_col..].starts_with("12/1.5KiB"), "{table}");
+    assert!(
+        replicator[spool_col..].starts_with("- "),
+        "no spool: {table}"
+    );
+    for (heading, value) in [
+        ("RECEIVED", "1,234,567"),
+        ("PUBLISHED", "1,234,000"),
+        ("DROPPED", "3"),
+        ("SPOOLED", "12"),
+    ] {
+        let at = column(lines[1], heading);
+        assert!(adapter[at..].starts_with(value), "{heading}: {table}");
+        assert!(replicator[at..].starts_with('-'), "{heading}: {table}");
+    }
+    assert!(replicator.contains(" paused "), "{table}");
+    assert_eq!(lines[4], "    reason: target rejected seq 7");
+    assert!(
+        lines[5].starts_with("    last error (")
+            && lines[5].ends_with("): maximum payload exceeded"),
+        "{table}"
+    );
+}
+
+#[test]
+fn long_reasons_and_errors_keep_the_columns_aligned() {
+    let long = "JetStream not accepting events, spooling: stream FERRY_LIFECYCLE: \
+                insufficient resources (the server's JetStream storage is full); \
+                free space on the server or raise its max_file_store"
+        .repeat(3);
+    let board = StatusBoard::new("dc1");
+    for name in ["a", "lifecycle", "registration"] {
+        board.register(name, PipelineKind::Adapter);
+        board.set_state(name, PipelineState::Running, None);
+    }
+    board.set_state("lifecycle", PipelineState::Disconnected, Some(long.clone()));
+    board.record_error("lifecycle", &long);
+    board.register_connection("east", vec!["lifecycle".into(), "registration".into()]);
+    board.record_connection_error("east", &long);
+    let table = render_table(&board.to_json());
+    let lines: Vec<&str> = table.lines().collect();
+    let heading = lines[1];
+    let rows: Vec<&str> = lines
+        .iter()
+        .copied()
+        .skip(2)
+        .take_while(|line| !line.is_empty())
+        .filter(|line| !line.starts_with(' '))
+        .collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    // Every row's cells start where their headings do, whatever the length of the texts.
+    for heading_name in COLUMN_NAMES {
+        let at = column(heading, heading_name);
+        for row in &rows {
+            assert!(
+                at == 0 || row[..at].ends_with("  "),
+                "{heading_name} misaligned in {row:?}:\n{table}"
+            );
+            assert_ne!(&row[at..at + 1], " ", "{heading_name} in {row:?}:\n{table}");
+        }
+    }
+    // The whole texts are there, each on its own indented line under its row.
+    let lifecycle = lines
+        .iter()
+        .position(|l| l.starts_with("lifecycle "))
+        .unwrap();
+    assert!(lines[lifecycle].len() < 150, "{}", lines[lifecycle]);
+    let under: Vec<&str> = lines[lifecycle + 1..]
+        .iter()
+        .copied()
+        .take_while(|line| line.starts_with("    "))
+        .collect();
+    assert!(
+        under[0].starts_with("    reason: ") && under[0].contains(&long),
+        "{table}"
+    );
+    // The connection's cause is the pipeline's reason and last error too (see snapshot).
+    assert!(under[1].starts_with("    last error ("), "{table}");
+    assert!(
+        under[1].ends_with(&format!("): connection east: {long}")),
+        "{table}"
+    );
+    // The connections follow, aligned the same way.
+    let connections = lines
+        .iter()
+        .position(|l| l.starts_with("CONNECTION"))
+        .expect("a connections table");
+    assert!(
+        lines[connections + 1]
+            .starts_with("east        connecting  -       -        lifecycle, registration"),
+        "{table}"
+    );
+    assert!(
+        lines[connections + 2].starts_with("    last error ("),
+        "{table}"
+    );
+    assert!(
+        lines[connections + 2].ends_with(&format!("): {long}")),
+        "{table}"
+    );
+}
+
+/// The headings of the pipelines table, as the tests find them.
+const COLUMN_NAMES: [&str; 11] = [
+    "PIPELINE",
+    "KIND",
+    "ROLE",
+    "STATE",
+    "POSITION",
+    "LAG",
+    "SPOOL ",
+    "RECEIVED",
+    "PUBLISHED",
+    "DROPPED",
+    "SPOOLED",
+];
+
+#[test]
+fn connections_show_their_server() {
+    let board = StatusBoard::new("dc1");
+    board.register("a", PipelineKind::Adapter);
+    board.register_connection("east", vec!["a".into()]);
+    board.register_connection("west", vec![]);
+    board.set_connection_up("east", true);
+    board.set_connection_server("east", "nats-east-1", "2.15.1");
+    let json = board.to_json();
+    assert_eq!(json["connections"][0]["server"], "nats-east-1");
+    assert_eq!(json["connections"][0]["server_version"], "2.15.1");
+    assert_eq!(json["connections"][1]["server"], Value::Null);
+    let table = render_table(&json);
+    let lines: Vec<&str> = table.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("CONNECTION"))
+        .expect("a connections table");
+    assert_eq!(
+        &lines[at..],
+        [
+            "CONNECTION  STATE       SERVER       VERSION  PIPELINES",
+            "east        up          nats-east-1  2.15.1   a",
+            "west        connecting  -            -        -",
+        ]
+    );
 }
 
 #[test]
@@ -274,11 +427,16 @@ fn table_tolerates_odd_documents() {
     let table = render_table(&serde_json::json!({"instance": "x", "pipelines": []}));
     assert!(table.contains("PIPELINE"));
     assert!(table.contains("(no pipelines)"));
+    assert!(!table.contains("CONNECTION"), "no connections, no table");
     let table = render_table(&serde_json::json!({"pipelines": [{"name": "a"}, 7, null]}));
     assert_eq!(table.lines().count(), 4);
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(row, ["a", "-", "-", "-", "-", "-", "-", "-"]);
-    assert_eq!(table.lines().nth(2).unwrap().split_whitespace().count(), 8);
+    assert_eq!(row, ["a", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"]);
+    assert_eq!(table.lines().nth(2).unwrap().split_whitespace().count(), 11);
+    let table = render_table(&serde_json::json!({"pipelines": [
+        {"name": "a", "reason": "", "last_error": "  ", "events": {"received": "many"}}
+    ], "connections": [{"name": "east", "pipelines": "a"}]}));
+    assert_eq!(table.lines().count(), 5, "{table}");
     let table = render_table(&Value::Null);
     assert!(table.contains("(no pipelines)"));
 }

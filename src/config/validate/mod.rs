@@ -69,6 +69,8 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             adapters: &adapters,
             replicators: &replicators,
             broken_connections: &BTreeSet::new(),
+            broken_adapters: &[],
+            broken_replicators: &[],
         },
     )
 }
@@ -76,11 +78,14 @@ pub fn validate(config: &Config) -> Vec<Problem> {
 /// Where the parts of a partly parsed config sit in the file, so problem paths point at the right
 /// entry: `adapters[i]` is the position in the file of `config.adapters[i]` (entries that failed
 /// to parse are missing), likewise `replicators`; references to `broken_connections` (defined,
-/// but failed to parse) are not reported again.
+/// but failed to parse) are not reported again. `broken_adapters` and `broken_replicators` hold
+/// the position and name of each entry that failed to parse, for the checks across entries.
 pub(crate) struct Positions<'a> {
     pub adapters: &'a [usize],
     pub replicators: &'a [usize],
     pub broken_connections: &'a BTreeSet<String>,
+    pub broken_adapters: &'a [(usize, String)],
+    pub broken_replicators: &'a [(usize, String)],
 }
 
 /// [`validate`] for a config that was only partly parsed (see [`Positions`]).
@@ -133,19 +138,43 @@ pub(crate) fn validate_parts(config: &Config, positions: &Positions<'_>) -> Vec<
     check_across_replicators(&mut out, &config.replicators, &replicator_paths);
     check_ack_capacity(&mut out, config, &adapter_paths, &replicator_paths);
 
-    let names = config
-        .adapters
-        .iter()
-        .map(|a| a.name.as_str())
-        .zip(&adapter_paths)
-        .chain(
-            config
-                .replicators
-                .iter()
-                .map(|r| r.name.as_str())
-                .zip(&replicator_paths),
-        );
-    check_pipeline_names(&mut out, names);
+    // Entries that failed to parse still have their names counted, in file order.
+    let named = |key: &str, parsed: Vec<&str>, at: &[usize], broken: &[(usize, String)]| {
+        let mut names: Vec<(usize, String, String)> = parsed
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let index = at.get(i).copied().unwrap_or(i);
+                (index, name.to_string(), format!("{key}[{index}]"))
+            })
+            .chain(
+                broken
+                    .iter()
+                    .map(|(index, name)| (*index, name.clone(), format!("{key}[{index}]"))),
+            )
+            .collect();
+        names.sort_by_key(|(index, _, _)| *index);
+        names
+    };
+    let adapter_names = named(
+        "adapters",
+        config.adapters.iter().map(|a| a.name.as_str()).collect(),
+        positions.adapters,
+        positions.broken_adapters,
+    );
+    let replicator_names = named(
+        "replicators",
+        config.replicators.iter().map(|r| r.name.as_str()).collect(),
+        positions.replicators,
+        positions.broken_replicators,
+    );
+    check_pipeline_names(
+        &mut out,
+        adapter_names
+            .iter()
+            .chain(&replicator_names)
+            .map(|(_, name, path)| (name.as_str(), path)),
+    );
     out.into_vec()
 }
 

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::units::format_duration;
 use crate::shutdown::Shutdown;
 use anyhow::{bail, Context as _};
 use serde::Serialize;
@@ -305,11 +306,11 @@ async fn run_in(opts: &DemoOptions, work: &WorkDir) -> anyhow::Result<DemoSummar
 
     eprintln!(
         "{} simulated Choria nodes publish on {LIFECYCLE_SUBJECTS} and {REGISTRATION_SUBJECT} \
-         in east for {:?} ({:.1} simulated minutes per second); ferry adapts them in east and \
+         in east for {} ({:.1} simulated minutes per second); ferry adapts them in east and \
          replicates to west ({LIFECYCLE_REPLICATOR}: everything, {REGISTRATION_REPLICATOR}: \
          sampled per sender)",
         group(nodes as u64),
-        opts.duration,
+        format_duration(opts.duration),
         ticks_per_second
     );
     let published = Arc::new(AtomicU64::new(0));

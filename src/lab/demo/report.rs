@@ -172,9 +172,9 @@ pub(super) fn print_summary(opts: &DemoOptions, summary: &DemoSummary) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nferry demo: {} simulated Choria nodes for {:?}, east → west\n",
+        "\nferry demo: {} simulated Choria nodes for {}, east → west\n",
         group(summary.nodes as u64),
-        opts.duration
+        format_duration(opts.duration)
     );
     for (name, value, meaning) in rows {
         let _ = writeln!(out, "  {name:<12} {:>12}   {meaning}", group(value));

@@ -401,8 +401,9 @@ impl SegmentLog {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "sequence {seq} is not after the log's last ({:?})",
+                    "sequence {seq} is not after the log's last ({})",
                     self.last_seq
+                        .map_or_else(|| "none".to_string(), |last| last.to_string())
                 ),
             ));
         }
