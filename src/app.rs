@@ -147,9 +147,6 @@ pub async fn run_until_with(
         )));
         names.push(adapter.name.clone());
     }
-    // Serve only now: with no pipeline registered yet, /readyz would report ready too early.
-    let monitor =
-        monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop.signal()));
     for replicator in &config.replicators {
         let (Some(source), Some(target)) = (
             connections.get(&replicator.from.connection),
@@ -182,6 +179,10 @@ pub async fn run_until_with(
         )));
         names.push(replicator.name.clone());
     }
+    // Serve only now: before every pipeline is registered, /readyz would report ready too early
+    // and /metrics would lack the missing pipelines' label sets.
+    let monitor =
+        monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop.signal()));
     tracing::info!(
         instance = %instance,
         adapters = config.adapters.len(),
