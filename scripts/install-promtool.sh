@@ -35,11 +35,11 @@ if runs "$BIN"; then
 fi
 
 if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
-    cat >&2 <<EOF
-error: promtool is needed to check packaging/prometheus/ and cannot be installed here (no apt-get and dpkg).
-Install promtool (it ships with every Prometheus release: https://prometheus.io/download/, or the
-'prometheus' package of your distribution), then either put it at $BIN or set PROMTOOL to its path.
-EOF
+    {
+        echo "error: promtool is needed to check packaging/prometheus/ and cannot be installed here (no apt-get and dpkg)."
+        echo "Install promtool (it ships with every Prometheus release: https://prometheus.io/download/, or the"
+        echo "'prometheus' package of your distribution), then either put it at $BIN or set PROMTOOL to its path."
+    } >&2
     exit 1
 fi
 
@@ -53,7 +53,7 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 download() {
-    (cd "$work" && apt-get "${apt_options[@]}" download prometheus) >&2
+    (cd "$work" && apt-get ${apt_options[@]+"${apt_options[@]}"} download prometheus) >&2
 }
 
 echo "installing promtool from Debian's prometheus package into $TARGET" >&2
