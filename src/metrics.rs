@@ -549,6 +549,7 @@ mod tests {
     ];
 
     /// The value of the unlabelled sample `name` in `text`.
+    #[cfg(target_os = "linux")]
     fn value(text: &str, name: &str) -> f64 {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
