@@ -15,7 +15,8 @@ export PATH
 cargo fmt --all -- --check
 # The Dockerfile: linted, and ferry built from exactly the files it copies.
 scripts/check-dockerfile.sh
-# The systemd unit, verified where systemd-analyze exists.
+# The systemd unit, verified where systemd-analyze exists; the Prometheus rules, checked and
+# unit-tested with promtool (installed into .tools/prometheus when missing).
 scripts/check-packaging.sh
 cargo clippy --all-targets -- -D warnings
 # The test-only fault hooks (src/fault.rs) are compiled in for the tests of the supervisor.

@@ -11,6 +11,8 @@
 //! Families marked "extension" go beyond the list in SPEC section 9; they explain numbers the
 //! contract's families leave open (where a received event went, how deep the in-memory queue is).
 
+#[cfg(target_os = "linux")]
+use prometheus::process_collector::ProcessCollector;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -63,6 +65,9 @@ pub struct Metrics {
     pub adapter_spool_messages: IntGaugeVec,
     /// `ferry_adapter_spool_bytes{pipeline}`: bytes waiting in the disk spool.
     pub adapter_spool_bytes: IntGaugeVec,
+    /// `ferry_adapter_spool_max_bytes{pipeline}` (extension): the configured `spool.max_bytes`, so
+    /// an alert can divide by it instead of repeating every adapter's limit.
+    pub adapter_spool_max_bytes: IntGaugeVec,
     /// `ferry_adapter_publish_seconds{pipeline}`: JetStream publish → ack latency.
     pub adapter_publish_seconds: HistogramVec,
     /// `ferry_adapter_queue_messages{pipeline}` (extension): events in the bounded in-memory queue.
@@ -81,6 +86,9 @@ pub struct Metrics {
     pub replicator_reordered: IntCounterVec,
     /// `ferry_replicator_source_sequence{pipeline}`: last source sequence read.
     pub replicator_source_sequence: IntGaugeVec,
+    /// `ferry_replicator_source_last_sequence{pipeline}` (extension): the source stream's last
+    /// sequence, as the lag watcher last read it.
+    pub replicator_source_last_sequence: IntGaugeVec,
     /// `ferry_replicator_checkpoint_sequence{pipeline}`: last checkpointed source sequence.
     pub replicator_checkpoint_sequence: IntGaugeVec,
     /// `ferry_replicator_lag_messages{pipeline}`: source messages not yet copied.
@@ -181,6 +189,12 @@ impl Metrics {
                 "Bytes waiting in an adapter's disk spool.",
                 PIPELINE,
             ),
+            adapter_spool_max_bytes: gauge(
+                r,
+                "ferry_adapter_spool_max_bytes",
+                "An adapter's configured spool limit (spool.max_bytes) in bytes.",
+                PIPELINE,
+            ),
             adapter_publish_seconds: histogram(
                 r,
                 "ferry_adapter_publish_seconds",
@@ -228,6 +242,12 @@ impl Metrics {
                 r,
                 "ferry_replicator_source_sequence",
                 "Last source stream sequence a replicator read.",
+                PIPELINE,
+            ),
+            replicator_source_last_sequence: gauge(
+                r,
+                "ferry_replicator_source_last_sequence",
+                "Last sequence of a replicator's source stream, read once a second while it copies.",
                 PIPELINE,
             ),
             replicator_checkpoint_sequence: gauge(
@@ -335,6 +355,7 @@ impl Metrics {
             .config_last_reload_successful
             .with_label_values::<&str>(&[])
             .set(1);
+        register_process_metrics(&metrics.registry);
         metrics
     }
 
@@ -356,6 +377,20 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// Registers the standard process metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_start_time_seconds`, `process_open_fds`,
+/// `process_max_fds`, ...), read from `/proc/self` at each scrape by the prometheus crate's
+/// collector. They exist on Linux only, where `/proc` does; docs/design.md says why the crate's
+/// collector rather than a reader of ferry's own.
+fn register_process_metrics(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(ProcessCollector::for_self()))
+        .expect("the process metrics' names are unique in the registry");
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
 }
 
 /// Registers `collector`. The names, help texts and labels are constants of this file, so a failure
@@ -423,8 +458,10 @@ mod tests {
         for vec in [
             &m.adapter_spool_messages,
             &m.adapter_spool_bytes,
+            &m.adapter_spool_max_bytes,
             &m.adapter_queue_depth,
             &m.replicator_source_sequence,
+            &m.replicator_source_last_sequence,
             &m.replicator_checkpoint_sequence,
             &m.replicator_lag,
             &m.replicator_is_leader,
@@ -447,7 +484,7 @@ mod tests {
         let metrics = Metrics::new();
         touch_all(&metrics);
         let text = metrics.encode();
-        let names = [
+        let mut names = vec![
             "ferry_adapter_received_total",
             "ferry_adapter_published_total",
             "ferry_adapter_duplicates_total",
@@ -457,6 +494,7 @@ mod tests {
             "ferry_adapter_spooled_total",
             "ferry_adapter_spool_messages",
             "ferry_adapter_spool_bytes",
+            "ferry_adapter_spool_max_bytes",
             "ferry_adapter_publish_seconds",
             "ferry_adapter_queue_messages",
             "ferry_replicator_copied_total",
@@ -465,6 +503,7 @@ mod tests {
             "ferry_replicator_duplicates_total",
             "ferry_replicator_reordered_total",
             "ferry_replicator_source_sequence",
+            "ferry_replicator_source_last_sequence",
             "ferry_replicator_checkpoint_sequence",
             "ferry_replicator_lag_messages",
             "ferry_replicator_is_leader",
@@ -479,7 +518,10 @@ mod tests {
             "ferry_config_reloads_total",
             "ferry_config_last_reload_successful",
         ];
-        for name in names {
+        if cfg!(target_os = "linux") {
+            names.extend(PROCESS_FAMILIES);
+        }
+        for &name in &names {
             assert!(
                 text.contains(&format!("# HELP {name} ")),
                 "no help for {name}"
@@ -520,7 +562,49 @@ mod tests {
         let b = Metrics::default();
         a.adapter_received.with_label_values(&["x"]).inc();
         assert!(!b.encode().contains("ferry_adapter_received_total"));
-        // Only build_info is present before any label set is touched.
+        // Only build_info and the process metrics are present before any label set is touched.
         assert!(b.encode().contains("ferry_build_info"));
+    }
+
+    /// The families the process collector adds (Linux only).
+    const PROCESS_FAMILIES: [&str; 7] = [
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "process_threads",
+    ];
+
+    /// The value of the unlabelled sample `name` in `text`.
+    #[cfg(target_os = "linux")]
+    fn value(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_describe_this_process_from_the_start() {
+        let text = Metrics::new().encode();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = value(&text, "process_start_time_seconds");
+        // Whole seconds, and the test process started before this test: not in the future, and
+        // not before the test run began (a day is far more than any run takes).
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0,
+            "{started} vs {now}"
+        );
+        assert!(value(&text, "process_resident_memory_bytes") > 1_000_000.0);
+        let open = value(&text, "process_open_fds");
+        assert!(open >= 3.0, "{open}");
+        assert!(value(&text, "process_max_fds") >= open);
+        assert!(value(&text, "process_cpu_seconds_total") >= 0.0);
     }
 }

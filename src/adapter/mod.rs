@@ -180,6 +180,12 @@ impl Adapter {
             None => Filter::accept_all(),
         };
         let labels = [name.as_str()];
+        // The limit is exported beside the spool's size, so "the spool is filling" is one ratio an
+        // alert can use without knowing each adapter's config.
+        metrics
+            .adapter_spool_max_bytes
+            .with_label_values(&labels)
+            .set(i64::try_from(config.spool.max_bytes.0).unwrap_or(i64::MAX));
         let (spool, recovered) = Spool::open(
             store.as_ref(),
             &state_dir,

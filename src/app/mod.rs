@@ -124,7 +124,8 @@ pub async fn run_until_with(
     };
     let mut pipelines = Pipelines::new(shared, config.clone());
     pipelines.start_all().await?;
-    // Serve only now: with no pipeline registered yet, /readyz would report ready too early.
+    // Serve only now: before every pipeline is registered, /readyz would report ready too early
+    // and /metrics would lack the missing pipelines' label sets.
     let monitor =
         monitor.map(|bound| bound.spawn(metrics.clone(), board.clone(), monitor_stop.signal()));
     tracing::info!(

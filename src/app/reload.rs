@@ -53,7 +53,7 @@ async fn apply(pipelines: &mut Pipelines, path: &Path) -> Option<ReloadPlan> {
             return None;
         }
     };
-    for warning in config::permissions::warnings(path, &new) {
+    for warning in config::permissions::warnings(path, &new, &[]) {
         tracing::warn!("{warning}");
     }
     let running = &pipelines.config;

@@ -84,6 +84,7 @@ pub struct Replicator {
 impl Replicator {
     /// Starts the replicator's tasks through `spawner`, which reports their ends to the supervisor.
     pub fn start(context: ReplicatorContext, spawner: Spawner) -> Result<Replicator, StartError> {
+        crate::fault::stall_start(&context.config.name);
         let ReplicatorContext {
             config,
             instance,

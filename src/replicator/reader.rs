@@ -88,24 +88,39 @@ pub struct PendingProbe {
     accepted: Arc<AtomicU64>,
 }
 
+/// One reading of a [`PendingProbe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Source messages the reader has not handed over yet.
+    pub pending: u64,
+    /// The source stream's last sequence; `None` when the stream info could not be read this
+    /// time (the consumer's answer does not carry it).
+    pub last_sequence: Option<u64>,
+}
+
 impl PendingProbe {
-    pub async fn pending(&self) -> Result<u64, ReadError> {
-        let info = self
-            .stream
-            .consumer_info(&self.consumer)
-            .await
-            .map_err(|error| {
-                ReadError::with_source(
-                    ReadErrorKind::Setup,
-                    format!("cannot ask for consumer {}", self.consumer),
-                    error,
-                )
-            })?;
+    /// Reads the consumer's and the stream's state, both requests at once, so the reading costs
+    /// one round trip.
+    pub async fn read(&self) -> Result<Backlog, ReadError> {
+        let (consumer, stream) = tokio::join!(
+            self.stream.consumer_info(&self.consumer),
+            self.stream.get_info()
+        );
+        let info = consumer.map_err(|error| {
+            ReadError::with_source(
+                ReadErrorKind::Setup,
+                format!("cannot ask for consumer {}", self.consumer),
+                error,
+            )
+        })?;
         let waiting = info
             .delivered
             .consumer_sequence
             .saturating_sub(self.accepted.load(AtomicOrdering::Relaxed));
-        Ok(info.num_pending + waiting)
+        Ok(Backlog {
+            pending: info.num_pending + waiting,
+            last_sequence: stream.ok().map(|stream| stream.state.last_sequence),
+        })
     }
 }
 

@@ -65,6 +65,7 @@ pub struct ReplicatorTelemetry {
     pub duplicates: IntCounter,
     pub reordered: IntCounter,
     pub source_sequence: IntGauge,
+    pub source_last_sequence: IntGauge,
     pub checkpoint_sequence: IntGauge,
     pub lag: IntGauge,
     pub is_leader: IntGauge,
@@ -82,6 +83,9 @@ impl ReplicatorTelemetry {
             reordered: metrics.replicator_reordered.with_label_values(&labels),
             source_sequence: metrics
                 .replicator_source_sequence
+                .with_label_values(&labels),
+            source_last_sequence: metrics
+                .replicator_source_last_sequence
                 .with_label_values(&labels),
             checkpoint_sequence: metrics
                 .replicator_checkpoint_sequence

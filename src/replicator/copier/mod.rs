@@ -559,17 +559,24 @@ impl Copier {
     /// is dropped, from the server's count of what the reader has not handed over yet plus what
     /// the session holds: it must go on counting while reading pauses (the target away), when
     /// no message arrives to bring a figure, since the backlog is what an alert on it is for.
+    /// The same reading brings the source stream's last sequence, for a dashboard to set beside
+    /// the position, at no cost per message.
     fn watch_lag(&self, probe: PendingProbe, progress: Arc<Progress>) -> LagWatch {
         let telemetry = self.telemetry.clone();
         let board = self.board.clone();
         let name = self.config.name.clone();
         LagWatch(tokio::spawn(async move {
             loop {
-                // A source that is away too leaves the last figure standing.
-                if let Ok(pending) = probe.pending().await {
-                    let lag = pending + progress.held.load(AtomicOrdering::Relaxed);
+                // A source that is away too leaves the last figures standing.
+                if let Ok(backlog) = probe.read().await {
+                    let lag = backlog.pending + progress.held.load(AtomicOrdering::Relaxed);
                     let position = progress.done_through.load(AtomicOrdering::Relaxed);
                     telemetry.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+                    if let Some(last) = backlog.last_sequence {
+                        telemetry
+                            .source_last_sequence
+                            .set(i64::try_from(last).unwrap_or(i64::MAX));
+                    }
                     board.update(&name, |status| {
                         status.lag = Some(lag);
                         status.position = Some(position);
