@@ -214,6 +214,9 @@ async fn options(
                 })
             }
         }
+        if tls.handshake_first {
+            options = options.tls_first();
+        }
         options = options.require_tls(true);
     } else if wants_tls {
         options = options.require_tls(true);
@@ -247,7 +250,7 @@ async fn options(
         // is used within a second instead (an attempt against a server that is down costs one
         // refused TCP connect).
         .reconnect_delay_callback(reconnect_delay)
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(config.connect_timeout.0)
         .subscription_capacity(config.subscription_capacity.max(1))
         // Called before every connect attempt with each server's last error; `None` keeps the
         // client's own choice of server.

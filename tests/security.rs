@@ -62,8 +62,13 @@ async fn assert_event_flows(url: &str, options: ConnectOptions) {
 }
 
 fn tls_server(verify_clients: bool) -> NatsServer {
+    tls_server_with(verify_clients, "")
+}
+
+/// A TLS server with `extra` lines in its `tls` block.
+fn tls_server_with(verify_clients: bool, extra: &str) -> NatsServer {
     let mut block = format!(
-        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n",
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n{extra}",
         tls_file("server.pem").display(),
         tls_file("server-key.pem").display()
     );
@@ -101,6 +106,39 @@ async fn tls_with_a_server_certificate() {
     ));
     ferry.wait_ready().await;
     assert_event_flows(&tls_url(&server), tls_client(false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshake_first_for_servers_that_want_it() {
+    let server = tls_server_with(false, "  handshake_first: true\n");
+    let url = tls_url(&server);
+    let mut ferry = Ferry::start(&yaml(
+        &url,
+        &format!(
+            "    tls: {{ ca: \"{}\", handshake_first: true }}\n    connect_timeout: 2s",
+            tls_file("ca.pem").display()
+        ),
+    ));
+    ferry.wait_ready().await;
+    assert_event_flows(&url, tls_client(false).tls_first()).await;
+
+    // Without it, the server's TLS-first listener never answers ferry's plain start.
+    let plain = Ferry::start(&yaml(
+        &url,
+        &format!("    tls: {{ ca: \"{}\" }}", tls_file("ca.pem").display()),
+    ));
+    wait_until(
+        "the instance without handshake_first reports its connection failing",
+        Duration::from_secs(30),
+        || async {
+            matches!(plain.get("/status").await, Ok((200, body)) if body.contains("expected INFO"))
+        },
+    )
+    .await;
+    assert!(
+        matches!(plain.get("/readyz").await, Ok((503, _))),
+        "not ready without the TLS-first handshake"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::units::HumanDuration;
+
 /// A secret from the config (token, password). Never printed: `Debug` and `Display` show `***`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -60,10 +62,18 @@ pub struct ConnectionConfig {
     /// starts dropping (an extension to SPEC section 3; default 65536).
     #[serde(default = "default_subscription_capacity")]
     pub subscription_capacity: usize,
+    /// How long one attempt to connect to a server may take (TCP, TLS and the NATS handshake),
+    /// e.g. for brokers behind a slow load balancer. Default 5s.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
 }
 
 fn default_subscription_capacity() -> usize {
     65_536
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -75,4 +85,8 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// Start with the TLS handshake instead of the server's plain INFO, for servers with
+    /// `tls { handshake_first: true }` (and TLS-terminating load balancers in front of them).
+    #[serde(default)]
+    pub handshake_first: bool,
 }

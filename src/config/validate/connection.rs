@@ -235,6 +235,13 @@ pub(super) fn check_connection(out: &mut Scope, name: &str, connection: &Connect
         out.at("name")
             .push("is empty (omit it, or give the client name to show in server monitoring)");
     }
+    let timeout = connection.connect_timeout.0;
+    if timeout.is_zero() || timeout > std::time::Duration::from_secs(300) {
+        out.at("connect_timeout").push(format!(
+            "is {}; must be more than 0 and at most 5m (default 5s)",
+            crate::config::units::format_duration(timeout)
+        ));
+    }
     if connection.subscription_capacity == 0 {
         out.at("subscription_capacity")
             .push("must be at least 1 (default 65536)");

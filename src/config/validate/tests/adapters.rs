@@ -301,6 +301,22 @@ fn limits() {
 }
 
 #[test]
+fn connect_timeouts_are_bounded() {
+    let east = "    servers: [\"nats://10.0.0.1:4222\", \"10.0.0.2:4222\"]\n";
+    for bad in ["0s", "6m"] {
+        assert_problem(
+            &broken(east, &format!("{east}    connect_timeout: {bad}\n")),
+            "connections.east.connect_timeout",
+            "must be more than 0 and at most 5m (default 5s)",
+        );
+    }
+    assert_eq!(
+        broken(east, &format!("{east}    connect_timeout: 30s\n")),
+        Vec::new()
+    );
+}
+
+#[test]
 fn ack_subscriptions_must_hold_every_publish_in_flight() {
     let east = "    servers: [\"nats://10.0.0.1:4222\", \"10.0.0.2:4222\"]\n";
     assert_problem(
