@@ -16,7 +16,7 @@ use common::{
     read_stream, replicator_yaml, stream_created_ns, wait_for_count, wait_for_metric, wait_until,
     Ferry, Outgoing, SourceStamp, StoredMessage,
 };
-use common::{two_sites, Sites};
+use common::{copy_yaml, two_sites, Sites};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -897,4 +897,90 @@ replicators:
     )
     .await;
     assert_eq!((e2w_copied, w2e_copied), (100.0, 60.0));
+}
+
+/// The target is created from the source's whole configuration, as Choria's stream replicator
+/// does: Choria's registration stream keeps one message per node (`max_msgs_per_subject: 1`) and
+/// a copy that kept every message would grow without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_target_keeps_the_sources_limits_and_features() {
+    use async_nats::jetstream::stream::{Compression, DiscardPolicy, StorageType};
+    let sites = two_sites().await;
+    create_stream(
+        &sites.east_js,
+        StreamConfig {
+            name: "SRC".into(),
+            subjects: vec!["SRC.>".into()],
+            max_messages_per_subject: 1,
+            max_messages: 10_000,
+            max_bytes: 64 << 20,
+            max_message_size: 64 << 10,
+            discard: DiscardPolicy::Old,
+            allow_rollup: true,
+            allow_direct: true,
+            compression: Some(Compression::S2),
+            description: Some("registration".into()),
+            metadata: HashMap::from([("owner".to_string(), "fleet".to_string())]),
+            storage: StorageType::File,
+            ..Default::default()
+        },
+    )
+    .await;
+    for node in 0..5 {
+        for round in 0..3 {
+            sites
+                .east_js
+                .publish(format!("SRC.node{node}"), format!("round {round}").into())
+                .await
+                .expect("publish")
+                .await
+                .expect("ack");
+        }
+    }
+    let yaml = copy_yaml(
+        "dc1",
+        &sites.east.url(),
+        &sites.west.url(),
+        ", storage: memory",
+        "    start: all\n",
+    );
+    let mut ferry = Ferry::start(&yaml);
+    ferry.wait_ready().await;
+    wait_for_count(&sites.west_js, "DST", 5, Duration::from_secs(60)).await;
+    let target = sites
+        .west_js
+        .get_stream("DST")
+        .await
+        .expect("DST")
+        .info()
+        .await
+        .expect("DST info")
+        .config
+        .clone();
+    assert_eq!(target.max_messages_per_subject, 1);
+    assert_eq!(target.max_messages, 10_000);
+    assert_eq!(target.max_bytes, 64 << 20);
+    assert_eq!(target.max_message_size, 64 << 10);
+    assert_eq!(target.discard, DiscardPolicy::Old);
+    assert!(target.allow_rollup && target.allow_direct);
+    assert_eq!(target.compression, Some(Compression::S2));
+    assert_eq!(target.description.as_deref(), Some("registration"));
+    assert_eq!(
+        target.metadata.get("owner").map(String::as_str),
+        Some("fleet")
+    );
+    // The overrides still win, and the retention is always limits.
+    assert_eq!(target.storage, StorageType::Memory);
+    assert_eq!(target.duplicate_window, Duration::from_secs(600));
+    assert_eq!(
+        target.retention,
+        async_nats::jetstream::stream::RetentionPolicy::Limits
+    );
+    // One message per node, the newest: what the source holds.
+    let payloads: Vec<String> = read_stream(&sites.west_js, "DST")
+        .await
+        .iter()
+        .map(|message| message.payload_str().to_string())
+        .collect();
+    assert_eq!(payloads, vec!["round 2"; 5]);
 }

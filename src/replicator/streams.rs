@@ -127,6 +127,51 @@ pub async fn ensure_target(
     })
 }
 
+/// The target stream's settings: the source's own (so the copy keeps what consumers of the
+/// source rely on: per-subject limits such as Choria's registration stream's one message per
+/// node, message and byte limits, the discard policy, the largest message, rollups, direct gets,
+/// compression, metadata), with the target's subjects and the `to` overrides. Left out is what
+/// belongs to the source's place or would act a second time on the target: mirror and sources,
+/// republish, subject transforms, placement, the first sequence, message schedules and counters;
+/// the retention is always `limits` (a work queue or interest target would delete the copies no
+/// one has consumed there yet).
+fn target_config(
+    config: &ReplicatorConfig,
+    source: &SourceInfo,
+    subjects: Vec<String>,
+) -> StreamConfig {
+    let to = &config.to;
+    let from = &source.config;
+    StreamConfig {
+        name: to.stream.clone(),
+        subjects,
+        retention: RetentionPolicy::Limits,
+        // Unset overrides take the source's value: the copy behaves like the original.
+        num_replicas: to.replicas.unwrap_or(from.num_replicas.max(1)),
+        storage: to.storage.map_or(from.storage, streams::storage_type),
+        max_age: to.max_age.map_or(from.max_age, |d| d.0),
+        duplicate_window: to.duplicate_window.map_or(from.duplicate_window, |d| d.0),
+        max_bytes: from.max_bytes,
+        max_messages: from.max_messages,
+        max_messages_per_subject: from.max_messages_per_subject,
+        discard: from.discard,
+        discard_new_per_subject: from.discard_new_per_subject,
+        max_message_size: from.max_message_size,
+        max_consumers: from.max_consumers,
+        description: from.description.clone(),
+        allow_rollup: from.allow_rollup,
+        deny_delete: from.deny_delete,
+        deny_purge: from.deny_purge,
+        allow_direct: from.allow_direct,
+        metadata: from.metadata.clone(),
+        compression: from.compression.clone(),
+        consumer_limits: from.consumer_limits.clone(),
+        allow_message_ttl: from.allow_message_ttl,
+        subject_delete_marker_ttl: from.subject_delete_marker_ttl,
+        ..Default::default()
+    }
+}
+
 async fn create_target(
     js: &jetstream::Context,
     config: &ReplicatorConfig,
@@ -134,21 +179,7 @@ async fn create_target(
 ) -> Result<jetstream::stream::Stream, StreamError> {
     let to = &config.to;
     let subjects = target_subjects(config, &source.subjects);
-    let stream_config = StreamConfig {
-        name: to.stream.clone(),
-        subjects: subjects.clone(),
-        retention: RetentionPolicy::Limits,
-        // Unset overrides take the source's value: the copy behaves like the original.
-        num_replicas: to.replicas.unwrap_or(source.config.num_replicas.max(1)),
-        storage: to
-            .storage
-            .map_or(source.config.storage, streams::storage_type),
-        max_age: to.max_age.map_or(source.config.max_age, |d| d.0),
-        duplicate_window: to
-            .duplicate_window
-            .map_or(source.config.duplicate_window, |d| d.0),
-        ..Default::default()
-    };
+    let stream_config = target_config(config, source, subjects.clone());
     match streams::create(js, stream_config).await {
         Ok((stream, created)) => {
             if created {
