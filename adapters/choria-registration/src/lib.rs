@@ -58,8 +58,9 @@ pub struct RegistrationDecoder;
 
 /// What the layers yield, whatever the protocol version.
 struct Request {
-    /// The registration payload, as the text Choria's adapter stores.
-    data: String,
+    /// The registration payload's bytes, which Choria's adapter stores as a Go string (so bytes
+    /// that are not UTF-8 are written as `\ufffd`, one per byte).
+    data: Vec<u8>,
     sender: String,
     request_id: String,
     agent: String,
@@ -117,7 +118,7 @@ fn decode_v1(transport: &Entries<'_>) -> Result<Request, DecodeError> {
     let time =
         OffsetDateTime::from_unix_timestamp(seconds).map_err(|error| invalid("time", error))?;
     Ok(Request {
-        data,
+        data: data.into_bytes(),
         sender: sender(&envelope, "senderid")?,
         request_id: string(&envelope, "requestid")?,
         agent: string(&envelope, "agent")?,
@@ -141,7 +142,7 @@ fn decode_v2(transport: &Entries<'_>) -> Result<Request, DecodeError> {
     let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
         .map_err(|error| invalid("time", error))?;
     Ok(Request {
-        data: go_string_from_bytes(&message),
+        data: message,
         sender: sender(&request, "sender")?,
         request_id: string(&request, "id")?,
         agent: string(&request, "agent")?,
@@ -163,7 +164,7 @@ fn render(request: &Request) -> Result<String, DecodeError> {
     out.push_str("{\"protocol\":\"");
     out.push_str(OUTPUT_PROTOCOL);
     out.push_str("\",\"data\":");
-    push_go_json_string(&mut out, &request.data);
+    push_go_json_bytes(&mut out, &request.data);
     out.push_str(",\"sender\":");
     push_go_json_string(&mut out, &request.sender);
     out.push_str(",\"time\":");
@@ -180,6 +181,12 @@ fn render(request: &Request) -> Result<String, DecodeError> {
 /// stored documents (and their hashes) interchangeable with Choria's.
 fn push_go_json_string(out: &mut String, value: &str) {
     out.push('"');
+    push_go_json_text(out, value);
+    out.push('"');
+}
+
+/// The inside of [`push_go_json_string`]: `value` escaped as Go escapes it, without the quotes.
+fn push_go_json_text(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -196,20 +203,20 @@ fn push_go_json_string(out: &mut String, value: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
-/// Bytes as the text Go's `encoding/json` produces from `string(bytes)`: every byte that is not
-/// part of valid UTF-8 becomes one U+FFFD (Rust's `from_utf8_lossy` would merge some of them).
-fn go_string_from_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+/// Appends `bytes` as Go's `encoding/json` writes a Go string holding them: the UTF-8 parts as
+/// [`push_go_json_string`] does, and every byte that is not part of valid UTF-8 as the escape
+/// `\ufffd` (one per byte; a U+FFFD that is in the input as valid UTF-8 stays as it is).
+fn push_go_json_bytes(out: &mut String, bytes: &[u8]) {
+    out.push('"');
     for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
+        push_go_json_text(out, chunk.valid());
         for _ in chunk.invalid() {
-            out.push(char::REPLACEMENT_CHARACTER);
+            out.push_str("\\ufffd");
         }
     }
-    out
+    out.push('"');
 }
 
 /// Parses one JSON layer.
@@ -310,21 +317,27 @@ mod tests {
         assert_eq!(go("\u{2028}\u{2029}é"), "\"\\u2028\\u2029é\"");
     }
 
+    /// What Go's `json.Marshal(string(bytes))` prints for each (checked against Go 1.22's
+    /// `encoding/json`: `encodeState.string` writes `\ufffd` for each byte of an invalid
+    /// sequence, and leaves a valid U+FFFD as it is).
     #[test]
-    fn invalid_utf8_becomes_one_replacement_per_byte() {
-        assert_eq!(go_string_from_bytes(b"a\xe2\x82b"), "a\u{fffd}\u{fffd}b");
-        assert_eq!(
-            go_string_from_bytes(b"\xed\xa0\x80"),
-            "\u{fffd}\u{fffd}\u{fffd}"
-        );
-        assert_eq!(go_string_from_bytes("ok €".as_bytes()), "ok €");
+    fn invalid_utf8_becomes_one_escaped_replacement_per_byte() {
+        let go_bytes = |bytes: &[u8]| {
+            let mut out = String::new();
+            push_go_json_bytes(&mut out, bytes);
+            out
+        };
+        assert_eq!(go_bytes(b"a\xe2\x82b"), r#""a\ufffd\ufffdb""#);
+        assert_eq!(go_bytes(b"\xed\xa0\x80"), r#""\ufffd\ufffd\ufffd""#);
+        assert_eq!(go_bytes(b"\xff<"), r#""\ufffd\u003c""#);
+        assert_eq!(go_bytes("ok € \u{fffd}".as_bytes()), "\"ok € \u{fffd}\"");
     }
 
     #[test]
     fn times_are_formatted_like_go_rfc3339nano() {
         let render_at = |time: OffsetDateTime| {
             let request = Request {
-                data: String::new(),
+                data: Vec::new(),
                 sender: "s".into(),
                 request_id: "r".into(),
                 agent: "a".into(),
