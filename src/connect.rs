@@ -64,7 +64,8 @@ impl ConnectError {
 pub struct Connection {
     pub name: String,
     pub client: Client,
-    jetstream_domain: Option<String>,
+    /// The JetStream API subject prefix (`$JS.API`, `$JS.<domain>.API`, or as configured).
+    api_prefix: String,
     /// Set when a reload replaces or drops this connection: from then on its events no longer
     /// speak for the connection of the same name (its successor reports on the board).
     retired: Arc<AtomicBool>,
@@ -74,22 +75,18 @@ impl Connection {
     /// A JetStream context on this connection allowing `max_in_flight` unacknowledged publishes
     /// (publishing waits, rather than fails, when they are all taken).
     pub fn jetstream(&self, max_in_flight: usize) -> jetstream::Context {
-        let builder = ContextBuilder::new()
+        ContextBuilder::new()
             .timeout(JETSTREAM_TIMEOUT)
             .max_ack_inflight(max_in_flight.max(1))
-            .backpressure_on_inflight(true);
-        match &self.jetstream_domain {
-            Some(domain) => builder.domain(domain).build(self.client.clone()),
-            None => builder.build(self.client.clone()),
-        }
+            .backpressure_on_inflight(true)
+            .api_prefix(&self.api_prefix)
+            .build(self.client.clone())
     }
 
-    /// The JetStream API subject prefix: `$JS.API`, or `$JS.<domain>.API` with a domain.
+    /// The JetStream API subject prefix: `$JS.API`, `$JS.<domain>.API` with a domain, or the
+    /// configured `jetstream_api_prefix`.
     pub fn api_prefix(&self) -> String {
-        match &self.jetstream_domain {
-            Some(domain) => format!("$JS.{domain}.API"),
-            None => "$JS.API".to_string(),
-        }
+        self.api_prefix.clone()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -138,7 +135,7 @@ pub async fn connect(
     Ok(Connection {
         name: name.to_string(),
         client,
-        jetstream_domain: config.jetstream_domain.clone(),
+        api_prefix: api_prefix(config),
         retired,
     })
 }
@@ -252,6 +249,7 @@ async fn options(
         .reconnect_delay_callback(reconnect_delay)
         .connection_timeout(config.connect_timeout.0)
         .subscription_capacity(config.subscription_capacity.max(1))
+        .custom_inbox_prefix(config.inbox_prefix.as_deref().unwrap_or("_INBOX"))
         // Called before every connect attempt with each server's last error; `None` keeps the
         // client's own choice of server.
         .reconnect_to_server_callback(move |servers, _| {
@@ -262,6 +260,15 @@ async fn options(
             let state = state.clone();
             async move { state.on_event(event) }
         }))
+}
+
+/// The JetStream API subject prefix `config` asks for.
+fn api_prefix(config: &ConnectionConfig) -> String {
+    match (&config.jetstream_api_prefix, &config.jetstream_domain) {
+        (Some(prefix), _) => prefix.trim_end_matches('.').to_string(),
+        (None, Some(domain)) => format!("$JS.{domain}.API"),
+        (None, None) => "$JS.API".to_string(),
+    }
 }
 
 /// The wait before reconnect attempt `attempts`: none for the first, then 2, 4, 8 ... ms up to

@@ -286,3 +286,145 @@ async fn a_refused_connection_is_named() {
     )
     .await;
 }
+
+/// A user that may subscribe only to the event subjects and its own reply space, as a non-admin
+/// Choria client may (`<collective>.reply.<hash>.>`), and publish only where ferry writes; an
+/// admin user for the test's own client.
+const RESTRICTED_USERS: &str = r#"authorization { users: [
+  { user: admin, password: admin }
+  { user: ferry, password: "r3stricted", permissions: {
+      publish: { allow: ["$JS.API.>", "$JS.ACK.>", "ferry.>", "copy.>"] }
+      subscribe: { allow: ["choria.lifecycle.event.>", "choria.reply.c0ffee.>"] } } }
+] }"#;
+
+/// The adapter and a replicator reading the adapter's stream, on a connection for that user.
+fn restricted_yaml(url: &str, extra: &str) -> String {
+    yaml(
+        url,
+        &format!("    user: ferry\n    password: r3stricted\n{extra}"),
+    ) + r#"replicators:
+  - name: copy
+    from: { connection: core, stream: FERRY_LIFECYCLE }
+    to: { connection: core, stream: COPY, create: true, subject_prefix: copy }
+    start: all
+"#
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inbox_lives_under_the_configured_prefix() {
+    let server = NatsServer::start_with(ServerOptions::default().config(RESTRICTED_USERS));
+    let admin = || ConnectOptions::with_user_and_password("admin".into(), "admin".into());
+
+    // With the default _INBOX prefix the server refuses ferry's inbox subscriptions.
+    let refused = Ferry::start(&restricted_yaml(&server.url(), ""));
+    wait_until(
+        "the refused inbox subscription on /status",
+        Duration::from_secs(30),
+        || async {
+            matches!(refused.get("/status").await, Ok((200, body)) if body.to_lowercase().contains("permissions violation"))
+        },
+    )
+    .await;
+    assert!(matches!(refused.get("/readyz").await, Ok((503, _))));
+    drop(refused);
+
+    let mut ferry = Ferry::start(&restricted_yaml(
+        &server.url(),
+        "    inbox_prefix: choria.reply.c0ffee",
+    ));
+    ferry.wait_ready().await;
+    assert_event_flows(&server, admin()).await;
+    // The replicator's pulls and acks use the prefix too: the event is copied.
+    let client = admin().connect(server.url()).await.expect("admin connects");
+    let js = async_nats::jetstream::new(client);
+    wait_until("the event is copied", Duration::from_secs(30), || {
+        let js = js.clone();
+        async move { stream_message_count(&js, "COPY").await == 1 }
+    })
+    .await;
+    assert!(
+        !ferry.log().to_lowercase().contains("permissions violation"),
+        "no subscription outside the prefix"
+    );
+}
+
+/// The JetStream API imported into the user's account under `choria.streams`, as Choria
+/// organisation brokers do; the account has no `$JS.API` of its own.
+const PREFIXED_API: &str = r#"accounts {
+  JS: {
+    jetstream: enabled
+    users: [ { user: admin, password: admin } ]
+    exports: [
+      { service: "$JS.API.>", response: stream }
+      { service: "$JS.ACK.>" }
+      { service: "DST.>" }
+    ]
+  }
+  CLIENT: {
+    users: [ { user: ferry, password: "0rg-pass" } ]
+    imports: [
+      { service: { account: JS, subject: "$JS.API.>" }, to: "choria.streams.>" }
+      { service: { account: JS, subject: "$JS.ACK.>" } }
+      { service: { account: JS, subject: "DST.>" } }
+    ]
+  }
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jetstream_api_under_an_arbitrary_prefix() {
+    let server = NatsServer::start_with(ServerOptions::default().config(PREFIXED_API));
+    let client = ConnectOptions::with_user_and_password("admin".into(), "admin".into())
+        .connect(server.url())
+        .await
+        .expect("admin connects");
+    let admin_js = async_nats::jetstream::new(client);
+    admin_js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "SRC".into(),
+            subjects: vec!["SRC.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create SRC");
+    admin_js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "DST".into(),
+            subjects: vec!["DST.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create DST");
+    for i in 0..3 {
+        admin_js
+            .publish(format!("SRC.{i}"), format!("m{i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    let url = server.url();
+    let yaml = format!(
+        r#"
+state_dir: "{{state_dir}}"
+monitor: {{ listen: "{{monitor}}" }}
+connections:
+  org:
+    servers: ["{url}"]
+    user: ferry
+    password: 0rg-pass
+    jetstream_api_prefix: choria.streams
+replicators:
+  - name: copy
+    from: {{ connection: org, stream: SRC }}
+    to: {{ connection: org, stream: DST, subject_prefix: DST }}
+    start: all
+"#
+    );
+    let mut ferry = Ferry::start(&yaml);
+    ferry.wait_ready().await;
+    wait_until("the copies in DST", Duration::from_secs(30), || {
+        let js = admin_js.clone();
+        async move { stream_message_count(&js, "DST").await == 3 }
+    })
+    .await;
+}

@@ -55,6 +55,15 @@ pub struct ConnectionConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub jetstream_domain: Option<String>,
+    /// The JetStream API subject prefix when the account imports the API under another name
+    /// (Choria organisation brokers: `choria.streams`); instead of `jetstream_domain`.
+    #[serde(default)]
+    pub jetstream_api_prefix: Option<String>,
+    /// The prefix of every inbox ferry subscribes to (request replies, publish acks, pull
+    /// deliveries), for accounts that may only subscribe below it (a Choria client's
+    /// `<collective>.reply.<hash>`). Default: `_INBOX`.
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
     /// Client name shown in server monitoring.
     #[serde(default)]
     pub name: Option<String>,

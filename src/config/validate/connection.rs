@@ -231,6 +231,30 @@ pub(super) fn check_connection(out: &mut Scope, name: &str, connection: &Connect
             );
         }
     }
+    for (key, prefix) in [
+        ("jetstream_api_prefix", &connection.jetstream_api_prefix),
+        ("inbox_prefix", &connection.inbox_prefix),
+    ] {
+        if let Some(prefix) = prefix {
+            let tokens_ok = !prefix.is_empty()
+                && prefix.split('.').all(|token| {
+                    !token.is_empty()
+                        && !token
+                            .chars()
+                            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '>'))
+                });
+            if !tokens_ok {
+                out.at(key).push(format!(
+                    "{prefix:?} is not a valid subject prefix (dot-separated tokens; no wildcards, whitespace or empty tokens)"
+                ));
+            }
+        }
+    }
+    if connection.jetstream_api_prefix.is_some() && connection.jetstream_domain.is_some() {
+        out.at("jetstream_api_prefix").push(
+            "and jetstream_domain both name the JetStream API; set one (a domain is the prefix $JS.<domain>.API)",
+        );
+    }
     if connection.name.as_deref() == Some("") {
         out.at("name")
             .push("is empty (omit it, or give the client name to show in server monitoring)");

@@ -301,6 +301,33 @@ fn limits() {
 }
 
 #[test]
+fn subject_prefixes_of_a_connection() {
+    let east = "    servers: [\"nats://10.0.0.1:4222\", \"10.0.0.2:4222\"]\n";
+    assert_eq!(
+        broken(
+            east,
+            &format!("{east}    inbox_prefix: choria.reply.c0ffee\n    jetstream_api_prefix: choria.streams\n")
+        ),
+        Vec::new()
+    );
+    for (key, bad) in [("inbox_prefix", "a..b"), ("jetstream_api_prefix", "x.>")] {
+        assert_problem(
+            &broken(east, &format!("{east}    {key}: \"{bad}\"\n")),
+            &format!("connections.east.{key}"),
+            "is not a valid subject prefix",
+        );
+    }
+    assert_problem(
+        &broken(
+            east,
+            &format!("{east}    jetstream_api_prefix: choria.streams\n    jetstream_domain: hub\n"),
+        ),
+        "connections.east.jetstream_api_prefix",
+        "and jetstream_domain both name the JetStream API",
+    );
+}
+
+#[test]
 fn connect_timeouts_are_bounded() {
     let east = "    servers: [\"nats://10.0.0.1:4222\", \"10.0.0.2:4222\"]\n";
     for bad in ["0s", "6m"] {
