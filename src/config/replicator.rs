@@ -417,11 +417,82 @@ pub struct AdvisoriesConfig {
     pub reliable: bool,
 }
 
+/// Heartbeats published into the source stream (SPEC section 7), on `subject` and/or every
+/// entry of `subjects`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatConfig {
-    pub subject: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Every subject's interval unless it sets its own. Default 10s.
+    #[serde(default = "default_heartbeat_interval")]
     pub interval: HumanDuration,
+    #[serde(default)]
+    pub format: HeartbeatFormat,
+    /// Headers on every heartbeat; a subject's own headers of the same name win.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub subjects: Vec<HeartbeatSubject>,
+}
+
+/// One more heartbeat subject, with its own interval and headers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSubject {
+    pub subject: String,
+    #[serde(default)]
+    pub interval: Option<HumanDuration>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// What a heartbeat message looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeartbeatFormat {
+    /// A JSON body (`io.ferry.heartbeat.v1`, Unix milliseconds) and the `Ferry-Heartbeat` header.
+    #[default]
+    Ferry,
+    /// As Choria's stream replicator: the body is the Unix time in seconds (what `nats server
+    /// check message --body-timestamp` reads) and the headers `Choria-SR-Originator` and
+    /// `Choria-SR-Subject`.
+    Choria,
+}
+
+/// One subject's heartbeats, with everything resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatTarget {
+    pub subject: String,
+    pub interval: Duration,
+    pub headers: Vec<(String, String)>,
+}
+
+impl HeartbeatConfig {
+    /// Every subject with its interval and headers, `subject` first.
+    pub fn targets(&self) -> Vec<HeartbeatTarget> {
+        let top = self.subject.iter().map(|subject| HeartbeatTarget {
+            subject: subject.clone(),
+            interval: self.interval.0,
+            headers: self.headers.clone().into_iter().collect(),
+        });
+        let more = self.subjects.iter().map(|entry| {
+            let mut headers = self.headers.clone();
+            headers.extend(entry.headers.clone());
+            HeartbeatTarget {
+                subject: entry.subject.clone(),
+                interval: entry
+                    .interval
+                    .map_or(self.interval.0, |interval| interval.0),
+                headers: headers.into_iter().collect(),
+            }
+        });
+        top.chain(more).collect()
+    }
+}
+
+fn default_heartbeat_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

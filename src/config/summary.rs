@@ -1,5 +1,6 @@
 //! The one-line-per-pipeline summary `ferry check` prints, and its JSON form for `--json`.
 
+use super::replicator::HeartbeatFormat;
 use super::*;
 
 /// The summary as `ferry check --json` gives it: the counts, and per pipeline in the order of
@@ -140,10 +141,18 @@ fn replicator_summary(replicator: &ReplicatorConfig) -> String {
         extras.push(format!("advisories on {}", advisories.subject));
     }
     if let Some(heartbeat) = &replicator.heartbeat {
-        extras.push(format!(
-            "heartbeat every {}",
-            units::format_duration(heartbeat.interval.0)
-        ));
+        let targets = heartbeat.targets();
+        let format = match heartbeat.format {
+            HeartbeatFormat::Ferry => "",
+            HeartbeatFormat::Choria => " (choria format)",
+        };
+        match targets.as_slice() {
+            [one] => extras.push(format!(
+                "heartbeat every {}{format}",
+                units::format_duration(one.interval)
+            )),
+            many => extras.push(format!("heartbeats on {} subjects{format}", many.len())),
+        }
     }
     if let Some(election) = &replicator.leader_election {
         extras.push(format!("elected in {}", election.bucket));

@@ -74,7 +74,7 @@ pub enum StartError {
 pub struct Replicator {
     name: String,
     task: JoinHandle<()>,
-    heartbeat: Option<JoinHandle<()>>,
+    heartbeats: Vec<JoinHandle<()>>,
     election: Option<Election>,
     /// Writes the shared sampling state while this instance leads.
     sharer: Option<JoinHandle<()>>,
@@ -153,18 +153,24 @@ impl Replicator {
                 election.ttl.0,
             )
         });
-        let heartbeat = config.heartbeat.as_ref().map(|heartbeat| {
-            heartbeat::spawn(
-                &spawner,
-                source.jetstream(16),
-                heartbeat.subject.clone(),
-                heartbeat.interval.0,
-                instance.clone(),
-                name.clone(),
-                shutdown.signal(),
-                election.as_ref().map(Election::role),
-            )
-        });
+        let heartbeats: Vec<JoinHandle<()>> = config
+            .heartbeat
+            .iter()
+            .flat_map(|heartbeat| {
+                heartbeat.targets().into_iter().map(|target| {
+                    heartbeat::spawn(
+                        &spawner,
+                        source.jetstream(16),
+                        target,
+                        heartbeat.format,
+                        instance.clone(),
+                        name.clone(),
+                        shutdown.signal(),
+                        election.as_ref().map(Election::role),
+                    )
+                })
+            })
+            .collect();
         let shared = match (&election_config, &sampler, sample) {
             (Some(election), Some(sampler), Some(sample)) => Some(Arc::new(SharedState::new(
                 target.jetstream(shared_state::IN_FLIGHT),
@@ -211,7 +217,7 @@ impl Replicator {
         Ok(Replicator {
             name,
             task: spawner.spawn("copier", copier.run()),
-            heartbeat,
+            heartbeats,
             election,
             sharer,
             shutdown,
@@ -235,7 +241,7 @@ impl Replicator {
                 let _ = task.await;
             }
         }
-        if let Some(heartbeat) = self.heartbeat {
+        for heartbeat in self.heartbeats {
             heartbeat.abort();
         }
         // The last shared-state write happens before the key is given up, so the next leader

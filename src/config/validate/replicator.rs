@@ -321,8 +321,9 @@ pub(super) fn check_advisories(out: &mut Scope, replicator: &ReplicatorConfig) {
     }
 }
 
-/// `heartbeat`: one literal subject that lands in the source stream and is read back, at a sane
-/// interval. `source` is the source stream's creator and subjects, when this file creates it.
+/// `heartbeat`: each subject is literal, lands in the source stream and is read back, at a sane
+/// interval; header names are valid. `source` is the source stream's creator and subjects, when
+/// this file creates it.
 pub(super) fn check_heartbeat(
     out: &mut Scope,
     replicator: &ReplicatorConfig,
@@ -332,39 +333,84 @@ pub(super) fn check_heartbeat(
         return;
     };
     let mut at = out.at("heartbeat");
-    let subject = &heartbeat.subject;
-    match subject::validate(subject, false) {
-        Err(message) => at.at("subject").push(format!("{message} (heartbeats go to one literal subject in the source stream, e.g. CHORIA_REGISTRATION._heartbeat)"),
-        ),
-        Ok(()) => {
-            if let Some(filter) = &replicator.filter {
-                if !filter.subjects.is_empty()
-                    && !filter.subjects.iter().any(|p| subject::matches(p, subject))
-                {
-                    at.at("subject").push(format!(
-                            "{subject:?} is not selected by filter.subjects, so heartbeats would never be read back and copied, and copy delay could not be measured; add it to filter.subjects"
-                        ),
-                    );
-                }
-            }
-            if let Some((creator, subjects)) = source {
-                if !subjects.iter().any(|p| subject::matches(p, subject)) {
-                    at.at("subject").push(format!(
-                            "{subject:?} is not among the subjects of stream {} ([{}], created by {creator}), so heartbeats would not be stored in the source stream; choose a subject it listens on, or add one to that adapter's output.stream_subjects",
-                            replicator.from.stream,
-                            subjects.join(", ")
-                        ),
-                    );
-                }
-            }
+    if heartbeat.subject.is_none() && heartbeat.subjects.is_empty() {
+        at.push("needs a subject (or subjects: [{ subject: ..., interval: ... }])");
+        return;
+    }
+    if let Some(subject) = &heartbeat.subject {
+        check_heartbeat_subject(&mut at.at("subject"), replicator, source, subject);
+    }
+    check_heartbeat_interval(&mut at.at("interval"), heartbeat.interval.0);
+    check_header_names(&mut at.at("headers"), &heartbeat.headers);
+    for (index, entry) in heartbeat.subjects.iter().enumerate() {
+        let mut subjects_at = at.at("subjects");
+        let mut entry_at = subjects_at.index(index);
+        check_heartbeat_subject(
+            &mut entry_at.at("subject"),
+            replicator,
+            source,
+            &entry.subject,
+        );
+        if let Some(interval) = entry.interval {
+            check_heartbeat_interval(&mut entry_at.at("interval"), interval.0);
+        }
+        check_header_names(&mut entry_at.at("headers"), &entry.headers);
+    }
+}
+
+fn check_heartbeat_subject(
+    at: &mut Scope,
+    replicator: &ReplicatorConfig,
+    source: Option<&(&str, Vec<String>)>,
+    subject: &str,
+) {
+    if let Err(message) = subject::validate(subject, false) {
+        at.push(format!("{message} (heartbeats go to literal subjects in the source stream, e.g. CHORIA_REGISTRATION._heartbeat)"));
+        return;
+    }
+    if let Some(filter) = &replicator.filter {
+        if !filter.subjects.is_empty()
+            && !filter.subjects.iter().any(|p| subject::matches(p, subject))
+        {
+            at.push(format!(
+                "{subject:?} is not selected by filter.subjects, so heartbeats would never be read back and copied, and copy delay could not be measured; add it to filter.subjects"
+            ));
         }
     }
-    if heartbeat.interval.0 < MIN_HEARTBEAT_INTERVAL {
-        at.at("interval").push(format!(
-                "is {}; must be at least 1s (e.g. 30s): every heartbeat is a message stored in the source stream and copied",
-                format_duration(heartbeat.interval.0)
-            ),
-        );
+    if let Some((creator, subjects)) = source {
+        if !subjects.iter().any(|p| subject::matches(p, subject)) {
+            at.push(format!(
+                "{subject:?} is not among the subjects of stream {} ([{}], created by {creator}), so heartbeats would not be stored in the source stream; choose a subject it listens on, or add one to that adapter's output.stream_subjects",
+                replicator.from.stream,
+                subjects.join(", ")
+            ));
+        }
+    }
+}
+
+fn check_heartbeat_interval(at: &mut Scope, interval: std::time::Duration) {
+    if interval < MIN_HEARTBEAT_INTERVAL {
+        at.push(format!(
+            "is {}; must be at least 1s (e.g. 30s): every heartbeat is a message stored in the source stream and copied",
+            format_duration(interval)
+        ));
+    }
+}
+
+fn check_header_names(at: &mut Scope, headers: &std::collections::BTreeMap<String, String>) {
+    for (name, value) in headers {
+        let bad_name = name.is_empty()
+            || name
+                .chars()
+                .any(|c| c == ':' || c.is_whitespace() || c.is_control() || !c.is_ascii());
+        if bad_name {
+            at.push(format!(
+                "{name:?} is not a valid header name (printable ASCII without ':' or spaces)"
+            ));
+        }
+        if value.chars().any(|c| c == '\r' || c == '\n') {
+            at.push(format!("the value of {name:?} has a line break"));
+        }
     }
 }
 

@@ -415,6 +415,57 @@ fn replicator_heartbeats() {
         "replicators[0].heartbeat.interval",
         "is 500ms; must be at least 1s",
     );
+    // The Choria form: several subjects, each with its own interval and headers.
+    let choria = r#"heartbeat:
+      format: choria
+      headers: { Site: dc1 }
+      subjects:
+        - { subject: "choria.stream.input.registration._hb.a", interval: 10s }
+        - { subject: "choria.stream.input.registration._hb.b", headers: { Role: hub } }
+"#;
+    let line = r#"heartbeat: { subject: "choria.stream.input.registration._heartbeat", interval: 30s }
+"#;
+    assert_eq!(broken_replicator(line, choria), Vec::new());
+    assert_problem(
+        &broken_replicator(line, &choria.replace("interval: 10s", "interval: 10ms")),
+        "replicators[0].heartbeat.subjects[0].interval",
+        "must be at least 1s",
+    );
+    assert_problem(
+        &broken_replicator(line, &choria.replace("Role: hub", "\"Bad Name\": x")),
+        "replicators[0].heartbeat.subjects[1].headers",
+        "is not a valid header name",
+    );
+    assert_problem(
+        &broken_replicator(line, &choria.replace("_hb.b", "_hb.*")),
+        "replicators[0].heartbeat.subjects[1].subject",
+        "must not contain wildcards",
+    );
+    assert_problem(
+        &broken_replicator(line, "heartbeat: { interval: 30s }\n"),
+        "replicators[0].heartbeat",
+        "needs a subject",
+    );
+}
+
+#[test]
+fn heartbeat_targets_merge_headers_and_intervals() {
+    let config: crate::config::replicator::HeartbeatConfig = serde_norway::from_str(
+        "{ interval: 30s, headers: { A: top, B: top }, subject: x.one, subjects: [ { subject: x.two, interval: 5s, headers: { B: own } } ] }",
+    )
+    .expect("parses");
+    let targets = config.targets();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[0].subject, "x.one");
+    assert_eq!(targets[0].interval, std::time::Duration::from_secs(30));
+    assert_eq!(targets[1].interval, std::time::Duration::from_secs(5));
+    assert_eq!(
+        targets[1].headers,
+        vec![
+            ("A".to_string(), "top".to_string()),
+            ("B".to_string(), "own".to_string())
+        ]
+    );
 }
 
 #[test]
