@@ -310,6 +310,17 @@ async fn messages_the_source_removed_before_they_were_copied_are_counted_as_sour
         },
     )
     .await;
+    // A target without the source's limit (one ferry created would keep the source's 50), so
+    // it holds everything copied.
+    create_stream(
+        &sites.west_js,
+        StreamConfig {
+            name: "DST".into(),
+            subjects: vec!["SRC.>".into()],
+            ..Default::default()
+        },
+    )
+    .await;
     fill_range(&sites.east_js, 0..50).await;
     let mut ferry = Ferry::start(&replicator_yaml(
         &sites.east.url(),
