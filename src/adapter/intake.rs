@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::message::{EventHeaders, OutMessage};
 use super::router::{Routed, Router};
-use super::telemetry::AdapterTelemetry;
+use super::telemetry::{AdapterTelemetry, UNPARSEABLE_HEADERS, UNPARSEABLE_SUBJECT};
 use super::Health;
 use crate::config::schema::AdapterConfig;
 use crate::filter::{Filter, Verdict};
@@ -223,15 +223,12 @@ impl Intake {
 
 /// Why a message the client could not parse is invalid (the client hands such messages over
 /// with their raw parts instead of dropping the connection; see docs/design.md).
-/// The reasons [`unparseable`] counts under (beside the decoders' own).
-pub const UNPARSEABLE_REASONS: [&str; 2] = ["unparseable_subject", "unparseable_headers"];
-
 fn unparseable(message: &Message) -> Option<&'static str> {
     let unparsed = message.headers.as_ref()?.unparsed()?;
     if unparsed.subject.is_some() {
-        Some("unparseable_subject")
+        Some(UNPARSEABLE_SUBJECT)
     } else if unparsed.headers.is_some() {
-        Some("unparseable_headers")
+        Some(UNPARSEABLE_HEADERS)
     } else {
         None
     }

@@ -19,6 +19,12 @@ use crate::metrics::Metrics;
 use crate::status::AdapterEvents;
 use ferry_adapter::DecodeError;
 
+/// The `invalid` reasons of messages the client could not parse (an unparseable subject or header
+/// block), counted beside the decoders' own reasons.
+pub const UNPARSEABLE_SUBJECT: &str = "unparseable_subject";
+pub const UNPARSEABLE_HEADERS: &str = "unparseable_headers";
+pub const UNPARSEABLE_REASONS: [&str; 2] = [UNPARSEABLE_SUBJECT, UNPARSEABLE_HEADERS];
+
 /// Why an event was dropped: the `reason` label of `ferry_adapter_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -144,7 +150,7 @@ impl AdapterTelemetry {
         });
         for reason in DecodeError::REASONS
             .iter()
-            .chain(super::intake::UNPARSEABLE_REASONS.iter())
+            .chain(UNPARSEABLE_REASONS.iter())
         {
             metrics.adapter_invalid.with_label_values(&[name, reason]);
         }
@@ -326,7 +332,7 @@ mod tests {
         }
         for reason in DecodeError::REASONS
             .iter()
-            .chain(crate::adapter::intake::UNPARSEABLE_REASONS.iter())
+            .chain(UNPARSEABLE_REASONS.iter())
         {
             let line =
                 format!("ferry_adapter_invalid_total{{pipeline=\"a1\",reason=\"{reason}\"}} 0");
