@@ -4,6 +4,12 @@
 //! about a second of being back, not at the end of a backoff step of up to 15 s; an outage that
 //! never dropped a connection (the stream unavailable behind a live server) waits the backoff as
 //! before, so a struggling server is not pressed harder.
+//!
+//! Between sessions (one could not start: a server is away) no session's lag watcher runs, so
+//! the wait keeps the lag current itself, from the source stream's last sequence and the
+//! checkpoint: the backlog an alert on the lag exists for keeps growing on the dashboard while
+//! nothing is copied. (With a subject filter that is an upper bound: the stream's other subjects
+//! count too, until a session's filtered consumer says exactly.)
 
 use super::*;
 
@@ -38,8 +44,13 @@ impl Side<'_> {
 
 impl Copier {
     /// Sleeps for `delay` unless ferry stops (false) or a side that was seen down comes back
-    /// first (true, early).
-    pub(super) async fn pause_until_back(&mut self, delay: Duration) -> bool {
+    /// first (true, early). `between_sessions`: no session runs, so the wait keeps the lag
+    /// current itself.
+    pub(super) async fn pause_until_back(
+        &mut self,
+        delay: Duration,
+        between_sessions: bool,
+    ) -> bool {
         let until = tokio::time::Instant::now() + delay;
         let mut sides = [
             Side {
@@ -56,6 +67,9 @@ impl Copier {
             },
         ];
         loop {
+            if between_sessions {
+                self.refresh_lag_between_sessions().await;
+            }
             let left = until.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 return true;
@@ -70,5 +84,32 @@ impl Copier {
                 return false;
             }
         }
+    }
+
+    /// The lag while no session runs: the source's last sequence less the checkpoint.
+    async fn refresh_lag_between_sessions(&self) {
+        if !self.source.is_connected() {
+            return;
+        }
+        let lookup = self.source_js.get_stream(&self.config.from.stream);
+        let Ok(Ok(stream)) = tokio::time::timeout(PROBE_INTERVAL, lookup).await else {
+            return;
+        };
+        let last = stream.cached_info().state.last_sequence;
+        let Ok(checkpoint) = self.checkpoints.load(&self.config.name) else {
+            return;
+        };
+        let done = checkpoint.map_or(0, |checkpoint| checkpoint.sequence);
+        let lag = last.saturating_sub(done);
+        self.telemetry
+            .source_last_sequence
+            .set(i64::try_from(last).unwrap_or(i64::MAX));
+        self.telemetry
+            .lag
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        self.board.update(&self.config.name, |status| {
+            status.lag = Some(lag);
+            status.position = Some(done);
+        });
     }
 }

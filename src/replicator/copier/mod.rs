@@ -175,7 +175,7 @@ impl Copier {
                         Some(reason.clone()),
                     );
                     self.board.record_error(&self.config.name, &reason);
-                    if !self.pause_until_back(backoff.next_delay()).await {
+                    if !self.pause_until_back(backoff.next_delay(), true).await {
                         break;
                     }
                 }
@@ -532,7 +532,7 @@ impl Copier {
                 session.writer.len() + failed.len() + usize::from(session.held.is_some()),
                 session.watermark.done_through(),
             );
-            if !self.pause_until_back(backoff.next_delay()).await {
+            if !self.pause_until_back(backoff.next_delay(), false).await {
                 // Stopping: the unacked messages stay after the checkpoint and are read again.
                 self.save(session);
                 return Some(SessionEnd::Stopped);
