@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,18 +48,6 @@ fn replicator(name: &str, from: &str, to: &str, extra: &str) -> String {
     start: all
 {extra}"#
     )
-}
-
-/// Every payload of `stream` with how often it is stored.
-async fn payload_counts(
-    js: &async_nats::jetstream::Context,
-    stream: &str,
-) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for message in read_stream(js, stream).await {
-        *counts.entry(message.payload_str().to_string()).or_default() += 1;
-    }
-    counts
 }
 
 /// Core NATS messages `<subject_prefix>.<i>` with payload `<label> <i>`, a few at a time, until
@@ -117,6 +104,19 @@ async fn wait_for_at_least(js: &async_nats::jetstream::Context, stream: &str, wa
         || async { count_or_zero(js, stream).await >= want },
     )
     .await;
+}
+
+/// The reload counter for `result` and the last-reload gauge.
+async fn assert_reloads(ferry: &Ferry, result: &str, count: f64, last_successful: f64) {
+    let metrics = ferry.metrics().await;
+    assert_eq!(
+        metrics.get("ferry_config_reloads_total", &[("result", result)]),
+        Some(count)
+    );
+    assert_eq!(
+        metrics.get("ferry_config_last_reload_successful", &[]),
+        Some(last_successful)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,15 +279,7 @@ async fn a_file_with_problems_changes_nothing_and_says_why() {
         log.contains("adapters[0].max_in_flight"),
         "each problem is logged:\n{log}"
     );
-    let metrics = ferry.metrics().await;
-    assert_eq!(
-        metrics.get("ferry_config_reloads_total", &[("result", "failure")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metrics.get("ferry_config_last_reload_successful", &[]),
-        Some(0.0)
-    );
+    assert_reloads(&ferry, "failure", 1.0, 0.0).await;
 
     // Still running the old config: events are stored.
     let (client, js) = js_client(&url).await;
@@ -308,15 +300,7 @@ async fn a_file_with_problems_changes_nothing_and_says_why() {
         log.contains("`state_dir` changed; it takes effect at the next restart"),
         "{log}"
     );
-    let metrics = ferry.metrics().await;
-    assert_eq!(
-        metrics.get("ferry_config_reloads_total", &[("result", "success")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metrics.get("ferry_config_last_reload_successful", &[]),
-        Some(1.0)
-    );
+    assert_reloads(&ferry, "success", 1.0, 1.0).await;
     publish_alive(&client, 5..10).await;
     wait_for_count(&js, "FERRY_LIFECYCLE", 10, DEADLINE).await;
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -60,10 +59,7 @@ async fn ferry_resumes_after_the_last_message_stream_replicator_copied() {
     let mut ferry = Ferry::start(&yaml);
     ferry.wait_ready().await;
     wait_for_count(&sites.west_js, "DST", TOTAL as u64, DEADLINE).await;
-    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
-    for message in read_stream(&sites.west_js, "DST").await {
-        *copies.entry(message.payload_str().to_string()).or_default() += 1;
-    }
+    let copies = payload_counts(&sites.west_js, "DST").await;
     assert_eq!(copies.len(), TOTAL, "every source message is on the target");
     assert!(copies.values().all(|&n| n == 1), "none twice");
     let metrics = ferry.metrics().await;

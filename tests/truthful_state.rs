@@ -25,20 +25,31 @@ async fn status(ferry: &Ferry) -> serde_json::Value {
     serde_json::from_str(&body).expect("status JSON")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_sampled_replicator_is_not_ready_as_soon_as_its_target_is_lost() {
-    let mut sites = sites_with_source().await;
-    fill_source(&sites.east_js, 0..10).await;
+/// `n` source messages, and a ferry copying them with `extra` replicator keys, ready and done.
+async fn start_copying(sites: &Sites, n: usize, extra: &str) -> Ferry {
+    fill_source(&sites.east_js, 0..n).await;
     let yaml = copy_yaml(
         "dc1",
         &sites.east.url(),
         &sites.west.url(),
         "",
-        "    start: all\n    limit: { sample: { key: { subject_token: 2 }, interval: 1h } }\n",
+        &format!("    start: all\n{extra}"),
     );
     let mut ferry = Ferry::start(&yaml);
     ferry.wait_ready().await;
-    wait_for_count(&sites.west_js, "DST", 10, DEADLINE).await;
+    wait_for_count(&sites.west_js, "DST", n as u64, DEADLINE).await;
+    ferry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sampled_replicator_is_not_ready_as_soon_as_its_target_is_lost() {
+    let mut sites = sites_with_source().await;
+    let mut ferry = start_copying(
+        &sites,
+        10,
+        "    limit: { sample: { key: { subject_token: 2 }, interval: 1h } }\n",
+    )
+    .await;
 
     // Nothing to copy: only the connection can tell that the target is gone.
     sites.west.stop();
@@ -162,17 +173,7 @@ async fn overlapping_target_subjects_fail_the_replicator_until_fixed_and_reloade
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_comes_back_is_used_within_seconds_not_after_the_backoff() {
     let mut sites = sites_with_source().await;
-    fill_source(&sites.east_js, 0..100).await;
-    let yaml = copy_yaml(
-        "dc1",
-        &sites.east.url(),
-        &sites.west.url(),
-        "",
-        "    start: all\n",
-    );
-    let mut ferry = Ferry::start(&yaml);
-    ferry.wait_ready().await;
-    wait_for_count(&sites.west_js, "DST", 100, DEADLINE).await;
+    let ferry = start_copying(&sites, 100, "").await;
 
     sites.west.stop();
     fill_source(&sites.east_js, 100..200).await;
@@ -196,12 +197,7 @@ async fn a_target_that_comes_back_is_used_within_seconds_not_after_the_backoff()
         ferry.log().contains("the server is back; retrying now"),
         "the wait ended because the target came back, not because a backoff step ran out"
     );
-    let mut payloads: Vec<String> = read_stream(&west_js, "DST")
-        .await
-        .iter()
-        .map(|message| message.payload_str().to_string())
-        .collect();
-    payloads.sort();
-    payloads.dedup();
-    assert_eq!(payloads.len(), 200, "every source message once");
+    let copies = payload_counts(&west_js, "DST").await;
+    assert_eq!(copies.len(), 200, "every source message on the target");
+    assert!(copies.values().all(|&n| n == 1), "none twice");
 }

@@ -396,3 +396,12 @@ pub async fn fill_source(js: &Context, range: std::ops::Range<usize>) {
     )
     .await;
 }
+
+/// Every payload of `stream` with how often it is stored: a copy is exact when every count is 1.
+pub async fn payload_counts(js: &Context, stream: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for message in read_stream(js, stream).await {
+        *counts.entry(message.payload_str().to_string()).or_default() += 1;
+    }
+    counts
+}
