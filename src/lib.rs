@@ -15,6 +15,7 @@ pub mod jetstream;
 pub mod lab;
 pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod monitor;
 pub mod replicator;
 pub mod retry;

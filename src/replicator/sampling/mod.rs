@@ -192,6 +192,38 @@ impl Sampler {
         Ok(result)
     }
 
+    /// Takes a sender's state from another tool (Choria's stream replicator's state file), unless
+    /// this sampler already knows the sender: its own record is newer. Returns whether it was
+    /// taken. [`Sampler::flush`] writes what was taken.
+    pub fn import(&self, key: &str, imported: Imported) -> Result<bool, StateError> {
+        if key.is_empty() {
+            return Ok(false);
+        }
+        let mut cache = self.lock();
+        if cache.entry(key, &*self.records, &*self.due)?.is_some() {
+            return Ok(false);
+        }
+        let mut record = Record {
+            seen_ms: imported.seen_ms,
+            copied_ms: imported.copied_ms,
+            size: imported.size,
+            advised: imported.advised,
+            due_ms: 0,
+        };
+        record.due_ms = self.policy.next_due(&record);
+        self.senders.fetch_add(1, Ordering::Relaxed);
+        cache.insert(key.to_string(), record, &*self.records, &*self.due);
+        match cache.error.take() {
+            Some(error) => Err(error),
+            None => Ok(true),
+        }
+    }
+
+    /// How long a sender may stay silent before it is forgotten (`expire`).
+    pub fn expire_after(&self) -> Duration {
+        Duration::from_millis(self.policy.expire_ms)
+    }
+
     /// Notes a change for the shared bucket, when sharing.
     fn note_shared(&self, key: &str, record: Option<&Record>) {
         if let Some(shared) = &self.shared {
@@ -334,6 +366,17 @@ impl Sampler {
     fn write_pending(&self, cache: &mut Cache) -> Result<(), StateError> {
         cache.write(&*self.records, &*self.due, self.policy.seen_write_ms)
     }
+}
+
+/// A sender's state as another tool kept it, in Unix milliseconds (0: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub seen_ms: u64,
+    pub copied_ms: u64,
+    /// Payload size of the last copy (or sighting).
+    pub size: u64,
+    /// A `timeout` advisory was issued for the current silence.
+    pub advised: bool,
 }
 
 /// Locks a mutex, recovering from a poisoned one (its contents are plain data).
