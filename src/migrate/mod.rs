@@ -42,3 +42,6 @@ pub fn check_translation(migration: &Migration, origin: &Path) -> Vec<crate::con
     )
     .problems
 }
+
+#[cfg(test)]
+mod tests;
