@@ -55,7 +55,12 @@ fn the_registration_walkthrough_becomes_a_file_ferry_check_accepts() {
         })
     );
     assert_eq!(registration["heartbeat"]["format"], "choria");
-    assert_eq!(registration["heartbeat"]["subjects"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        registration["heartbeat"]["subjects"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     assert_eq!(
         migration
             .replicators
@@ -79,25 +84,93 @@ fn every_key_is_translated_or_noted() {
     let nodes = &value["replicators"][0];
     let translated: [(&str, &Value, Value); 20] = [
         ("name", &value["name"], json!("DC1")),
-        ("monitor_port", &value["monitor"]["listen"], json!("0.0.0.0:8080")),
+        (
+            "monitor_port",
+            &value["monitor"]["listen"],
+            json!("0.0.0.0:8080"),
+        ),
         ("streams[0].name", &nodes["name"], json!("nodes")),
-        ("streams[0].stream", &nodes["from"]["stream"], json!("NODE_DATA")),
-        ("streams[0].filter_subject", &nodes["filter"]["subjects"], json!(["fleet.nodes.>"])),
-        ("streams[0].target_stream", &nodes["to"]["stream"], json!("FLEET_NODES")),
-        ("streams[0].target_subject_prefix", &nodes["to"]["subject_prefix"], json!("FLEET_NODES")),
-        ("streams[0].target_subject_remove", &nodes["to"]["subject_remove"], json!("NODE_DATA")),
-        ("streams[0].no_target_create", &nodes["to"]["create"], json!(false)),
-        ("streams[0].ephemeral", &nodes["recopy_at_start"], json!(true)),
-        ("streams[0].start_sequence", &nodes["start"], json!({"sequence": 1024})),
+        (
+            "streams[0].stream",
+            &nodes["from"]["stream"],
+            json!("NODE_DATA"),
+        ),
+        (
+            "streams[0].filter_subject",
+            &nodes["filter"]["subjects"],
+            json!(["fleet.nodes.>"]),
+        ),
+        (
+            "streams[0].target_stream",
+            &nodes["to"]["stream"],
+            json!("FLEET_NODES"),
+        ),
+        (
+            "streams[0].target_subject_prefix",
+            &nodes["to"]["subject_prefix"],
+            json!("FLEET_NODES"),
+        ),
+        (
+            "streams[0].target_subject_remove",
+            &nodes["to"]["subject_remove"],
+            json!("NODE_DATA"),
+        ),
+        (
+            "streams[0].no_target_create",
+            &nodes["to"]["create"],
+            json!(false),
+        ),
+        (
+            "streams[0].ephemeral",
+            &nodes["recopy_at_start"],
+            json!(true),
+        ),
+        (
+            "streams[0].start_sequence",
+            &nodes["start"],
+            json!({"sequence": 1024}),
+        ),
         ("streams[0].max_age", &nodes["max_age"], json!("1d")),
-        ("streams[0].inspect_field", &nodes["limit"]["sample"]["key"], json!({"field": "sender"})),
-        ("streams[0].inspect_force_field", &nodes["limit"]["sample"]["force_field"], json!("force_copy")),
-        ("streams[0].inspect_duration", &nodes["limit"]["sample"]["interval"], json!("2h")),
-        ("streams[0].size_trigger", &nodes["limit"]["sample"]["size_trigger"], json!(513)),
-        ("streams[0].warn_duration", &nodes["advisories"]["timeout_after"], json!("30m")),
-        ("streams[0].advisory", &nodes["advisories"]["subject"], json!("fleet.advisories.{event}.{value}")),
-        ("streams[0].leader_election_name", &nodes["leader_election"]["bucket"], json!("FERRY_LEADER_ELECTION")),
-        ("heartbeats", &nodes["heartbeat"]["subjects"][0]["subject"], json!("fleet.nodes._monitor")),
+        (
+            "streams[0].inspect_field",
+            &nodes["limit"]["sample"]["key"],
+            json!({"field": "sender"}),
+        ),
+        (
+            "streams[0].inspect_force_field",
+            &nodes["limit"]["sample"]["force_field"],
+            json!("force_copy"),
+        ),
+        (
+            "streams[0].inspect_duration",
+            &nodes["limit"]["sample"]["interval"],
+            json!("2h"),
+        ),
+        (
+            "streams[0].size_trigger",
+            &nodes["limit"]["sample"]["size_trigger"],
+            json!(513),
+        ),
+        (
+            "streams[0].warn_duration",
+            &nodes["advisories"]["timeout_after"],
+            json!("30m"),
+        ),
+        (
+            "streams[0].advisory",
+            &nodes["advisories"]["subject"],
+            json!("fleet.advisories.{event}.{value}"),
+        ),
+        (
+            "streams[0].leader_election_name",
+            &nodes["leader_election"]["bucket"],
+            json!("FERRY_LEADER_ELECTION"),
+        ),
+        (
+            "heartbeats",
+            &nodes["heartbeat"]["subjects"][0]["subject"],
+            json!("fleet.nodes._monitor"),
+        ),
     ];
     for (key, found, expected) in translated {
         assert_eq!(found, &expected, "{key}\n{}", migration.yaml);
@@ -107,9 +180,15 @@ fn every_key_is_translated_or_noted() {
     let source = &value["connections"]["source"];
     assert_eq!(
         source["servers"],
-        json!(["nats://src.example.net:4222", "nats://src2.example.net:4222"])
+        json!([
+            "nats://src.example.net:4222",
+            "nats://src2.example.net:4222"
+        ])
     );
-    assert_eq!((&source["user"], &source["password"]), (&json!("sr"), &json!("s3cr@t")));
+    assert_eq!(
+        (&source["user"], &source["password"]),
+        (&json!("sr"), &json!("s3cr@t"))
+    );
     assert_eq!(source["tls"]["ca"], "/etc/sr/source-ca.pem");
     assert_eq!(source["choria"]["seed_file"], "/etc/sr/source.seed");
     let target = &value["connections"]["target"];
@@ -117,8 +196,14 @@ fn every_key_is_translated_or_noted() {
     assert_eq!(target["tls"], json!({"ca": "/etc/sr/target-ca.pem"}));
     assert_eq!(target["choria"], json!({"collective": "other"}));
     // The file-wide tls and choria reach the entries that set none.
-    assert_eq!(value["connections"]["source_2"]["tls"]["ca"], "/etc/sr/ca.pem");
-    assert_eq!(value["connections"]["source_2"]["choria"]["jwt_file"], "/etc/sr/choria.jwt");
+    assert_eq!(
+        value["connections"]["source_2"]["tls"]["ca"],
+        "/etc/sr/ca.pem"
+    );
+    assert_eq!(
+        value["connections"]["source_2"]["choria"]["jwt_file"],
+        "/etc/sr/choria.jwt"
+    );
     // start_at_end wins over the other start keys, as in SR.
     assert_eq!(value["replicators"][2]["start"], "new");
     for at in [
@@ -194,6 +279,9 @@ fn durations_are_read_as_sr_reads_them() {
     assert_eq!(sr_duration("1.5d", "k").unwrap(), hours(36));
     assert_eq!(sr_duration("1M", "k").unwrap(), hours(720));
     assert_eq!(sr_duration("1Y", "k").unwrap(), hours(8760));
-    assert_eq!(sr_duration("1h30m", "k").unwrap(), std::time::Duration::from_secs(5400));
+    assert_eq!(
+        sr_duration("1h30m", "k").unwrap(),
+        std::time::Duration::from_secs(5400)
+    );
     assert!(sr_duration("5x", "k").unwrap_err().contains("k:"));
 }

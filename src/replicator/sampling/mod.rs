@@ -404,11 +404,20 @@ mod tests {
     fn imported_senders_are_known_and_what_ferry_knows_is_kept() {
         let (_dir, store) = store();
         let config = advisories(Some(600), None);
-        let sampler = Sampler::open(&store, "r", &sample(field_key(), HOUR), Some(&config)).unwrap();
+        let sampler =
+            Sampler::open(&store, "r", &sample(field_key(), HOUR), Some(&config)).unwrap();
         let at = |seconds: u64| seconds * 1000;
         // Known to ferry already: not replaced.
-        assert_eq!(decide(&sampler, &payload("ours", 1), 10_000).0, Decision::Copy(CopyReason::New));
-        let imported = |seen, copied| Imported { seen_ms: at(seen), copied_ms: at(copied), size: 20, advised: false };
+        assert_eq!(
+            decide(&sampler, &payload("ours", 1), 10_000).0,
+            Decision::Copy(CopyReason::New)
+        );
+        let imported = |seen, copied| Imported {
+            seen_ms: at(seen),
+            copied_ms: at(copied),
+            size: 20,
+            advised: false,
+        };
         assert!(!sampler.import("ours", imported(9_000, 9_000)).unwrap());
         assert!(sampler.import("theirs", imported(9_990, 9_900)).unwrap());
         assert!(!sampler.import("", imported(9_990, 9_900)).unwrap());
@@ -416,15 +425,25 @@ mod tests {
         sampler.flush().unwrap();
         drop(sampler);
         // After a restart: copied 100 s ago, so sampled out and not announced as new.
-        let sampler = Sampler::open(&store, "r", &sample(field_key(), HOUR), Some(&config)).unwrap();
-        assert_eq!(decide(&sampler, &payload("theirs", 1), 10_000), (Decision::Skip, None));
+        let sampler =
+            Sampler::open(&store, "r", &sample(field_key(), HOUR), Some(&config)).unwrap();
+        assert_eq!(
+            decide(&sampler, &payload("theirs", 1), 10_000),
+            (Decision::Skip, None)
+        );
         // Silent past its timeout: reported once by the sweep, as one ferry had seen itself.
         let reported = sampler.sweep(9_990.0 + 601.0);
         assert_eq!(reported.len(), 0, "heard again at 10000: {reported:?}");
         let reported = sampler.sweep(10_000.0 + 601.0);
         assert_eq!(
-            reported.iter().map(|a| (a.event, a.value.as_str())).collect::<Vec<_>>(),
-            [(AdvisoryEvent::Timeout, "ours"), (AdvisoryEvent::Timeout, "theirs")]
+            reported
+                .iter()
+                .map(|a| (a.event, a.value.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (AdvisoryEvent::Timeout, "ours"),
+                (AdvisoryEvent::Timeout, "theirs")
+            ]
         );
     }
 
