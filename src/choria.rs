@@ -271,6 +271,35 @@ fn decode_public_key(hex: &str) -> Option<[u8; 32]> {
     Some(key)
 }
 
+/// Choria logins for unit tests: a token for a seed's key, unsigned (ferry never verifies it).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Writes `<name>.jwt` and `<name>.seed` into `dir` for a client token of `caller`, with a
+    /// key derived from `key_byte`; returns their paths.
+    pub fn write_login(dir: &Path, name: &str, caller: &str, key_byte: u8) -> (PathBuf, PathBuf) {
+        let seed = [key_byte; 32];
+        let public: String = SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#);
+        let claims = serde_json::json!({
+            "purpose": CLIENT_PURPOSE, "callerid": caller, "public_key": public,
+        });
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let jwt = dir.join(format!("{name}.jwt"));
+        let seed_file = dir.join(format!("{name}.seed"));
+        let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&jwt, format!("{header}.{payload}.c2ln")).expect("write the jwt");
+        std::fs::write(&seed_file, seed_hex).expect("write the seed");
+        (jwt, seed_file)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

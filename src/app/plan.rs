@@ -319,10 +319,7 @@ replicators:
     #[test]
     fn a_rotated_choria_jwt_or_seed_counts_as_a_change() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let jwt = dir.path().join("ferry.jwt");
-        let seed = dir.path().join("ferry.seed");
-        std::fs::write(&jwt, "first token").expect("write");
-        std::fs::write(&seed, "first seed").expect("write");
+        let (jwt, seed) = crate::choria::testing::write_login(dir.path(), "ferry", "choria=a", 1);
         let text = BASE.replace(
             r#"remote: { servers: ["nats://127.0.0.1:4223"] }"#,
             &format!(
@@ -332,9 +329,13 @@ replicators:
             ),
         );
         let running = config(&text);
-        for file in [&jwt, &seed] {
+        let renewed = dir.path().join("renewed");
+        std::fs::create_dir(&renewed).expect("dir");
+        let (new_jwt, new_seed) =
+            crate::choria::testing::write_login(&renewed, "ferry", "choria=b", 2);
+        for (file, new) in [(&jwt, &new_jwt), (&seed, &new_seed)] {
             let before = identities(&running);
-            std::fs::write(file, "renewed").expect("write");
+            std::fs::copy(new, file).expect("renew");
             let plan = plan(&running, &before, &running, &identities(&running));
             assert_eq!(plan.connections_to_open, ["remote"], "{}", file.display());
             assert_eq!(plan.changed, ["copy"]);
