@@ -357,6 +357,30 @@ async fn a_replicator_logs_in_with_a_choria_jwt_and_replies_under_the_collective
     assert!(!log.contains(&seed_hex), "the seed is never logged");
 }
 
+/// An explicit `inbox_prefix` wins over the one the collective implies; here one the broker does
+/// not let this client subscribe below, which also shows the permissions bite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_inbox_prefix_wins_over_the_collective() {
+    let (issuer, client) = (key(15), key(51));
+    let broker = Broker::start(issuer.verifying_key()).await;
+    let _js = broker.streams().await;
+    let files = LoginFiles::new(&choria_token(&issuer, &client, CALLER), &client);
+    let yaml = files.yaml(&broker.server.url(), &files.seed()).replace(
+        "collective: choria }",
+        "collective: choria }\n    inbox_prefix: ferry.inbox",
+    );
+    let ferry = Ferry::start(&yaml);
+    wait_until(
+        "the refused inbox subscription on /status",
+        Duration::from_secs(30),
+        || async {
+            matches!(ferry.get("/status").await, Ok((200, body)) if body.to_lowercase().contains("permissions violation"))
+        },
+    )
+    .await;
+    assert!(broker.auth.allowed.load(Ordering::SeqCst) >= 1, "the login itself works");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_the_broker_refuses_names_the_choria_keys() {
     let (issuer, client) = (key(12), key(31));
