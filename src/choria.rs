@@ -316,13 +316,11 @@ mod tests {
 
     #[test]
     fn the_reply_prefix_is_the_md5_of_the_caller() {
-        // md5("choria=rip.mcollective") as go-choria's tokens.ClientIDClaims.UniqueID computes it.
+        // md5("choria=ferry.mcollective"), as go-choria's ClientIDClaims.UniqueID computes it
+        // (and as docs/configuration.md shows it).
         assert_eq!(
-            reply_prefix("choria", "choria=rip.mcollective"),
-            format!(
-                "choria.reply.{}",
-                hex(&Md5::digest(b"choria=rip.mcollective"))
-            )
+            reply_prefix("choria", "choria=ferry.mcollective"),
+            "choria.reply.909c686cee60b9c10c2feec42092f428"
         );
         assert_eq!(
             reply_prefix("c", ""),
