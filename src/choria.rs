@@ -174,9 +174,9 @@ fn read_file(key: &'static str, path: &Path) -> Result<String, FileProblem> {
         key,
         path: path.to_path_buf(),
         problem: match error.kind() {
-            std::io::ErrorKind::InvalidData => Problem::Invalid(
-                "is not text (a Choria JWT or a hex seed is ASCII)".to_string(),
-            ),
+            std::io::ErrorKind::InvalidData => {
+                Problem::Invalid("is not text (a Choria JWT or a hex seed is ASCII)".to_string())
+            }
             _ => Problem::Unreadable(error),
         },
     })
@@ -337,7 +337,10 @@ mod tests {
         assert!(short.contains("62 characters"), "{short}");
         let not_hex = parse_seed(&seed.replace('8', "g")).unwrap_err();
         assert!(not_hex.contains("not hex"), "{not_hex}");
-        assert!(!not_hex.contains("7099"), "the seed is never quoted: {not_hex}");
+        assert!(
+            !not_hex.contains("7099"),
+            "the seed is never quoted: {not_hex}"
+        );
     }
 
     #[test]
@@ -362,7 +365,9 @@ mod tests {
         let cases = [
             ("not-a-jwt".to_string(), "is not a JWT"),
             (
-                token_with(serde_json::json!({"purpose": "choria_provisioning", "public_key": key})),
+                token_with(
+                    serde_json::json!({"purpose": "choria_provisioning", "public_key": key}),
+                ),
                 "\"choria_provisioning\" token",
             ),
             (
@@ -373,7 +378,10 @@ mod tests {
                 token_with(serde_json::json!({"purpose": "choria_client_id", "callerid": "c"})),
                 "no valid public_key",
             ),
-            (token_with(serde_json::json!({"sub": "x"})), "no Choria purpose"),
+            (
+                token_with(serde_json::json!({"sub": "x"})),
+                "no Choria purpose",
+            ),
         ];
         for (token, expected) in cases {
             let error = parse_token(&token).unwrap_err();

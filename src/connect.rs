@@ -201,9 +201,10 @@ async fn options(
                 path: problem.path.display().to_string(),
                 source,
             },
+            // Named like a config check: `connections.<name>.choria.seed_file: <file>: ...`.
             choria::Problem::Invalid(_) => ConnectError::Invalid {
-                connection: name.to_string(),
-                message: format!("{}: {problem}", problem.key),
+                connection: format!("{name}.{}", problem.key),
+                message: problem.to_string(),
             },
         })?;
         // An explicit inbox_prefix wins (a broker with other reply permissions).

@@ -105,7 +105,10 @@ impl Authenticator {
         if claims["exp"].as_i64().unwrap_or(0) <= now() {
             return Err("token expired".into());
         }
-        let caller = claims["callerid"].as_str().ok_or("no callerid")?.to_string();
+        let caller = claims["callerid"]
+            .as_str()
+            .ok_or("no callerid")?
+            .to_string();
         let public_key = claims["public_key"].as_str().ok_or("no public_key")?;
         let public_key: [u8; 32] = (0..32)
             .map(|i| u8::from_str_radix(&public_key[2 * i..2 * i + 2], 16))
@@ -115,9 +118,7 @@ impl Authenticator {
             .map_err(|_| "public_key length")?;
         let public_key = VerifyingKey::from_bytes(&public_key).map_err(|e| e.to_string())?;
         // The nonce as the server sent it in INFO; the sig is base64url without padding.
-        let nonce = request["client_info"]["nonce"]
-            .as_str()
-            .ok_or("no nonce")?;
+        let nonce = request["client_info"]["nonce"].as_str().ok_or("no nonce")?;
         let sig = opts["sig"].as_str().ok_or("nonce not signed")?;
         let sig = URL_SAFE_NO_PAD
             .decode(sig)
@@ -335,7 +336,10 @@ async fn a_replicator_logs_in_with_a_choria_jwt_and_replies_under_the_collective
         })
         .connect(broker.server.url())
         .await;
-    assert!(refused.is_err(), "a nonce signed with another key is refused");
+    assert!(
+        refused.is_err(),
+        "a nonce signed with another key is refused"
+    );
     assert_eq!(broker.auth.denied.load(Ordering::SeqCst), 1);
 
     let mut ferry = Ferry::start(&files.yaml(&broker.server.url(), &files.seed()));
@@ -378,7 +382,10 @@ async fn an_explicit_inbox_prefix_wins_over_the_collective() {
         },
     )
     .await;
-    assert!(broker.auth.allowed.load(Ordering::SeqCst) >= 1, "the login itself works");
+    assert!(
+        broker.auth.allowed.load(Ordering::SeqCst) >= 1,
+        "the login itself works"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

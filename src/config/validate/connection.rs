@@ -300,8 +300,16 @@ fn check_choria(out: &mut Scope, choria: &ChoriaLogin) {
     }
     let mut empty = false;
     for (key, file, what) in [
-        ("jwt_file", &choria.jwt_file, "the Choria client or server JWT"),
-        ("seed_file", &choria.seed_file, "the hex ed25519 seed of the JWT's key"),
+        (
+            "jwt_file",
+            &choria.jwt_file,
+            "the Choria client or server JWT",
+        ),
+        (
+            "seed_file",
+            &choria.seed_file,
+            "the hex ed25519 seed of the JWT's key",
+        ),
     ] {
         if file.as_os_str().is_empty() {
             out.at(key)
@@ -314,7 +322,9 @@ fn check_choria(out: &mut Scope, choria: &ChoriaLogin) {
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX));
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        });
     let problem = crate::choria::Login::read(choria).and_then(|login| login.check(choria, now));
     if let Err(problem) = problem {
         let key = problem.key.trim_start_matches("choria.");
