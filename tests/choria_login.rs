@@ -2,14 +2,16 @@
 //! Choria broker.
 //!
 //! A plain nats-server does not know Choria tokens, so its auth callout hands every login to a
-//! service in this test that does what a Choria broker's authenticator does: it takes the Choria
-//! JWT from the CONNECT `auth_token`, verifies it was signed by the trusted issuer, verifies the
-//! CONNECT `sig` over the server's nonce with the ed25519 `public_key` the token carries, and then
-//! grants what a non-admin Choria client gets: publishing for JetStream, subscribing only to
-//! `<collective>.reply.<md5 of the caller id>.>`. Anything else is denied.
+//! service in this test that does what a Choria broker's authenticator does: it takes a token
+//! login only over TLS, takes the Choria JWT from the CONNECT `auth_token`, verifies it was signed
+//! by the trusted issuer, verifies the CONNECT `sig` over the server's nonce with the ed25519
+//! `public_key` the token carries, and then grants what a non-admin Choria client gets:
+//! publishing for JetStream, subscribing only to `<collective>.reply.<md5 of the caller id>.>`.
+//! Anything else is denied.
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,13 @@ use serde_json::{json, Value};
 
 const CALLER: &str = "choria=ferry.mcollective";
 const COLLECTIVE: &str = "choria";
+
+/// The test-only certificates (see tests/tls/README).
+fn tls_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tls")
+        .join(name)
+}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -83,6 +92,10 @@ struct Authenticator {
 impl Authenticator {
     /// The user permissions for a verified Choria login, or why it is refused.
     fn verify(&self, request: &Value) -> Result<(String, Value), String> {
+        // A Choria broker checks token logins only on TLS connections and refuses the rest.
+        if request["client_tls"].is_null() {
+            return Err("unverified connection without TLS".into());
+        }
         let opts = &request["connect_opts"];
         // A Choria broker reads the token from auth_token. (The client sends it as jwt too, but
         // a server outside operator mode drops that field before the callout sees it.)
@@ -190,7 +203,8 @@ impl Broker {
         let service_pub = service_user.public_key();
         // The service's nkey user also makes the server send a nonce to every client.
         let config = format!(
-            r#"accounts {{
+            r#"tls {{ cert_file: "{}", key_file: "{}" }}
+accounts {{
   AUTH: {{ users: [ {{ nkey: "{service_pub}" }} ] }}
   APP: {{ jetstream: enabled, users: [ {{ user: admin, password: admin }} ] }}
 }}
@@ -201,6 +215,8 @@ authorization {{
     auth_users: [ "{service_pub}", admin ]
   }}
 }}"#,
+            tls_file("server.pem").display(),
+            tls_file("server-key.pem").display(),
             account.public_key()
         );
         let server = NatsServer::start_with(ServerOptions::default().config(config));
@@ -212,7 +228,9 @@ authorization {{
         });
         let seed = service_user.seed().expect("the service user has a seed");
         let client = ConnectOptions::with_nkey(seed)
-            .connect(server.url())
+            .require_tls(true)
+            .add_root_certificates(tls_file("ca.pem"))
+            .connect(Self::url_of(&server))
             .await
             .expect("the auth service connects");
         let mut requests = client
@@ -238,14 +256,24 @@ authorization {{
         }
     }
 
+    fn url_of(server: &NatsServer) -> String {
+        format!("tls://127.0.0.1:{}", server.port())
+    }
+
+    fn url(&self) -> String {
+        Self::url_of(&self.server)
+    }
+
     fn admin() -> ConnectOptions {
         ConnectOptions::with_user_and_password("admin".into(), "admin".into())
+            .require_tls(true)
+            .add_root_certificates(tls_file("ca.pem"))
     }
 
     /// SRC with three messages and an empty DST, made as admin.
     async fn streams(&self) -> async_nats::jetstream::Context {
         let client = Self::admin()
-            .connect(self.server.url())
+            .connect(self.url())
             .await
             .expect("admin connects");
         let js = async_nats::jetstream::new(client);
@@ -303,6 +331,7 @@ monitor: {{ listen: "{{monitor}}" }}
 connections:
   core:
     servers: ["{url}"]
+    tls: {{ ca: "{}" }}
     choria: {{ jwt_file: "{}", seed_file: "{seed}", collective: {COLLECTIVE} }}
 replicators:
   - name: copy
@@ -310,6 +339,7 @@ replicators:
     to: {{ connection: core, stream: DST, subject_prefix: DST }}
     start: all
 "#,
+            tls_file("ca.pem").display(),
             self.jwt()
         )
     }
@@ -329,12 +359,14 @@ async fn a_replicator_logs_in_with_a_choria_jwt_and_replies_under_the_collective
     // The authenticator is strict: the same token with a nonce signed by another key is refused.
     let impostor = key(22);
     let refused = ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(tls_file("ca.pem"))
         .token(choria_token(&issuer, &client, CALLER))
         .jwt(choria_token(&issuer, &client, CALLER), move |nonce| {
             let impostor = impostor.clone();
             async move { Ok(impostor.sign(&nonce).to_bytes().to_vec()) }
         })
-        .connect(broker.server.url())
+        .connect(broker.url())
         .await;
     assert!(
         refused.is_err(),
@@ -342,7 +374,7 @@ async fn a_replicator_logs_in_with_a_choria_jwt_and_replies_under_the_collective
     );
     assert_eq!(broker.auth.denied.load(Ordering::SeqCst), 1);
 
-    let mut ferry = Ferry::start(&files.yaml(&broker.server.url(), &files.seed()));
+    let mut ferry = Ferry::start(&files.yaml(&broker.url(), &files.seed()));
     ferry.wait_ready().await;
     wait_until("the copies in DST", Duration::from_secs(30), || {
         let js = js.clone();
@@ -369,7 +401,7 @@ async fn an_explicit_inbox_prefix_wins_over_the_collective() {
     let broker = Broker::start(issuer.verifying_key()).await;
     let _js = broker.streams().await;
     let files = LoginFiles::new(&choria_token(&issuer, &client, CALLER), &client);
-    let yaml = files.yaml(&broker.server.url(), &files.seed()).replace(
+    let yaml = files.yaml(&broker.url(), &files.seed()).replace(
         "collective: choria }",
         "collective: choria }\n    inbox_prefix: ferry.inbox",
     );
@@ -395,7 +427,7 @@ async fn a_login_the_broker_refuses_names_the_choria_keys() {
     // A well-formed token for the right key, but issued by an issuer the broker does not trust.
     let untrusted = key(13);
     let files = LoginFiles::new(&choria_token(&untrusted, &client, CALLER), &client);
-    let ferry = Ferry::start(&files.yaml(&broker.server.url(), &files.seed()));
+    let ferry = Ferry::start(&files.yaml(&broker.url(), &files.seed()));
     wait_until(
         "the refused login on /status",
         Duration::from_secs(30),
@@ -418,7 +450,7 @@ async fn check_names_a_missing_or_wrong_seed_file() {
     let (issuer, client) = (key(14), key(41));
     let files = LoginFiles::new(&choria_token(&issuer, &client, CALLER), &client);
     // `ferry check` connects nowhere: the server address need not exist.
-    let url = "nats://127.0.0.1:1";
+    let url = "tls://127.0.0.1:1";
     let check = |yaml: String| {
         let path = files.dir.path().join("ferry.yaml");
         let state_dir = files.dir.path().join("state").display().to_string();
