@@ -282,9 +282,9 @@ async fn options(
         }))
 }
 
-/// Logs in with a Choria JWT: the token as both `auth_token` (what a Choria broker reads) and
-/// `jwt` (what a NATS server's auth callout is handed), and the server's nonce signed with the
-/// seed (the client encodes the signature as base64url without padding, as go-choria's does).
+/// Logs in with a Choria JWT as go-choria does: the token as both `auth_token` (where a Choria
+/// broker reads it) and `jwt`, and the server's nonce signed with the seed (the client encodes the
+/// signature as base64url without padding, as go-choria's does).
 fn choria_login(options: ConnectOptions, login: Login) -> ConnectOptions {
     let token = login.token().to_string();
     let login = Arc::new(login);
