@@ -6,6 +6,7 @@
 pub mod adapter;
 pub mod app;
 pub mod build_info;
+pub mod choria;
 pub mod config;
 pub mod connect;
 pub mod fault;
