@@ -185,16 +185,17 @@ fn every_key_is_translated_or_noted() {
             "nats://src2.example.net:4222"
         ])
     );
-    assert_eq!(
-        (&source["user"], &source["password"]),
-        (&json!("sr"), &json!("s3cr@t"))
-    );
+    // With a Choria login the URL's is dropped (and noted).
+    assert_eq!(source.get("user"), None);
+    assert!(noted(&migration, "streams[0].source_url"));
     assert_eq!(source["tls"]["ca"], "/etc/sr/source-ca.pem");
     assert_eq!(source["choria"]["seed_file"], "/etc/sr/source.seed");
     let target = &value["connections"]["target"];
     assert_eq!(target["token"], "token123");
     assert_eq!(target["tls"], json!({"ca": "/etc/sr/target-ca.pem"}));
-    assert_eq!(target["choria"], json!({"collective": "other"}));
+    // SR ignores a choria block without both files.
+    assert_eq!(target.get("choria"), None);
+    assert!(noted(&migration, "streams[0].target_choria"));
     // The file-wide tls and choria reach the entries that set none.
     assert_eq!(
         value["connections"]["source_2"]["tls"]["ca"],
@@ -223,6 +224,25 @@ fn every_key_is_translated_or_noted() {
     // What SR ignores without inspect_field is not sampled here either.
     assert_eq!(value["replicators"][1].get("limit"), None);
     assert!(migration.yaml.contains("# NOTE streams[1].inspect_header:"));
+}
+
+#[test]
+fn logins_move_out_of_urls() {
+    let (migration, value) = translate_text(
+        "name: s\nstreams:\n  - stream: A\n    source_url: nats://sr:p%40ss@a:4222,nats://a2:4222\n    target_url: nats://tok@b:4222\n",
+    )
+    .unwrap();
+    let source = &value["connections"]["source"];
+    assert_eq!(
+        source["servers"],
+        json!(["nats://a:4222", "nats://a2:4222"])
+    );
+    assert_eq!(
+        (&source["user"], &source["password"]),
+        (&json!("sr"), &json!("p@ss"))
+    );
+    assert_eq!(value["connections"]["target"]["token"], "tok");
+    assert!(super::check_translation(&migration, Path::new("x")).is_empty());
 }
 
 #[test]

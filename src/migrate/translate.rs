@@ -689,11 +689,33 @@ impl Connections {
                 "the URLs carry different logins; ferry uses one per connection: the first is kept",
             );
         }
+        // SR logs in the Choria way only with both files; any other choria block it ignores.
+        let choria = choria.filter(|c| !c.is_empty());
+        let complete = choria.filter(|c| !c.seed_file.is_empty() && !c.jwt_file.is_empty());
+        if choria.is_some() && complete.is_none() {
+            notes.add(
+                at.replace("_url", "_choria"),
+                "a choria block without both jwt_file and seed_file, which SR ignores; left out",
+            );
+        }
+        let mut login = logins.into_iter().next();
+        if complete.is_some() && login.take().is_some() {
+            notes.add(
+                at,
+                "the URL carries a login beside the choria block; the Choria login is used and the URL's dropped",
+            );
+        }
+        if complete.is_some() && tls.is_none_or(SrTls::is_empty) {
+            notes.add(
+                at,
+                "a Choria login without TLS settings, where SR skips verifying the broker's certificate; ferry always verifies: add tls.ca with the broker's CA",
+            );
+        }
         let identity = Identity {
             servers,
-            login: logins.into_iter().next(),
+            login,
             tls: tls.filter(|t| !t.is_empty()).cloned(),
-            choria: choria.filter(|c| !c.is_empty()).cloned(),
+            choria: complete.cloned(),
         };
         if let Some((_, name, _)) = self.by_identity.iter().find(|(i, _, _)| *i == identity) {
             return name.clone();
