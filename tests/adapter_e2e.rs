@@ -273,8 +273,19 @@ async fn lifecycle_fixtures_are_stored_unchanged_with_subjects_and_headers() {
             format!("ferry.lifecycle.{kind}.{component}"),
             "{file}"
         );
-        // format: as_received (the default) stores the bytes unchanged.
-        assert_eq!(&msg.payload[..], &payload[..], "{file}");
+        // format: upgrade_legacy (the default) stores current events unchanged and rewrites only
+        // the protocol of a legacy one, which go-choria's parser would refuse.
+        let payload_text = String::from_utf8_lossy(payload);
+        let upgraded = payload_text.replace(
+            "\"choria:lifecycle:startup:1\"",
+            "\"io.choria.lifecycle.v1.startup\"",
+        );
+        assert_eq!(String::from_utf8_lossy(&msg.payload), upgraded, "{file}");
+        assert_eq!(
+            upgraded != payload_text,
+            *file == "startup-legacy.json",
+            "{file}"
+        );
         assert_common_headers(msg, "lifecycle", subject, payload, Some(identity), since);
     }
 
