@@ -137,7 +137,10 @@ const REPLY: &str = r#"  - name: replies
 
 fn with_reply(from: &str, to: &str) -> Vec<Problem> {
     assert!(REPLY.contains(from), "reply entry lacks {from:?}");
-    broken("  - name: archive\n", &format!("{}  - name: archive\n", REPLY.replacen(from, to, 1)))
+    broken(
+        "  - name: archive\n",
+        &format!("{}  - name: archive\n", REPLY.replacen(from, to, 1)),
+    )
 }
 
 #[test]
@@ -145,7 +148,11 @@ fn choria_reply_takes_a_protocol_version() {
     assert_eq!(with_reply("", ""), Vec::new());
     for version in ["any", "v1", "v2"] {
         let set = format!("    kind: choria_reply\n    protocol_version: {version}\n");
-        assert_eq!(with_reply("    kind: choria_reply\n", &set), Vec::new(), "{version}");
+        assert_eq!(
+            with_reply("    kind: choria_reply\n", &set),
+            Vec::new(),
+            "{version}"
+        );
     }
     assert_problem(
         &with_reply(
