@@ -17,15 +17,12 @@
 //! The [`document`] and [`wire`] modules are public because the `choria_reply` decoder stores
 //! replies in the same document, opened through the same envelopes.
 
-use ferry_adapter::json::Entries;
 use ferry_adapter::{DecodeError, DecodedEvent, Decoder, Input};
 
 pub mod document;
 pub mod wire;
 
-use document::Document;
 pub use document::OUTPUT_PROTOCOL;
-use wire::Generation;
 
 /// The `choria_registration` decoder. Stateless: registration traffic needs no configuration.
 ///
@@ -34,13 +31,6 @@ use wire::Generation;
 /// template fields `sender`, `agent` and `collective`; the sender is the sending node's identity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegistrationDecoder;
-
-/// What the layers yield, whatever the protocol version.
-struct Request {
-    document: Document,
-    agent: String,
-    collective: String,
-}
 
 impl Decoder for RegistrationDecoder {
     fn kind(&self) -> &'static str {
@@ -52,44 +42,15 @@ impl Decoder for RegistrationDecoder {
     }
 
     fn decode(&self, input: &Input<'_>) -> Result<DecodedEvent, DecodeError> {
-        let request = wire::open(input.payload, &wire::REQUEST, None, read_request)?;
+        let request = wire::open(input.payload, &wire::REQUEST, None)?;
         let output = request.document.render()?;
         let sender = request.document.sender;
         Ok(DecodedEvent::replaced(output.into_bytes())
             .with_sender(sender.clone())
             .with_field("sender", sender)
             .with_field("agent", request.agent)
-            .with_field("collective", request.collective))
-    }
-}
-
-/// The request's fields: v1 keeps them in `envelope`, v2 at the top level with other names.
-fn read_request(generation: Generation, request: &Entries<'_>) -> Result<Request, DecodeError> {
-    match generation {
-        Generation::V1 => {
-            let data = wire::string(request, "message")?;
-            let envelope = wire::object(request, "envelope")?;
-            Ok(Request {
-                document: Document {
-                    data: data.into_bytes(),
-                    sender: wire::sender(&envelope, "senderid")?,
-                    request_id: wire::string(&envelope, "requestid")?,
-                    time: wire::unix_seconds(&envelope, "time")?,
-                },
-                agent: wire::string(&envelope, "agent")?,
-                collective: wire::string(&envelope, "collective")?,
-            })
-        }
-        Generation::V2 => Ok(Request {
-            document: Document {
-                data: wire::base64_field(request, "message", "request.message")?,
-                sender: wire::sender(request, "sender")?,
-                request_id: wire::string(request, "id")?,
-                time: wire::unix_nanos(request, "time")?,
-            },
-            agent: wire::string(request, "agent")?,
-            collective: wire::string(request, "collective")?,
-        }),
+            // Always there: the request layers read the collective.
+            .with_field("collective", request.collective.unwrap_or_default()))
     }
 }
 

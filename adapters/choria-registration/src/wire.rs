@@ -9,6 +9,12 @@
 //!   `io.choria.protocol.v2.secure_request` (or `..secure_reply`), whose base64 `request` (or
 //!   `reply`) holds `io.choria.protocol.v2.request` (or `..reply`).
 //!
+//! The innermost layer carries the payload and the same fields in both kinds: v1 in its
+//! `envelope` (`senderid`, `requestid`, `agent`, `time` in Unix seconds, and for a request
+//! `collective`), v2 at its top level (`sender`, `id` or for a reply `request`, `agent`, `time` in
+//! Unix nanoseconds, and for a request `collective`), with the payload in `message` (v1: a JSON
+//! string, v2: base64).
+//!
 //! Signatures and hashes are not verified, as in Choria's own adapters: the adapter archives what
 //! the fleet said, it does not act on it, and verifying would need the fleet's certificates.
 
@@ -20,6 +26,8 @@ use base64::Engine as _;
 use ferry_adapter::json::Entries;
 use ferry_adapter::DecodeError;
 use time::OffsetDateTime;
+
+use crate::document::Document;
 
 /// Standard base64 as Go's `encoding/base64.StdEncoding` writes it; padding is accepted but not
 /// required, which costs nothing and tolerates producers that strip it.
@@ -64,6 +72,12 @@ pub struct Layers {
     /// That field in errors: `secure_request.request` or `secure_reply.reply`.
     pub v2_field_layer: &'static str,
     pub v2_inner: &'static str,
+    /// The v2 inner layer's payload field in errors: `request.message` or `reply.message`.
+    pub v2_message_layer: &'static str,
+    /// The v2 inner layer's field naming the request: `id`, or for a reply `request`.
+    pub v2_request_id: &'static str,
+    /// Whether the message names its collective (requests do, replies do not).
+    pub collective: bool,
 }
 
 /// Requests (`ingest.protocol: request` in Choria's adapter).
@@ -76,6 +90,9 @@ pub const REQUEST: Layers = Layers {
     v2_field: "request",
     v2_field_layer: "secure_request.request",
     v2_inner: "io.choria.protocol.v2.request",
+    v2_message_layer: "request.message",
+    v2_request_id: "id",
+    collective: true,
 };
 
 /// Replies (`ingest.protocol: reply`, the default of Choria's adapter).
@@ -88,17 +105,28 @@ pub const REPLY: Layers = Layers {
     v2_field: "reply",
     v2_field_layer: "secure_reply.reply",
     v2_inner: "io.choria.protocol.v2.reply",
+    v2_message_layer: "reply.message",
+    v2_request_id: "request",
+    collective: false,
 };
 
-/// Opens the envelopes of `payload` down to the request or reply `layers` describes and hands its
-/// entries to `read`. `only` refuses the other generation's transport (Choria ties an adapter to
-/// one generation through its security provider; ferry lets the config choose).
-pub fn open<T>(
+/// A request or reply, opened: what Choria's adapter stores, and the template fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub document: Document,
+    pub agent: String,
+    /// `Some` exactly when [`Layers::collective`] is set.
+    pub collective: Option<String>,
+}
+
+/// Opens the envelopes of `payload` down to the request or reply `layers` describes and reads it.
+/// `only` refuses the other generation's transport (Choria ties an adapter to one generation
+/// through its security provider; ferry lets the config choose).
+pub fn open(
     payload: &[u8],
     layers: &Layers,
     only: Option<Generation>,
-    read: impl FnOnce(Generation, &Entries<'_>) -> Result<T, DecodeError>,
-) -> Result<T, DecodeError> {
+) -> Result<Message, DecodeError> {
     if payload
         .iter()
         .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
@@ -130,20 +158,57 @@ pub fn open<T>(
             let inner = string(&secure, "message")?;
             let inner = parse_layer(inner.as_bytes(), layers.inner)?;
             expect_protocol(&inner, layers.inner, layers.v1_inner)?;
-            read(generation, &inner)
+            read_v1(&inner, layers)
         }
         Generation::V2 => {
             expect_protocol(&secure, layers.secure, layers.v2_secure)?;
             let inner = base64_field(&secure, layers.v2_field, layers.v2_field_layer)?;
             let inner = parse_layer(&inner, layers.inner)?;
             expect_protocol(&inner, layers.inner, layers.v2_inner)?;
-            read(generation, &inner)
+            read_v2(&inner, layers)
         }
     }
 }
 
+/// A v1 request or reply: the payload is a JSON string, the fields sit in `envelope`.
+fn read_v1(message: &Entries<'_>, layers: &Layers) -> Result<Message, DecodeError> {
+    let data = string(message, "message")?;
+    let envelope = object(message, "envelope")?;
+    Ok(Message {
+        document: Document {
+            data: data.into_bytes(),
+            sender: sender(&envelope, "senderid")?,
+            request_id: string(&envelope, "requestid")?,
+            time: unix_seconds(&envelope, "time")?,
+        },
+        agent: string(&envelope, "agent")?,
+        collective: collective(&envelope, layers)?,
+    })
+}
+
+/// A v2 request or reply: the payload is base64, the fields sit beside it.
+fn read_v2(message: &Entries<'_>, layers: &Layers) -> Result<Message, DecodeError> {
+    Ok(Message {
+        document: Document {
+            data: base64_field(message, "message", layers.v2_message_layer)?,
+            sender: sender(message, "sender")?,
+            request_id: string(message, layers.v2_request_id)?,
+            time: unix_nanos(message, "time")?,
+        },
+        agent: string(message, "agent")?,
+        collective: collective(message, layers)?,
+    })
+}
+
+fn collective(fields: &Entries<'_>, layers: &Layers) -> Result<Option<String>, DecodeError> {
+    layers
+        .collective
+        .then(|| string(fields, "collective"))
+        .transpose()
+}
+
 /// Parses one JSON layer.
-pub fn parse_layer<'a>(bytes: &'a [u8], layer: &'static str) -> Result<Entries<'a>, DecodeError> {
+fn parse_layer<'a>(bytes: &'a [u8], layer: &'static str) -> Result<Entries<'a>, DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|error| DecodeError::not_json(layer, error))?;
     serde_json::from_str(text).map_err(|error| DecodeError::not_json(layer, error))
 }
@@ -172,14 +237,14 @@ fn expect_protocol(
 }
 
 /// A required string field.
-pub fn string(entries: &Entries<'_>, field: &'static str) -> Result<String, DecodeError> {
+fn string(entries: &Entries<'_>, field: &'static str) -> Result<String, DecodeError> {
     let raw = entries.get(field).ok_or_else(|| missing(field))?;
     serde_json::from_str::<String>(raw.get()).map_err(|error| invalid(field, error))
 }
 
 /// The sender's identity: required and non-empty, since it becomes `Ferry-Sender` and usually a
 /// subject token.
-pub fn sender(entries: &Entries<'_>, field: &'static str) -> Result<String, DecodeError> {
+fn sender(entries: &Entries<'_>, field: &'static str) -> Result<String, DecodeError> {
     let value = string(entries, field)?;
     if value.is_empty() {
         return Err(DecodeError::InvalidField {
@@ -197,32 +262,26 @@ fn integer(entries: &Entries<'_>, field: &'static str) -> Result<i64, DecodeErro
 }
 
 /// A v1 `time`: Unix seconds (Go's `time.Unix(t, 0)`).
-pub fn unix_seconds(
-    entries: &Entries<'_>,
-    field: &'static str,
-) -> Result<OffsetDateTime, DecodeError> {
+fn unix_seconds(entries: &Entries<'_>, field: &'static str) -> Result<OffsetDateTime, DecodeError> {
     let seconds = integer(entries, field)?;
     OffsetDateTime::from_unix_timestamp(seconds).map_err(|error| invalid(field, error))
 }
 
 /// A v2 `time`: Unix nanoseconds (Go's `time.Unix(0, t)`).
-pub fn unix_nanos(
-    entries: &Entries<'_>,
-    field: &'static str,
-) -> Result<OffsetDateTime, DecodeError> {
+fn unix_nanos(entries: &Entries<'_>, field: &'static str) -> Result<OffsetDateTime, DecodeError> {
     let nanos = integer(entries, field)?;
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
         .map_err(|error| invalid(field, error))
 }
 
 /// A JSON object field, as its entries.
-pub fn object<'a>(entries: &Entries<'a>, field: &'static str) -> Result<Entries<'a>, DecodeError> {
+fn object<'a>(entries: &Entries<'a>, field: &'static str) -> Result<Entries<'a>, DecodeError> {
     let raw = entries.get(field).ok_or_else(|| missing(field))?;
     serde_json::from_str(raw.get()).map_err(|error| invalid(field, error))
 }
 
 /// A string field holding base64 (Go marshals `[]byte` that way), decoded.
-pub fn base64_field(
+fn base64_field(
     entries: &Entries<'_>,
     field: &'static str,
     layer: &'static str,

@@ -19,9 +19,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use choria_registration::document::Document;
 use choria_registration::wire::{self, Generation};
-use ferry_adapter::json::Entries;
 use ferry_adapter::{DecodeError, DecodedEvent, Decoder, Input};
 use serde::Deserialize;
 
@@ -103,12 +101,6 @@ impl ReplyDecoder {
     }
 }
 
-/// What the layers yield, whatever the protocol version.
-struct Reply {
-    document: Document,
-    agent: String,
-}
-
 impl Decoder for ReplyDecoder {
     fn kind(&self) -> &'static str {
         "choria_reply"
@@ -119,47 +111,13 @@ impl Decoder for ReplyDecoder {
     }
 
     fn decode(&self, input: &Input<'_>) -> Result<DecodedEvent, DecodeError> {
-        let reply = wire::open(
-            input.payload,
-            &wire::REPLY,
-            self.protocol_version.only(),
-            read_reply,
-        )?;
+        let reply = wire::open(input.payload, &wire::REPLY, self.protocol_version.only())?;
         let output = reply.document.render()?;
         let sender = reply.document.sender;
         Ok(DecodedEvent::replaced(output.into_bytes())
             .with_sender(sender.clone())
             .with_field("sender", sender)
             .with_field("agent", reply.agent))
-    }
-}
-
-/// The reply's fields: v1 keeps them in `envelope`, v2 at the top level with other names (the
-/// request id is `request` there).
-fn read_reply(generation: Generation, reply: &Entries<'_>) -> Result<Reply, DecodeError> {
-    match generation {
-        Generation::V1 => {
-            let data = wire::string(reply, "message")?;
-            let envelope = wire::object(reply, "envelope")?;
-            Ok(Reply {
-                document: Document {
-                    data: data.into_bytes(),
-                    sender: wire::sender(&envelope, "senderid")?,
-                    request_id: wire::string(&envelope, "requestid")?,
-                    time: wire::unix_seconds(&envelope, "time")?,
-                },
-                agent: wire::string(&envelope, "agent")?,
-            })
-        }
-        Generation::V2 => Ok(Reply {
-            document: Document {
-                data: wire::base64_field(reply, "message", "reply.message")?,
-                sender: wire::sender(reply, "sender")?,
-                request_id: wire::string(reply, "request")?,
-                time: wire::unix_nanos(reply, "time")?,
-            },
-            agent: wire::string(reply, "agent")?,
-        }),
     }
 }
 
