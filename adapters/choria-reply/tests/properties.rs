@@ -3,10 +3,14 @@
 //! adapter would store.
 
 use choria_reply::{ProtocolVersion, ReplyDecoder};
-use ferry_adapter::{Decoder, Input, Payload};
+use ferry_adapter::{Decoder, Input};
 use ferry_sim::{reply_v1, reply_v2, ReplyEnvelope, Rfc3339};
 use proptest::prelude::*;
-use serde_json::{json, Value};
+
+// The registration crate's checks of Choria's streams document, shared rather than repeated.
+#[path = "../../choria-registration/tests/support/streams.rs"]
+mod streams;
+use streams::{check_document, Expected};
 
 #[derive(Debug, Clone)]
 struct Generated {
@@ -103,26 +107,13 @@ proptest! {
         let event = ReplyDecoder::default()
             .decode(&Input::new("choria.reply.x", &message.wire()))
             .map_err(|e| TestCaseError::fail(format!("{e}")))?;
-        prop_assert_eq!(event.sender.as_deref(), Some(message.sender.as_str()));
-        prop_assert_eq!(event.field("sender"), Some(message.sender.as_str()));
         prop_assert_eq!(event.field("agent"), Some(message.agent.as_str()));
-
-        let Payload::Replaced(bytes) = &event.payload else {
-            return Err(TestCaseError::fail("payload not replaced"));
-        };
-        let text = std::str::from_utf8(bytes).expect("UTF-8 output");
-        // Go's HTML-safe escaping: these characters only ever appear as \u escapes.
-        let unescaped = text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']);
-        prop_assert!(!unescaped, "unescaped HTML-sensitive character in {}", text);
-        let expected = json!({
-            "protocol": "choria:adapters:choria_streams:output:1",
-            "data": message.body,
-            "sender": message.sender,
-            "time": message.expected_time(),
-            "requestid": message.request_id,
-        });
-        let output: Value = serde_json::from_str(text).expect("JSON output");
-        prop_assert_eq!(&output, &expected);
+        check_document(&event, &Expected {
+            data: &message.body,
+            sender: &message.sender,
+            time: &message.expected_time(),
+            request_id: &message.request_id,
+        })?;
     }
 
     #[test]
