@@ -166,6 +166,35 @@ async fn wait_stored(js: &Context, stream: &str, want: u64) -> Vec<StoredMessage
     stream_messages(js, stream).await
 }
 
+/// Waits until adapter `pipeline` has received `valid` + `bad.len()` messages and published
+/// `valid`, then checks that each of the `bad` (name, reason) messages was counted once under its
+/// reason and nothing else was invalid.
+async fn wait_decoded(ferry: &Ferry, pipeline: &str, valid: usize, bad: &[(&str, &str)]) {
+    let labels = [("pipeline", pipeline)];
+    let total = (valid + bad.len()) as f64;
+    wait_metric(ferry, "ferry_adapter_received_total", &labels, total).await;
+    wait_metric(
+        ferry,
+        "ferry_adapter_published_total",
+        &labels,
+        valid as f64,
+    )
+    .await;
+    let m = ferry.metrics().await;
+    for (name, reason) in bad {
+        let with_reason = [("pipeline", pipeline), ("reason", reason)];
+        assert_eq!(
+            m.get("ferry_adapter_invalid_total", &with_reason),
+            Some(1.0),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        m.sum("ferry_adapter_invalid_total", &labels),
+        bad.len() as f64
+    );
+}
+
 async fn publish(client: &async_nats::Client, subject: &str, payload: Vec<u8>) {
     client
         .publish(subject.to_string(), payload.into())
@@ -385,28 +414,7 @@ adapters:
     }
     client.flush().await.unwrap();
 
-    let total = (REGISTRATION_VALID.len() + bad.len()) as f64;
-    let reg = [("pipeline", "registration")];
-    wait_metric(&ferry, "ferry_adapter_received_total", &reg, total).await;
-    wait_metric(
-        &ferry,
-        "ferry_adapter_published_total",
-        &reg,
-        REGISTRATION_VALID.len() as f64,
-    )
-    .await;
-    let m = ferry.metrics().await;
-    for (name, reason) in bad {
-        assert_eq!(
-            m.get(
-                "ferry_adapter_invalid_total",
-                &[("pipeline", "registration"), ("reason", reason)]
-            ),
-            Some(1.0),
-            "{name}"
-        );
-    }
-    assert_eq!(m.sum("ferry_adapter_invalid_total", &reg), bad.len() as f64);
+    wait_decoded(&ferry, "registration", REGISTRATION_VALID.len(), &bad).await;
 
     let stored = wait_stored(&js, "CHORIA_REGISTRATION", REGISTRATION_VALID.len() as u64).await;
     assert_eq!(stored.len(), REGISTRATION_VALID.len());
@@ -510,25 +518,8 @@ adapters:
     }
     client.flush().await.unwrap();
 
-    let any = [("pipeline", "replies")];
+    wait_decoded(&ferry, "replies", REPLY_VALID.len(), &bad).await;
     let total = (REPLY_VALID.len() + bad.len()) as f64;
-    wait_metric(&ferry, "ferry_adapter_received_total", &any, total).await;
-    wait_metric(
-        &ferry,
-        "ferry_adapter_published_total",
-        &any,
-        REPLY_VALID.len() as f64,
-    )
-    .await;
-    let m = ferry.metrics().await;
-    for (name, reason) in bad {
-        let labels = [("pipeline", "replies"), ("reason", reason)];
-        assert_eq!(
-            m.get("ferry_adapter_invalid_total", &labels),
-            Some(1.0),
-            "{name}"
-        );
-    }
 
     let stored = wait_stored(&js, "CHORIA_REPLIES", REPLY_VALID.len() as u64).await;
     assert_eq!(stored.len(), REPLY_VALID.len());
