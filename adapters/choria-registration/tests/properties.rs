@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 mod support;
-use support::streams::{check_document, Expected};
+use support::streams::{check_document, go_sensitive_text, Expected};
 
 #[derive(Debug, Clone)]
 struct Generated {
@@ -25,17 +25,9 @@ struct Generated {
     v2: bool,
 }
 
-/// Strings rich in what Go escapes specially.
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        any::<String>(),
-        "[<>&\"\\\\\n\t\u{1}\u{2028}a-z{}:,é€😀]{0,40}",
-    ]
-}
-
 fn generated() -> impl Strategy<Value = Generated> {
     (
-        text(),
+        go_sensitive_text(),
         "[a-z0-9.-]{1,30}",
         "[0-9a-f]{32}",
         "[a-z_]{1,12}",

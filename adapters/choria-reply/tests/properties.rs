@@ -10,7 +10,7 @@ use proptest::prelude::*;
 // The registration crate's checks of Choria's streams document, shared rather than repeated.
 #[path = "../../choria-registration/tests/support/streams.rs"]
 mod streams;
-use streams::{check_document, Expected};
+use streams::{check_document, go_sensitive_text, Expected};
 
 #[derive(Debug, Clone)]
 struct Generated {
@@ -22,20 +22,12 @@ struct Generated {
     v2: bool,
 }
 
-/// Strings rich in what Go escapes specially.
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        any::<String>(),
-        "[<>&\"\\\\\n\t\u{1}\u{2028}a-z{}:,é€😀]{0,40}",
-    ]
-}
-
 fn generated() -> impl Strategy<Value = Generated> {
     (
-        text(),
+        go_sensitive_text(),
         "[a-z0-9.-]{1,30}",
         "[0-9a-f]{32}",
-        text(),
+        go_sensitive_text(),
         any::<bool>(),
         // Any int64 nanoseconds (years 1677 to 2262): well within RFC 3339's years for both
         // generations; v1 keeps the whole seconds of it.

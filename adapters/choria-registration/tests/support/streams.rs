@@ -8,6 +8,14 @@ use ferry_adapter::{DecodedEvent, Payload};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+/// Strings rich in what Go escapes specially.
+pub fn go_sensitive_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[<>&\"\\\\\n\t\u{1}\u{2028}a-z{}:,é€😀]{0,40}",
+    ]
+}
+
 /// The values a stored document must hold.
 pub struct Expected<'a> {
     pub data: &'a str,
