@@ -29,15 +29,15 @@ pub fn reply_v1(body: &str, envelope: &ReplyEnvelope<'_>) -> String {
     let mut reply = String::with_capacity(body.len() + 256);
     reply.push_str(r#"{"protocol":"choria:reply:1","message":"#);
     push_json_string(&mut reply, body);
-    reply.push_str(r#","envelope":{"requestid":"#);
-    push_json_string(&mut reply, envelope.request_id);
-    reply.push_str(r#","senderid":"#);
-    push_json_string(&mut reply, envelope.sender);
-    reply.push_str(r#","agent":"#);
-    push_json_string(&mut reply, envelope.agent);
-    reply.push_str(r#","time":"#);
-    reply.push_str(&envelope.time_nanos.div_euclid(1_000_000_000).to_string());
-    reply.push_str("}}");
+    reply.push_str(r#","envelope":{"#);
+    let seconds = envelope.time_nanos.div_euclid(1_000_000_000);
+    push_fields(
+        &mut reply,
+        envelope,
+        ["requestid", "senderid", "agent"],
+        seconds,
+    );
+    reply.push('}');
 
     let mut secure = String::with_capacity(reply.len() * 5 / 4 + 128);
     secure.push_str(r#"{"protocol":"choria:secure:reply:1","message":"#);
@@ -54,15 +54,13 @@ pub fn reply_v2(body: &[u8], envelope: &ReplyEnvelope<'_>) -> String {
     let mut reply = String::with_capacity(body.len() * 4 / 3 + 256);
     reply.push_str(r#"{"protocol":"io.choria.protocol.v2.reply","message":""#);
     STANDARD.encode_string(body, &mut reply);
-    reply.push_str(r#"","request":"#);
-    push_json_string(&mut reply, envelope.request_id);
-    reply.push_str(r#","sender":"#);
-    push_json_string(&mut reply, envelope.sender);
-    reply.push_str(r#","agent":"#);
-    push_json_string(&mut reply, envelope.agent);
-    reply.push_str(r#","time":"#);
-    reply.push_str(&envelope.time_nanos.to_string());
-    reply.push('}');
+    reply.push_str(r#"","#);
+    push_fields(
+        &mut reply,
+        envelope,
+        ["request", "sender", "agent"],
+        envelope.time_nanos,
+    );
 
     let mut secure = String::with_capacity(reply.len() * 4 / 3 + 160);
     secure.push_str(r#"{"protocol":"io.choria.protocol.v2.secure_reply","reply":""#);
@@ -78,6 +76,22 @@ pub fn reply_v2(body: &[u8], envelope: &ReplyEnvelope<'_>) -> String {
         "sender",
         envelope.sender,
     )
+}
+
+/// Appends the envelope's request id, sender and agent under the given names, then `time`, and
+/// closes the object: the fields both generations carry, in the order Go writes them.
+fn push_fields(out: &mut String, envelope: &ReplyEnvelope<'_>, names: [&str; 3], time: i64) {
+    let values = [envelope.request_id, envelope.sender, envelope.agent];
+    for (name, value) in names.into_iter().zip(values) {
+        out.push('"');
+        out.push_str(name);
+        out.push_str(r#"":"#);
+        push_json_string(out, value);
+        out.push(',');
+    }
+    out.push_str(r#""time":"#);
+    out.push_str(&time.to_string());
+    out.push('}');
 }
 
 /// The transport around a secure reply, with the sender header each generation names its way.
