@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::ContextBuilder};
 use async_nats::{Client, ConnectOptions, Event, ServerError};
 
+use crate::choria::{self, Login};
 use crate::config::schema::ConnectionConfig;
 use crate::logging::{self, LogLimiter};
 use crate::metrics::Metrics;
@@ -191,6 +192,25 @@ async fn options(
         logging::hide_secret(password.expose());
         options = options.user_and_password(user.clone(), password.expose().to_string());
     }
+    let mut inbox_prefix = config.inbox_prefix.clone();
+    if let Some(choria) = &config.choria {
+        let login = Login::read(choria).map_err(|problem| match problem.problem {
+            choria::Problem::Unreadable(source) => ConnectError::File {
+                connection: name.to_string(),
+                key: problem.key,
+                path: problem.path.display().to_string(),
+                source,
+            },
+            // Named like a config check: `connections.<name>.choria.seed_file: <file>: ...`.
+            choria::Problem::Invalid(_) => ConnectError::Invalid {
+                connection: format!("{name}.{}", problem.key),
+                message: problem.to_string(),
+            },
+        })?;
+        // An explicit inbox_prefix wins (a broker with other reply permissions).
+        inbox_prefix.get_or_insert_with(|| login.inbox_prefix(&choria.collective));
+        options = choria_login(options, login);
+    }
     let wants_tls = config.servers.iter().any(|s| s.starts_with("tls://"));
     if let Some(tls) = &config.tls {
         if let Some(ca) = &tls.ca {
@@ -249,7 +269,7 @@ async fn options(
         .reconnect_delay_callback(reconnect_delay)
         .connection_timeout(config.connect_timeout.0)
         .subscription_capacity(config.subscription_capacity.max(1))
-        .custom_inbox_prefix(config.inbox_prefix.as_deref().unwrap_or("_INBOX"))
+        .custom_inbox_prefix(inbox_prefix.as_deref().unwrap_or("_INBOX"))
         // Called before every connect attempt with each server's last error; `None` keeps the
         // client's own choice of server.
         .reconnect_to_server_callback(move |servers, _| {
@@ -260,6 +280,18 @@ async fn options(
             let state = state.clone();
             async move { state.on_event(event) }
         }))
+}
+
+/// Logs in with a Choria JWT as go-choria does: the token as both `auth_token` (where a Choria
+/// broker reads it) and `jwt`, and the server's nonce signed with the seed (the client encodes the
+/// signature as base64url without padding, as go-choria's does).
+fn choria_login(options: ConnectOptions, login: Login) -> ConnectOptions {
+    let token = login.token().to_string();
+    let login = Arc::new(login);
+    options.token(token.clone()).jwt(token, move |nonce| {
+        let login = login.clone();
+        async move { Ok(login.sign(&nonce)) }
+    })
 }
 
 /// The JetStream API subject prefix `config` asks for.
@@ -310,7 +342,9 @@ fn hide_seeds_in(path: &Path) {
 /// What to check when the server refuses the credentials: the keys this connection sets.
 fn auth_hint(name: &str, config: &ConnectionConfig) -> String {
     let base = format!("connections.{name}");
-    if config.credentials.is_some() {
+    if config.choria.is_some() {
+        format!("check {base}.choria: that the broker trusts the issuer of jwt_file, the token has not expired, and seed_file is the key the token was issued for")
+    } else if config.credentials.is_some() {
         format!("check {base}.credentials")
     } else if config.nkey.is_some() {
         format!("check {base}.nkey")
@@ -319,7 +353,7 @@ fn auth_hint(name: &str, config: &ConnectionConfig) -> String {
     } else if config.user.is_some() {
         format!("check {base}.user and password")
     } else {
-        format!("the server requires authentication: set credentials, nkey, token or user and password on {base}")
+        format!("the server requires authentication: set credentials, nkey, token, user and password, or choria on {base}")
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod adapter;
 pub mod app;
 pub mod build_info;
+pub mod choria;
 pub mod config;
 pub mod connect;
 pub mod fault;
@@ -15,6 +16,7 @@ pub mod jetstream;
 pub mod lab;
 pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod monitor;
 pub mod replicator;
 pub mod retry;

@@ -91,6 +91,11 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Move a site from another tool to ferry.
+    Migrate {
+        #[command(subcommand)]
+        from: MigrateFrom,
+    },
     /// Print a shell completion script to stdout (e.g. `ferry completions bash >
     /// /usr/share/bash-completion/completions/ferry`).
     Completions {
@@ -135,6 +140,36 @@ enum Command {
         /// Print the summary as one JSON object on stdout.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateFrom {
+    /// Translate Choria's stream replicator config into a ferry config (printed, or written
+    /// with --output), with a comment on every key that has no exact equivalent; or, with
+    /// --import-state, load its sampling state into a ferry config's state store.
+    #[command(name = "stream-replicator")]
+    StreamReplicator {
+        /// The stream replicator's YAML config (e.g. /etc/stream-replicator/sr.yaml).
+        file: PathBuf,
+        /// Write the ferry config to this file instead of stdout (not over an existing file
+        /// unless --force).
+        #[arg(short, long, value_name = "FILE", conflicts_with = "import_state")]
+        output: Option<PathBuf>,
+        /// Replace an existing --output file.
+        #[arg(long, requires = "output")]
+        force: bool,
+        /// Import the stream replicator's sampling state (<state_store>/<stream>_<name>.json)
+        /// into the state store of the ferry config given with --config, so that the switch
+        /// announces no sender as new. Offline: ferry must not be running on that state.
+        #[arg(long, requires = "config")]
+        import_state: bool,
+        /// The ferry config to import into (the file the translation was written to).
+        #[arg(short, long, value_name = "FILE", requires = "import_state")]
+        config: Option<PathBuf>,
+        /// Where the stream replicator's state files are, when not at its state_store.
+        #[arg(long, value_name = "DIR", requires = "import_state")]
+        state_store: Option<PathBuf>,
     },
 }
 
@@ -186,6 +221,20 @@ fn main() -> ExitCode {
             duration,
             json,
         } => demo(nodes, duration, json),
+        Command::Migrate {
+            from:
+                MigrateFrom::StreamReplicator {
+                    file,
+                    output,
+                    force,
+                    import_state,
+                    config,
+                    state_store,
+                },
+        } => match (import_state, config) {
+            (true, Some(config)) => import_sr_state(&file, &config, state_store.as_deref()),
+            _ => migrate_sr(&file, output.as_deref(), force),
+        },
         Command::Completions { shell } => completions(shell),
         Command::Man { dir } => man(dir.as_deref()),
         Command::Bench {
@@ -414,6 +463,104 @@ fn reset(path: &std::path::Path, replicator: &str, to: &str) -> ExitCode {
     match app::reset(&config, replicator, to) {
         Ok(message) => {
             println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => exit_with(&error),
+    }
+}
+
+/// `ferry migrate stream-replicator FILE`: the ferry config on stdout or in `output`, the notes
+/// and the check's verdict on stderr. Exit 1 when the SR file cannot be read or translated.
+fn migrate_sr(file: &std::path::Path, output: Option<&std::path::Path>, force: bool) -> ExitCode {
+    let (_, migration) = match ferry::migrate::stream_replicator(file) {
+        Ok(done) => done,
+        Err(error) => {
+            eprintln!("ferry: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let origin = output.unwrap_or_else(|| std::path::Path::new("<stdout>"));
+    let code = match output {
+        None => write_stdout(migration.yaml.as_bytes(), "the ferry config"),
+        Some(path) => match write_new_file(path, migration.yaml.as_bytes(), force) {
+            Ok(()) => {
+                eprintln!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("ferry: {message}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    for note in &migration.notes {
+        eprintln!("note: {}: {}", note.at, note.text);
+    }
+    let problems = ferry::migrate::check_translation(&migration, origin);
+    if problems.is_empty() {
+        eprintln!(
+            "{} replicators translated; `ferry check` accepts the result. Next: review the notes, then see docs/migrating-from-stream-replicator.md",
+            migration.replicators.len()
+        );
+    } else {
+        eprintln!(
+            "the translation needs attention before ferry will run it ({} problems):",
+            problems.len()
+        );
+        for problem in &problems {
+            eprintln!("  {problem}");
+        }
+    }
+    code
+}
+
+/// Writes `bytes` to `path`, refusing to replace a file unless `force`.
+fn write_new_file(path: &std::path::Path, bytes: &[u8], force: bool) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} exists; choose another --output or add --force to replace it",
+                path.display()
+            )
+        } else {
+            format!("cannot write {}: {error}", path.display())
+        }
+    })?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+/// `ferry migrate stream-replicator FILE --import-state -c FERRY.yaml`.
+fn import_sr_state(
+    file: &std::path::Path,
+    config: &std::path::Path,
+    state_store: Option<&std::path::Path>,
+) -> ExitCode {
+    let (sr, migration) = match ferry::migrate::stream_replicator(file) {
+        Ok(done) => done,
+        Err(error) => {
+            eprintln!("ferry: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let config = match load(config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match ferry::migrate::state_import::import(&sr, &migration.replicators, &config, state_store) {
+        Ok(reports) => {
+            for report in reports {
+                println!("{}", report.summary());
+            }
             ExitCode::SUCCESS
         }
         Err(error) => exit_with(&error),

@@ -74,12 +74,16 @@ pub struct ConnectionIdentity {
 }
 
 impl ConnectionIdentity {
-    /// Reads the files `settings` names (credentials, nkey seed, TLS CA, certificate and key).
+    /// Reads the files `settings` names (credentials, nkey seed, Choria JWT and seed, TLS CA,
+    /// certificate and key).
     pub fn read(settings: &ConnectionConfig) -> ConnectionIdentity {
         let tls = settings.tls.as_ref();
+        let choria = settings.choria.as_ref();
         let files = [
             settings.credentials.as_ref(),
             settings.nkey.as_ref(),
+            choria.map(|choria| &choria.jwt_file),
+            choria.map(|choria| &choria.seed_file),
             tls.and_then(|tls| tls.ca.as_ref()),
             tls.and_then(|tls| tls.cert.as_ref()),
             tls.and_then(|tls| tls.key.as_ref()),
@@ -310,6 +314,32 @@ replicators:
         let plan = plan(&running, &before, &running, &identities(&running));
         assert_eq!(plan.connections_to_open, ["remote"]);
         assert_eq!(plan.changed, ["copy"]);
+    }
+
+    #[test]
+    fn a_rotated_choria_jwt_or_seed_counts_as_a_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (jwt, seed) = crate::choria::testing::write_login(dir.path(), "ferry", "choria=a", 1);
+        let text = BASE.replace(
+            r#"remote: { servers: ["nats://127.0.0.1:4223"] }"#,
+            &format!(
+                r#"remote: {{ servers: ["nats://127.0.0.1:4223"], choria: {{ jwt_file: "{}", seed_file: "{}", collective: choria }} }}"#,
+                jwt.display(),
+                seed.display()
+            ),
+        );
+        let running = config(&text);
+        let renewed = dir.path().join("renewed");
+        std::fs::create_dir(&renewed).expect("dir");
+        let (new_jwt, new_seed) =
+            crate::choria::testing::write_login(&renewed, "ferry", "choria=b", 2);
+        for (file, new) in [(&jwt, &new_jwt), (&seed, &new_seed)] {
+            let before = identities(&running);
+            std::fs::copy(new, file).expect("renew");
+            let plan = plan(&running, &before, &running, &identities(&running));
+            assert_eq!(plan.connections_to_open, ["remote"], "{}", file.display());
+            assert_eq!(plan.changed, ["copy"]);
+        }
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct ConnectionConfig {
     pub password: Option<Secret>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Log in to a Choria broker with a Choria client or server JWT and its ed25519 seed, as
+    /// go-choria and Choria's stream replicator do; instead of the other login methods.
+    #[serde(default)]
+    pub choria: Option<ChoriaLogin>,
     #[serde(default)]
     pub jetstream_domain: Option<String>,
     /// The JetStream API subject prefix when the account imports the API under another name
@@ -83,6 +87,19 @@ fn default_subscription_capacity() -> usize {
 
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(5))
+}
+
+/// A Choria broker login (`choria: { jwt_file, seed_file, collective }`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChoriaLogin {
+    /// The Choria client (`choria_client_id`) or server (`choria_server`) JWT.
+    pub jwt_file: PathBuf,
+    /// The hex-encoded ed25519 seed whose public key the JWT carries.
+    pub seed_file: PathBuf,
+    /// The collective whose private reply subjects ferry's inboxes live under:
+    /// `<collective>.reply.<md5 of the JWT's caller id>` unless `inbox_prefix` is set.
+    pub collective: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

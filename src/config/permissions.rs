@@ -3,7 +3,7 @@
 //!
 //! - The config file itself, when group or others may read it and a token or password is written
 //!   in it literally (a value that came from `${VAR}` is not in the file, so it is not reported).
-//! - Credentials, nkey seed and TLS key files that group or others may read.
+//! - Credentials, nkey seed, Choria seed and TLS key files that group or others may read.
 //!
 //! These are warnings, not errors: some deployments protect the directory instead of the file.
 
@@ -50,9 +50,11 @@ pub fn warnings(config_path: &Path, config: &Config, from_environment: &[String]
     }
     for (name, connection) in &config.connections {
         let tls_key = connection.tls.as_ref().and_then(|tls| tls.key.as_ref());
+        let choria_seed = connection.choria.as_ref().map(|choria| &choria.seed_file);
         let files = [
             ("credentials", connection.credentials.as_ref()),
             ("nkey", connection.nkey.as_ref()),
+            ("choria.seed_file", choria_seed),
             ("tls.key", tls_key),
         ];
         for (key, file) in files {

@@ -26,6 +26,12 @@ pub struct ReplicatorConfig {
     /// Where the first run starts; later runs resume from the checkpoint (or the target).
     #[serde(default)]
     pub start: StartPosition,
+    /// Copy from `start` again every time the replicator starts (ferry starts, or a reload
+    /// restarts it), ignoring the checkpoint and the target's position: for targets that must
+    /// be rebuilt whole, such as a key-value bucket's stream. Choria's stream replicator calls
+    /// this `ephemeral`. A position forced by `ferry reset` still wins.
+    #[serde(default)]
+    pub recopy_at_start: bool,
     /// Skip source messages older than this (counted `age`); `None` copies any age.
     #[serde(default)]
     pub max_age: Option<HumanDuration>,
@@ -110,6 +116,11 @@ pub struct TargetConfig {
     /// Removed from the front of subjects that start with it (whole tokens).
     #[serde(default)]
     pub subject_strip_prefix: Option<String>,
+    /// Removed wherever it occurs in the subject, after `subject_prefix` is added; the empty
+    /// tokens this leaves are closed up (`a.b.c` without `b` → `a.c`). As Choria's stream
+    /// replicator's `target_subject_remove`, which it replaces.
+    #[serde(default)]
+    pub subject_remove: Option<String>,
     /// Used only when creating.
     #[serde(default)]
     pub replicas: Option<usize>,
@@ -124,7 +135,8 @@ pub struct TargetConfig {
 impl TargetConfig {
     /// The target subject for a source subject: `subject_strip_prefix` removed when the subject
     /// starts with it as whole tokens and something remains (`NODE_DATA.x` → `x`; `NODE_DATA`
-    /// itself and `NODE_DATAX.y` are left alone), then `subject_prefix` and a dot prepended.
+    /// itself and `NODE_DATAX.y` are left alone), then `subject_prefix` and a dot prepended, then
+    /// every occurrence of `subject_remove` cut out.
     pub fn rewrite_subject<'a>(&self, subject: &'a str) -> std::borrow::Cow<'a, str> {
         let stripped = self
             .subject_strip_prefix
@@ -133,7 +145,7 @@ impl TargetConfig {
             .and_then(|rest| rest.strip_prefix('.'))
             .filter(|rest| !rest.is_empty())
             .unwrap_or(subject);
-        match self.subject_prefix.as_deref() {
+        let prefixed = match self.subject_prefix.as_deref() {
             Some(prefix) => {
                 let mut rewritten = String::with_capacity(prefix.len() + 1 + stripped.len());
                 rewritten.push_str(prefix);
@@ -142,13 +154,37 @@ impl TargetConfig {
                 std::borrow::Cow::Owned(rewritten)
             }
             None => std::borrow::Cow::Borrowed(stripped),
+        };
+        match self.subject_remove.as_deref() {
+            Some(infix) if !infix.is_empty() && prefixed.contains(infix) => {
+                std::borrow::Cow::Owned(remove_infix(&prefixed, infix))
+            }
+            _ => prefixed,
         }
     }
 
     /// Whether subjects are rewritten at all.
     pub fn rewrites_subjects(&self) -> bool {
-        self.subject_prefix.is_some() || self.subject_strip_prefix.is_some()
+        self.subject_prefix.is_some()
+            || self.subject_strip_prefix.is_some()
+            || self.subject_remove.is_some()
     }
+}
+
+/// `subject` with every occurrence of `infix` cut out and the empty tokens that leaves closed up
+/// (`a..b` → `a.b`, no leading or trailing dot). Choria's stream replicator cuts the same way but
+/// closes up only one pair of dots at a time; where that leaves an empty token the subject would be
+/// invalid and its publish refused, so closing them all up changes no subject that worked there.
+pub fn remove_infix(subject: &str, infix: &str) -> String {
+    let cut = subject.replace(infix, "");
+    let mut out = String::with_capacity(cut.len());
+    for token in cut.split('.').filter(|token| !token.is_empty()) {
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(token);
+    }
+    out
 }
 
 /// `start:` — where a replicator without a checkpoint begins.
@@ -731,6 +767,7 @@ mod tests {
             duplicate_window: None,
             subject_prefix: prefix.map(str::to_string),
             subject_strip_prefix: strip.map(str::to_string),
+            subject_remove: None,
             replicas: None,
             storage: None,
             max_age: None,
@@ -747,6 +784,27 @@ mod tests {
         let none = target(None, None);
         assert!(!none.rewrites_subjects());
         assert_eq!(none.rewrite_subject("a.b"), "a.b");
+    }
+
+    #[test]
+    fn an_infix_is_removed_anywhere_after_the_prefix_is_added() {
+        let mut remove = TargetConfig {
+            subject_remove: Some("input.".into()),
+            ..serde_norway::from_str("{ connection: west, stream: S }").unwrap()
+        };
+        assert!(remove.rewrites_subjects());
+        assert_eq!(
+            remove.rewrite_subject("choria.stream.input.registration.n1"),
+            "choria.stream.registration.n1"
+        );
+        assert_eq!(remove.rewrite_subject("a.b"), "a.b");
+        // As Choria's stream replicator: a string, not whole tokens, every occurrence.
+        remove.subject_remove = Some("x".into());
+        assert_eq!(remove.rewrite_subject("ax.x.xb.x"), "a.b");
+        remove.subject_prefix = Some("west".into());
+        remove.subject_remove = Some("west.".into());
+        assert_eq!(remove.rewrite_subject("reg.n1"), "reg.n1");
+        assert_eq!(remove_infix("a..b.", "z"), "a.b");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub use super::adapter::{
     default_max_in_flight, AdapterConfig, AdapterKind, LifecycleFormat, OutputConfig, SpoolConfig,
 };
 pub use super::common::StorageKind;
-pub use super::connection::{ConnectionConfig, Secret, TlsConfig};
+pub use super::connection::{ChoriaLogin, ConnectionConfig, Secret, TlsConfig};
 pub use super::filter::{FilterConfig, PredicateConfig};
 use super::replicator::ReplicatorConfig;
 use super::units::HumanDuration;

@@ -101,6 +101,9 @@ fn replicator_summary(replicator: &ReplicatorConfig) -> String {
     if let Some(prefix) = &to.subject_prefix {
         rewrite.push_str(&format!(" prefix {prefix}"));
     }
+    if let Some(infix) = &to.subject_remove {
+        rewrite.push_str(&format!(" remove {infix:?}"));
+    }
     let mut line = format!(
         "replicator {}: {}/{}{filter} -> {}/{}{rewrite} start {}",
         replicator.name,

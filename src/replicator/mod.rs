@@ -212,6 +212,7 @@ impl Replicator {
             stop: shutdown.signal(),
             lease: election.as_ref().map(Election::role),
             shared,
+            recopy_pending: config.recopy_at_start,
             config,
         };
         Ok(Replicator {

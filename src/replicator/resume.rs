@@ -291,6 +291,14 @@ fn forced_position(forced: &Forced, source: &SourceInfo) -> Result<Resume, Strea
     })
 }
 
+/// `recopy_at_start`: the first session of a run copies from `start` again, whatever the
+/// checkpoint and the target hold.
+pub fn recopy(config: &ReplicatorConfig, source: &SourceInfo) -> Result<Resume, StreamError> {
+    let mut resume = first_run(config, source)?;
+    resume.reason = format!("recopy_at_start: copying again from start {}", config.start);
+    Ok(resume)
+}
+
 fn first_run(config: &ReplicatorConfig, source: &SourceInfo) -> Result<Resume, StreamError> {
     let reason = format!("first run: start {}", config.start);
     Ok(match &config.start {

@@ -162,11 +162,17 @@ pub(super) fn check_connection(out: &mut Scope, name: &str, connection: &Connect
     if connection.user.is_some() || connection.password.is_some() {
         methods.push("user + password");
     }
+    if connection.choria.is_some() {
+        methods.push("choria");
+    }
     if methods.len() > 1 {
         out.push(format!(
-            "sets {} at once: use only one of credentials, nkey, token or user + password",
+            "sets {} at once: use only one of credentials, nkey, token, user + password or choria",
             methods.join(" and ")
         ));
+    }
+    if let Some(choria) = &connection.choria {
+        check_choria(&mut out.at("choria"), choria);
     }
     match (&connection.user, &connection.password) {
         (Some(_), None) => out.at("password").push("is required with user"),
@@ -275,5 +281,53 @@ pub(super) fn check_connection(out: &mut Scope, name: &str, connection: &Connect
                 connection.subscription_capacity
             ),
         );
+    }
+}
+
+/// `connections.<name>.choria`: the collective is one subject token, and both files are readable
+/// and hold a Choria JWT and the seed of the key it names (read here, which is offline: `check`
+/// connects nowhere). The seed is never quoted.
+fn check_choria(out: &mut Scope, choria: &ChoriaLogin) {
+    let collective = &choria.collective;
+    if collective.is_empty()
+        || collective
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>'))
+    {
+        out.at("collective").push(format!(
+            "{collective:?} is not a collective name (one subject token, e.g. choria: the broker allows replies under <collective>.reply.<hash>)"
+        ));
+    }
+    let mut empty = false;
+    for (key, file, what) in [
+        (
+            "jwt_file",
+            &choria.jwt_file,
+            "the Choria client or server JWT",
+        ),
+        (
+            "seed_file",
+            &choria.seed_file,
+            "the hex ed25519 seed of the JWT's key",
+        ),
+    ] {
+        if file.as_os_str().is_empty() {
+            out.at(key)
+                .push(format!("is empty (give the path to {what})"));
+            empty = true;
+        }
+    }
+    if empty {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        });
+    let problem = crate::choria::Login::read(choria).and_then(|login| login.check(choria, now));
+    if let Err(problem) = problem {
+        let key = problem.key.trim_start_matches("choria.");
+        out.at(key).push(problem.to_string());
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use super::redact::{redact_url, split_userinfo};
 use super::replicator::{parse_start_time, ReplicatorConfig, SampleKey, StartPosition};
-use super::schema::{AdapterConfig, AdapterKind, Config, ConnectionConfig, FilterConfig};
+use super::schema::{
+    AdapterConfig, AdapterKind, ChoriaLogin, Config, ConnectionConfig, FilterConfig,
+};
 use super::units::{format_duration, format_size};
 use super::Problem;
 use crate::subject::{self, Template};

@@ -168,6 +168,14 @@ pub(super) fn check_target(out: &mut Scope, replicator: &ReplicatorConfig) {
             }
         }
     }
+    if let Some(infix) = &to.subject_remove {
+        if infix.is_empty() || infix.contains(['*', '>']) || infix.chars().any(char::is_whitespace)
+        {
+            out.at("to.subject_remove").push(format!(
+                "is {infix:?}: give the text to cut out of every target subject, without wildcards or spaces (e.g. \"input.\")"
+            ));
+        }
+    }
     check_server_duration(&mut out.at("to.max_age"), to.max_age.map(|d| d.0));
     check_server_duration(
         &mut out.at("to.duplicate_window"),

@@ -112,6 +112,9 @@ pub struct Copier {
     pub lease: Option<watch::Receiver<Role>>,
     /// With election and sampling: the sampling state shared with the other instances.
     pub shared: Option<Arc<SharedState>>,
+    /// `recopy_at_start` and no session of this run has started reading yet: the next one
+    /// copies from `start` again whatever the checkpoint and the target say.
+    pub recopy_pending: bool,
 }
 
 /// Per-session state.

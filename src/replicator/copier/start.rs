@@ -68,7 +68,13 @@ impl Copier {
                 return end_for(error, PipelineState::Failed);
             }
         }
-        let resume = match resume::compute(&self.config, checkpoint.as_ref(), &source, &view) {
+        let forced = checkpoint.as_ref().is_some_and(|c| c.forced.is_some());
+        let computed = if self.recopy_pending && !forced {
+            resume::recopy(&self.config, &source)
+        } else {
+            resume::compute(&self.config, checkpoint.as_ref(), &source, &view)
+        };
+        let resume = match computed {
             Ok(resume) => resume,
             Err(error) => return end_for(error, PipelineState::Paused),
         };
@@ -119,8 +125,12 @@ impl Copier {
             progress: progress.clone(),
             _lag: self.watch_lag(messages.pending_probe(), progress),
         };
-        // A forced position is used once: record it as a normal checkpoint right away.
+        // A forced position, and a recopy, are used once: record them as a normal checkpoint
+        // right away, so that a later session of this run resumes from there.
         self.save(&mut session);
+        if session.saved != (u64::MAX, u64::MAX) {
+            self.recopy_pending = false;
+        }
         self.board
             .set_state(&self.config.name, PipelineState::Running, None);
         self.copy(&mut session, &mut messages).await

@@ -192,6 +192,38 @@ impl Sampler {
         Ok(result)
     }
 
+    /// Takes a sender's state from another tool (Choria's stream replicator's state file), unless
+    /// this sampler already knows the sender: its own record is newer. Returns whether it was
+    /// taken. [`Sampler::flush`] writes what was taken.
+    pub fn import(&self, key: &str, imported: Imported) -> Result<bool, StateError> {
+        if key.is_empty() {
+            return Ok(false);
+        }
+        let mut cache = self.lock();
+        if cache.entry(key, &*self.records, &*self.due)?.is_some() {
+            return Ok(false);
+        }
+        let mut record = Record {
+            seen_ms: imported.seen_ms,
+            copied_ms: imported.copied_ms,
+            size: imported.size,
+            advised: imported.advised,
+            due_ms: 0,
+        };
+        record.due_ms = self.policy.next_due(&record);
+        self.senders.fetch_add(1, Ordering::Relaxed);
+        cache.insert(key.to_string(), record, &*self.records, &*self.due);
+        match cache.error.take() {
+            Some(error) => Err(error),
+            None => Ok(true),
+        }
+    }
+
+    /// How long a sender may stay silent before it is forgotten (`expire`).
+    pub fn expire_after(&self) -> Duration {
+        Duration::from_millis(self.policy.expire_ms)
+    }
+
     /// Notes a change for the shared bucket, when sharing.
     fn note_shared(&self, key: &str, record: Option<&Record>) {
         if let Some(shared) = &self.shared {
@@ -336,6 +368,17 @@ impl Sampler {
     }
 }
 
+/// A sender's state as another tool kept it, in Unix milliseconds (0: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub seen_ms: u64,
+    pub copied_ms: u64,
+    /// Payload size of the last copy (or sighting).
+    pub size: u64,
+    /// A `timeout` advisory was issued for the current silence.
+    pub advised: bool,
+}
+
 /// Locks a mutex, recovering from a poisoned one (its contents are plain data).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -356,6 +399,53 @@ fn to_ms(seconds: f64) -> u64 {
 mod tests {
     use super::testing::*;
     use super::*;
+
+    #[test]
+    fn imported_senders_are_known_and_what_ferry_knows_is_kept() {
+        let (_dir, store) = store();
+        let config = advisories(Some(600), None);
+        let sampler =
+            Sampler::open(&store, "r", &sample(field_key(), HOUR), Some(&config)).unwrap();
+        let at = |seconds: u64| seconds * 1000;
+        // Known to ferry already: not replaced.
+        assert_eq!(
+            decide(&sampler, &payload("ours", 1), 10_000).0,
+            Decision::Copy(CopyReason::New)
+        );
+        let imported = |seen, copied| Imported {
+            seen_ms: at(seen),
+            copied_ms: at(copied),
+            size: 20,
+            advised: false,
+        };
+        assert!(!sampler.import("ours", imported(9_000, 9_000)).unwrap());
+        assert!(sampler.import("theirs", imported(9_990, 9_900)).unwrap());
+        assert!(!sampler.import("", imported(9_990, 9_900)).unwrap());
+        assert_eq!(sampler.senders(), 2);
+        sampler.flush().unwrap();
+        drop(sampler);
+        // After a restart: copied 100 s ago, so sampled out and not announced as new.
+        let sampler =
+            Sampler::open(&store, "r", &sample(field_key(), HOUR), Some(&config)).unwrap();
+        assert_eq!(
+            decide(&sampler, &payload("theirs", 1), 10_000),
+            (Decision::Skip, None)
+        );
+        // Silent past its timeout: reported once by the sweep, as one ferry had seen itself.
+        let reported = sampler.sweep(9_990.0 + 601.0);
+        assert_eq!(reported.len(), 0, "heard again at 10000: {reported:?}");
+        let reported = sampler.sweep(10_000.0 + 601.0);
+        assert_eq!(
+            reported
+                .iter()
+                .map(|a| (a.event, a.value.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (AdvisoryEvent::Timeout, "ours"),
+                (AdvisoryEvent::Timeout, "theirs")
+            ]
+        );
+    }
 
     /// `cargo test --release --lib sampling::tests::decide_throughput -- --ignored --nocapture`
     #[test]

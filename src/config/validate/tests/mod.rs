@@ -229,6 +229,60 @@ fn connections() {
 }
 
 #[test]
+fn choria_logins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (jwt, seed) = crate::choria::testing::write_login(dir.path(), "ferry", "choria=ferry", 3);
+    let (_, other_seed) = crate::choria::testing::write_login(dir.path(), "other", "choria=x", 4);
+    let east = "    servers: [\"nats://10.0.0.1:4222\", \"10.0.0.2:4222\"]\n";
+    let with = |jwt: &Path, seed: &Path, collective: &str, extra: &str| {
+        broken(
+            east,
+            &format!(
+                "{east}    choria: {{ jwt_file: \"{}\", seed_file: \"{}\", collective: \"{collective}\" }}\n{extra}",
+                jwt.display(),
+                seed.display()
+            ),
+        )
+    };
+    assert_eq!(with(&jwt, &seed, "choria", ""), Vec::new());
+    assert_problem(
+        &with(&jwt, &seed, "choria", "    token: t\n"),
+        "connections.east",
+        "sets token and choria at once",
+    );
+    let missing = dir.path().join("missing.seed");
+    assert_problem(
+        &with(&jwt, &missing, "choria", ""),
+        "connections.east.choria.seed_file",
+        &format!("cannot read {}", missing.display()),
+    );
+    assert_problem(
+        &with(&jwt, &other_seed, "choria", ""),
+        "connections.east.choria.seed_file",
+        "is not the key of the JWT",
+    );
+    assert_problem(
+        &with(&seed, &seed, "choria", ""),
+        "connections.east.choria.jwt_file",
+        "is not a JWT",
+    );
+    assert_problem(
+        &with(&jwt, &seed, "choria.eu", ""),
+        "connections.east.choria.collective",
+        "is not a collective name",
+    );
+    assert_problem(
+        &problems_of(&VALID.replacen(
+            east,
+            &format!("{east}    choria: {{ jwt_file: x, seed_file: y, colective: c }}\n"),
+            1,
+        )),
+        "connections.east.choria.colective",
+        "unknown key",
+    );
+}
+
+#[test]
 fn references() {
     assert_problem(
         &broken(

@@ -1,0 +1,47 @@
+//! `ferry migrate`: moving a site from another tool to ferry.
+//!
+//! `stream-replicator` reads Choria stream replicator's YAML and writes the equivalent ferry
+//! file, commented where the two differ; with `--import-state` it loads SR's sampling state into
+//! ferry's state store instead, so the switch sends no advisory storm.
+//!
+//! - `sr_config.rs`: SR's file, every key.
+//! - `translate.rs`: SR's keys → ferry's, and the notes on what differs.
+//! - `yaml_out.rs`: the commented YAML writer.
+//! - `state_import.rs`: SR's `<stream>_<name>.json` sampling state → ferry's sampler.
+
+pub mod sr_config;
+pub mod state_import;
+pub mod translate;
+pub mod yaml_out;
+
+use std::path::Path;
+
+pub use sr_config::{SrConfig, SrConfigError};
+pub use translate::{Mapped, Migration, Note};
+
+/// Reads an SR config and translates it.
+pub fn stream_replicator(file: &Path) -> Result<(SrConfig, Migration), SrConfigError> {
+    let sr = SrConfig::load(file)?;
+    let migration = translate::translate(&sr, &file.display().to_string()).map_err(|message| {
+        SrConfigError {
+            file: file.display().to_string(),
+            message,
+        }
+    })?;
+    Ok((sr, migration))
+}
+
+/// What `ferry check` would say of the translation (without reading the environment, as the
+/// file holds no references of its own): problems mean the SR file used something ferry refuses
+/// (a file that is not there, a subject ferry cannot use), each named.
+pub fn check_translation(migration: &Migration, origin: &Path) -> Vec<crate::config::Problem> {
+    crate::config::check_str(
+        &migration.yaml,
+        origin,
+        crate::config::expand::Environment::Absent,
+    )
+    .problems
+}
+
+#[cfg(test)]
+mod tests;
