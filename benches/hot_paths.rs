@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use choria_lifecycle::{LifecycleDecoder, OutputFormat};
 use choria_registration::RegistrationDecoder;
+use choria_reply::ReplyDecoder;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ferry::adapter::message::{EventHeaders, OutMessage};
 use ferry::adapter::spool::Spool;
@@ -56,6 +57,18 @@ fn decoders(c: &mut Criterion) {
             fixture("lifecycle/startup-server.cloudevent.json"),
         ),
         (
+            "lifecycle_choria_default",
+            Box::new(LifecycleDecoder::default()),
+            "choria.lifecycle.event.startup.server",
+            fixture("lifecycle/startup-server.choria.json"),
+        ),
+        (
+            "lifecycle_legacy_upgraded",
+            Box::new(LifecycleDecoder::default()),
+            "choria.lifecycle.event.startup.server",
+            fixture("lifecycle/startup-legacy.json"),
+        ),
+        (
             "registration_v1",
             Box::new(RegistrationDecoder),
             "mcollective.broadcast.agent.registration",
@@ -66,6 +79,18 @@ fn decoders(c: &mut Criterion) {
             Box::new(RegistrationDecoder),
             "mcollective.broadcast.agent.registration",
             fixture("registration/v2-inventory.wire.json"),
+        ),
+        (
+            "reply_v1",
+            Box::new(ReplyDecoder::default()),
+            "mcollective.reply.client.1",
+            fixture("reply/v1-rpcutil.wire.json"),
+        ),
+        (
+            "reply_v2",
+            Box::new(ReplyDecoder::default()),
+            "mcollective.reply.client.1",
+            fixture("reply/v2-rpcutil-signed.wire.json"),
         ),
         (
             "passthrough",

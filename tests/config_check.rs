@@ -57,7 +57,7 @@ fn the_reference_config_is_valid() {
     let output = check(&file, &[], &[]);
     assert_valid(&output, &file);
     let stdout = text(&output.stdout);
-    for name in ["lifecycle", "registration", "archive"] {
+    for name in ["lifecycle", "registration", "replies", "archive"] {
         assert!(
             stdout.contains(&format!("adapter {name}: ")),
             "no summary line for {name}:\n{stdout}"

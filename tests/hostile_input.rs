@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use choria_lifecycle::{LifecycleDecoder, OutputFormat};
 use choria_registration::RegistrationDecoder;
+use choria_reply::{ProtocolVersion, ReplyDecoder};
 use ferry::config::replicator::{SampleConfig, SampleKey};
 use ferry::config::schema::{FilterConfig, PredicateConfig};
 use ferry::config::units::HumanDuration;
@@ -135,6 +136,7 @@ fn hostile(corpus: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
 fn decoders() -> Vec<Box<dyn Decoder>> {
     let mut all: Vec<Box<dyn Decoder>> = Vec::new();
     for format in [
+        OutputFormat::UpgradeLegacy,
         OutputFormat::AsReceived,
         OutputFormat::Choria,
         OutputFormat::CloudEvents,
@@ -144,6 +146,13 @@ fn decoders() -> Vec<Box<dyn Decoder>> {
         }
     }
     all.push(Box::new(RegistrationDecoder));
+    for version in [
+        ProtocolVersion::Any,
+        ProtocolVersion::V1,
+        ProtocolVersion::V2,
+    ] {
+        all.push(Box::new(ReplyDecoder::new(version)));
+    }
     all.push(Box::new(PassthroughDecoder::new(
         Some("Sender".into()),
         None,

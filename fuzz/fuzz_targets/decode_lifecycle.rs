@@ -9,6 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let (subject, payload) = common::split(data);
     for format in [
+        OutputFormat::UpgradeLegacy,
         OutputFormat::AsReceived,
         OutputFormat::Choria,
         OutputFormat::CloudEvents,

@@ -8,11 +8,14 @@ pub use super::kinds::AdapterKind;
 use super::units::{ByteSize, HumanDuration};
 use crate::subject::Template;
 
-/// What a `choria_lifecycle` adapter stores.
+/// What a `choria_lifecycle` adapter stores. The default differs from SPEC sections 3 and 4
+/// (`as_received`) on purpose: `upgrade_legacy` stores only what go-choria's lifecycle parser
+/// reads (docs/design.md, "Lifecycle output formats").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LifecycleFormat {
     #[default]
+    UpgradeLegacy,
     AsReceived,
     Choria,
     Cloudevents,
@@ -22,6 +25,7 @@ impl LifecycleFormat {
     /// The decoder's equivalent, so the runtime need not repeat the mapping.
     pub fn output_format(self) -> choria_lifecycle::OutputFormat {
         match self {
+            LifecycleFormat::UpgradeLegacy => choria_lifecycle::OutputFormat::UpgradeLegacy,
             LifecycleFormat::AsReceived => choria_lifecycle::OutputFormat::AsReceived,
             LifecycleFormat::Choria => choria_lifecycle::OutputFormat::Choria,
             LifecycleFormat::Cloudevents => choria_lifecycle::OutputFormat::CloudEvents,
@@ -59,6 +63,9 @@ pub struct AdapterConfig {
     /// `choria_lifecycle`: what to store.
     #[serde(default)]
     pub format: Option<LifecycleFormat>,
+    /// `choria_reply`: which Choria protocol generations to take (`any`, `v1`, `v2`).
+    #[serde(default)]
+    pub protocol_version: Option<choria_reply::ProtocolVersion>,
     /// `passthrough`: header naming the sender.
     #[serde(default)]
     pub sender_header: Option<String>,
@@ -77,6 +84,7 @@ impl AdapterConfig {
         [
             ("format", self.format.is_some()),
             ("allow_unknown_types", self.allow_unknown_types.is_some()),
+            ("protocol_version", self.protocol_version.is_some()),
             ("sender_header", self.sender_header.is_some()),
             ("sender_token", self.sender_token.is_some()),
         ]

@@ -15,6 +15,7 @@ use super::adapter::AdapterConfig;
 pub enum AdapterKind {
     ChoriaLifecycle,
     ChoriaRegistration,
+    ChoriaReply,
     Passthrough,
 }
 
@@ -25,6 +26,7 @@ impl AdapterKind {
         match self {
             AdapterKind::ChoriaLifecycle => &["format", "allow_unknown_types"],
             AdapterKind::ChoriaRegistration => &[],
+            AdapterKind::ChoriaReply => &["protocol_version"],
             AdapterKind::Passthrough => &["sender_header", "sender_token"],
         }
     }
@@ -37,6 +39,9 @@ impl AdapterKind {
                 config.format.unwrap_or_default().output_format(),
             )),
             AdapterKind::ChoriaRegistration => Box::new(choria_registration::RegistrationDecoder),
+            AdapterKind::ChoriaReply => Box::new(choria_reply::ReplyDecoder::new(
+                config.protocol_version.unwrap_or_default(),
+            )),
             AdapterKind::Passthrough => Box::new(passthrough::PassthroughDecoder::new(
                 config.sender_header.clone(),
                 config.sender_token,
@@ -45,9 +50,10 @@ impl AdapterKind {
     }
 
     /// Every kind, in the order the docs list them (used in "use one of: ..." messages).
-    pub const ALL: [AdapterKind; 3] = [
+    pub const ALL: [AdapterKind; 4] = [
         AdapterKind::ChoriaLifecycle,
         AdapterKind::ChoriaRegistration,
+        AdapterKind::ChoriaReply,
         AdapterKind::Passthrough,
     ];
 
@@ -56,6 +62,7 @@ impl AdapterKind {
         match self {
             AdapterKind::ChoriaLifecycle => "choria_lifecycle",
             AdapterKind::ChoriaRegistration => "choria_registration",
+            AdapterKind::ChoriaReply => "choria_reply",
             AdapterKind::Passthrough => "passthrough",
         }
     }

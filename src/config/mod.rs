@@ -614,7 +614,7 @@ replicators:
         assert_eq!(error.problems.len(), 1, "{error}");
         assert_eq!(
             error.problems[0].to_string(),
-            "adapters[0].kind: unknown value \"choria_lifecycel\" (did you mean \"choria_lifecycle\"? use one of: choria_lifecycle, choria_registration, passthrough)"
+            "adapters[0].kind: unknown value \"choria_lifecycel\" (did you mean \"choria_lifecycle\"? use one of: choria_lifecycle, choria_registration, choria_reply, passthrough)"
         );
     }
 

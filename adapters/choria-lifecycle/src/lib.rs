@@ -12,8 +12,9 @@
 //! Whatever the shape, the decoder validates the *Choria event* (the object itself, or the
 //! CloudEvent's `data`) and takes the template fields from it, so one adapter config works for a
 //! fleet in the middle of a migration. [`OutputFormat`] then chooses what is stored: the bytes as
-//! received (the default, cheapest and most faithful), always the Choria event, or always a
-//! CloudEvent.
+//! received with legacy events upgraded to the current protocol (the default: what go-choria's
+//! `lifecycle.NewFromJSON` parses, at no cost for the events that are current already), the bytes
+//! exactly as received, always the Choria event, or always a CloudEvent.
 //!
 //! The decoder never looks at the clock or generates random ids: when a CloudEvent has to be built
 //! for an event without an `id` (legacy events have none), its id is derived from the event's
@@ -54,16 +55,24 @@ pub const KNOWN_TYPES: [&str; 6] = [
 /// What the adapter stores for each event (`format:` in the adapter config).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 pub enum OutputFormat {
-    /// Store the received bytes unchanged (`as_received`). The default: no copy, no re-encoding,
-    /// and consumers see exactly what the fleet sent.
+    /// Store the received bytes unchanged, except that a legacy `choria:lifecycle:<type>:1`
+    /// protocol is rewritten to `io.choria.lifecycle.v1.<type>` (`upgrade_legacy`). The default:
+    /// go-choria's `lifecycle.NewFromJSON` parses Choria-format events and Choria's CloudEvents
+    /// but refuses the legacy protocol, so this stores only what current consumers read, and
+    /// re-encodes nothing but legacy events (in a CloudEvent, only its `data` changes).
     #[default]
+    #[serde(rename = "upgrade_legacy")]
+    UpgradeLegacy,
+    /// Store the received bytes unchanged (`as_received`): no copy, no re-encoding, and consumers
+    /// see exactly what the fleet sent, legacy events included (which go-choria does not parse).
     #[serde(rename = "as_received")]
     AsReceived,
     /// Store the Choria-format event (`choria`): the `data` of a CloudEvent, legacy events with
     /// their protocol rewritten to `io.choria.lifecycle.v1.<type>`.
     #[serde(rename = "choria")]
     Choria,
-    /// Store a CloudEvent 1.0 (`cloudevents`), shaped like the ones Choria itself emits.
+    /// Store a CloudEvent 1.0 (`cloudevents`), shaped like the ones Choria itself emits (a
+    /// received CloudEvent is kept, its `data` upgraded if it is a legacy event).
     #[serde(rename = "cloudevents")]
     CloudEvents,
 }
@@ -72,6 +81,7 @@ impl OutputFormat {
     /// The name used in the config file.
     pub fn as_str(self) -> &'static str {
         match self {
+            OutputFormat::UpgradeLegacy => "upgrade_legacy",
             OutputFormat::AsReceived => "as_received",
             OutputFormat::Choria => "choria",
             OutputFormat::CloudEvents => "cloudevents",
@@ -88,14 +98,15 @@ impl fmt::Display for OutputFormat {
 impl FromStr for OutputFormat {
     type Err = String;
 
-    /// Parses the config name (`as_received`, `choria`, `cloudevents`).
+    /// Parses the config name (`upgrade_legacy`, `as_received`, `choria`, `cloudevents`).
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value {
+            "upgrade_legacy" => Ok(OutputFormat::UpgradeLegacy),
             "as_received" => Ok(OutputFormat::AsReceived),
             "choria" => Ok(OutputFormat::Choria),
             "cloudevents" => Ok(OutputFormat::CloudEvents),
             other => Err(format!(
-                "unknown lifecycle format {other:?} (expected as_received, choria or cloudevents)"
+                "unknown lifecycle format {other:?} (expected upgrade_legacy, as_received, choria or cloudevents)"
             )),
         }
     }
@@ -139,20 +150,20 @@ impl Decoder for LifecycleDecoder {
 
         // A CloudEvent is recognised by `specversion`, which the Choria format never has.
         let cloudevent = top.get("specversion").is_some();
+        let inner: Entries<'_>;
         let (event_text, event) = if cloudevent {
             let data = unwrap_cloudevent(&top)?;
-            let entries: Entries<'_> =
-                serde_json::from_str(data).map_err(|error| invalid("data", error))?;
-            (data, entries)
+            inner = serde_json::from_str(data).map_err(|error| invalid("data", error))?;
+            (data, &inner)
         } else {
-            (trim_json_whitespace(text), top)
+            (trim_json_whitespace(text), &top)
         };
 
-        let parsed = validate(&event, self.allow_unknown_types)?;
+        let parsed = validate(event, self.allow_unknown_types)?;
 
         // The normalised Choria event: what `format: choria` stores and what filters look at.
         let normalised: Cow<'_, str> = if parsed.legacy {
-            Cow::Owned(rewrite_protocol(&event, &parsed.protocol()))
+            Cow::Owned(rewrite_protocol(event, &parsed.protocol()))
         } else {
             Cow::Borrowed(event_text)
         };
@@ -162,18 +173,31 @@ impl Decoder for LifecycleDecoder {
 
         let decoded = match self.format {
             OutputFormat::AsReceived => DecodedEvent::unchanged(),
+            // Current events, Choria format or CloudEvent, are kept byte for byte.
+            OutputFormat::UpgradeLegacy if !parsed.legacy => DecodedEvent::unchanged(),
             OutputFormat::Choria if received_is_choria => DecodedEvent::unchanged(),
-            OutputFormat::Choria => DecodedEvent::replaced(normalised.as_bytes().to_vec()),
-            OutputFormat::CloudEvents if cloudevent => DecodedEvent::unchanged(),
+            OutputFormat::CloudEvents if cloudevent && !parsed.legacy => DecodedEvent::unchanged(),
+            // A CloudEvent around a legacy event keeps its envelope; only its `data` is upgraded,
+            // since go-choria parses a CloudEvent's data like any other event.
+            OutputFormat::UpgradeLegacy | OutputFormat::CloudEvents if cloudevent => {
+                DecodedEvent::replaced(replace_value(&top, "data", &normalised).into_bytes())
+            }
+            OutputFormat::Choria | OutputFormat::UpgradeLegacy => {
+                DecodedEvent::replaced(normalised.as_bytes().to_vec())
+            }
             OutputFormat::CloudEvents => {
-                DecodedEvent::replaced(to_cloudevent(&event, &parsed, &normalised)?.into_bytes())
+                DecodedEvent::replaced(to_cloudevent(event, &parsed, &normalised)?.into_bytes())
             }
         };
         // Field filters must see the Choria event whatever is stored, so that `component: server`
         // matches a CloudEvent as well as a Choria-format event.
         let stored_is_choria = match decoded.payload {
             Payload::Unchanged => received_is_choria,
-            Payload::Replaced(_) => self.format == OutputFormat::Choria,
+            Payload::Replaced(_) => match self.format {
+                OutputFormat::Choria => true,
+                OutputFormat::UpgradeLegacy => !cloudevent,
+                OutputFormat::AsReceived | OutputFormat::CloudEvents => false,
+            },
         };
         let decoded = if stored_is_choria {
             decoded
@@ -317,27 +341,29 @@ fn invalid(field: &'static str, error: impl fmt::Display) -> DecodeError {
 /// Re-encodes a legacy event with the current protocol, keeping every other key, its order and its
 /// exact value text, so nothing but the protocol changes.
 fn rewrite_protocol(event: &Entries<'_>, protocol: &str) -> String {
-    let protocol = json_string(protocol);
+    replace_value(event, "protocol", &json_string(protocol))
+}
+
+/// Re-encodes `object` with the value of `key` replaced by the JSON text `value`, keeping every
+/// other key, its order and its exact value text.
+fn replace_value(object: &Entries<'_>, key: &str, value: &str) -> String {
     let mut out = String::with_capacity(
-        event
+        object
             .0
             .iter()
             .map(|(k, v)| k.len() + v.get().len() + 4)
             .sum::<usize>()
+            + value.len()
             + 2,
     );
     out.push('{');
-    for (index, (key, value)) in event.0.iter().enumerate() {
+    for (index, (name, raw)) in object.0.iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
-        out.push_str(&json_string(key));
+        out.push_str(&json_string(name));
         out.push(':');
-        out.push_str(if key == "protocol" {
-            &protocol
-        } else {
-            value.get()
-        });
+        out.push_str(if name == key { value } else { raw.get() });
     }
     out.push('}');
     out
@@ -566,8 +592,40 @@ mod tests {
     }
 
     #[test]
+    fn the_default_format_upgrades_legacy_events() {
+        assert_eq!(OutputFormat::default(), OutputFormat::UpgradeLegacy);
+        assert_eq!(
+            LifecycleDecoder::default().format,
+            OutputFormat::UpgradeLegacy
+        );
+    }
+
+    #[test]
+    fn a_legacy_event_inside_a_cloudevent_is_upgraded_in_place() {
+        let received = r#"{"specversion":"1.0","id":"x","source":"io.choria.lifecycle","type":"t","data":{"protocol":"choria:lifecycle:alive:1","identity":"n1","component":"server","timestamp":1}}"#;
+        let upgraded = r#"{"specversion":"1.0","id":"x","source":"io.choria.lifecycle","type":"t","data":{"protocol":"io.choria.lifecycle.v1.alive","identity":"n1","component":"server","timestamp":1}}"#;
+        for format in [OutputFormat::UpgradeLegacy, OutputFormat::CloudEvents] {
+            let event = decode(LifecycleDecoder::new(false, format), received).expect("decodes");
+            assert_eq!(
+                event.payload,
+                Payload::Replaced(upgraded.into()),
+                "{format}"
+            );
+            let filter = event.filter_document.expect("the Choria event for filters");
+            assert!(upgraded.contains(std::str::from_utf8(&filter).expect("UTF-8")));
+        }
+        let event = decode(
+            LifecycleDecoder::new(false, OutputFormat::AsReceived),
+            received,
+        )
+        .expect("decodes");
+        assert_eq!(event.payload, Payload::Unchanged);
+    }
+
+    #[test]
     fn output_format_names_round_trip() {
         for format in [
+            OutputFormat::UpgradeLegacy,
             OutputFormat::AsReceived,
             OutputFormat::Choria,
             OutputFormat::CloudEvents,

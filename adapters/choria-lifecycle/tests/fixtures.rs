@@ -7,7 +7,8 @@ use choria_lifecycle::{LifecycleDecoder, OutputFormat};
 use ferry_adapter::{DecodeError, DecodedEvent, Decoder, Input, Payload};
 use serde_json::Value;
 
-const FORMATS: [OutputFormat; 3] = [
+const FORMATS: [OutputFormat; 4] = [
+    OutputFormat::UpgradeLegacy,
     OutputFormat::AsReceived,
     OutputFormat::Choria,
     OutputFormat::CloudEvents,
@@ -104,7 +105,7 @@ fn choria_format_fixtures_decode_in_every_format() {
             assert_fields(&name, &event, &choria);
             assert_eq!(filtered(&event, &received), choria, "{name} {format}");
             match format {
-                OutputFormat::AsReceived | OutputFormat::Choria => {
+                OutputFormat::UpgradeLegacy | OutputFormat::AsReceived | OutputFormat::Choria => {
                     assert_eq!(event.payload, Payload::Unchanged, "{name} {format}");
                     assert_eq!(event.filter_document, None, "{name} {format}");
                 }
@@ -135,7 +136,9 @@ fn cloudevent_fixtures_decode_in_every_format() {
             assert_fields(&name, &event, &choria);
             assert_eq!(filtered(&event, &received), choria, "{name} {format}");
             match format {
-                OutputFormat::AsReceived | OutputFormat::CloudEvents => {
+                OutputFormat::UpgradeLegacy
+                | OutputFormat::AsReceived
+                | OutputFormat::CloudEvents => {
                     assert_eq!(event.payload, Payload::Unchanged, "{name} {format}");
                     assert!(event.filter_document.is_some(), "{name} {format}");
                 }
@@ -179,9 +182,9 @@ fn legacy_fixture_is_normalised() {
                 assert_eq!(event.payload, Payload::Unchanged);
                 assert!(event.filter_document.is_some());
             }
-            OutputFormat::Choria => {
-                assert_eq!(stored(&event, &received), normalised);
-                assert_eq!(event.filter_document, None);
+            OutputFormat::UpgradeLegacy | OutputFormat::Choria => {
+                assert_eq!(stored(&event, &received), normalised, "{format}");
+                assert_eq!(event.filter_document, None, "{format}");
             }
             OutputFormat::CloudEvents => {
                 let cloudevent = stored(&event, &received);
@@ -200,6 +203,25 @@ fn legacy_fixture_is_normalised() {
             }
         }
     }
+}
+
+/// The default format changes nothing but the protocol of a legacy event: every other key keeps its
+/// place and its exact value text.
+#[test]
+fn the_default_upgrades_only_the_legacy_protocol() {
+    let received = read("startup-legacy.json");
+    let event = decode(OutputFormat::default(), &received).expect("decodes");
+    let Payload::Replaced(bytes) = &event.payload else {
+        panic!("a legacy event is rewritten")
+    };
+    let received = String::from_utf8(received).expect("UTF-8");
+    assert_eq!(
+        String::from_utf8_lossy(bytes),
+        received.trim_end().replace(
+            "choria:lifecycle:startup:1",
+            "io.choria.lifecycle.v1.startup"
+        )
+    );
 }
 
 #[test]

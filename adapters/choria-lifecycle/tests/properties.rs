@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 fn format_strategy() -> impl Strategy<Value = OutputFormat> {
     prop_oneof![
+        Just(OutputFormat::UpgradeLegacy),
         Just(OutputFormat::AsReceived),
         Just(OutputFormat::Choria),
         Just(OutputFormat::CloudEvents),
@@ -23,6 +24,9 @@ enum Shape {
     Choria,
     Legacy,
     CloudEvent,
+    /// A CloudEvent whose `data` is a legacy event (not something Choria sends, but a shape
+    /// other producers can).
+    LegacyCloudEvent,
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +50,8 @@ fn generated() -> impl Strategy<Value = Generated> {
         prop_oneof![
             Just(Shape::Choria),
             Just(Shape::Legacy),
-            Just(Shape::CloudEvent)
+            Just(Shape::CloudEvent),
+            Just(Shape::LegacyCloudEvent)
         ],
     )
         .prop_map(
@@ -81,17 +86,22 @@ impl Generated {
         event
     }
 
+    /// The event with the legacy protocol.
+    fn legacy(&self) -> Value {
+        let mut legacy = self.choria();
+        legacy["protocol"] = Value::from(format!("choria:lifecycle:{}:1", self.kind));
+        legacy
+    }
+
     /// The bytes a fleet would send.
     fn wire(&self) -> Vec<u8> {
-        let choria = self.choria();
+        let choria = match self.shape {
+            Shape::Choria | Shape::CloudEvent => self.choria(),
+            Shape::Legacy | Shape::LegacyCloudEvent => self.legacy(),
+        };
         let value = match self.shape {
-            Shape::Choria => choria,
-            Shape::Legacy => {
-                let mut legacy = choria;
-                legacy["protocol"] = Value::from(format!("choria:lifecycle:{}:1", self.kind));
-                legacy
-            }
-            Shape::CloudEvent => json!({
+            Shape::Choria | Shape::Legacy => choria,
+            Shape::CloudEvent | Shape::LegacyCloudEvent => json!({
                 "specversion": "1.0",
                 "id": self.id.clone().unwrap_or_else(|| "some-id".into()),
                 "source": "io.choria.lifecycle",
@@ -104,6 +114,22 @@ impl Generated {
         };
         serde_json::to_vec(&value).expect("serialises")
     }
+}
+
+/// Whether go-choria's `lifecycle.NewFromJSON` (lifecycle/lifecycle.go) accepts the envelope of
+/// `document`: `EventFormatFromJSON` takes a `protocol` starting with `io.choria.lifecycle` (Choria
+/// format) or `specversion` "1.0" with `source` "io.choria.lifecycle" (a CloudEvent, whose `data`
+/// is then parsed the same way); `protoStringToTypeString` wants five dot-separated parts. Anything
+/// else, the legacy `choria:lifecycle:<type>:1` included, is "unsupported event format".
+fn go_choria_parses(document: &Value) -> bool {
+    if let Some(protocol) = document["protocol"].as_str() {
+        if protocol.starts_with("io.choria.lifecycle") {
+            return protocol.split('.').count() == 5;
+        }
+    }
+    document["specversion"] == "1.0"
+        && document["source"] == "io.choria.lifecycle"
+        && go_choria_parses(&document["data"])
 }
 
 fn stored(event: &DecodedEvent, received: &[u8]) -> Value {
@@ -161,12 +187,31 @@ proptest! {
 
         let stored = stored(&decoded, &wire);
         let received: Value = serde_json::from_slice(&wire).expect("json");
+        // What the fleet sent with only a legacy protocol upgraded (in a CloudEvent: in its data).
+        let upgraded = match event.shape {
+            Shape::Legacy => choria.clone(),
+            Shape::LegacyCloudEvent => {
+                let mut cloudevent = received.clone();
+                cloudevent["data"] = choria.clone();
+                cloudevent
+            }
+            Shape::Choria | Shape::CloudEvent => received.clone(),
+        };
+        if format != OutputFormat::AsReceived {
+            prop_assert!(go_choria_parses(&stored), "go-choria would refuse {}", stored);
+        }
         match format {
             OutputFormat::AsReceived => prop_assert_eq!(&decoded.payload, &Payload::Unchanged),
+            OutputFormat::UpgradeLegacy => {
+                prop_assert_eq!(&stored, &upgraded);
+                if let Shape::Choria | Shape::CloudEvent = event.shape {
+                    prop_assert_eq!(&decoded.payload, &Payload::Unchanged);
+                }
+            }
             OutputFormat::Choria => prop_assert_eq!(&stored, &choria),
             OutputFormat::CloudEvents => {
-                if let Shape::CloudEvent = event.shape {
-                    prop_assert_eq!(&decoded.payload, &Payload::Unchanged);
+                if let Shape::CloudEvent | Shape::LegacyCloudEvent = event.shape {
+                    prop_assert_eq!(&stored, &upgraded);
                 } else {
                     prop_assert_eq!(&stored["data"], &choria);
                     prop_assert_eq!(&stored["subject"], &Value::from(event.identity.as_str()));

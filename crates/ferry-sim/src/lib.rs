@@ -7,7 +7,9 @@
 //!   (`io.choria.lifecycle.v1.<type>`), as CloudEvents 1.0 wrapping it, or in the legacy
 //!   `choria:lifecycle:<type>:1` protocol, depending on the node's (simulated) Choria version;
 //! * **registration** requests on `mcollective.broadcast.agent.registration`, in transport protocol
-//!   v1 or v2, carrying an inventory document as Choria's registration plugin sends it.
+//!   v1 or v2, carrying an inventory document as Choria's registration plugin sends it;
+//! * RPC **replies** ([`reply_v1`], [`reply_v2`]) for tests of reply adapters: built on demand,
+//!   not part of a fleet's timeline.
 //!
 //! Time is counted in ticks of one simulated minute ([`TICK_SECONDS`]). Everything is a pure
 //! function of the seed, the node index and the tick, so [`Fleet::events_for_tick`] needs no state
@@ -32,6 +34,7 @@ mod event;
 mod fleet;
 mod ids;
 mod registration;
+mod reply;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +42,7 @@ pub use event::*;
 pub use fleet::*;
 pub use ids::*;
 pub use registration::*;
+pub use reply::*;
 
 /// The subjects Choria publishes lifecycle events on (`choria.lifecycle.event.<type>.<component>`).
 pub const LIFECYCLE_SUBJECTS: &str = "choria.lifecycle.event.>";

@@ -283,7 +283,6 @@ pub(crate) fn role_agent(role: &str) -> &'static str {
 }
 
 /// Appends `value` as a JSON string (quoted) the way Go's `encoding/json` writes it.
-#[cfg(test)]
 pub(crate) fn push_json_string(out: &mut String, value: &str) {
     out.push('"');
     escape_into(out, value);

@@ -127,6 +127,58 @@ fn kind_specific_options() {
     );
 }
 
+/// The adapter entry for Choria replies that the tests below vary.
+const REPLY: &str = r#"  - name: replies
+    kind: choria_reply
+    connection: east
+    subjects: ["choria.reply.>"]
+    output: { stream: CHORIA_REPLIES, subject: "choria.stream.input.reply.{agent}.{sender}" }
+"#;
+
+fn with_reply(from: &str, to: &str) -> Vec<Problem> {
+    assert!(REPLY.contains(from), "reply entry lacks {from:?}");
+    broken(
+        "  - name: archive\n",
+        &format!("{}  - name: archive\n", REPLY.replacen(from, to, 1)),
+    )
+}
+
+#[test]
+fn choria_reply_takes_a_protocol_version() {
+    assert_eq!(with_reply("", ""), Vec::new());
+    for version in ["any", "v1", "v2"] {
+        let set = format!("    kind: choria_reply\n    protocol_version: {version}\n");
+        assert_eq!(
+            with_reply("    kind: choria_reply\n", &set),
+            Vec::new(),
+            "{version}"
+        );
+    }
+    assert_problem(
+        &with_reply(
+            "    kind: choria_reply\n",
+            "    kind: choria_reply\n    protocol_version: v3\n",
+        ),
+        "adapters[2].protocol_version",
+        "use one of: any, v1, v2",
+    );
+    // Replies name no collective.
+    assert_problem(
+        &with_reply("{agent}.{sender}", "{collective}.{sender}"),
+        "adapters[2].output.subject",
+        "collective",
+    );
+    // protocol_version belongs to choria_reply alone.
+    assert_problem(
+        &broken(
+            "    queue_group: ferry\n",
+            "    queue_group: ferry\n    protocol_version: v1\n",
+        ),
+        "adapters[0].protocol_version",
+        "only applies to kind choria_reply (this adapter is choria_lifecycle)",
+    );
+}
+
 #[test]
 fn streams() {
     for bad in ["FERRY.LIFECYCLE", "A B", "A/B", "A*"] {
