@@ -171,6 +171,36 @@ enum MigrateFrom {
         #[arg(long, value_name = "DIR", requires = "import_state")]
         state_store: Option<PathBuf>,
     },
+    /// Translate a Choria broker's adapters (plugin.choria.adapter.* in broker.conf) into ferry
+    /// adapters that join their queue groups, so they can take over without loss or duplicates.
+    #[command(name = "choria-adapters")]
+    ChoriaAdapters {
+        /// The broker's config (e.g. /etc/choria/broker.conf).
+        file: PathBuf,
+        /// Write the ferry config to this file instead of stdout (not over an existing file
+        /// unless --force).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace an existing --output file.
+        #[arg(long, requires = "output")]
+        force: bool,
+        /// The JetStream stream that captures an adapter's stream.topic, as ADAPTER=STREAM
+        /// (repeatable); the broker config does not name it.
+        #[arg(long = "stream", value_name = "ADAPTER=STREAM", value_parser = parse_assignment)]
+        streams: Vec<(String, String)>,
+    },
+}
+
+/// `NAME=VALUE`, for `--stream`.
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!(
+            "{text:?} is not ADAPTER=STREAM (e.g. inventory=CHORIA_REGISTRATION)"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -235,6 +265,15 @@ fn main() -> ExitCode {
             (true, Some(config)) => import_sr_state(&file, &config, state_store.as_deref()),
             _ => migrate_sr(&file, output.as_deref(), force),
         },
+        Command::Migrate {
+            from:
+                MigrateFrom::ChoriaAdapters {
+                    file,
+                    output,
+                    force,
+                    streams,
+                },
+        } => migrate_choria_adapters(&file, output.as_deref(), force, streams),
         Command::Completions { shell } => completions(shell),
         Command::Man { dir } => man(dir.as_deref()),
         Command::Bench {
@@ -479,10 +518,56 @@ fn migrate_sr(file: &std::path::Path, output: Option<&std::path::Path>, force: b
             return ExitCode::from(1);
         }
     };
+    let what = format!("{} replicators translated", migration.replicators.len());
+    let next = "docs/migrating-from-stream-replicator.md";
+    deliver_translation(
+        &migration.yaml,
+        &migration.notes,
+        (&what, next),
+        output,
+        force,
+    )
+}
+
+/// `ferry migrate choria-adapters FILE`: as [`migrate_sr`], for a broker's adapters.
+fn migrate_choria_adapters(
+    file: &std::path::Path,
+    output: Option<&std::path::Path>,
+    force: bool,
+    streams: Vec<(String, String)>,
+) -> ExitCode {
+    let streams = streams.into_iter().collect();
+    let migration = match ferry::migrate::choria_adapters::translate_file(file, &streams) {
+        Ok(migration) => migration,
+        Err(error) => {
+            eprintln!("ferry: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let what = format!("{} adapters translated", migration.adapters);
+    let next = "docs/migrating-from-choria-adapters.md";
+    deliver_translation(
+        &migration.yaml,
+        &migration.notes,
+        (&what, next),
+        output,
+        force,
+    )
+}
+
+/// Prints or writes a translation, then its notes and what `ferry check` says of it; `summary`
+/// is what was translated and the page to read next.
+fn deliver_translation(
+    yaml: &str,
+    notes: &[ferry::migrate::Note],
+    (what, next): (&str, &str),
+    output: Option<&std::path::Path>,
+    force: bool,
+) -> ExitCode {
     let origin = output.unwrap_or_else(|| std::path::Path::new("<stdout>"));
     let code = match output {
-        None => write_stdout(migration.yaml.as_bytes(), "the ferry config"),
-        Some(path) => match write_new_file(path, migration.yaml.as_bytes(), force) {
+        None => write_stdout(yaml.as_bytes(), "the ferry config"),
+        Some(path) => match write_new_file(path, yaml.as_bytes(), force) {
             Ok(()) => {
                 eprintln!("wrote {}", path.display());
                 ExitCode::SUCCESS
@@ -493,18 +578,17 @@ fn migrate_sr(file: &std::path::Path, output: Option<&std::path::Path>, force: b
             }
         },
     };
-    for note in &migration.notes {
+    for note in notes {
         eprintln!("note: {}: {}", note.at, note.text);
     }
-    let problems = ferry::migrate::check_translation(&migration, origin);
+    let problems = ferry::migrate::check_yaml(yaml, origin);
     if problems.is_empty() {
         eprintln!(
-            "{} replicators translated; `ferry check` accepts the result. Next: review the notes, then see docs/migrating-from-stream-replicator.md",
-            migration.replicators.len()
+            "{what}; `ferry check` accepts the result. Next: review the notes, then see {next}"
         );
     } else {
         eprintln!(
-            "the translation needs attention before ferry will run it ({} problems):",
+            "{what}; the translation needs attention before ferry will run it ({} problems):",
             problems.len()
         );
         for problem in &problems {

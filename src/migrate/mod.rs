@@ -2,13 +2,16 @@
 //!
 //! `stream-replicator` reads Choria stream replicator's YAML and writes the equivalent ferry
 //! file, commented where the two differ; with `--import-state` it loads SR's sampling state into
-//! ferry's state store instead, so the switch sends no advisory storm.
+//! ferry's state store instead, so the switch sends no advisory storm. `choria-adapters` reads a
+//! Choria broker's config and writes ferry adapters that take over its adapters' work.
 //!
 //! - `sr_config.rs`: SR's file, every key.
 //! - `translate.rs`: SR's keys → ferry's, and the notes on what differs.
 //! - `yaml_out.rs`: the commented YAML writer.
 //! - `state_import.rs`: SR's `<stream>_<name>.json` sampling state → ferry's sampler.
+//! - `choria_adapters.rs`: a Choria broker's adapters (`broker.conf`) → ferry adapters.
 
+pub mod choria_adapters;
 pub mod sr_config;
 pub mod state_import;
 pub mod translate;
@@ -31,16 +34,16 @@ pub fn stream_replicator(file: &Path) -> Result<(SrConfig, Migration), SrConfigE
     Ok((sr, migration))
 }
 
-/// What `ferry check` would say of the translation (without reading the environment, as the
-/// file holds no references of its own): problems mean the SR file used something ferry refuses
-/// (a file that is not there, a subject ferry cannot use), each named.
+/// What `ferry check` would say of a translation (without reading the environment, as the file
+/// holds no references of its own): problems mean the old tool's file used something ferry
+/// refuses (a file that is not there, a subject ferry cannot use), each named.
+pub fn check_yaml(yaml: &str, origin: &Path) -> Vec<crate::config::Problem> {
+    crate::config::check_str(yaml, origin, crate::config::expand::Environment::Absent).problems
+}
+
+/// [`check_yaml`] of an SR translation.
 pub fn check_translation(migration: &Migration, origin: &Path) -> Vec<crate::config::Problem> {
-    crate::config::check_str(
-        &migration.yaml,
-        origin,
-        crate::config::expand::Environment::Absent,
-    )
-    .problems
+    check_yaml(&migration.yaml, origin)
 }
 
 #[cfg(test)]
