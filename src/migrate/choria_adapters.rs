@@ -48,12 +48,8 @@ pub fn translate_file(
     path: &Path,
     streams: &BTreeMap<String, String>,
 ) -> Result<AdaptersMigration, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        format!(
-            "{}: cannot read the Choria broker config: {error}",
-            path.display()
-        )
-    })?;
+    let text = super::read_config_file(path, "Choria broker config")
+        .map_err(|message| format!("{}: {message}", path.display()))?;
     translate(
         &parse_choria_config(&text),
         streams,

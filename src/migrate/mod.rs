@@ -22,6 +22,23 @@ use std::path::Path;
 pub use sr_config::{SrConfig, SrConfigError};
 pub use translate::{Mapped, Migration, Note};
 
+/// Reads another tool's config file: at most [`crate::config::prescan::MAX_FILE_BYTES`] (a wrong
+/// path such as a log or `/dev/zero` is refused, not read whole), as UTF-8.
+pub fn read_config_file(path: &Path, what: &str) -> Result<String, String> {
+    use std::io::Read;
+    let limit = crate::config::prescan::MAX_FILE_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|error| format!("cannot read the {what}: {error}"))?;
+    if bytes.len() > limit {
+        return Err(format!(
+            "is larger than {limit} bytes, far more than a {what}: check that this is the right file"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("is not UTF-8 text, so not a {what}"))
+}
+
 /// Reads an SR config and translates it.
 pub fn stream_replicator(file: &Path) -> Result<(SrConfig, Migration), SrConfigError> {
     let sr = SrConfig::load(file)?;

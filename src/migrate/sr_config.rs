@@ -191,13 +191,17 @@ impl SrConfig {
             file: path.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error(format!("cannot read the stream replicator config: {e}")))?;
-        let config: SrConfig = serde_norway::from_str(&text).map_err(|e| {
+        let text = super::read_config_file(path, "stream replicator config").map_err(error)?;
+        crate::config::prescan::check(text.as_bytes()).map_err(|limit| error(limit.to_string()))?;
+        let not_sr = |e: &dyn std::fmt::Display| {
             error(format!(
                 "is not a stream replicator config: {e} (give the YAML file stream-replicator runs with, e.g. /etc/stream-replicator/sr.yaml)"
             ))
-        })?;
+        };
+        let mut value: serde_norway::Value =
+            serde_norway::from_str(&text).map_err(|e| not_sr(&e))?;
+        lowercase_keys(&mut value, false);
+        let config: SrConfig = serde_norway::from_value(value).map_err(|e| not_sr(&e))?;
         config.validate().map_err(error)?;
         Ok(config)
     }
@@ -248,5 +252,33 @@ impl SrConfig {
         } else {
             &stream.name
         }
+    }
+}
+
+/// SR reads its YAML as JSON into Go structs, and Go matches JSON keys to fields ignoring case
+/// (`Stream:` sets `stream`). Every SR key is lower case, so lower-casing the keys reads the file
+/// as SR does; header names, which are data, keep theirs.
+fn lowercase_keys(value: &mut serde_norway::Value, inside_headers: bool) {
+    match value {
+        serde_norway::Value::Mapping(map) => {
+            let entries: Vec<_> = std::mem::take(map).into_iter().collect();
+            for (key, mut child) in entries {
+                let key = match key {
+                    serde_norway::Value::String(name) if !inside_headers => {
+                        serde_norway::Value::String(name.to_lowercase())
+                    }
+                    other => other,
+                };
+                let headers = key.as_str() == Some("headers");
+                lowercase_keys(&mut child, headers);
+                map.insert(key, child);
+            }
+        }
+        serde_norway::Value::Sequence(items) => {
+            for item in items {
+                lowercase_keys(item, false);
+            }
+        }
+        _ => {}
     }
 }

@@ -305,3 +305,36 @@ fn durations_are_read_as_sr_reads_them() {
     );
     assert!(sr_duration("5x", "k").unwrap_err().contains("k:"));
 }
+
+#[test]
+fn keys_are_matched_ignoring_case_as_go_does_but_header_names_are_kept() {
+    let (migration, value) = translate_text(
+        "Name: s\nStreams:\n  - Stream: A\n    Source_URL: nats://a:4222\n    target_url: nats://b:4222\nheartbeats:\n  url: nats://a:4222\n  Headers: { X-Site: dc1 }\n  subjects: [{ subject: A._monitor }]\n",
+    )
+    .unwrap();
+    assert_eq!(value["name"], "s");
+    assert_eq!(value["replicators"][0]["from"]["stream"], "A");
+    assert_eq!(
+        value["replicators"][0]["heartbeat"]["headers"],
+        json!({"X-Site": "dc1"})
+    );
+    assert!(migration
+        .notes
+        .iter()
+        .all(|n| !n.text.contains("not a stream-replicator key")));
+}
+
+#[test]
+fn a_file_that_cannot_be_a_config_is_refused_without_reading_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, "#".repeat(2 << 20)).unwrap();
+    let error = stream_replicator(&big).unwrap_err().to_string();
+    assert!(error.contains("larger than"), "{error}");
+    let binary = dir.path().join("binary.yaml");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+    let error = stream_replicator(&binary).unwrap_err().to_string();
+    assert!(error.contains("not UTF-8"), "{error}");
+    let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n";
+    assert!(translate_text(bomb).unwrap_err().contains("alias"));
+}
