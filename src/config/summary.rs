@@ -160,6 +160,9 @@ fn replicator_summary(replicator: &ReplicatorConfig) -> String {
     if let Some(election) = &replicator.leader_election {
         extras.push(format!("elected in {}", election.bucket));
     }
+    if replicator.recopy_at_start {
+        extras.push("copied again from the start at every start".to_string());
+    }
     for extra in extras {
         line.push_str(", ");
         line.push_str(&extra);
