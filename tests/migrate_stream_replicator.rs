@@ -260,3 +260,26 @@ async fn recopy_at_start_copies_again_at_each_start_under_the_rewritten_subjects
     fill_source(&sites.east_js, TOTAL..TOTAL + 1).await;
     wait_for_count(&sites.west_js, "KV", 2 * TOTAL as u64 + 1, DEADLINE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_that_leaves_no_subject_fails_naming_the_key() {
+    let sites = sites_with_source().await;
+    fill_source(&sites.east_js, 0..3).await;
+    let yaml = format!(
+        "state_dir: {{state_dir}}\nmonitor: {{ listen: \"{{monitor}}\" }}\nconnections:\n  east: {{ servers: [\"{}\"] }}\n  west: {{ servers: [\"{}\"] }}\nreplicators:\n  - name: all\n    from: {{ connection: east, stream: SRC }}\n    to: {{ connection: west, stream: DST, create: true, subject_remove: \"SRC.\" }}\n",
+        sites.east.url(),
+        sites.west.url()
+    );
+    let ferry = Ferry::start(&yaml);
+    // SRC.> becomes > on the target, which no stream may capture: failed, not retried as an
+    // outage, with the key named.
+    wait_until("the replicator failed", DEADLINE, || async {
+        matches!(
+            ferry.get("/readyz").await,
+            Ok((503, body)) if body.contains("\"failed\"") && body.contains("to.subject_remove")
+        )
+    })
+    .await;
+    let log = ferry.log();
+    assert!(log.contains("no stream can capture"), "{log}");
+}

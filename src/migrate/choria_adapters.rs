@@ -42,6 +42,49 @@ pub fn parse_choria_config(text: &str) -> BTreeMap<String, String> {
     keys
 }
 
+/// The keys of `plugin.d/<name>.cfg` beside the broker config, as `plugin.<name>.<key>`, which
+/// go-choria reads after the file itself (so they win); a `.conf` file there makes it read the
+/// `.cfg` of the same name.
+fn plugin_d(config: &Path) -> Result<BTreeMap<String, String>, String> {
+    let dir = config
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("plugin.d");
+    let mut keys = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(keys);
+    };
+    let mut plugins: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("cfg" | "conf")
+            )
+        })
+        .filter_map(|path| {
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
+        })
+        .collect();
+    plugins.sort();
+    plugins.dedup();
+    for plugin in plugins {
+        let file = dir.join(format!("{plugin}.cfg"));
+        if !file.is_file() {
+            continue;
+        }
+        let text = super::read_config_file(&file, "Choria plugin config")
+            .map_err(|message| format!("{}: {message}", file.display()))?;
+        for (key, value) in parse_choria_config(&text) {
+            keys.insert(format!("plugin.{plugin}.{key}"), value);
+        }
+    }
+    Ok(keys)
+}
+
 /// Reads `path` and translates its adapters. `streams` names the JetStream stream that
 /// captures each adapter's output (`--stream NAME=STREAM`); the broker config does not say.
 pub fn translate_file(
@@ -50,12 +93,10 @@ pub fn translate_file(
 ) -> Result<AdaptersMigration, String> {
     let text = super::read_config_file(path, "Choria broker config")
         .map_err(|message| format!("{}: {message}", path.display()))?;
-    translate(
-        &parse_choria_config(&text),
-        streams,
-        &path.display().to_string(),
-    )
-    .map_err(|message| format!("{}: {message}", path.display()))
+    let mut keys = parse_choria_config(&text);
+    keys.extend(plugin_d(path)?);
+    translate(&keys, streams, &path.display().to_string())
+        .map_err(|message| format!("{}: {message}", path.display()))
 }
 
 /// Translates the adapters of a parsed broker config.
@@ -124,10 +165,16 @@ pub fn translate(
         if let Some(text) = protocol_note {
             note(at("ingest.protocol"), text);
         }
-        let subject = option("stream.topic")
+        let topic_out = option("stream.topic")
             .cloned()
-            .unwrap_or_else(|| name.clone())
-            .replace("%s", "{sender}");
+            .unwrap_or_else(|| name.clone());
+        if topic_out.contains("%s") && !topic_out.ends_with(".%s") && topic_out != "%s" {
+            note(
+                at("stream.topic"),
+                format!("{topic_out:?} puts the sender before the end: Choria keeps the dots of a sender such as node1.example.net there, ferry's {{sender}} keeps them only as the last token and writes node1_example_net elsewhere, so one node's messages would land under two subjects during the switch; put %s last, or expect the other form"),
+            );
+        }
+        let subject = topic_out.replace("%s", "{sender}");
         let output_connection = match option("stream.servers") {
             Some(servers) => {
                 let servers: Vec<String> = servers
@@ -372,6 +419,37 @@ plugin.choria.adapter.discovery.ingest.workers = 20
         let unknown = BTreeMap::from([("nope".to_string(), "S".to_string())]);
         let error = translate(&parse_choria_config(BROKER), &unknown, "b").unwrap_err();
         assert!(error.contains("--stream names adapter \"nope\""), "{error}");
+    }
+
+    #[test]
+    fn adapters_in_plugin_d_are_read_as_choria_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("broker.conf");
+        std::fs::write(&conf, "plugin.choria.adapters = x\n").unwrap();
+        std::fs::create_dir(dir.path().join("plugin.d")).unwrap();
+        std::fs::write(
+            dir.path().join("plugin.d/choria.cfg"),
+            "adapters = inv\nadapter.inv.type = jetstream\nadapter.inv.ingest.topic = reg\nadapter.inv.stream.topic = choria.%s.registration\n",
+        )
+        .unwrap();
+        let migration = translate_file(&conf, &BTreeMap::new()).unwrap();
+        let value = yaml(&migration);
+        assert_eq!(
+            value["adapters"][0]["name"], "inv",
+            "plugin.d wins over the file"
+        );
+        assert_eq!(
+            value["adapters"][0]["output"]["subject"],
+            "choria.{sender}.registration"
+        );
+        assert!(
+            migration
+                .notes
+                .iter()
+                .any(|n| n.at == "plugin.choria.adapter.inv.stream.topic"),
+            "a sender before the end is noted: {:?}",
+            migration.notes
+        );
     }
 
     #[test]

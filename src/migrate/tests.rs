@@ -338,3 +338,65 @@ fn a_file_that_cannot_be_a_config_is_refused_without_reading_it_whole() {
     let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n";
     assert!(translate_text(bomb).unwrap_err().contains("alias"));
 }
+
+#[test]
+fn url_options_become_connection_keys_or_notes() {
+    let (migration, value) = translate_text(
+        "name: s\nstreams:\n  - stream: A\n    source_url: nats://a:4222?credentials=/etc/sr/a.creds&tls_handshake_first=true&connect_timeout=30s&insecure=true\n    target_url: nats://b:4222?jwt=/j&nkey=/n&bogus=1\nheartbeats:\n  url: nats://a:4222\n  subjects: [{ subject: A._monitor }]\n",
+    )
+    .unwrap();
+    let source = &value["connections"]["source"];
+    assert_eq!(source["servers"], json!(["nats://a:4222"]));
+    assert_eq!(source["credentials"], "/etc/sr/a.creds");
+    assert_eq!(source["tls"]["handshake_first"], true);
+    assert_eq!(source["connect_timeout"], "30s");
+    assert_eq!(
+        value["connections"]["target"]["servers"],
+        json!(["nats://b:4222"])
+    );
+    let texts: Vec<&str> = migration.notes.iter().map(|n| n.text.as_str()).collect();
+    for expected in ["?insecure", "?jwt and ?nkey", "?bogus"] {
+        assert!(
+            texts.iter().any(|t| t.contains(expected)),
+            "{expected}: {texts:?}"
+        );
+    }
+    // The heartbeat finds its replicator whatever the URL's query.
+    assert_eq!(
+        value["replicators"][0]["heartbeat"]["subjects"][0]["subject"],
+        "A._monitor"
+    );
+}
+
+#[test]
+fn names_that_become_equal_are_kept_apart() {
+    let (_, value) = translate_text(
+        "name: s\nstreams:\n  - { name: dc.1, stream: A, source_url: 'nats://a', target_url: 'nats://b' }\n  - { name: dc_1, stream: B, source_url: 'nats://a', target_url: 'nats://b' }\n",
+    )
+    .unwrap();
+    assert_eq!(value["replicators"][0]["name"], "dc_1");
+    assert_eq!(value["replicators"][1]["name"], "dc_1_2");
+}
+
+#[test]
+fn a_choria_login_that_sr_would_not_verify_is_noted() {
+    let (migration, _) = translate_text(
+        "name: s\nstreams:\n  - stream: A\n    source_url: nats://a:4222\n    target_url: nats://b:4222\n    source_tls: { ca: /ca.pem }\n    source_choria: { jwt_file: /j, seed_file: /s, collective: choria }\n",
+    )
+    .unwrap();
+    assert!(
+        migration
+            .notes
+            .iter()
+            .any(|n| n.at == "streams[0].source_url" && n.text.contains("always verifies")),
+        "{:?}",
+        migration.notes
+    );
+}
+
+#[test]
+fn durations_sr_refuses_are_refused() {
+    for text in ["1d12h", "1H", "-1h", "5"] {
+        assert!(sr_duration(text, "k").is_err(), "{text}");
+    }
+}

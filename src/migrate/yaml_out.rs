@@ -94,7 +94,8 @@ pub fn text_list<S: AsRef<str>>(values: &[S]) -> Node {
 }
 
 /// `value` as a YAML scalar: plain when it can only be read back as this string, else
-/// double-quoted (JSON's escapes are YAML's).
+/// double-quoted with every control and line-breaking character escaped (YAML refuses some raw
+/// control characters and folds others, such as NEL, into spaces).
 pub fn scalar(value: &str) -> String {
     let plain = !value.is_empty()
         && value.chars().all(|c| {
@@ -103,12 +104,28 @@ pub fn scalar(value: &str) -> String {
         && !value.starts_with(['-', ':', '.', '@'])
         && !value.ends_with(':')
         && !value.contains(": ")
-        && !looks_typed(value);
+        && !looks_typed(value)
+        // Whatever else YAML resolves to another type (0x10, 0o17, +.inf, ...) shows on reading
+        // it back.
+        && serde_norway::from_str::<serde_norway::Value>(value).ok()
+            == Some(serde_norway::Value::String(value.to_string()));
     if plain {
-        value.to_string()
-    } else {
-        serde_json::Value::String(value.to_string()).to_string()
+        return value.to_string();
     }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Words and numbers YAML would read as another type.
@@ -132,13 +149,22 @@ pub fn render(node: &Node) -> String {
 
 fn write_comments(out: &mut String, comments: &[String], indent: usize) {
     for comment in comments {
-        for line in comment.lines() {
+        // Every character YAML breaks lines at, so no text in a comment can start a line of
+        // its own (a key hidden in an SR value).
+        for line in comment.split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']) {
             out.push_str(&" ".repeat(indent));
             if line.is_empty() {
                 out.push_str("#\n");
             } else {
                 out.push_str("# ");
-                out.push_str(line);
+                // YAML refuses control characters even in comments: they are shown escaped.
+                for c in line.chars() {
+                    if (c.is_control() && c != '\t') || c == '\u{feff}' {
+                        out.push_str(&format!("\\u{:04x}", u32::from(c)));
+                    } else {
+                        out.push(c);
+                    }
+                }
                 out.push('\n');
             }
         }
@@ -237,6 +263,63 @@ mod tests {
             ("say \"hi\"", "\"say \\\"hi\\\"\""),
         ] {
             assert_eq!(scalar(value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn hostile_strings_read_back_as_written_and_comments_stay_comments() {
+        let hostile = [
+            "0x10",
+            "0o17",
+            "0b101",
+            "+.inf",
+            ".NaN",
+            "1e3",
+            "~",
+            "Yes",
+            "2026-01-01",
+            "12:30",
+            "a #b",
+            "#x",
+            " lead",
+            "trail ",
+            "q\"uote",
+            "back\\slash",
+            "new\nline",
+            "cr\rx",
+            "nel\u{85}x",
+            "del\u{7f}",
+            "c1\u{9b}",
+            "ls\u{2028}x",
+            "bom\u{feff}",
+            "{a}",
+            "[a]",
+            "&a",
+            "*a",
+            "!a",
+            "%a",
+            "@a",
+            "`a`",
+            "a: b",
+            "<<",
+            "ünï",
+            "|",
+            ">",
+            "'",
+            "?",
+        ];
+        for value in hostile {
+            let mut map = MapBuilder::new();
+            map.comment(format!("note {value}\rstate_dir: /tmp/evil"))
+                .text(value, value);
+            let text = render(&map.build());
+            let read: serde_json::Value =
+                serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{value:?}: {e}\n{text}"));
+            assert_eq!(
+                read,
+                serde_json::json!({ value: value }),
+                "{value:?}\n{text}"
+            );
         }
     }
 

@@ -54,15 +54,19 @@ pub async fn source_info(
     })
 }
 
-/// The subjects this replicator writes on the target: the source's (or the filter's), rewritten.
-pub fn target_subjects(config: &ReplicatorConfig, source_subjects: &[String]) -> Vec<String> {
-    let from_filter = config
+/// The subjects this replicator reads: the filter's, else the source stream's.
+fn read_subjects(config: &ReplicatorConfig, source_subjects: &[String]) -> Vec<String> {
+    config
         .filter
         .as_ref()
         .map(|filter| filter.subjects.clone())
-        .filter(|subjects| !subjects.is_empty());
-    from_filter
+        .filter(|subjects| !subjects.is_empty())
         .unwrap_or_else(|| source_subjects.to_vec())
+}
+
+/// The subjects this replicator writes on the target: the source's (or the filter's), rewritten.
+pub fn target_subjects(config: &ReplicatorConfig, source_subjects: &[String]) -> Vec<String> {
+    read_subjects(config, source_subjects)
         .iter()
         .map(|subject| config.to.rewrite_subject(subject).into_owned())
         .collect()
@@ -87,6 +91,20 @@ pub async fn ensure_target(
 ) -> Result<TargetInfo, StreamError> {
     let name = &config.to.stream;
     let context = || format!("target stream {name}");
+    // A rewrite that leaves a subject empty, or only `>` (which a stream may not capture), can
+    // never be written: say which key did it rather than retrying the server's refusal.
+    if config.to.rewrites_subjects() {
+        for (theirs, ours) in read_subjects(config, &source.subjects)
+            .iter()
+            .map(|s| (s, config.to.rewrite_subject(s)))
+        {
+            if ours.is_empty() || ours == ">" || crate::subject::validate(&ours, true).is_err() {
+                return Err(StreamError::refused(format!(
+                    "the source subject {theirs:?} becomes {ours:?} on the target, which no stream can capture; change to.subject_remove, to.subject_prefix or to.subject_strip_prefix"
+                )));
+            }
+        }
+    }
     let found = streams::find(js, name)
         .await
         .map_err(|error| StreamError::unavailable_from(context(), error))?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::connections::{split_login, split_servers};
+use super::connections::{server_address, split_servers};
 use super::{format_duration, sr_duration, Notes};
 use crate::migrate::sr_config::{SrConfig, SrHeartbeats};
 use crate::migrate::yaml_out::{Entry, Item, MapBuilder, Node};
@@ -25,7 +25,7 @@ pub(super) fn attach_heartbeats(
     };
     let servers: Vec<String> = split_servers(&heartbeats.url)
         .iter()
-        .map(|server| split_login(server).0)
+        .map(|server| server_address(server))
         .collect();
     for (index, subject) in heartbeats.subjects.iter().enumerate() {
         // Replicators reading from the heartbeat's servers whose filter selects the subject;
@@ -37,7 +37,7 @@ pub(super) fn attach_heartbeats(
             .filter(|(_, stream)| {
                 split_servers(&stream.source_url)
                     .iter()
-                    .any(|server| servers.contains(&split_login(server).0))
+                    .any(|server| servers.contains(&server_address(server)))
             })
             .filter(|(_, stream)| {
                 stream.filter_subject.is_empty()

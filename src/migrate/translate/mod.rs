@@ -155,7 +155,8 @@ pub fn replicator_names(sr: &SrConfig) -> Vec<String> {
     for stream in &sr.streams {
         *count.entry(sr.entry_name(stream)).or_default() += 1;
     }
-    sr.streams
+    let mut names: Vec<String> = sr
+        .streams
         .iter()
         .map(|stream| {
             let name = sr.entry_name(stream);
@@ -166,7 +167,20 @@ pub fn replicator_names(sr: &SrConfig) -> Vec<String> {
             };
             sanitize(&raw)
         })
-        .collect()
+        .collect();
+    // Names that differ only in characters ferry replaces (`dc.1`, `dc_1`) must not meet: the
+    // state import finds a stream's replicator by its name.
+    let mut taken = std::collections::BTreeSet::new();
+    for (index, name) in names.iter_mut().enumerate() {
+        if !taken.insert(name.clone()) {
+            let mut suffix = index + 1;
+            while !taken.insert(format!("{name}_{suffix}")) {
+                suffix += 1;
+            }
+            *name = format!("{name}_{suffix}");
+        }
+    }
+    names
 }
 
 fn sanitize(name: &str) -> String {
@@ -228,6 +242,12 @@ fn replicator(
     if stream.ephemeral {
         out.comment("SR's ephemeral: the whole stream is copied again every time ferry starts.")
             .raw("recopy_at_start", true);
+        if stream.start_at_end || !stream.start_delta.is_empty() || !stream.start_time.is_empty() {
+            notes.add(
+                format!("{at}.ephemeral"),
+                "with a start other than the stream's beginning, each start copies from there again: messages stored while the replicator was down and before that start are never copied, in SR as in ferry",
+            );
+        }
     }
     if !stream.max_age.is_empty() {
         let max_age = sr_duration(&stream.max_age, &format!("{at}.max_age"))?;
@@ -515,6 +535,15 @@ pub fn sr_duration(text: &str, at: &str) -> Result<Duration, String> {
             return Err(invalid());
         }
         return Ok(Duration::from_secs((hours as u64).saturating_mul(3600)));
+    }
+    // Go's time.ParseDuration, which knows no days or weeks (SR sends `1d12h` there and fails).
+    if text.starts_with('-') {
+        return Err(format!(
+            "{at}: {text:?} is negative, which SR treats as not set; remove the key"
+        ));
+    }
+    if !matches!(unit, 's' | 'm' | 'h') || text.contains(['d', 'w']) {
+        return Err(invalid());
     }
     crate::config::units::parse_duration(text).map_err(|_| invalid())
 }
