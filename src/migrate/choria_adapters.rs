@@ -299,20 +299,12 @@ pub fn translate(
             .node(name, block.build());
     }
 
-    let mut top = MapBuilder::new();
-    top.comment(format!(
-        "Translated by `ferry migrate choria-adapters {source}`."
-    ))
-    .comment("Read every NOTE below, then check with `ferry check -c FILE`.");
-    if !notes.is_empty() {
-        top.comment("")
-            .comment("What has no exact equivalent (also printed on stderr):");
-        for n in &notes {
-            top.comment(format!("NOTE {}: {}", n.at, n.text));
-        }
-    }
-    top.comment("")
-        .text("state_dir", "/var/lib/ferry")
+    let mut top = super::translation_head(
+        &format!("ferry migrate choria-adapters {source}"),
+        "docs/migrating-from-choria-adapters.md",
+        &notes,
+    );
+    top.text("state_dir", super::DEFAULT_STATE_DIR)
         .node("connections", connections.build())
         .node("adapters", Node::List(adapters));
     Ok(AdaptersMigration {

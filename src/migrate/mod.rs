@@ -22,6 +22,28 @@ use std::path::Path;
 pub use sr_config::{SrConfig, SrConfigError};
 pub use translate::{Mapped, Migration, Note};
 
+/// Where the packaged service keeps its state (packaging/ferry.service): the `state_dir` of
+/// every translation.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferry";
+
+/// The head of a translation: the command that wrote it, what to read next, and every note.
+pub fn translation_head(command: &str, next: &str, notes: &[Note]) -> yaml_out::MapBuilder {
+    let mut top = yaml_out::MapBuilder::new();
+    top.comment(format!("Translated by `{command}`."))
+        .comment(format!(
+            "Read every NOTE below, then check with `ferry check -c FILE` and follow {next}."
+        ));
+    if !notes.is_empty() {
+        top.comment("")
+            .comment("What has no exact equivalent (also printed on stderr):");
+        for note in notes {
+            top.comment(format!("NOTE {}: {}", note.at, note.text));
+        }
+    }
+    top.comment("");
+    top
+}
+
 /// Reads another tool's config file: at most [`crate::config::prescan::MAX_FILE_BYTES`] (a wrong
 /// path such as a log or `/dev/zero` is refused, not read whole), as UTF-8.
 pub fn read_config_file(path: &Path, what: &str) -> Result<String, String> {

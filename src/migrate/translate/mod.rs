@@ -16,8 +16,6 @@ use crate::config::units::format_duration;
 use connections::Connections;
 use heartbeats::attach_heartbeats;
 
-/// Where the packaged service keeps its state (packaging/ferry.service).
-const DEFAULT_STATE_DIR: &str = "/var/lib/ferry";
 /// SR's leader election bucket; ferry uses a bucket of its own (its keys and values differ).
 const ELECTION_BUCKET: &str = "FERRY_LEADER_ELECTION";
 /// The election TTL ferry is given: SR's campaign interval is about 10 s.
@@ -76,21 +74,12 @@ pub fn translate(sr: &SrConfig, source: &str) -> Result<Migration, String> {
     }
     top_level_notes(sr, &mut notes);
 
-    let mut top = MapBuilder::new();
-    top.comment(format!(
-        "Translated by `ferry migrate stream-replicator {source}`."
-    ))
-    .comment("Read every NOTE below, then check with `ferry check -c FILE` and follow")
-    .comment("docs/migrating-from-stream-replicator.md for a switch without gap or duplicate.");
-    if !notes.list.is_empty() {
-        top.comment("");
-        top.comment("What has no exact equivalent (also printed on stderr):");
-        for note in &notes.list {
-            top.comment(format!("NOTE {}: {}", note.at, note.text));
-        }
-    }
-    top.comment("")
-        .comment("SR's name: ferry's instance name, in the Choria-SR-Source header of every copy")
+    let mut top = super::translation_head(
+        &format!("ferry migrate stream-replicator {source}"),
+        "docs/migrating-from-stream-replicator.md",
+        &notes.list,
+    );
+    top.comment("SR's name: ferry's instance name, in the Choria-SR-Source header of every copy")
         .comment("and in heartbeats, as in SR.")
         .text("name", &sr.name);
     if sr.state_store.is_empty() {
@@ -103,7 +92,7 @@ pub fn translate(sr: &SrConfig, source: &str) -> Result<Migration, String> {
             "`ferry migrate stream-replicator SR_FILE --import-state -c FILE` reads its files.",
         );
     }
-    let state_dir = DEFAULT_STATE_DIR;
+    let state_dir = super::DEFAULT_STATE_DIR;
     top.text("state_dir", state_dir);
     if sr.monitor_port != 0 {
         let mut monitor = MapBuilder::new();
