@@ -70,13 +70,13 @@ fn decoders(c: &mut Criterion) {
         ),
         (
             "registration_v1",
-            Box::new(RegistrationDecoder),
+            Box::new(RegistrationDecoder::default()),
             "mcollective.broadcast.agent.registration",
             fixture("registration/v1-inventory.wire.json"),
         ),
         (
             "registration_v2",
-            Box::new(RegistrationDecoder),
+            Box::new(RegistrationDecoder::default()),
             "mcollective.broadcast.agent.registration",
             fixture("registration/v2-inventory.wire.json"),
         ),

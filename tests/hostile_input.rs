@@ -145,7 +145,7 @@ fn decoders() -> Vec<Box<dyn Decoder>> {
             all.push(Box::new(LifecycleDecoder::new(allow, format)));
         }
     }
-    all.push(Box::new(RegistrationDecoder));
+    all.push(Box::new(RegistrationDecoder::default()));
     for version in [
         ProtocolVersion::Any,
         ProtocolVersion::V1,

@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let (subject, payload) = common::split(data);
     common::check(
-        &RegistrationDecoder,
+        &RegistrationDecoder::default(),
         &subject,
         payload,
         &["choria.stream.input.registration.{sender}", "r.{agent}.{collective}"],

@@ -63,7 +63,8 @@ pub struct AdapterConfig {
     /// `choria_lifecycle`: what to store.
     #[serde(default)]
     pub format: Option<LifecycleFormat>,
-    /// `choria_reply`: which Choria protocol generations to take (`any`, `v1`, `v2`).
+    /// `choria_registration` and `choria_reply`: which Choria protocol generations to take
+    /// (`any`, `v1`, `v2`).
     #[serde(default)]
     pub protocol_version: Option<choria_reply::ProtocolVersion>,
     /// `passthrough`: header naming the sender.

@@ -25,7 +25,7 @@ impl AdapterKind {
     pub fn options(self) -> &'static [&'static str] {
         match self {
             AdapterKind::ChoriaLifecycle => &["format", "allow_unknown_types"],
-            AdapterKind::ChoriaRegistration => &[],
+            AdapterKind::ChoriaRegistration => &["protocol_version"],
             AdapterKind::ChoriaReply => &["protocol_version"],
             AdapterKind::Passthrough => &["sender_header", "sender_token"],
         }
@@ -38,7 +38,11 @@ impl AdapterKind {
                 config.allow_unknown_types.unwrap_or(false),
                 config.format.unwrap_or_default().output_format(),
             )),
-            AdapterKind::ChoriaRegistration => Box::new(choria_registration::RegistrationDecoder),
+            AdapterKind::ChoriaRegistration => {
+                Box::new(choria_registration::RegistrationDecoder::new(
+                    config.protocol_version.unwrap_or_default(),
+                ))
+            }
             AdapterKind::ChoriaReply => Box::new(choria_reply::ReplyDecoder::new(
                 config.protocol_version.unwrap_or_default(),
             )),
@@ -46,6 +50,20 @@ impl AdapterKind {
                 config.sender_header.clone(),
                 config.sender_token,
             )),
+        }
+    }
+
+    /// The kinds that read `option`, for "only applies to ..." messages.
+    pub fn owners(option: &str) -> String {
+        let owners: Vec<&str> = AdapterKind::ALL
+            .into_iter()
+            .filter(|kind| kind.options().contains(&option))
+            .map(AdapterKind::as_str)
+            .collect();
+        match owners.as_slice() {
+            [] => "another kind".to_string(),
+            [one] => format!("kind {one}"),
+            [first @ .., last] => format!("kinds {} and {last}", first.join(", ")),
         }
     }
 
@@ -102,12 +120,26 @@ mod tests {
     }
 
     #[test]
-    fn each_option_belongs_to_one_kind() {
-        let mut seen = std::collections::BTreeSet::new();
-        for kind in AdapterKind::ALL {
-            for option in kind.options() {
-                assert!(seen.insert(*option), "{option} listed twice");
-            }
+    fn each_option_is_set_where_a_kind_reads_it() {
+        let adapter = adapter(AdapterKind::Passthrough);
+        let known: Vec<&str> = AdapterKind::ALL
+            .iter()
+            .flat_map(|kind| kind.options().iter().copied())
+            .collect();
+        for option in known {
+            assert!(
+                AdapterKind::ALL
+                    .iter()
+                    .any(|k| k.options().contains(&option)),
+                "{option}"
+            );
         }
+        assert!(adapter.kind_options_set().is_empty());
+        assert_eq!(
+            AdapterKind::owners("protocol_version"),
+            "kinds choria_registration and choria_reply"
+        );
+        assert_eq!(AdapterKind::owners("format"), "kind choria_lifecycle");
+        assert_eq!(AdapterKind::owners("nothing"), "another kind");
     }
 }

@@ -20,17 +20,29 @@
 use ferry_adapter::{DecodeError, DecodedEvent, Decoder, Input};
 
 pub mod document;
+pub mod protocol;
 pub mod wire;
 
 pub use document::OUTPUT_PROTOCOL;
+pub use protocol::ProtocolVersion;
 
-/// The `choria_registration` decoder. Stateless: registration traffic needs no configuration.
+/// The `choria_registration` decoder.
 ///
 /// Stores (as [`ferry_adapter::Payload::Replaced`])
 /// `{"protocol":"choria:adapters:choria_streams:output:1","data":<payload>,"sender":<sender>,"time":<time>,"requestid":<id>}`;
 /// template fields `sender`, `agent` and `collective`; the sender is the sending node's identity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RegistrationDecoder;
+pub struct RegistrationDecoder {
+    /// Which protocol generations to accept.
+    pub protocol_version: ProtocolVersion,
+}
+
+impl RegistrationDecoder {
+    /// A decoder taking `protocol_version`.
+    pub fn new(protocol_version: ProtocolVersion) -> Self {
+        RegistrationDecoder { protocol_version }
+    }
+}
 
 impl Decoder for RegistrationDecoder {
     fn kind(&self) -> &'static str {
@@ -42,7 +54,7 @@ impl Decoder for RegistrationDecoder {
     }
 
     fn decode(&self, input: &Input<'_>) -> Result<DecodedEvent, DecodeError> {
-        let request = wire::open(input.payload, &wire::REQUEST, None)?;
+        let request = wire::open(input.payload, &wire::REQUEST, self.protocol_version.only())?;
         let output = request.document.render()?;
         let sender = request.document.sender;
         Ok(DecodedEvent::replaced(output.into_bytes())
@@ -59,8 +71,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pinned_protocol_version_refuses_the_other_generation() {
+        let v2 = v2_fixture();
+        assert!(RegistrationDecoder::default()
+            .decode(&Input::new("x", &v2))
+            .is_ok());
+        assert!(RegistrationDecoder::new(ProtocolVersion::V2)
+            .decode(&Input::new("x", &v2))
+            .is_ok());
+        assert!(matches!(
+            RegistrationDecoder::new(ProtocolVersion::V1).decode(&Input::new("x", &v2)),
+            Err(DecodeError::UnknownProtocol { .. })
+        ));
+    }
+
+    /// A v2 registration request from the crate's own fixture.
+    fn v2_fixture() -> Vec<u8> {
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/registration/v2-inventory.wire.json"
+        ))
+        .expect("the v2 fixture")
+    }
+
+    #[test]
     fn blank_payload_is_empty() {
-        let decode = |payload: &[u8]| RegistrationDecoder.decode(&Input::new("x", payload));
+        let decode =
+            |payload: &[u8]| RegistrationDecoder::default().decode(&Input::new("x", payload));
         assert_eq!(decode(b""), Err(DecodeError::Empty));
         assert_eq!(decode(b"\n"), Err(DecodeError::Empty));
     }

@@ -19,7 +19,7 @@ fn read(name: &str) -> Vec<u8> {
 }
 
 fn decode(name: &str) -> Result<DecodedEvent, DecodeError> {
-    RegistrationDecoder.decode(&Input::new(SUBJECT, &read(name)))
+    RegistrationDecoder::default().decode(&Input::new(SUBJECT, &read(name)))
 }
 
 #[test]
@@ -62,10 +62,13 @@ fn bad_fixtures_yield_typed_errors() {
 
 #[test]
 fn kind_and_tokens() {
-    assert_eq!(RegistrationDecoder.kind(), "choria_registration");
+    assert_eq!(RegistrationDecoder::default().kind(), "choria_registration");
     for token in ["sender", "agent", "collective"] {
-        assert!(RegistrationDecoder.accepts_token(token), "{token}");
+        assert!(
+            RegistrationDecoder::default().accepts_token(token),
+            "{token}"
+        );
     }
-    assert!(!RegistrationDecoder.accepts_token("type"));
-    assert!(!RegistrationDecoder.accepts_token("identity"));
+    assert!(!RegistrationDecoder::default().accepts_token("type"));
+    assert!(!RegistrationDecoder::default().accepts_token("identity"));
 }

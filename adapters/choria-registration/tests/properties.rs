@@ -121,7 +121,7 @@ impl Generated {
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let _ = RegistrationDecoder.decode(&Input::new("x", &bytes));
+        let _ = RegistrationDecoder::default().decode(&Input::new("x", &bytes));
     }
 
     #[test]
@@ -132,16 +132,16 @@ proptest! {
         byte in any::<u8>(),
     ) {
         let wire = message.wire();
-        let _ = RegistrationDecoder.decode(&Input::new("x", &wire[..cut.index(wire.len())]));
+        let _ = RegistrationDecoder::default().decode(&Input::new("x", &wire[..cut.index(wire.len())]));
         let mut flipped = wire.clone();
         let at = flip.index(flipped.len());
         flipped[at] = byte;
-        let _ = RegistrationDecoder.decode(&Input::new("x", &flipped));
+        let _ = RegistrationDecoder::default().decode(&Input::new("x", &flipped));
     }
 
     #[test]
     fn generated_messages_round_trip(message in generated()) {
-        let event = RegistrationDecoder
+        let event = RegistrationDecoder::default()
             .decode(&Input::new("mcollective.broadcast.agent.registration", &message.wire()))
             .map_err(|e| TestCaseError::fail(format!("{e}")))?;
         prop_assert_eq!(event.field("agent"), Some(message.agent.as_str()));

@@ -287,7 +287,7 @@ fn identities_are_unique_and_varied() {
 fn every_generated_payload_decodes() {
     let fleet = Fleet::new(300, 42);
     let lifecycle = LifecycleDecoder::new(false, Default::default());
-    let registration = RegistrationDecoder;
+    let registration = RegistrationDecoder::default();
     let mut kinds: HashMap<&str, usize> = HashMap::new();
     let mut protocols = HashSet::new();
     let mut buffer = Vec::new();

@@ -238,10 +238,7 @@ pub(super) fn check_kind_options(out: &mut Scope, adapter: &AdapterConfig, input
         if kind.options().contains(&option) {
             continue;
         }
-        let owner = AdapterKind::ALL
-            .into_iter()
-            .find(|other| other.options().contains(&option));
-        let owner = owner.map_or_else(|| "another kind".to_string(), |o| format!("kind {o}"));
+        let owner = AdapterKind::owners(option);
         out.at(option).push(format!(
             "only applies to {owner} (this adapter is {kind}); remove it"
         ));

@@ -168,14 +168,14 @@ fn choria_reply_takes_a_protocol_version() {
         "adapters[2].output.subject",
         "collective",
     );
-    // protocol_version belongs to choria_reply alone.
+    // protocol_version belongs to the Choria RPC kinds alone.
     assert_problem(
         &broken(
             "    queue_group: ferry\n",
             "    queue_group: ferry\n    protocol_version: v1\n",
         ),
         "adapters[0].protocol_version",
-        "only applies to kind choria_reply (this adapter is choria_lifecycle)",
+        "only applies to kinds choria_registration and choria_reply (this adapter is choria_lifecycle)",
     );
 }
 
