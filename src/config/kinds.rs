@@ -120,6 +120,30 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_version_reaches_the_request_and_reply_decoders() {
+        let read = |name: &str| {
+            std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        for (kind, v2) in [
+            (
+                AdapterKind::ChoriaRegistration,
+                read("registration/v2-inventory.wire.json"),
+            ),
+            (AdapterKind::ChoriaReply, read("reply/v2-hello.wire.json")),
+        ] {
+            let mut config = adapter(kind);
+            let input = ferry_adapter::Input::new("x", &v2);
+            assert!(kind.decoder(&config).decode(&input).is_ok(), "{kind}");
+            config.protocol_version = Some(choria_reply::ProtocolVersion::V1);
+            assert_eq!(
+                kind.decoder(&config).decode(&input).map_err(|e| e.reason()),
+                Err("unknown_protocol"),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
     fn each_option_is_set_where_a_kind_reads_it() {
         let adapter = adapter(AdapterKind::Passthrough);
         let known: Vec<&str> = AdapterKind::ALL
