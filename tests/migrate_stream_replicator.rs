@@ -76,18 +76,8 @@ async fn a_site_switches_from_stream_replicator_with_one_command() {
         })
         .await
         .expect("create DST");
-    for message in &read_stream(&sites.east_js, "SRC").await[..SENDERS] {
-        let mut headers = HeaderMap::new();
-        let value = format!("SRC {} US-EAST US-EAST 1765000000000", message.sequence);
-        headers.insert("Choria-SR-Source", value.as_str());
-        sites
-            .west_js
-            .publish_with_headers(message.subject.clone(), headers, message.payload.clone())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
-    }
+    let source = read_stream(&sites.east_js, "SRC").await;
+    copy_as_stream_replicator(&sites.west_js, "SRC", "US-EAST US-EAST", &source[..SENDERS]).await;
     let work = tempfile::tempdir().expect("temp dir");
     let sr_state = work.path().join("sr-state");
     std::fs::create_dir(&sr_state).expect("SR state dir");

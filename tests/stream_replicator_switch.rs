@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use common::*;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -30,24 +29,13 @@ async fn ferry_resumes_after_the_last_message_stream_replicator_copied() {
         .expect("create DST");
     // What SR left behind: copies of the source's first 60 messages, headers in SR's layout.
     let source = read_stream(&sites.east_js, "SRC").await;
-    for message in &source[..COPIED_BY_SR] {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "Choria-SR-Source",
-            format!(
-                "SRC {} US-EAST-1 PARTITION1 1673433286805",
-                message.sequence
-            )
-            .as_str(),
-        );
-        sites
-            .west_js
-            .publish_with_headers(message.subject.clone(), headers, message.payload.clone())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
-    }
+    copy_as_stream_replicator(
+        &sites.west_js,
+        "SRC",
+        "US-EAST-1 PARTITION1",
+        &source[..COPIED_BY_SR],
+    )
+    .await;
 
     let yaml = copy_yaml(
         "dc1",

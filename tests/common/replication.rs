@@ -405,3 +405,25 @@ pub async fn payload_counts(js: &Context, stream: &str) -> BTreeMap<String, usiz
     }
     counts
 }
+
+/// What Choria's stream replicator leaves on a target: a copy of each of `messages` (read from
+/// source stream `stream`) stamped with its `Choria-SR-Source` header,
+/// `<stream> <sequence> <names> <unix ms>` (`names` = its site and stream entry names).
+pub async fn copy_as_stream_replicator(
+    target: &Context,
+    stream: &str,
+    names: &str,
+    messages: &[StoredMessage],
+) {
+    for message in messages {
+        let mut headers = HeaderMap::new();
+        let value = format!("{stream} {} {names} 1765000000000", message.sequence);
+        headers.insert("Choria-SR-Source", value.as_str());
+        target
+            .publish_with_headers(message.subject.clone(), headers, message.payload.clone())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+}
